@@ -1,0 +1,47 @@
+"""Sessions: the tests (with coverage), lint, type checking, and the benchmarks."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+# The sans-IO core must be covered branch for branch.
+FRAMER_MODULES = "trio_echo/_framer.py,trio_echo/_events.py,trio_echo/_errors.py"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite and report branch coverage."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "--cov",
+        "--cov-report=term-missing:skip-covered",
+        *session.posargs,
+    )
+    session.run("coverage", "report", f"--include={FRAMER_MODULES}", "--fail-under=100")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and common mistakes with ruff."""
+    session.install(".[lint]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package with mypy --strict."""
+    session.install("-e", ".[typecheck]")
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks (pass --quick for a short run)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/framer.py", *session.posargs)
