@@ -1,0 +1,264 @@
+# The client side of the protocol, over any trio.abc.Stream.
+#
+# A client sends and receives in two tasks of one nursery: alternating
+# send_all and receive_some deadlocks once a message outgrows the kernel's
+# buffers, against any server that echoes while it reads.
+#
+# When the client half-closes depends on the mode, so that it works with
+# every server of the protocol, the Twisted original included:
+# - count: never before the server closes (the server closes after the
+#   payload; the original drops buffered echo bytes when it sees an end of
+#   stream, so the client must not send one early);
+# - echo: once the whole echo is back (the end of stream then says "done");
+# - framed: right after the last message (the server answers, then closes).
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import attrs
+import trio
+
+from ._config import Mode
+from ._events import NEED_DATA, EndOfMessage, EndOfStream, Payload
+from ._framer import DEFAULT_MAX_MESSAGE_SIZE, CountFramer, encode_header
+
+__all__ = [
+    "EchoCheck",
+    "FramedAnswers",
+    "echo",
+    "echo_count",
+    "echo_framed",
+    "echo_plain",
+    "exchange",
+]
+
+RECEIVE_SIZE = 64 * 1024
+SEND_SIZE = 256 * 1024
+
+Sink = Callable[[bytes], None]
+
+
+async def exchange(
+    stream: trio.abc.Stream,
+    outgoing: Sequence[bytes],
+    sink: Sink,
+    *,
+    half_close_after: int | None,
+    on_sent: Callable[[int], None] | None = None,
+) -> bool:
+    """Send ``outgoing`` while passing every received chunk to ``sink``.
+
+    Returns when the peer ends the stream. The stream is not closed.
+
+    Args:
+        stream: The connection.
+        outgoing: The byte strings to send, in order.
+        sink: Called with each chunk received, in order.
+        half_close_after: When to send an end of stream: None for never,
+            0 right after the last byte is sent, N once N bytes have been
+            received (and everything sent). Needs a
+            `trio.abc.HalfCloseableStream` unless None.
+        on_sent: Called with the size of each piece once it is sent.
+
+    Returns:
+        True if everything was sent; False if the peer closed or reset the
+        connection before all of it could be (what was received is still
+        passed to ``sink``).
+
+    Raises:
+        trio.BrokenResourceError: If receiving failed (the connection was
+            reset).
+    """
+    sent_all = trio.Event()
+    received = 0
+    complete = True
+    echoed_enough = trio.Event()
+    if half_close_after is not None and half_close_after <= 0:
+        echoed_enough.set()
+
+    async def send() -> None:
+        nonlocal complete
+        try:
+            for data in outgoing:
+                view = memoryview(data)
+                for start in range(0, len(view), SEND_SIZE):
+                    piece = view[start : start + SEND_SIZE]
+                    await stream.send_all(piece)
+                    if on_sent is not None:
+                        on_sent(len(piece))
+            sent_all.set()
+            if half_close_after is not None:
+                await echoed_enough.wait()
+                if not isinstance(stream, trio.abc.HalfCloseableStream):
+                    raise TypeError("half-closing needs a HalfCloseableStream")
+                await stream.send_eof()
+        except trio.BrokenResourceError:
+            complete = False
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        while data := await stream.receive_some(RECEIVE_SIZE):
+            received += len(data)
+            sink(bytes(data))
+            if half_close_after is not None and received >= half_close_after:
+                echoed_enough.set()
+        # The peer is done: nothing more we send can matter.
+        if not sent_all.is_set():
+            complete = False
+        nursery.cancel_scope.cancel()
+    return complete
+
+
+class EchoCheck:
+    """Compares an echo, as it arrives, with what was sent.
+
+    Args:
+        expected: The bytes the echo should be.
+    """
+
+    def __init__(self, expected: bytes) -> None:
+        self._expected = memoryview(expected)
+        self.received = 0
+        self.first_difference: int | None = None
+
+    def __call__(self, data: bytes) -> None:
+        """Take the next chunk of the echo."""
+        start = self.received
+        self.received += len(data)
+        if self.first_difference is not None:
+            return
+        if self._expected[start : start + len(data)] != data:
+            expected = self._expected[start : start + len(data)]
+            for index, byte in enumerate(data):
+                if index >= len(expected) or expected[index] != byte:
+                    self.first_difference = start + index
+                    return
+
+    def problem(self) -> str | None:
+        """Return what is wrong with the echo so far, or None if it matches."""
+        sent = len(self._expected)
+        if self.first_difference is not None and self.first_difference < sent:
+            return f"the echo differs from what was sent at byte {self.first_difference}"
+        if self.received < sent:
+            return f"the echo was short: {self.received} of {sent} bytes came back"
+        if self.received > sent:
+            return f"the echo was long: {self.received} bytes came back for {sent} sent"
+        return None
+
+
+@attrs.define
+class FramedAnswers:
+    """Parses a framed server's answers with a CountFramer.
+
+    Attributes:
+        answers: The payload of each complete answer, in order.
+        partial: Whether the stream ended inside an answer.
+    """
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    answers: list[bytes] = attrs.field(factory=list)
+    on_payload: Sink | None = None
+    _framer: CountFramer = attrs.field(init=False)
+    _pieces: list[bytes] = attrs.field(init=False, factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        self._framer = CountFramer(max_message_size=self.max_message_size)
+
+    def __call__(self, data: bytes) -> None:
+        """Take the next chunk of the answers.
+
+        Raises:
+            RemoteProtocolError: If the answers break the framing.
+        """
+        self._framer.receive_data(data)
+        self._drain()
+
+    def end(self) -> None:
+        """Take the end of the stream.
+
+        Raises:
+            RemoteProtocolError: If the stream ended inside an answer.
+        """
+        self._framer.receive_data(b"")
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            event = self._framer.next_event()
+            if event is NEED_DATA or isinstance(event, EndOfStream):
+                return
+            if isinstance(event, Payload):
+                self._pieces.append(event.data)
+                if self.on_payload is not None:
+                    self.on_payload(event.data)
+            elif isinstance(event, EndOfMessage):
+                self.answers.append(b"".join(self._pieces))
+                self._pieces.clear()
+
+
+async def echo_count(stream: trio.abc.Stream, payload: bytes) -> bytes:
+    """Send ``payload`` as one count message; return what the server echoed.
+
+    Reads until the server closes. The stream is not closed.
+    """
+    received: list[bytes] = []
+    await exchange(
+        stream, [encode_header(len(payload)), payload], received.append, half_close_after=None
+    )
+    return b"".join(received)
+
+
+async def echo_plain(stream: trio.abc.Stream, payload: bytes) -> bytes:
+    """Send ``payload`` to an echo-mode server; return what it echoed.
+
+    Half-closes once as many bytes came back as were sent (at once for an
+    empty payload), then reads until the server closes. The stream is not
+    closed.
+    """
+    received: list[bytes] = []
+    await exchange(stream, [payload], received.append, half_close_after=len(payload))
+    return b"".join(received)
+
+
+async def echo_framed(
+    stream: trio.abc.Stream,
+    payloads: Sequence[bytes],
+    *,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+) -> list[bytes]:
+    """Pipeline ``payloads`` to a framed server; return its answers' payloads.
+
+    Sends every message, half-closes, and parses the answers until the
+    server closes. The stream is not closed.
+
+    Raises:
+        RemoteProtocolError: If the answers break the framing, or end
+            inside an answer.
+    """
+    outgoing: list[bytes] = []
+    for payload in payloads:
+        outgoing += [encode_header(len(payload)), payload]
+    answers = FramedAnswers(max_message_size=max_message_size)
+    await exchange(stream, outgoing, answers, half_close_after=0)
+    answers.end()
+    return answers.answers
+
+
+async def echo(stream: trio.abc.Stream, payload: bytes, mode: Mode | str = Mode.COUNT) -> bytes:
+    """Send ``payload`` in ``mode`` and return the echoed payload.
+
+    Args:
+        stream: The connection; not closed on return.
+        payload: The bytes to send.
+        mode: ``count``, ``echo`` or ``framed`` (one message).
+
+    Returns:
+        The payload bytes that came back (in framed mode, the payloads of
+        every answer, joined).
+    """
+    mode = Mode(mode)
+    if mode is Mode.COUNT:
+        return await echo_count(stream, payload)
+    if mode is Mode.ECHO:
+        return await echo_plain(stream, payload)
+    return b"".join(await echo_framed(stream, [payload]))

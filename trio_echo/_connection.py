@@ -1,0 +1,440 @@
+# One connection, from its first byte to its close.
+#
+# The handler takes any trio.abc.Stream, so tests drive it with memory streams.
+# It reads and echoes at once, in two tasks of the connection's own nursery:
+# the reader (the calling task) takes bytes from the peer, frames them, and
+# queues what is to be echoed; the writer sends the queue. Reading ahead while
+# echo bytes wait is what lets a client that sends a whole message before
+# reading complete; the queue is bounded per connection and by a budget shared
+# with every other connection, and the reader reserves its bytes before each
+# read, so memory stays within both bounds: past them the reader waits, and TCP
+# pushes back on the peer.
+#
+# Every way a connection can end is an outcome, logged once when it ends.
+# Faults of the peer (bad length, timeouts, a reset) end only that connection.
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+
+import attrs
+import trio
+
+from ._budget import MemoryBudget
+from ._config import Mode, ServerConfig
+from ._errors import RemoteProtocolError
+from ._events import NEED_DATA, EndOfMessage, Header, Payload
+from ._framer import CountFramer, encode_header
+
+__all__ = ["ConnectionReport", "Outcome", "handle_connection"]
+
+logger = logging.getLogger("trio_echo.server")
+
+READ_SIZE_MIN = 4 * 1024
+"""A quiet connection reads (and reserves) this much at a time."""
+
+READ_SIZE_MAX = 64 * 1024
+"""A streaming connection doubles its reads up to this much."""
+
+SEND_SIZE = 64 * 1024
+"""Small queued echo pieces are joined up to this size for one send."""
+
+
+class Outcome:
+    """How a connection ended, as it appears in the log.
+
+    Besides these, a connection that broke the protocol ends with the
+    `trio_echo.Reason` of its error (``bad-length``, ``too-many-digits``,
+    ``length-too-large``, ``eof-in-header``, ``eof-in-payload``).
+    """
+
+    COMPLETE = "complete"
+    """Count mode: the payload was echoed in full."""
+    NO_MESSAGE = "no-message"
+    """Count mode: the peer closed before sending a byte."""
+    CLOSED = "closed"
+    """Echo and framed modes: the peer closed and every answer was sent."""
+    HEADER_TIMEOUT = "header-timeout"
+    """A length prefix did not arrive within the header timeout."""
+    IDLE_TIMEOUT = "idle-timeout"
+    """Nothing was received or sent for the idle timeout."""
+    RESET = "reset"
+    """The peer went away (a reset, or a broken pipe) mid-transfer."""
+    CANCELLED = "cancelled"
+    """The server cut the connection short (shutdown after the grace period)."""
+    INTERNAL_ERROR = "internal-error"
+    """A bug in this server; logged with its traceback."""
+
+
+_CLEAN = frozenset({Outcome.COMPLETE, Outcome.NO_MESSAGE, Outcome.CLOSED})
+
+
+@attrs.define
+class ConnectionReport:
+    """What happened on one connection: the fields of its log line.
+
+    Attributes:
+        peer: The peer's address, as text.
+        mode: The protocol mode served.
+        outcome: How it ended: an `Outcome` value or a `trio_echo.Reason`.
+        detail: What went wrong, in words, when something did.
+        bytes_in: Bytes received from the peer.
+        bytes_out: Bytes echoed to the peer.
+        messages: Messages received in full (count and framed modes).
+        duration: Seconds from the start of the handler to its end.
+    """
+
+    peer: str
+    mode: Mode
+    outcome: str = ""
+    detail: str = ""
+    bytes_in: int = 0
+    bytes_out: int = 0
+    messages: int = 0
+    duration: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        """Whether the connection ended the way the protocol intends."""
+        return self.outcome in _CLEAN
+
+    def log_fields(self) -> dict[str, object]:
+        """Return the report as the structured fields of a log record."""
+        fields = attrs.asdict(self)
+        fields["mode"] = str(self.mode)
+        fields["duration"] = round(self.duration, 6)
+        if not self.detail:
+            del fields["detail"]
+        return fields
+
+
+class _EchoQueue:
+    """Bytes received and not yet echoed, within the connection's bounds.
+
+    The reader reserves room before it reads (`reserve`), queues what is to
+    be echoed (`put`) and gives back the rest of its reservation (`settle`);
+    the writer takes bytes (`get`) and reports them sent (`sent`).
+    """
+
+    def __init__(self, limit: int, budget: MemoryBudget) -> None:
+        self._limit = limit
+        self._budget = budget
+        self._chunks: deque[bytes | bytearray] = deque()
+        self._held = 0  # bytes queued or reserved, charged to the budget
+        self._reserved = 0  # of those, reserved and not yet queued
+        self._finished = False
+        self._writer = trio.lowlevel.ParkingLot()
+        self._reader = trio.lowlevel.ParkingLot()
+
+    async def reserve(self, wanted: int) -> int:
+        while self._held >= self._limit:
+            await self._reader.park()
+        granted = await self._budget.reserve_up_to(min(wanted, self._limit - self._held))
+        self._held += granted
+        self._reserved = granted
+        return granted
+
+    def put(self, data: bytes | bytearray) -> None:
+        self._chunks.append(data)
+        self._reserved -= len(data)
+        if self._writer:
+            self._writer.unpark()
+
+    def settle(self) -> None:
+        # Framed mode echoes a header when its space arrives, which may be a
+        # read after its digits: then a read queues up to a header's length
+        # more than it reserved, and the difference is charged here.
+        if self._reserved > 0:
+            self._budget.release(self._reserved)
+        elif self._reserved < 0:
+            self._budget.take(-self._reserved)
+        self._held -= self._reserved
+        self._reserved = 0
+
+    def finish(self) -> None:
+        """No more bytes will be queued; `get` returns None once empty."""
+        self._finished = True
+        if self._writer:
+            self._writer.unpark()
+
+    async def get(self) -> bytes | bytearray | None:
+        while not self._chunks:
+            if self._finished:
+                return None
+            await self._writer.park()
+        chunks = self._chunks
+        first = chunks.popleft()
+        if not chunks or len(first) >= SEND_SIZE:
+            return first
+        pieces, size = [first], len(first)
+        while chunks and size + len(chunks[0]) <= SEND_SIZE:
+            size += len(chunks[0])
+            pieces.append(chunks.popleft())
+        return b"".join(pieces)
+
+    def sent(self, count: int) -> None:
+        self._held -= count
+        self._budget.release(count)
+        if self._reader:
+            self._reader.unpark()
+
+    def discard(self) -> None:
+        """Drop everything, and give the budget back."""
+        self._chunks.clear()
+        self._reserved = 0
+        if self._held:
+            self._budget.release(self._held)
+            self._held = 0
+
+
+class _Connection:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        config: ServerConfig,
+        budget: MemoryBudget,
+        report: ConnectionReport,
+    ) -> None:
+        self._stream = stream
+        self._config = config
+        self._report = report
+        self._queue = _EchoQueue(config.connection_buffer, budget)
+        self._debug = logger.isEnabledFor(logging.DEBUG)
+        self._idle_scope = trio.CancelScope()
+        self._header_scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+        self._awaiting_header = True
+
+    def _fail(self, outcome: str, detail: str = "") -> None:
+        """End the connection now, with ``outcome`` (the first one counts)."""
+        if not self._report.outcome:
+            self._report.outcome = outcome
+            self._report.detail = detail
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def _progress(self) -> None:
+        self._idle_scope.deadline = trio.current_time() + self._config.idle_timeout
+
+    async def run(self) -> None:
+        config = self._config
+        self._progress()
+        if config.mode is Mode.COUNT:
+            self._header_scope.deadline = trio.current_time() + config.header_timeout
+        with self._idle_scope:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._write)
+                await self._read()
+            if not self._report.outcome:
+                if config.mode is Mode.COUNT and self._report.messages:
+                    await self._linger()
+                self._report.outcome = self._clean_outcome()
+        if self._idle_scope.cancelled_caught:
+            self._fail(
+                Outcome.IDLE_TIMEOUT, f"nothing received or sent for {config.idle_timeout:g} s"
+            )
+
+    def _clean_outcome(self) -> str:
+        if self._config.mode is not Mode.COUNT:
+            return Outcome.CLOSED
+        return Outcome.COMPLETE if self._report.messages else Outcome.NO_MESSAGE
+
+    async def _read(self) -> None:
+        framer = None
+        if self._config.mode is not Mode.ECHO:
+            framer = CountFramer(max_message_size=self._config.max_message_size)
+        queue, report, stream = self._queue, self._report, self._stream
+        read_size = READ_SIZE_MIN
+        try:
+            with self._header_scope:
+                while True:
+                    granted = await queue.reserve(read_size)
+                    try:
+                        data = await stream.receive_some(granted)
+                        if data:
+                            self._progress()
+                            report.bytes_in += len(data)
+                            if self._debug:
+                                logger.debug(
+                                    "%s: received data with len %d (total received=%d)",
+                                    report.peer,
+                                    len(data),
+                                    report.bytes_in,
+                                )
+                        if framer is None:
+                            if not data:
+                                break
+                            queue.put(data)
+                        elif self._frame(framer, data):
+                            break
+                    finally:
+                        queue.settle()
+                    full = len(data) == granted
+                    read_size = min(read_size * 2, READ_SIZE_MAX) if full else READ_SIZE_MIN
+        except RemoteProtocolError as error:
+            self._fail(error.reason, error.detail)
+        except trio.BrokenResourceError as error:
+            self._fail(Outcome.RESET, _describe(error))
+        else:
+            if self._header_scope.cancelled_caught:
+                self._fail(
+                    Outcome.HEADER_TIMEOUT,
+                    f"no complete length prefix within {self._config.header_timeout:g} s",
+                )
+        finally:
+            queue.finish()
+
+    def _frame(self, framer: CountFramer, data: bytes | bytearray) -> bool:
+        """Frame ``data`` and queue its echo; return whether reading is done."""
+        framer.receive_data(data)
+        mode, queue, report = self._config.mode, self._queue, self._report
+        while True:
+            event = framer.next_event()
+            if event is NEED_DATA:
+                break
+            if type(event) is Payload:
+                queue.put(event.data)
+            elif type(event) is Header:
+                self._awaiting_header = False
+                self._header_scope.deadline = math.inf
+                if self._debug:
+                    logger.debug("%s: extracted content length=%d", report.peer, event.length)
+                if mode is Mode.FRAMED:
+                    queue.put(encode_header(event.length))
+            elif type(event) is EndOfMessage:
+                self._awaiting_header = True
+                report.messages += 1
+                if mode is Mode.COUNT:
+                    return True
+            else:  # EndOfStream
+                return True
+        if self._awaiting_header and framer.in_message and self._header_scope.deadline == math.inf:
+            # A header has begun (in framed mode, the next message's): it has
+            # the header timeout to arrive in full.
+            self._header_scope.deadline = trio.current_time() + self._config.header_timeout
+        return False
+
+    async def _write(self) -> None:
+        queue, report, stream = self._queue, self._report, self._stream
+        try:
+            while (chunk := await queue.get()) is not None:
+                await stream.send_all(chunk)
+                queue.sent(len(chunk))
+                self._progress()
+                report.bytes_out += len(chunk)
+                if self._debug:
+                    logger.debug(
+                        "%s: echoed data with len %d (total sent=%d)",
+                        report.peer,
+                        len(chunk),
+                        report.bytes_out,
+                    )
+        except trio.BrokenResourceError as error:
+            self._fail(Outcome.RESET, _describe(error))
+
+    async def _linger(self) -> None:
+        """Half-close, then wait briefly for the peer to close.
+
+        Closing a TCP socket with unread bytes in it sends a reset, and a
+        reset can destroy echo bytes the peer has not read yet. So after the
+        last echo byte the server sends its end of stream, and discards what
+        the peer still sends until the peer closes or the linger time ends.
+        """
+        stream = self._stream
+        if not isinstance(stream, trio.abc.HalfCloseableStream):
+            return
+        try:
+            await stream.send_eof()
+            with trio.move_on_after(self._config.linger_timeout):
+                while await stream.receive_some(READ_SIZE_MAX):
+                    pass
+        except trio.BrokenResourceError:
+            pass  # the peer is gone, which is all the linger waits for
+
+
+def _describe(error: BaseException) -> str:
+    cause = error.__cause__ or error.__context__
+    text = str(cause) if cause is not None else str(error)
+    return text or type(error).__name__
+
+
+def _is_cancellation(error: BaseException) -> bool:
+    if isinstance(error, trio.Cancelled):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        _cancelled, rest = error.split(trio.Cancelled)
+        return rest is None
+    return False
+
+
+async def handle_connection(
+    stream: trio.abc.Stream,
+    config: ServerConfig | None = None,
+    *,
+    budget: MemoryBudget | None = None,
+    peer: str = "-",
+) -> ConnectionReport:
+    """Serve one connection until it ends, then close it and log one line.
+
+    Faults of the peer end the connection and are reported in the returned
+    `ConnectionReport`, never raised. The stream is closed on return.
+
+    Args:
+        stream: The connection.
+        config: How to serve it; the defaults if None.
+        budget: The memory budget shared with the server's other
+            connections; a budget of this connection's own if None.
+        peer: The peer's address, for the log.
+
+    Returns:
+        What happened, as logged.
+
+    Raises:
+        trio.Cancelled: If the surrounding scope was cancelled (the
+            connection is closed and logged first).
+    """
+    config = config if config is not None else ServerConfig()
+    if budget is None:
+        budget = MemoryBudget(config.memory_budget)
+    report = ConnectionReport(peer=peer, mode=config.mode)
+    connection = _Connection(stream, config, budget, report)
+    start = trio.current_time()
+    failure: BaseException | None = None
+    try:
+        await connection.run()
+    except BaseException as error:
+        if not report.outcome:
+            if _is_cancellation(error):
+                report.outcome = Outcome.CANCELLED
+            else:
+                report.outcome = Outcome.INTERNAL_ERROR
+                report.detail = f"{type(error).__name__}: {error}"
+                failure = error
+        raise
+    finally:
+        connection._queue.discard()
+        await trio.aclose_forcefully(stream)
+        report.duration = trio.current_time() - start
+        _log_report(report, failure)
+    return report
+
+
+def _log_report(report: ConnectionReport, failure: BaseException | None) -> None:
+    if report.clean:
+        level = logging.INFO
+    elif report.outcome == Outcome.INTERNAL_ERROR:
+        level = logging.ERROR
+    else:
+        level = logging.WARNING
+    if not logger.isEnabledFor(level):
+        return
+    text = (
+        f"connection from {report.peer} ended: {report.outcome}"
+        f" (mode={report.mode} in={report.bytes_in} out={report.bytes_out}"
+        f" messages={report.messages} duration={report.duration:.3f}s)"
+    )
+    if report.detail:
+        text += f": {report.detail}"
+    logger.log(level, text, exc_info=failure, extra={"fields": report.log_fields()})

@@ -1,0 +1,266 @@
+# A load run for people comparing servers: N messages over C concurrent
+# connections, every echo checked byte for byte, with throughput and latency.
+#
+# count: a new connection per message (the original's pattern); echo and
+# framed: C persistent connections, one message in flight on each. Latency is
+# measured per message, from the first byte sent (in count mode, from the
+# connect) to the last byte of the echo. Being Python, this client shares the
+# machine's cores with the server; the benchmarks/ harness has a C load
+# generator for measurements where the client must not be the limit.
+from __future__ import annotations
+
+import math
+import random
+import time
+
+import attrs
+import trio
+
+from ._client import EchoCheck, FramedAnswers
+from ._config import Mode
+from ._errors import RemoteProtocolError
+from ._framer import encode_message
+
+__all__ = ["LoadReport", "run_load"]
+
+RECEIVE_SIZE = 64 * 1024
+SEQUENTIAL_LIMIT = 64 * 1024
+"""Messages up to this size are sent whole before the echo is read (the
+kernel's buffers hold them); larger ones are sent and read at once."""
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """Return the nearest-rank percentile of an ordered list (0 if empty)."""
+    if not ordered:
+        return 0.0
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+@attrs.frozen
+class LoadReport:
+    """The result of a load run.
+
+    Attributes:
+        mode: The protocol mode used.
+        size: The payload size of every message, in bytes.
+        concurrency: Connections in use at once.
+        messages: Messages echoed correctly.
+        errors: Messages that failed (refused, reset, wrong echo, timeout).
+        seconds: Wall-clock duration of the run.
+        latencies: Per-message latency in seconds, of the successful
+            messages, in ascending order.
+        first_error: The first failure, in words, if there was one.
+    """
+
+    mode: Mode
+    size: int
+    concurrency: int
+    messages: int
+    errors: int
+    seconds: float
+    latencies: list[float] = attrs.field(repr=False)
+    first_error: str = ""
+
+    @property
+    def messages_per_second(self) -> float:
+        """Successful messages per second."""
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def megabytes_per_second(self) -> float:
+        """Payload megabytes (10^6 bytes) echoed per second."""
+        return self.messages_per_second * self.size / 1e6
+
+    def summary(self) -> dict[str, object]:
+        """Return the figures as a JSON-ready mapping (latencies in ms)."""
+        ms = 1000.0
+        return {
+            "mode": str(self.mode),
+            "size": self.size,
+            "concurrency": self.concurrency,
+            "messages": self.messages,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 6),
+            "messages_per_second": round(self.messages_per_second, 1),
+            "megabytes_per_second": round(self.megabytes_per_second, 3),
+            "latency_ms": {
+                "p50": round(percentile(self.latencies, 0.50) * ms, 3),
+                "p90": round(percentile(self.latencies, 0.90) * ms, 3),
+                "p99": round(percentile(self.latencies, 0.99) * ms, 3),
+                "max": round((self.latencies[-1] if self.latencies else 0.0) * ms, 3),
+            },
+            "first_error": self.first_error,
+        }
+
+
+class _EchoMismatchError(Exception):
+    pass
+
+
+@attrs.define
+class _Run:
+    host: str
+    port: int
+    mode: Mode
+    payload: bytes
+    timeout: float
+    remaining: int
+    latencies: list[float] = attrs.field(factory=list)
+    errors: int = 0
+    first_error: str = ""
+
+    def take(self) -> bool:
+        if self.remaining <= 0:
+            return False
+        self.remaining -= 1
+        return True
+
+    def failed(self, error: BaseException) -> None:
+        self.errors += 1
+        if not self.first_error:
+            self.first_error = f"{type(error).__name__}: {error}"
+
+    async def worker(self) -> None:
+        while self.take():
+            try:
+                if self.mode is Mode.COUNT:
+                    await self._count_message()
+                else:
+                    await self._persistent_connection()
+            except (
+                OSError,
+                trio.BrokenResourceError,
+                trio.TooSlowError,
+                RemoteProtocolError,
+                _EchoMismatchError,
+            ) as error:
+                self.failed(error)
+
+    async def _count_message(self) -> None:
+        start = time.perf_counter()
+        with trio.fail_after(self.timeout):
+            stream = await trio.open_tcp_stream(self.host, self.port)
+            async with stream:
+                check = EchoCheck(self.payload)
+                await self._round_trip(stream, encode_message(self.payload), check, until=None)
+        if problem := check.problem():
+            raise _EchoMismatchError(problem)
+        self.latencies.append(time.perf_counter() - start)
+
+    async def _persistent_connection(self) -> None:
+        # Serves the message already taken, then more while there are any;
+        # a failure ends the connection and counts against its message.
+        with trio.fail_after(self.timeout):
+            stream = await trio.open_tcp_stream(self.host, self.port)
+        async with stream:
+            outgoing = self.payload if self.mode is Mode.ECHO else encode_message(self.payload)
+            while True:
+                start = time.perf_counter()
+                with trio.fail_after(self.timeout):
+                    if self.mode is Mode.ECHO:
+                        check = EchoCheck(self.payload)
+                        await self._round_trip(stream, outgoing, check, until=len(self.payload))
+                        problem = check.problem()
+                    else:
+                        answers = FramedAnswers(max_message_size=len(self.payload))
+                        await self._round_trip(stream, outgoing, answers, until=answers)
+                        problem = None if answers.answers == [self.payload] else "a wrong answer"
+                if problem:
+                    raise _EchoMismatchError(problem)
+                self.latencies.append(time.perf_counter() - start)
+                if not self.take():
+                    break
+            with trio.fail_after(self.timeout):
+                await stream.send_eof()
+                while await stream.receive_some(RECEIVE_SIZE):
+                    pass
+
+    async def _round_trip(
+        self,
+        stream: trio.abc.Stream,
+        outgoing: bytes,
+        sink: EchoCheck | FramedAnswers,
+        *,
+        until: int | FramedAnswers | None,
+    ) -> None:
+        """Send ``outgoing`` and feed the reply to ``sink``.
+
+        ``until`` says when the reply is complete: None, at the end of the
+        stream; a number, once that many bytes came; a FramedAnswers, once it
+        holds one answer.
+        """
+
+        def done(received: int) -> bool:
+            if until is None:
+                return False
+            if isinstance(until, int):
+                return received >= until
+            return len(until.answers) >= 1
+
+        async def receive() -> None:
+            received = 0
+            while not done(received):
+                data = await stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    if until is None:
+                        return
+                    raise trio.BrokenResourceError("the server closed before the echo was complete")
+                received += len(data)
+                sink(bytes(data))
+
+        if len(outgoing) <= SEQUENTIAL_LIMIT:
+            await stream.send_all(outgoing)
+            await receive()
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.send_all, outgoing)
+            await receive()
+
+
+async def run_load(
+    host: str,
+    port: int,
+    *,
+    mode: Mode | str = Mode.COUNT,
+    repeat: int = 1000,
+    concurrency: int = 10,
+    size: int = 100,
+    timeout: float = 30.0,  # noqa: ASYNC109  (per message, not for the whole call)
+    seed: int = 0,
+) -> LoadReport:
+    """Send ``repeat`` messages of ``size`` bytes over ``concurrency`` connections.
+
+    Args:
+        host: The server's host.
+        port: The server's port.
+        mode: ``count`` (a connection per message), ``echo`` or ``framed``
+            (persistent connections).
+        repeat: Messages to send in all.
+        concurrency: Connections at once.
+        size: Payload bytes per message.
+        timeout: Seconds one message (or, in the persistent modes, one
+            connection's whole share) may take before it counts as an error.
+        seed: Seed of the random payload.
+
+    Returns:
+        The figures of the run.
+    """
+    mode = Mode(mode)
+    payload = random.Random(seed).randbytes(size)
+    run = _Run(host, port, mode, payload, timeout, remaining=repeat)
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for _ in range(min(concurrency, repeat)):
+            nursery.start_soon(run.worker)
+    seconds = time.perf_counter() - start
+    return LoadReport(
+        mode=mode,
+        size=size,
+        concurrency=concurrency,
+        messages=len(run.latencies),
+        errors=run.errors,
+        seconds=seconds,
+        latencies=sorted(run.latencies),
+        first_error=run.first_error,
+    )

@@ -1,0 +1,284 @@
+# The listening side: sockets bound, connections accepted within a cap, each
+# served in its own task of the server's connections nursery, and a graceful
+# shutdown.
+#
+# The accept loop waits until a listening socket is readable, then accepts
+# every pending connection at once (non-blocking accept until it would block)
+# instead of one per wakeup. It never holds a connection slot while it waits:
+# it takes slots only for connections that are already there, so one
+# listener (say IPv4) cannot keep another (IPv6) from accepting.
+#
+# A handler that raises cannot stop the server: handle_connection logs every
+# ending itself, and the task around it absorbs what it raises, other than a
+# cancellation.
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import socket
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from ._budget import MemoryBudget
+from ._config import ServerConfig
+from ._connection import _is_cancellation, handle_connection
+
+__all__ = ["ALL_INTERFACES", "EchoServer", "ListenAddress", "open_listeners"]
+
+logger = logging.getLogger("trio_echo.server")
+
+ALL_INTERFACES = "*"
+"""The host that listens on every interface, IPv4 and IPv6."""
+
+BACKLOG = 4096
+"""Pending connections the kernel may queue (it caps this at somaxconn)."""
+
+# Accept errors that say the process or the machine is out of something: wait
+# a moment and try again, as trio's own serve_listeners does.
+_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_RESOURCE_PAUSE = 0.1
+
+# Accept errors about one connection that died while queued: skip it.
+_TRANSIENT_ERRORS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
+
+
+@attrs.frozen
+class ListenAddress:
+    """An address a server listens on.
+
+    Attributes:
+        host: The numeric host address.
+        port: The port number.
+    """
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return format_address(self.host, self.port)
+
+
+def format_address(host: str, port: int) -> str:
+    """Return ``host:port``, with an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def open_listeners(
+    host: str, port: int, *, backlog: int = BACKLOG, reuse_port: bool = False
+) -> list[socket.socket]:
+    """Bind and listen on every address ``host`` resolves to.
+
+    Args:
+        host: A host name or address, or `ALL_INTERFACES`.
+        port: The port; 0 picks a free one (the same one for every address
+            of ``host``, where it can).
+        backlog: The listen backlog.
+        reuse_port: Set ``SO_REUSEPORT``, so that several processes can share
+            the port.
+
+    Returns:
+        Non-blocking listening sockets, one per address.
+
+    Raises:
+        OSError: If the host does not resolve or an address cannot be bound
+            (for example, the port is in use). Sockets already bound are
+            closed first.
+    """
+    infos = socket.getaddrinfo(
+        None if host == ALL_INTERFACES else host,
+        port,
+        type=socket.SOCK_STREAM,
+        flags=socket.AI_PASSIVE,
+    )
+    seen: set[tuple[object, ...]] = set()
+    listeners: list[socket.socket] = []
+    try:
+        for family, type_, proto, _canonname, sockaddr in infos:
+            if (family, sockaddr) in seen:
+                continue
+            seen.add((family, sockaddr))
+            sock = socket.socket(family, type_, proto)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            address = sockaddr
+            if port == 0 and len(listeners) > 1:
+                # Share the port picked for the first address.
+                address = (sockaddr[0], listeners[0].getsockname()[1], *sockaddr[2:])
+            sock.bind(address)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
+def _peer_name(sock: socket.socket, address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return format_address(str(address[0]), int(address[1]))
+    return str(address) or sock.family.name
+
+
+class EchoServer:
+    """A trio_echo server on listening sockets.
+
+    Start it with ``addresses = await nursery.start(server.serve)``; stop it
+    with `shutdown` (graceful) or `abort`.
+
+    Args:
+        config: How to serve connections.
+        listeners: Bound, listening sockets (from `open_listeners`, or
+            handed over by systemd). The server closes them when it stops.
+    """
+
+    def __init__(self, config: ServerConfig, listeners: Sequence[socket.socket]) -> None:
+        if not listeners:
+            raise ValueError("a server needs at least one listening socket")
+        self.config = config
+        self._listeners = list(listeners)
+        self._budget = MemoryBudget(config.memory_budget)
+        self._active = 0
+        self._slot_freed = trio.lowlevel.ParkingLot()
+        self._at_limit = False
+        self._accept_scope = trio.CancelScope()
+        self._connections_scope = trio.CancelScope()
+        self._stopping = False
+
+    @property
+    def addresses(self) -> list[ListenAddress]:
+        """The addresses listened on."""
+        return [
+            ListenAddress(str(sock.getsockname()[0]), int(sock.getsockname()[1]))
+            for sock in self._listeners
+            if sock.fileno() != -1
+        ]
+
+    @property
+    def connections(self) -> int:
+        """The connections being served now."""
+        return self._active
+
+    @property
+    def budget(self) -> MemoryBudget:
+        """The memory budget the connections share."""
+        return self._budget
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[list[ListenAddress]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Accept and serve connections until `shutdown` or `abort`.
+
+        Returns once accepting has stopped and every connection has ended.
+
+        Args:
+            task_status: Given the listening addresses once accepting has
+                begun.
+        """
+        try:
+            with self._connections_scope:
+                async with trio.open_nursery() as connections:
+                    with self._accept_scope:
+                        async with trio.open_nursery() as acceptors:
+                            for listener in self._listeners:
+                                acceptors.start_soon(self._accept, listener, connections)
+                            task_status.started(self.addresses)
+                    self._close_listeners()
+                    if self._active:
+                        logger.info("waiting for %d connection(s) to end", self._active)
+        finally:
+            self._close_listeners()
+
+    def shutdown(self, grace: float) -> None:
+        """Stop accepting, and give open connections ``grace`` seconds to end.
+
+        Connections still open after that are cancelled (and logged as
+        ``cancelled``). Calling it again can only shorten the grace period.
+
+        Args:
+            grace: Seconds; 0 cancels the connections at once.
+        """
+        self._stopping = True
+        self._accept_scope.cancel()
+        deadline = trio.current_time() + grace if grace > 0 else -math.inf
+        self._connections_scope.deadline = min(self._connections_scope.deadline, deadline)
+
+    def abort(self) -> None:
+        """Stop accepting and cancel every connection now."""
+        self.shutdown(0)
+
+    def _close_listeners(self) -> None:
+        for sock in self._listeners:
+            if sock.fileno() != -1:
+                trio.lowlevel.notify_closing(sock)
+                sock.close()
+
+    async def _accept(self, listener: socket.socket, connections: trio.Nursery) -> None:
+        limit = self.config.max_connections
+        while True:
+            await trio.lowlevel.wait_readable(listener)
+            while True:
+                if self._active >= limit:
+                    await self._wait_for_slot()
+                try:
+                    sock, address = listener.accept()
+                except BlockingIOError:
+                    break
+                except OSError as error:
+                    if error.errno in _TRANSIENT_ERRORS:
+                        continue
+                    if error.errno not in _RESOURCE_ERRORS:
+                        raise
+                    logger.warning(
+                        "cannot accept on %s: %s; retrying in %g s",
+                        format_address(*listener.getsockname()[:2]),
+                        error.strerror,
+                        _RESOURCE_PAUSE,
+                    )
+                    await trio.sleep(_RESOURCE_PAUSE)
+                    break
+                self._active += 1
+                connections.start_soon(self._serve_connection, sock, _peer_name(sock, address))
+
+    async def _wait_for_slot(self) -> None:
+        if not self._at_limit:
+            self._at_limit = True
+            logger.warning(
+                "connection limit reached (%d): not accepting until a connection ends",
+                self.config.max_connections,
+            )
+        while self._active >= self.config.max_connections:
+            await self._slot_freed.park()
+
+    def _connection_ended(self) -> None:
+        self._active -= 1
+        if self._at_limit and self._active < self.config.max_connections:
+            self._at_limit = False
+            if not self._stopping:
+                logger.info("below the connection limit again: accepting")
+            self._slot_freed.unpark_all()
+
+    async def _serve_connection(self, sock: socket.socket, peer: str) -> None:
+        try:
+            try:
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+            except OSError as error:
+                sock.close()
+                logger.warning(
+                    "connection from %s ended: reset before it was served: %s", peer, error
+                )
+                return
+            await handle_connection(stream, self.config, budget=self._budget, peer=peer)
+        except BaseException as error:
+            if _is_cancellation(error):
+                raise
+            # handle_connection logged it; it must not take the server down.
+        finally:
+            self._connection_ended()
