@@ -1,30 +1,57 @@
 """trio_echo: the Twisted echo and count-echo servers, rebuilt on Trio.
 
-The count protocol is ``length SP payload``; `CountFramer` frames it without
-doing any I/O, and the server and the client both use it.
+The count protocol is ``length SP payload``. `CountFramer` frames it without
+doing any I/O; the server (`EchoServer`, `handle_connection`) and the client
+(`echo`, `echo_count`, `echo_plain`, `echo_framed`, `run_load`) both use it.
 """
 
 from __future__ import annotations
 
+from ._budget import MemoryBudget
+from ._client import EchoCheck, FramedAnswers, echo, echo_count, echo_framed, echo_plain, exchange
+from ._config import DEFAULT_PORT, Mode, ServerConfig
+from ._connection import ConnectionReport, Outcome, handle_connection
 from ._errors import LocalProtocolError, ProtocolError, Reason, RemoteProtocolError
 from ._events import NEED_DATA, EndOfMessage, EndOfStream, Event, Header, Payload
 from ._framer import DEFAULT_MAX_MESSAGE_SIZE, CountFramer, encode_header, encode_message
+from ._load import LoadReport, run_load
+from ._server import ALL_INTERFACES, EchoServer, ListenAddress, open_listeners
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_INTERFACES",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_PORT",
     "NEED_DATA",
+    "ConnectionReport",
     "CountFramer",
+    "EchoCheck",
+    "EchoServer",
     "EndOfMessage",
     "EndOfStream",
     "Event",
+    "FramedAnswers",
     "Header",
+    "ListenAddress",
+    "LoadReport",
     "LocalProtocolError",
+    "MemoryBudget",
+    "Mode",
+    "Outcome",
     "Payload",
     "ProtocolError",
     "Reason",
     "RemoteProtocolError",
+    "ServerConfig",
+    "echo",
+    "echo_count",
+    "echo_framed",
+    "echo_plain",
     "encode_header",
     "encode_message",
+    "exchange",
+    "handle_connection",
+    "open_listeners",
+    "run_load",
 ]

@@ -4,13 +4,11 @@
 # send_all and receive_some deadlocks once a message outgrows the kernel's
 # buffers, against any server that echoes while it reads.
 #
-# When the client half-closes depends on the mode, so that it works with
-# every server of the protocol, the Twisted original included:
-# - count: never before the server closes (the server closes after the
-#   payload; the original drops buffered echo bytes when it sees an end of
-#   stream, so the client must not send one early);
-# - echo: once the whole echo is back (the end of stream then says "done");
-# - framed: right after the last message (the server answers, then closes).
+# When the client half-closes depends on the mode:
+# - count: never; the server closes once the payload is echoed (the length
+#   says where the message ends);
+# - echo and framed: right after the last byte is sent, which tells the
+#   server that nothing more is coming; it finishes its answers and closes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -43,7 +41,7 @@ async def exchange(
     outgoing: Sequence[bytes],
     sink: Sink,
     *,
-    half_close_after: int | None,
+    half_close: bool,
     on_sent: Callable[[int], None] | None = None,
 ) -> bool:
     """Send ``outgoing`` while passing every received chunk to ``sink``.
@@ -54,10 +52,8 @@ async def exchange(
         stream: The connection.
         outgoing: The byte strings to send, in order.
         sink: Called with each chunk received, in order.
-        half_close_after: When to send an end of stream: None for never,
-            0 right after the last byte is sent, N once N bytes have been
-            received (and everything sent). Needs a
-            `trio.abc.HalfCloseableStream` unless None.
+        half_close: Whether to send an end of stream after the last byte
+            (``stream`` must then be a `trio.abc.HalfCloseableStream`).
         on_sent: Called with the size of each piece once it is sent.
 
     Returns:
@@ -69,15 +65,12 @@ async def exchange(
         trio.BrokenResourceError: If receiving failed (the connection was
             reset).
     """
-    sent_all = trio.Event()
-    received = 0
-    complete = True
-    echoed_enough = trio.Event()
-    if half_close_after is not None and half_close_after <= 0:
-        echoed_enough.set()
+    if half_close and not isinstance(stream, trio.abc.HalfCloseableStream):
+        raise TypeError("half-closing needs a trio.abc.HalfCloseableStream")
+    sent_all = False
 
     async def send() -> None:
-        nonlocal complete
+        nonlocal sent_all
         try:
             for data in outgoing:
                 view = memoryview(data)
@@ -86,27 +79,20 @@ async def exchange(
                     await stream.send_all(piece)
                     if on_sent is not None:
                         on_sent(len(piece))
-            sent_all.set()
-            if half_close_after is not None:
-                await echoed_enough.wait()
-                if not isinstance(stream, trio.abc.HalfCloseableStream):
-                    raise TypeError("half-closing needs a HalfCloseableStream")
+            if half_close:
+                assert isinstance(stream, trio.abc.HalfCloseableStream)
                 await stream.send_eof()
+            sent_all = True
         except trio.BrokenResourceError:
-            complete = False
+            pass  # the peer stopped reading; what it sent back tells the rest
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send)
         while data := await stream.receive_some(RECEIVE_SIZE):
-            received += len(data)
             sink(bytes(data))
-            if half_close_after is not None and received >= half_close_after:
-                echoed_enough.set()
         # The peer is done: nothing more we send can matter.
-        if not sent_all.is_set():
-            complete = False
         nursery.cancel_scope.cancel()
-    return complete
+    return sent_all
 
 
 class EchoCheck:
@@ -203,7 +189,7 @@ async def echo_count(stream: trio.abc.Stream, payload: bytes) -> bytes:
     """
     received: list[bytes] = []
     await exchange(
-        stream, [encode_header(len(payload)), payload], received.append, half_close_after=None
+        stream, [encode_header(len(payload)), payload], received.append, half_close=False
     )
     return b"".join(received)
 
@@ -211,12 +197,11 @@ async def echo_count(stream: trio.abc.Stream, payload: bytes) -> bytes:
 async def echo_plain(stream: trio.abc.Stream, payload: bytes) -> bytes:
     """Send ``payload`` to an echo-mode server; return what it echoed.
 
-    Half-closes once as many bytes came back as were sent (at once for an
-    empty payload), then reads until the server closes. The stream is not
-    closed.
+    Half-closes after sending, then reads until the server closes. The
+    stream is not closed.
     """
     received: list[bytes] = []
-    await exchange(stream, [payload], received.append, half_close_after=len(payload))
+    await exchange(stream, [payload], received.append, half_close=True)
     return b"".join(received)
 
 
@@ -239,7 +224,7 @@ async def echo_framed(
     for payload in payloads:
         outgoing += [encode_header(len(payload)), payload]
     answers = FramedAnswers(max_message_size=max_message_size)
-    await exchange(stream, outgoing, answers, half_close_after=0)
+    await exchange(stream, outgoing, answers, half_close=True)
     answers.end()
     return answers.answers
 

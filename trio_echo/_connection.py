@@ -415,7 +415,10 @@ async def handle_connection(
         raise
     finally:
         connection._queue.discard()
-        await trio.aclose_forcefully(stream)
+        # Forceful, so it cannot block; shielded, so that a cancellation
+        # (which is why we may be here) cannot cut the cleanup short.
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
         report.duration = trio.current_time() - start
         _log_report(report, failure)
     return report

@@ -41,6 +41,9 @@ BACKLOG = 4096
 _RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _RESOURCE_PAUSE = 0.1
 
+LIMIT_WARNING_INTERVAL = 60.0
+"""Seconds between two warnings that the connection limit was reached."""
+
 # Accept errors about one connection that died while queued: skip it.
 _TRANSIENT_ERRORS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
 
@@ -147,10 +150,9 @@ class EchoServer:
         self._budget = MemoryBudget(config.memory_budget)
         self._active = 0
         self._slot_freed = trio.lowlevel.ParkingLot()
-        self._at_limit = False
+        self._next_limit_warning = -math.inf
         self._accept_scope = trio.CancelScope()
         self._connections_scope = trio.CancelScope()
-        self._stopping = False
 
     @property
     def addresses(self) -> list[ListenAddress]:
@@ -205,7 +207,6 @@ class EchoServer:
         Args:
             grace: Seconds; 0 cancels the connections at once.
         """
-        self._stopping = True
         self._accept_scope.cancel()
         deadline = trio.current_time() + grace if grace > 0 else -math.inf
         self._connections_scope.deadline = min(self._connections_scope.deadline, deadline)
@@ -248,10 +249,14 @@ class EchoServer:
                 connections.start_soon(self._serve_connection, sock, _peer_name(sock, address))
 
     async def _wait_for_slot(self) -> None:
-        if not self._at_limit:
-            self._at_limit = True
+        now = trio.current_time()
+        if now >= self._next_limit_warning:
+            # Said once, not once per connection: a server at its cap may
+            # pause and resume on every connection that ends.
+            self._next_limit_warning = now + LIMIT_WARNING_INTERVAL
             logger.warning(
-                "connection limit reached (%d): not accepting until a connection ends",
+                "connection limit reached (%d): not accepting until a connection ends"
+                " (said at most once a minute)",
                 self.config.max_connections,
             )
         while self._active >= self.config.max_connections:
@@ -259,10 +264,7 @@ class EchoServer:
 
     def _connection_ended(self) -> None:
         self._active -= 1
-        if self._at_limit and self._active < self.config.max_connections:
-            self._at_limit = False
-            if not self._stopping:
-                logger.info("below the connection limit again: accepting")
+        if self._slot_freed:
             self._slot_freed.unpark_all()
 
     async def _serve_connection(self, sock: socket.socket, peer: str) -> None:

@@ -1,0 +1,437 @@
+"""The connection handler over memory streams: every mode, split and
+coalesced input, bad input, timeouts (on trio's MockClock) and flow control
+(over a lockstep pair, which buffers nothing at all)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+from collections.abc import Sequence
+
+import pytest
+import trio
+import trio.testing
+
+from trio_echo import (
+    ConnectionReport,
+    MemoryBudget,
+    Mode,
+    Outcome,
+    Reason,
+    ServerConfig,
+    encode_message,
+    handle_connection,
+)
+
+
+def split(raw: bytes, how: str) -> list[bytes]:
+    """Cut ``raw`` as a test asks: whole, bytewise or randomly."""
+    if how == "whole":
+        return [raw] if raw else []
+    if how == "bytewise":
+        return [raw[i : i + 1] for i in range(len(raw))]
+    rng = random.Random(how)
+    chunks, start = [], 0
+    while start < len(raw):
+        end = start + rng.randint(1, 7)
+        chunks.append(raw[start:end])
+        start = end
+    return chunks
+
+
+CHUNKINGS = ["whole", "bytewise", "random-1", "random-2", "random-3"]
+
+
+async def receive_all(stream: trio.abc.ReceiveStream) -> bytes:
+    received = bytearray()
+    try:
+        while data := await stream.receive_some():
+            received += data
+    except trio.BrokenResourceError:
+        pass
+    return bytes(received)
+
+
+async def converse(
+    chunks: Sequence[bytes],
+    config: ServerConfig,
+    *,
+    half_close: bool,
+) -> tuple[bytes, ConnectionReport]:
+    """Send ``chunks`` one read at a time to a handler; return its echo and report.
+
+    Between chunks the test waits until every task is blocked, so the handler
+    reads each chunk on its own: the split is exactly the one asked for.
+    """
+    client, server = trio.testing.memory_stream_pair()
+    reports: list[ConnectionReport] = []
+
+    async def serve() -> None:
+        reports.append(await handle_connection(server, config, peer="memory"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        for chunk in chunks:
+            await client.send_all(chunk)
+            await trio.testing.wait_all_tasks_blocked()
+        if half_close:
+            await client.send_eof()
+        echo = await receive_all(client)
+        await client.aclose()
+    return echo, reports[0]
+
+
+@pytest.mark.parametrize("how", CHUNKINGS)
+@pytest.mark.parametrize(
+    ("raw", "echo"),
+    [
+        pytest.param(b"5 hello", b"hello", id="simple"),
+        pytest.param(b"0 ", b"", id="zero-length"),
+        pytest.param(b"5 helloEXTRA", b"hello", id="bytes-after-payload"),
+        pytest.param(b"3 a b", b"a b", id="spaces-in-payload"),
+        pytest.param(b"4 \x00\xff 9", b"\x00\xff 9", id="binary-payload"),
+        pytest.param(b"2 ab3 xyz", b"ab", id="second-message-ignored"),
+    ],
+)
+async def test_count_mode_echoes_the_payload_and_closes(raw: bytes, echo: bytes, how: str) -> None:
+    # The client never half-closes: the server must close by itself once
+    # `length` bytes are echoed (the original missed this when a chunk ran
+    # past the payload).
+    received, report = await converse(split(raw, how), ServerConfig(), half_close=False)
+    assert received == echo
+    assert report.outcome == Outcome.COMPLETE
+    assert report.messages == 1
+    assert report.bytes_out == len(echo)
+
+
+async def test_count_mode_streams_the_echo_before_the_payload_ends() -> None:
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(handle_connection, server, ServerConfig())
+        await client.send_all(b"10 abc")
+        with trio.fail_after(1):
+            assert await client.receive_some() == b"abc"  # before the rest is sent
+        await client.send_all(b"defghij")
+        assert await receive_all(client) == b"defghij"
+        await client.aclose()
+
+
+async def test_count_mode_peer_closing_before_a_byte_is_clean() -> None:
+    received, report = await converse([], ServerConfig(), half_close=True)
+    assert received == b""
+    assert report.outcome == Outcome.NO_MESSAGE
+
+
+@pytest.mark.parametrize("how", CHUNKINGS)
+async def test_echo_mode_echoes_everything_until_the_peer_closes(how: str) -> None:
+    raw = b"any bytes at all: 12 -1 \x00 and more"
+    received, report = await converse(
+        split(raw, how), ServerConfig(mode=Mode.ECHO), half_close=True
+    )
+    assert received == raw
+    assert report.outcome == Outcome.CLOSED
+    assert (report.bytes_in, report.bytes_out) == (len(raw), len(raw))
+
+
+@pytest.mark.parametrize("how", CHUNKINGS)
+async def test_framed_mode_answers_each_message_in_order(how: str) -> None:
+    payloads = [b"hello", b"", b"x", b"a b c", b"\x00" * 40]
+    raw = b"".join(encode_message(p) for p in payloads)
+    received, report = await converse(
+        split(raw, how), ServerConfig(mode=Mode.FRAMED), half_close=True
+    )
+    assert received == raw
+    assert report.outcome == Outcome.CLOSED
+    assert report.messages == len(payloads)
+
+
+async def test_framed_mode_streams_each_answer() -> None:
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(handle_connection, server, ServerConfig(mode=Mode.FRAMED))
+        await client.send_all(b"6 abc")
+        with trio.fail_after(1):
+            assert await client.receive_some() == b"6 abc"
+        await client.send_all(b"def1 z")
+        await client.send_eof()
+        assert await receive_all(client) == b"def1 z"
+        await client.aclose()
+
+
+BAD_INPUT = [
+    pytest.param(Mode.COUNT, b"-1 x", Reason.BAD_LENGTH, id="count-negative"),
+    pytest.param(Mode.COUNT, b"+5 hello", Reason.BAD_LENGTH, id="count-plus"),
+    pytest.param(Mode.COUNT, b" 5 hello", Reason.BAD_LENGTH, id="count-leading-space"),
+    pytest.param(Mode.COUNT, b"1_0 0123456789", Reason.BAD_LENGTH, id="count-underscore"),
+    pytest.param(Mode.COUNT, b"05 hello", Reason.BAD_LENGTH, id="count-leading-zero"),
+    pytest.param(Mode.COUNT, b"hello", Reason.BAD_LENGTH, id="count-no-length"),
+    pytest.param(Mode.COUNT, b"1" * 100, Reason.TOO_MANY_DIGITS, id="count-endless-digits"),
+    pytest.param(Mode.COUNT, b"99999999 ", Reason.LENGTH_TOO_LARGE, id="count-too-large"),
+    pytest.param(Mode.FRAMED, b"2 ab-1 x", Reason.BAD_LENGTH, id="framed-second-bad"),
+]
+
+
+@pytest.mark.parametrize(("mode", "raw", "reason"), BAD_INPUT)
+async def test_bad_input_closes_with_one_log_line(
+    mode: Mode, raw: bytes, reason: Reason, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_echo")
+    # No half-close: the handler must close on its own.
+    received, report = await converse([raw], ServerConfig(mode=mode), half_close=False)
+    assert report.outcome == reason
+    # Nothing of the bad message is echoed (framed mode answered the good one).
+    assert received == (b"2 ab" if mode is Mode.FRAMED else b"")
+    lines = [r for r in caplog.records if r.name == "trio_echo.server"]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.WARNING
+    assert "memory" in lines[0].getMessage()
+    assert str(reason) in lines[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("mode", "raw", "reason"),
+    [
+        pytest.param(Mode.COUNT, b"12", Reason.EOF_IN_HEADER, id="count-in-header"),
+        pytest.param(Mode.COUNT, b"5 hel", Reason.EOF_IN_PAYLOAD, id="count-in-payload"),
+        pytest.param(Mode.FRAMED, b"1 a2 b", Reason.EOF_IN_PAYLOAD, id="framed-in-payload"),
+        pytest.param(Mode.FRAMED, b"1 a2", Reason.EOF_IN_HEADER, id="framed-in-header"),
+    ],
+)
+async def test_stream_ending_inside_a_message(mode: Mode, raw: bytes, reason: Reason) -> None:
+    _received, report = await converse([raw], ServerConfig(mode=mode), half_close=True)
+    assert report.outcome == reason
+
+
+async def test_count_header_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    config = ServerConfig(header_timeout=5, idle_timeout=100)
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        start = trio.current_time()
+        nursery.start_soon(client.send_all, b"1")  # a slow peer: one byte, then nothing
+        report = await handle_connection(server, config)
+    assert report.outcome == Outcome.HEADER_TIMEOUT
+    assert 5 <= trio.current_time() - start < 6
+
+
+async def test_count_header_timeout_counts_from_the_start(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Trickling a byte every second does not extend the header's time.
+    config = ServerConfig(header_timeout=5, idle_timeout=100)
+    client, server = trio.testing.memory_stream_pair()
+
+    async def trickle() -> None:
+        for _ in range(8):
+            await client.send_all(b"1")
+            await trio.sleep(1)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trickle)
+        report = await handle_connection(server, config)
+        nursery.cancel_scope.cancel()
+    assert report.outcome == Outcome.HEADER_TIMEOUT
+
+
+async def test_framed_header_timeout_starts_at_the_first_byte(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = ServerConfig(mode=Mode.FRAMED, header_timeout=5, idle_timeout=100)
+    client, server = trio.testing.memory_stream_pair()
+
+    async def peer() -> None:
+        await client.send_all(b"1 a")
+        await trio.sleep(50)  # idle between messages: allowed (no header begun)
+        await client.send_all(b"2")  # a header begins, and never ends
+
+    async with trio.open_nursery() as nursery:
+        start = trio.current_time()
+        nursery.start_soon(peer)
+        report = await handle_connection(server, config)
+    assert report.outcome == Outcome.HEADER_TIMEOUT
+    assert report.messages == 1
+    assert 55 <= trio.current_time() - start < 56
+
+
+async def test_idle_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    config = ServerConfig(mode=Mode.ECHO, idle_timeout=30)
+    client, server = trio.testing.memory_stream_pair()
+
+    async def peer() -> None:
+        for _ in range(3):  # some progress, then silence
+            await client.send_all(b"tick")
+            await trio.sleep(20)
+
+    async with trio.open_nursery() as nursery:
+        start = trio.current_time()
+        nursery.start_soon(peer)
+        report = await handle_connection(server, config)
+        nursery.cancel_scope.cancel()
+    assert report.outcome == Outcome.IDLE_TIMEOUT
+    assert report.bytes_out == 12
+    # The last byte came at 40 s; 30 s of silence later the connection ended.
+    assert 70 <= trio.current_time() - start < 71
+
+
+async def test_idle_timeout_covers_a_peer_that_never_reads(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = ServerConfig(mode=Mode.ECHO, idle_timeout=30)
+    client, server = trio.testing.lockstep_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send_all, b"echo me, but I will not read")
+        report = await handle_connection(server, config)
+        nursery.cancel_scope.cancel()
+    assert report.outcome == Outcome.IDLE_TIMEOUT
+    assert report.bytes_out == 0
+
+
+async def test_send_everything_then_read_completes_over_a_lockstep_pair() -> None:
+    # No buffer anywhere between the peers: the server must read the whole
+    # message ahead while the echo waits, or both sides block forever.
+    payload = random.Random(1).randbytes(300_000)
+    client, server = trio.testing.lockstep_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(handle_connection, server, ServerConfig())
+        with trio.fail_after(10):
+            await client.send_all(encode_message(payload))
+            assert await receive_all(client) == payload
+        await client.aclose()
+
+
+async def test_connection_buffer_stops_reading_when_full() -> None:
+    limit = 10_000
+    config = ServerConfig(mode=Mode.ECHO, connection_buffer=limit)
+    budget = MemoryBudget(config.memory_budget)
+    client, server = trio.testing.lockstep_stream_pair()
+    sent = 0
+
+    async def send_without_reading() -> None:
+        nonlocal sent
+        for _ in range(100):
+            await client.send_all(b"x" * 1000)
+            sent += 1000
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(handle_connection, server, config, budget=budget))
+        nursery.start_soon(send_without_reading)
+        await trio.testing.wait_all_tasks_blocked()
+        # The server read as far as its buffer allows, and no further.
+        assert limit - 1000 <= sent <= limit
+        assert budget.used <= limit
+        # Reading the echo lets everything through.
+        echoed = 0
+        while echoed < 100_000:
+            echoed += len(await client.receive_some())
+        assert sent == 100_000
+        await client.aclose()
+    assert budget.used == 0
+
+
+async def test_memory_budget_is_shared_by_connections() -> None:
+    budget = MemoryBudget(15_000)
+    config = ServerConfig(mode=Mode.ECHO, connection_buffer=10_000, memory_budget=15_000)
+    sent = [0, 0]
+    pairs = [trio.testing.lockstep_stream_pair() for _ in range(2)]
+
+    async def send_without_reading(index: int) -> None:
+        for _ in range(20):
+            await pairs[index][0].send_all(b"y" * 1000)
+            sent[index] += 1000
+
+    async with trio.open_nursery() as nursery:
+        for index, (_client, server) in enumerate(pairs):
+            nursery.start_soon(functools.partial(handle_connection, server, config, budget=budget))
+            nursery.start_soon(send_without_reading, index)
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget.used <= 15_000
+        assert sum(sent) <= 15_000
+        assert all(count <= 10_000 for count in sent)
+        nursery.cancel_scope.cancel()
+    assert budget.used == 0
+
+
+async def test_peer_resetting_mid_transfer_is_a_reset(caplog: pytest.LogCaptureFixture) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    receive_some = server.receive_stream.receive_some
+    reads = 0
+
+    async def receive_then_reset(max_bytes: int | None = None) -> bytes | bytearray:
+        nonlocal reads
+        reads += 1
+        if reads > 1:
+            raise trio.BrokenResourceError from ConnectionResetError(104, "Connection reset")
+        return await receive_some(max_bytes)
+
+    server.receive_stream.receive_some = receive_then_reset  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send_all, b"100 abc")
+        report = await handle_connection(server, ServerConfig(), peer="memory")
+    assert report.outcome == Outcome.RESET
+    assert "Connection reset" in report.detail
+    assert "memory" in caplog.records[-1].getMessage()
+
+
+async def test_peer_that_stops_reading_and_closes_is_a_reset() -> None:
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send_all, b"x" * 1000)
+        await trio.testing.wait_all_tasks_blocked()
+        await client.receive_stream.aclose()  # will read nothing more
+        report = await handle_connection(server, ServerConfig(mode=Mode.ECHO))
+    assert report.outcome == Outcome.RESET
+
+
+async def test_cancelled_connection_is_closed_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_echo")
+    client, server = trio.testing.memory_stream_pair()
+    with trio.move_on_after(1):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(handle_connection, server, ServerConfig(mode=Mode.ECHO))
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert [r.getMessage().split(": ")[1].split()[0] for r in caplog.records] == ["cancelled"]
+    with pytest.raises(trio.BrokenResourceError):
+        await client.send_all(b"anyone there?")
+
+
+async def test_a_bug_is_logged_with_its_traceback_and_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _client, server = trio.testing.memory_stream_pair()
+
+    async def explode(max_bytes: int | None = None) -> bytes:
+        raise ZeroDivisionError("a bug")
+
+    server.receive_stream.receive_some = explode  # type: ignore[method-assign]
+    with pytest.raises(BaseExceptionGroup) as caught:
+        await handle_connection(server, ServerConfig(), peer="memory")
+    assert caught.group_contains(ZeroDivisionError)
+    (record,) = caplog.records
+    assert record.levelno == logging.ERROR
+    assert "internal-error" in record.getMessage()
+    assert record.exc_info is not None
+
+
+async def test_debug_log_has_the_originals_per_chunk_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="trio_echo")
+    await converse([b"5 hel", b"lo"], ServerConfig(), half_close=False)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "memory: received data with len 5 (total received=5)" in messages
+    assert "memory: extracted content length=5" in messages
+    assert "memory: received data with len 2 (total received=7)" in messages
+    assert any(m.startswith("memory: echoed data with len") for m in messages)
+
+
+def test_report_log_fields() -> None:
+    report = ConnectionReport(peer="p", mode=Mode.FRAMED, outcome="closed", duration=0.1234567)
+    fields = report.log_fields()
+    assert fields["mode"] == "framed"
+    assert fields["duration"] == 0.123457
+    assert "detail" not in fields
+    assert report.clean
+    assert not ConnectionReport(peer="p", mode=Mode.COUNT, outcome="reset").clean
