@@ -462,7 +462,7 @@ async def _client_exchange(
         outgoing = [part for m in messages for part in (encode_header(len(m)), m)]
         answers = FramedAnswers(max_message_size=max(len(m) for m in messages), on_payload=echoed)
         sink: Callable[[bytes], None] = answers
-        half_close = True
+        half_close_after: int | None = 0
     else:
         check = EchoCheck(messages[0])
         outgoing = [encode_header(total), messages[0]] if mode is Mode.COUNT else messages
@@ -471,7 +471,7 @@ async def _client_exchange(
             check(data)
             echoed(data)
 
-        half_close = mode is not Mode.COUNT
+        half_close_after = None if mode is Mode.COUNT else total
     with trio.fail_after(args.timeout):
         stream = await trio.open_tcp_stream(args.host, args.port)
         async with stream, trio.open_nursery() as nursery:
@@ -481,7 +481,7 @@ async def _client_exchange(
                 stream,
                 outgoing,
                 sink,
-                half_close=half_close,
+                half_close_after=half_close_after,
                 on_sent=progress.on_sent,
             )
             nursery.cancel_scope.cancel()

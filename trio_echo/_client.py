@@ -7,8 +7,14 @@
 # When the client half-closes depends on the mode:
 # - count: never; the server closes once the payload is echoed (the length
 #   says where the message ends);
-# - echo and framed: right after the last byte is sent, which tells the
-#   server that nothing more is coming; it finishes its answers and closes.
+# - echo: once the whole echo is back. A server built on Twisted's default
+#   protocol (the original Echo among them) drops the echo bytes it has not
+#   written yet when it reads an end of stream: a client that half-closes
+#   right after sending loses its echo to it (seen here with a 1-byte
+#   message). Waiting costs nothing, since the client knows what to expect;
+#   the end of stream then only asks the server to close.
+# - framed: right after the last message; the server finishes its answers,
+#   then closes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -41,7 +47,7 @@ async def exchange(
     outgoing: Sequence[bytes],
     sink: Sink,
     *,
-    half_close: bool,
+    half_close_after: int | None,
     on_sent: Callable[[int], None] | None = None,
 ) -> bool:
     """Send ``outgoing`` while passing every received chunk to ``sink``.
@@ -52,8 +58,10 @@ async def exchange(
         stream: The connection.
         outgoing: The byte strings to send, in order.
         sink: Called with each chunk received, in order.
-        half_close: Whether to send an end of stream after the last byte
-            (``stream`` must then be a `trio.abc.HalfCloseableStream`).
+        half_close_after: When to send an end of stream: None for never;
+            N for once everything is sent and N bytes have been received
+            (0: right after the last byte is sent). Unless None, ``stream``
+            must be a `trio.abc.HalfCloseableStream`.
         on_sent: Called with the size of each piece once it is sent.
 
     Returns:
@@ -65,9 +73,13 @@ async def exchange(
         trio.BrokenResourceError: If receiving failed (the connection was
             reset).
     """
-    if half_close and not isinstance(stream, trio.abc.HalfCloseableStream):
+    if half_close_after is not None and not isinstance(stream, trio.abc.HalfCloseableStream):
         raise TypeError("half-closing needs a trio.abc.HalfCloseableStream")
     sent_all = False
+    received = 0
+    enough_received = trio.Event()
+    if half_close_after is not None and half_close_after <= 0:
+        enough_received.set()
 
     async def send() -> None:
         nonlocal sent_all
@@ -79,17 +91,20 @@ async def exchange(
                     await stream.send_all(piece)
                     if on_sent is not None:
                         on_sent(len(piece))
-            if half_close:
-                assert isinstance(stream, trio.abc.HalfCloseableStream)
-                await stream.send_eof()
             sent_all = True
+            if isinstance(stream, trio.abc.HalfCloseableStream) and half_close_after is not None:
+                await enough_received.wait()
+                await stream.send_eof()
         except trio.BrokenResourceError:
             pass  # the peer stopped reading; what it sent back tells the rest
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send)
         while data := await stream.receive_some(RECEIVE_SIZE):
+            received += len(data)
             sink(bytes(data))
+            if half_close_after is not None and received >= half_close_after:
+                enough_received.set()
         # The peer is done: nothing more we send can matter.
         nursery.cancel_scope.cancel()
     return sent_all
@@ -189,7 +204,7 @@ async def echo_count(stream: trio.abc.Stream, payload: bytes) -> bytes:
     """
     received: list[bytes] = []
     await exchange(
-        stream, [encode_header(len(payload)), payload], received.append, half_close=False
+        stream, [encode_header(len(payload)), payload], received.append, half_close_after=None
     )
     return b"".join(received)
 
@@ -197,11 +212,12 @@ async def echo_count(stream: trio.abc.Stream, payload: bytes) -> bytes:
 async def echo_plain(stream: trio.abc.Stream, payload: bytes) -> bytes:
     """Send ``payload`` to an echo-mode server; return what it echoed.
 
-    Half-closes after sending, then reads until the server closes. The
-    stream is not closed.
+    Half-closes once as many bytes came back as were sent (at once for an
+    empty payload), then reads until the server closes. The stream is not
+    closed.
     """
     received: list[bytes] = []
-    await exchange(stream, [payload], received.append, half_close=True)
+    await exchange(stream, [payload], received.append, half_close_after=len(payload))
     return b"".join(received)
 
 
@@ -224,7 +240,7 @@ async def echo_framed(
     for payload in payloads:
         outgoing += [encode_header(len(payload)), payload]
     answers = FramedAnswers(max_message_size=max_message_size)
-    await exchange(stream, outgoing, answers, half_close=True)
+    await exchange(stream, outgoing, answers, half_close_after=0)
     answers.end()
     return answers.answers
 
