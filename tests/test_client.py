@@ -60,7 +60,9 @@ async def test_round_trip_over_memory_streams(mode: Mode, size: int) -> None:
     assert result == payload
 
 
-def trickling_one_way_pair() -> tuple[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream]:
+def trickling_one_way_pair() -> tuple[
+    trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream
+]:
     """A one-way memory stream whose every read gets a single byte."""
     send = trio.testing.MemorySendStream()
     receive = trio.testing.MemoryReceiveStream()

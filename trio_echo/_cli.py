@@ -452,7 +452,7 @@ async def _client_exchange(
     """Run the client's exchange; return what is wrong with the echo, if anything."""
     mode = Mode(args.mode)
     total = sum(len(message) for message in messages)
-    progress = _Progress(total)
+    progress = _Progress(0)
 
     def echoed(data: bytes) -> None:
         write(data)
@@ -472,20 +472,31 @@ async def _client_exchange(
             echoed(data)
 
         half_close_after = None if mode is Mode.COUNT else total
+    progress.total = sum(len(data) for data in outgoing)  # what goes on the wire
     with trio.fail_after(args.timeout):
         stream = await trio.open_tcp_stream(args.host, args.port)
-        async with stream, trio.open_nursery() as nursery:
-            if sys.stderr.isatty():
-                nursery.start_soon(progress.run)
-            sent_all = await exchange(
-                stream,
-                outgoing,
-                sink,
-                half_close_after=half_close_after,
-                on_sent=progress.on_sent,
-            )
-            nursery.cancel_scope.cancel()
-    progress.finish()
+        async with stream:
+            if not sys.stderr.isatty():
+                sent_all = await exchange(stream, outgoing, sink, half_close_after=half_close_after)
+            else:
+                failure: Exception | None = None
+                sent_all = False
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(progress.run)
+                    try:
+                        sent_all = await exchange(
+                            stream,
+                            outgoing,
+                            sink,
+                            half_close_after=half_close_after,
+                            on_sent=progress.on_sent,
+                        )
+                    except Exception as error:  # raised below as itself, not in a group
+                        failure = error
+                    nursery.cancel_scope.cancel()
+                progress.finish()
+                if failure is not None:
+                    raise failure
     if mode is Mode.FRAMED:
         answers.end()
         if answers.answers != messages:

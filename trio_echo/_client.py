@@ -98,15 +98,23 @@ async def exchange(
         except trio.BrokenResourceError:
             pass  # the peer stopped reading; what it sent back tells the rest
 
+    # A failure while receiving is raised as itself, not inside the
+    # nursery's exception group: callers catch BrokenResourceError.
+    failure: Exception | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send)
-        while data := await stream.receive_some(RECEIVE_SIZE):
-            received += len(data)
-            sink(bytes(data))
-            if half_close_after is not None and received >= half_close_after:
-                enough_received.set()
-        # The peer is done: nothing more we send can matter.
+        try:
+            while data := await stream.receive_some(RECEIVE_SIZE):
+                received += len(data)
+                sink(bytes(data))
+                if half_close_after is not None and received >= half_close_after:
+                    enough_received.set()
+        except Exception as error:
+            failure = error
+        # The peer is done (or gone): nothing more we send can matter.
         nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     return sent_all
 
 

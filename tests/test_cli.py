@@ -1,0 +1,366 @@
+"""The command line, as a user runs it: child processes, real sockets, exit
+statuses and signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, Process
+from trio_echo._cli import ExitStatus, parse_size
+
+Spawn = Callable[..., Process]
+
+
+def run(*args: str, stdin: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "trio_echo", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def assert_one_sentence(stderr: bytes) -> None:
+    assert b"Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+@pytest.fixture
+def server(spawn: Spawn) -> tuple[Process, int]:
+    process = spawn("-m", "trio_echo", "server", "--port", "0", name="server")
+    return process, process.wait_for_port()
+
+
+@pytest.fixture
+def framed_server(spawn: Spawn) -> tuple[Process, int]:
+    process = spawn("-m", "trio_echo", "server", "--port", "0", "--mode", "framed")
+    return process, process.wait_for_port()
+
+
+def test_help_and_version() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    assert b"server" in result.stdout
+    assert b"client" in result.stdout
+    assert run("server", "--help").returncode == 0
+    assert b"--max-connections" in run("server", "--help").stdout
+    version = run("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith(b"trio-echo ")
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "trio-echo"
+    if not script.exists():
+        pytest.skip("the package is not installed in this environment")
+    result = subprocess.run([script, "--help"], capture_output=True, check=False, timeout=60)
+    assert result.returncode == 0
+    assert b"usage: trio-echo" in result.stdout
+
+
+def test_client_round_trip_of_a_text_message(server: tuple[Process, int]) -> None:
+    _process, port = server
+    result = run("client", "--port", str(port), "hello world")
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"hello world", b"")
+
+
+def test_client_binary_data_from_standard_input(server: tuple[Process, int]) -> None:
+    _process, port = server
+    data = bytes(range(256)) * 1000
+    result = run("client", "--port", str(port), "-", stdin=data)
+    assert result.returncode == 0
+    assert result.stdout == data
+
+
+def test_client_file_and_quiet(server: tuple[Process, int], tmp_path: Path) -> None:
+    _process, port = server
+    path = tmp_path / "message.bin"
+    path.write_bytes(b"\x00\xff" * 50_000)
+    result = run("client", "--port", str(port), "--file", str(path), "--quiet")
+    assert (result.returncode, result.stdout) == (0, b"")
+
+
+def test_client_framed_pipelines_several_messages(framed_server: tuple[Process, int]) -> None:
+    _process, port = framed_server
+    result = run("client", "--mode", "framed", "--port", str(port), "one", "", "three")
+    assert (result.returncode, result.stdout) == (0, b"onethree")
+
+
+def test_client_echo_mode(spawn: Spawn) -> None:
+    process = spawn("-m", "trio_echo", "server", "--port", "0", "--mode", "echo")
+    port = process.wait_for_port()
+    result = run("client", "--mode", "echo", "--port", str(port), "-", stdin=b"echo me")
+    assert (result.returncode, result.stdout) == (0, b"echo me")
+
+
+def altering_server(
+    reply: Callable[[bytes], bytes], delay: float = 0.0
+) -> tuple[int, threading.Thread]:
+    """A one-shot blocking server that answers a count message with ``reply(payload)``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b" " not in data:
+                    data += conn.recv(100)
+                length, _, payload = data.partition(b" ")
+                while len(payload) < int(length):
+                    payload += conn.recv(100)
+                time.sleep(delay)
+                conn.sendall(reply(payload))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return port, thread
+
+
+@pytest.mark.parametrize(
+    ("reply", "words"),
+    [
+        pytest.param(lambda p: p[:-1], b"short", id="short"),
+        pytest.param(lambda p: p + b"!", b"long", id="long"),
+        pytest.param(lambda p: p.upper(), b"differs", id="altered"),
+    ],
+)
+def test_client_wrong_echo_exits_with_mismatch(
+    reply: Callable[[bytes], bytes], words: bytes
+) -> None:
+    port, thread = altering_server(reply)
+    result = run("client", "--port", str(port), "hello")
+    thread.join(10)
+    assert result.returncode == ExitStatus.MISMATCH
+    assert words in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+def test_client_progress_on_a_terminal() -> None:
+    port, thread = altering_server(lambda p: p, delay=1.2)
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "trio_echo", "client", "--port", str(port), "slow echo"],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=60,
+            check=False,
+        )
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+    thread.join(10)
+    assert (result.returncode, result.stdout) == (0, b"slow echo")
+    assert b"sent 11 of 11 bytes, echoed 0" in shown  # "9 slow echo"
+    assert b"echoed 9" in shown
+
+
+def test_client_connection_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, not listening: connections are refused
+        result = run("client", "--port", str(port), "x")
+    assert result.returncode == ExitStatus.REFUSED
+    assert b"connection refused" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+def test_client_timeout() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never answers
+        result = run("client", "--port", str(silent.getsockname()[1]), "--timeout", "0.5", "x")
+    assert result.returncode == ExitStatus.TIMEOUT
+    assert b"within 0.5 s" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+def test_client_reset() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def reset_after_reading() -> None:
+        with listener:
+            conn, _ = listener.accept()
+            conn.recv(100)
+            conn.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            conn.close()
+
+    thread = threading.Thread(target=reset_after_reading, daemon=True)
+    thread.start()
+    result = run("client", "--port", str(listener.getsockname()[1]), "x" * 10)
+    thread.join(10)
+    assert result.returncode == ExitStatus.RESET
+    assert b"reset" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        pytest.param(["client"], b"give a MESSAGE", id="no-message"),
+        pytest.param(["client", "a", "b"], b"framed mode sends several", id="two-in-count"),
+        pytest.param(["client", "--file", "x", "y"], b"not both", id="file-and-message"),
+        pytest.param(["client", "--port", "99999", "x"], b"not a port", id="bad-port"),
+        pytest.param(["client", "--timeout", "-1", "x"], b"seconds", id="bad-timeout"),
+        pytest.param(["client", "--repeat", "5", "x"], b"no MESSAGE", id="load-with-message"),
+        pytest.param(["server", "--mode", "chat"], b"invalid choice", id="bad-mode"),
+        pytest.param(["server", "--max-message-size", "lots"], b"not a size", id="bad-size"),
+        pytest.param(
+            ["server", "--connection-buffer", "2G"], b"may not exceed", id="buffer-over-budget"
+        ),
+        pytest.param(["server", "--idle-timeout", "0"], b"positive", id="zero-idle-timeout"),
+        pytest.param(["server", "--grace", "-3"], b"--grace", id="negative-grace"),
+        pytest.param(["server", "--max-connections", "0"], b"at least 1", id="zero-connections"),
+    ],
+)
+def test_usage_errors(args: list[str], words: bytes) -> None:
+    result = run(*args)
+    assert result.returncode == ExitStatus.USAGE
+    assert words in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+def test_client_unreadable_file(tmp_path: Path) -> None:
+    result = run("client", "--file", str(tmp_path / "missing"))
+    assert result.returncode == ExitStatus.IO_ERROR
+    assert b"no such file" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+def test_server_port_in_use(server: tuple[Process, int]) -> None:
+    _process, port = server
+    result = run("server", "--port", str(port), timeout=30)
+    assert result.returncode == ExitStatus.CANNOT_LISTEN
+    assert b"address already in use" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+def test_server_unresolvable_host() -> None:
+    result = run("server", "--host", "no-such-host.invalid", "--port", "0", timeout=30)
+    assert result.returncode == ExitStatus.CANNOT_LISTEN
+    assert_one_sentence(result.stderr)
+
+
+def test_sigterm_during_a_transfer_lets_it_complete(server: tuple[Process, int]) -> None:
+    process, port = server
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"%d " % len(payload) + payload[:1000])
+        time.sleep(0.2)
+        process.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        # Not accepting any more...
+        with (
+            pytest.raises(ConnectionRefusedError),
+            socket.create_connection(("127.0.0.1", port), timeout=5),
+        ):
+            pass
+        # ...but the transfer in progress goes on to the end.
+        sock.sendall(payload[1000:])
+        echoed = bytearray()
+        while data := sock.recv(1 << 16):
+            echoed += data
+    assert echoed == payload
+    assert process.popen.wait(timeout=30) == 0
+    log = process.stderr
+    assert b"SIGTERM" in log
+    assert b"ended: complete" in log
+
+
+def test_second_signal_exits_at_once(spawn: Spawn) -> None:
+    process = spawn("-m", "trio_echo", "server", "--port", "0", "--grace", "60")
+    port = process.wait_for_port()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"100 stalled")
+        time.sleep(0.2)
+        process.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert process.popen.poll() is None  # waiting for the stalled connection
+        start = time.monotonic()
+        process.popen.send_signal(signal.SIGINT)
+        assert process.popen.wait(timeout=10) == 0
+        assert time.monotonic() - start < 5
+    assert b"cutting 1 open connection" in process.stderr
+    assert b"ended: cancelled" in process.stderr
+
+
+def test_json_log_lines(spawn: Spawn) -> None:
+    process = spawn(
+        "-m", "trio_echo", "server", "--port", "0", "--log-format", "json", "--log-level", "debug"
+    )
+    port = process.wait_for_port()
+    assert run("client", "--port", str(port), "hi").returncode == 0
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"+5 hello")
+        assert sock.recv(100) == b""
+    process.popen.send_signal(signal.SIGINT)
+    assert process.popen.wait(timeout=30) == 0
+    entries = [json.loads(line) for line in process.stderr.splitlines()]
+    ends = [e for e in entries if "outcome" in e]
+    assert [e["outcome"] for e in ends] == ["complete", "bad-length"]
+    assert ends[0]["bytes_in"] == 4
+    assert ends[0]["bytes_out"] == 2
+    assert ends[1]["peer"].startswith("127.0.0.1:")
+    assert ends[1]["level"] == "WARNING"
+    assert any(e["message"].endswith("extracted content length=2") for e in entries)
+
+
+def test_load_run_json(server: tuple[Process, int]) -> None:
+    _process, port = server
+    result = run(
+        "client",
+        "--port",
+        str(port),
+        "--repeat",
+        "40",
+        "--concurrency",
+        "4",
+        "--size",
+        "1KiB",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["messages"], summary["errors"], summary["size"]) == (40, 0, 1024)
+    assert summary["messages_per_second"] > 0
+
+
+def test_load_run_text(server: tuple[Process, int]) -> None:
+    _process, port = server
+    result = run("client", "--port", str(port), "--repeat", "10", "--concurrency", "2")
+    assert result.returncode == 0
+    assert b"10 echoed, 0 errors" in result.stdout
+    assert b"latency (ms): p50" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("4096", 4096), ("64KiB", 65536), ("64k", 65536), ("1M", 1 << 20), ("2 GiB", 2 << 30)],
+)
+def test_parse_size(text: str, size: int) -> None:
+    assert parse_size(text) == size
