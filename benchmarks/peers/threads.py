@@ -1,0 +1,113 @@
+"""The count protocol with a thread per connection (socketserver), plus a
+writer thread per connection.
+
+A single thread that reads, then sends, deadlocks with a client that sends
+a whole message before reading, once the kernel's buffers fill; so each
+connection's handler thread reads and frames while a second thread sends,
+and the queue between them holds at most 64 MiB (the reader blocks past
+it: backpressure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import socketserver
+import threading
+from collections import deque
+
+from _common import BUFFER_LIMIT, LINGER, READ_SIZE, Echoer, announce, parse_args
+
+from trio_echo import RemoteProtocolError
+
+
+class Outbox:
+    """Echo bytes between the reader thread and the writer thread."""
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.size = 0
+        self.closed = False
+        self.broken = False
+        self.condition = threading.Condition()
+
+    def put(self, pieces: list[bytes]) -> None:
+        with self.condition:
+            while self.size >= BUFFER_LIMIT and not self.broken:
+                self.condition.wait()
+            for piece in pieces:
+                self.chunks.append(piece)
+                self.size += len(piece)
+            self.condition.notify_all()
+
+    def close(self) -> None:
+        with self.condition:
+            self.closed = True
+            self.condition.notify_all()
+
+    def pump(self, sock: socket.socket) -> None:
+        while True:
+            with self.condition:
+                while not self.chunks and not self.closed:
+                    self.condition.wait()
+                if not self.chunks:
+                    return
+                data = b"".join(self.chunks)
+                self.chunks.clear()
+            try:
+                sock.sendall(data)
+            except OSError:
+                with self.condition:
+                    self.broken = True
+                    self.condition.notify_all()
+                return
+            with self.condition:
+                self.size -= len(data)
+                self.condition.notify_all()
+
+
+class Handler(socketserver.BaseRequestHandler):
+    mode = "count"
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        echoer = Echoer(self.mode)
+        outbox = Outbox()
+        writer = threading.Thread(target=outbox.pump, args=(sock,), daemon=True)
+        writer.start()
+        clean = False
+        try:
+            while not outbox.broken:
+                data = sock.recv(READ_SIZE)
+                pieces, done = echoer.feed(data)
+                outbox.put(pieces)
+                if done or not data:
+                    clean = True
+                    break
+        except (RemoteProtocolError, OSError):
+            pass
+        outbox.close()
+        writer.join()
+        if clean and self.mode == "count" and not outbox.broken:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(LINGER)
+                while sock.recv(READ_SIZE):
+                    pass
+
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 4096
+
+
+if __name__ == "__main__":
+    args = parse_args(__doc__.splitlines()[0])
+    Handler.mode = args.mode
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    Server.address_family = family
+    with Server((args.host, args.port), Handler) as server:
+        announce(args.host, server.server_address[1], args.mode)
+        server.serve_forever()
