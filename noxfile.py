@@ -42,6 +42,12 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks (pass --quick for a short run)."""
-    session.install("-e", ".[bench]")
-    session.run("python", "benchmarks/framer.py", *session.posargs)
+    """Run the benchmarks: the framer alone, then every server on every load.
+
+    Pass ``-- --quick`` for a short run of the whole path. Results go to
+    benchmarks/results/.
+    """
+    session.install("-e", ".[test,bench]")
+    quick = ["--quick"] if "--quick" in session.posargs else []
+    session.run("python", "benchmarks/framer.py", *quick)
+    session.run("python", "benchmarks/harness.py", "--conformance", *session.posargs)

@@ -6,11 +6,13 @@
  *   loadgen --port P [--host 127.0.0.1] --workload count|echo|framed|idle
  *           [--size BYTES] [--connections N] [--duration SECONDS]
  *           [--warmup SECONDS] [--messages N] [--rate MESSAGES_PER_SECOND]
+ *           [--pipeline K]
  *
  * count:  a new connection per message ("length SP payload"; the echo is
  *         read until the server closes), the original's pattern;
  * echo:   persistent connections, one payload in flight on each;
- * framed: persistent connections, one framed message in flight on each;
+ * framed: persistent connections, K framed messages in flight on each
+ *         (--pipeline K, sent back to back; 1 by default);
  * idle:   open N connections, say "ready N" on standard error, hold them
  *         for the duration (the harness measures the server meanwhile).
  *
@@ -86,15 +88,19 @@ static void fail(struct lconn *c, const char *what) {
     c->state = FREE;
 }
 
+static size_t batch = 1; /* framed: messages sent back to back per round */
+
 static void record(double due) {
-    completed++;
-    if (!recording) return;
-    if (nlat == caplat) {
-        caplat = caplat ? caplat * 2 : 1 << 16;
-        latencies = realloc(latencies, caplat * sizeof *latencies);
-    }
     double us = (now() - due) * 1e6;
-    latencies[nlat++] = us > 4e9 ? 4000000000u : (uint32_t)us;
+    for (size_t k = 0; k < batch; k++) {
+        completed++;
+        if (!recording) continue;
+        if (nlat == caplat) {
+            caplat = caplat ? caplat * 2 : 1 << 16;
+            latencies = realloc(latencies, caplat * sizeof *latencies);
+        }
+        latencies[nlat++] = us > 4e9 ? 4000000000u : (uint32_t)us;
+    }
 }
 
 static int inflight; /* messages begun and not ended (connecting included) */
@@ -208,7 +214,8 @@ static void complete(struct lconn *c) {
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --port P [--host ADDR] --workload count|echo|framed|idle [--size B]\n"
-            "               [--connections N] [--duration S] [--warmup S] [--messages N] [--rate R]\n");
+            "               [--connections N] [--duration S] [--warmup S] [--messages N] [--rate R]\n"
+            "               [--pipeline K]\n");
     exit(2);
 }
 
@@ -231,6 +238,7 @@ int main(int argc, char **argv) {
     size_t size = 100;
     double duration = 5, warmup = 0, rate = 0;
     uint64_t max_messages = 0;
+    int pipeline = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (i + 1 >= argc) usage();
@@ -243,12 +251,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) warmup = atof(v);
         else if (!strcmp(a, "--rate")) rate = atof(v);
         else if (!strcmp(a, "--messages")) max_messages = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--pipeline")) pipeline = atoi(v);
         else if (!strcmp(a, "--workload")) {
             workload = !strcmp(v, "count") ? COUNT : !strcmp(v, "echo") ? ECHO
                      : !strcmp(v, "framed") ? FRAMED : !strcmp(v, "idle") ? IDLE : (usage(), COUNT);
         } else usage();
     }
-    if (port <= 0 || nconn <= 0) usage();
+    if (port <= 0 || nconn <= 0 || pipeline < 1 || (pipeline > 1 && workload != FRAMED)) usage();
+    batch = (size_t)pipeline;
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -274,10 +284,11 @@ int main(int argc, char **argv) {
     char header[32];
     int hlen = snprintf(header, sizeof header, "%zu ", size);
     size_t hdr = workload == ECHO ? 0 : (size_t)hlen;
-    message_len = hdr + size;
+    message_len = (hdr + size) * batch;
     message = malloc(message_len + 1);
     memcpy(message, header, hdr);
     for (size_t i = 0; i < size; i++) message[hdr + i] = (char)((i * 131 + 7) & 0xff);
+    for (size_t k = 1; k < batch; k++) memcpy(message + k * (hdr + size), message, hdr + size);
     if (workload == FRAMED) {
         expected = message;
         expected_len = message_len;
@@ -411,7 +422,7 @@ int main(int argc, char **argv) {
     if (elapsed <= 0) elapsed = 1e-9;
     qsort(latencies, nlat, sizeof *latencies, cmp_u32);
     double mps = nlat / elapsed;
-    printf("{\"workload\": \"%s\", \"size\": %zu, \"connections\": %d, \"rate\": %.1f, "
+    printf("{\"workload\": \"%s\", \"size\": %zu, \"connections\": %d, \"pipeline\": %zu, \"rate\": %.1f, "
            "\"seconds\": %.6f, \"messages\": %zu, \"messages_per_second\": %.1f, "
            "\"megabytes_per_second\": %.3f, "
            "\"latency_us\": {\"p50\": %.0f, \"p99\": %.0f, \"p999\": %.0f, \"max\": %.0f}, "
@@ -419,7 +430,7 @@ int main(int argc, char **argv) {
            "\"client_cpu_seconds\": %.6f, \"client_cpu_utilization\": %.3f, "
            "\"first_error\": \"%s\"}\n",
            workload == COUNT ? "count" : workload == ECHO ? "echo" : workload == FRAMED ? "framed" : "idle",
-           size, nconn, rate, elapsed, nlat, mps, mps * size / 1e6, pct(0.5), pct(0.99), pct(0.999),
+           size, nconn, batch, rate, elapsed, nlat, mps, mps * size / 1e6, pct(0.5), pct(0.99), pct(0.999),
            nlat ? (double)latencies[nlat - 1] : 0.0, (unsigned long long)errors,
            (unsigned long long)connect_errors, open_count, cpu_end - cpu_at_warmup,
            (cpu_end - cpu_at_warmup) / (end - measure_start), first_error);

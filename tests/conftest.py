@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
-import re
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
+from benchmarks.servers import ServerProcess
 from trio_echo import EchoServer, ServerConfig, open_listeners
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS = ROOT / "benchmarks" / "peers"
-LISTENING = re.compile(rb"listening on (?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^\s:]+)):(?P<port>\d+)")
 
 
 async def start_server(
@@ -36,61 +33,17 @@ async def wait_until(predicate: Callable[[], bool], seconds: float = 5.0) -> Non
             await trio.sleep(0.01)
 
 
-class Process:
-    """A child process whose output goes to files, read on demand.
-
-    Files, not pipes: a chatty child (the Twisted original prints every
-    chunk) would block on a full pipe that nobody reads.
-    """
-
-    def __init__(self, args: list[str], tmp_path: Path, name: str) -> None:
-        self.stdout_path = tmp_path / f"{name}.out"
-        self.stderr_path = tmp_path / f"{name}.err"
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.popen = subprocess.Popen(
-                args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ROOT
-            )
-
-    @property
-    def stdout(self) -> bytes:
-        return self.stdout_path.read_bytes()
-
-    @property
-    def stderr(self) -> bytes:
-        return self.stderr_path.read_bytes()
-
-    def wait_for_port(self, timeout: float = 20.0) -> int:
-        """Wait for the 'listening on HOST:PORT' line; return the port."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = LISTENING.search(self.stdout)
-            if match:
-                return int(match["port"])
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.02)
-        self.stop()
-        raise AssertionError(
-            f"no 'listening on' line; stdout={self.stdout!r} stderr={self.stderr!r}"
-        )
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-        self.popen.wait(timeout=10)
-
-
 def python_command(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[object]:
-    """Start child processes that are killed when the test ends."""
-    processes: list[Process] = []
+    """Start Python child processes that are killed when the test ends."""
+    processes: list[ServerProcess] = []
 
-    def start(*args: str, name: str = "proc") -> Process:
-        process = Process(python_command(*args), tmp_path, f"{name}{len(processes)}")
+    def start(*args: str, name: str = "proc") -> ServerProcess:
+        process = ServerProcess(python_command(*args), directory=tmp_path)
         processes.append(process)
         return process
 
@@ -112,3 +65,46 @@ requires_twisted = pytest.mark.skipif(
 )
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--conformance-json",
+        metavar="PATH",
+        default=None,
+        help="write the conformance suite's outcome per server and case to PATH",
+    )
+
+
+_conformance: list[dict[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    properties = dict(report.user_properties)
+    if "server" not in properties or report.when != "call":
+        return
+    reason = ""
+    if hasattr(report, "wasxfail"):
+        outcome = "xfail" if report.skipped else "xpass"
+        reason = report.wasxfail
+    elif report.skipped:
+        outcome = "skipped"
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+    else:
+        outcome = report.outcome
+    _conformance.append(
+        {
+            "server": str(properties["server"]),
+            "case": str(properties["case"]),
+            "outcome": outcome,
+            "reason": reason,
+        }
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("--conformance-json")
+    if path and _conformance:
+        Path(path).write_text(json.dumps(_conformance, indent=1) + "\n")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Process
+from benchmarks.servers import ServerProcess as Process
+from tests.conftest import ROOT
 from trio_echo._cli import ExitStatus, parse_size
 
 Spawn = Callable[..., Process]

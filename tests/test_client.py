@@ -11,7 +11,8 @@ import pytest
 import trio
 import trio.testing
 
-from tests.conftest import PEERS, requires_twisted, start_server
+from benchmarks.servers import PEERS
+from tests.conftest import requires_twisted, start_server
 from trio_echo import (
     EchoCheck,
     FramedAnswers,
