@@ -123,6 +123,16 @@ class Run:
     note: str = ""
 
 
+@dataclass
+class Bench:
+    """What a measurement needs: the load generator, and the server under test."""
+
+    binary: Path
+    process: ServerProcess
+    server: Server
+    settings: Settings
+
+
 def loadgen_command(binary: Path, port: int, cell: Cell, **overrides: object) -> list[str]:
     options: dict[str, object] = {
         "--port": port,
@@ -143,7 +153,7 @@ def run_loadgen(command: list[str], timeout: float) -> dict[str, object]:
         text=True,
         timeout=timeout,
         check=False,
-        preexec_fn=lambda: os.sched_setaffinity(0, {CLIENT_CPU}),  # noqa: PLW1509
+        preexec_fn=lambda: os.sched_setaffinity(0, {CLIENT_CPU}),
     )
     if result.returncode != 0 or not result.stdout.strip():
         raise RuntimeError(f"loadgen failed: {result.stderr.strip() or result.returncode}")
@@ -151,9 +161,8 @@ def run_loadgen(command: list[str], timeout: float) -> dict[str, object]:
     return figures
 
 
-def measure_load(
-    binary: Path, process: ServerProcess, server: Server, cell: Cell, settings: Settings, rep: int
-) -> Run:
+def measure_load(bench: Bench, cell: Cell, rep: int) -> Run:
+    binary, process, server, settings = bench.binary, bench.process, bench.server, bench.settings
     run = Run(server.name, cell.name, rep)
     if settings.warmup > 0:
         run_loadgen(
@@ -183,9 +192,8 @@ def measure_load(
     return run
 
 
-def measure_idle(
-    binary: Path, process: ServerProcess, server: Server, cell: Cell, settings: Settings, rep: int
-) -> Run:
+def measure_idle(bench: Bench, cell: Cell, rep: int) -> Run:
+    binary, process, server, settings = bench.binary, bench.process, bench.server, bench.settings
     run = Run(server.name, cell.name, rep)
     count = settings.idle_connections
     before = process.memory()["rss"]
@@ -217,9 +225,8 @@ def measure_idle(
     return run
 
 
-def measure_fairness(
-    binary: Path, process: ServerProcess, server: Server, cell: Cell, settings: Settings, rep: int
-) -> Run:
+def measure_fairness(bench: Bench, cell: Cell, rep: int) -> Run:
+    binary, process, server, settings = bench.binary, bench.process, bench.server, bench.settings
     """A small-message client's latency while another connection streams
     10 MB messages flat out."""
     run = Run(server.name, cell.name, rep)
@@ -278,11 +285,12 @@ def run_matrix(
                 except (RuntimeError, NoCompilerError) as error:
                     runs.extend(Run(server.name, c.name, rep, note=str(error)) for c in cells)
                     continue
+                bench = Bench(binary, process, server, settings)
                 try:
                     for cell in cells:
                         measure = MEASURE.get(cell.workload, measure_load)
                         try:
-                            run = measure(binary, process, server, cell, settings, rep)
+                            run = measure(bench, cell, rep)
                         except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
                             run = Run(server.name, cell.name, rep, note=f"failed: {error}")
                         runs.append(run)
