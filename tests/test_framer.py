@@ -278,6 +278,21 @@ def test_error_message_names_the_reason() -> None:
     assert caught.value.detail.startswith("byte b'x'")
 
 
+def test_buffered_counts_bytes_not_yet_framed() -> None:
+    # What a count server needs to know: did bytes come after the message?
+    framer = CountFramer()
+    assert framer.buffered == 0
+    framer.receive_data(b"2 a")
+    framer.receive_data(b"bXY")
+    assert framer.buffered == 6
+    assert framer.next_event() == Header(2)
+    assert framer.buffered == 4
+    assert framer.next_event() == Payload(b"a")
+    assert framer.next_event() == Payload(b"b")
+    assert framer.next_event() == EndOfMessage()
+    assert framer.buffered == 2
+
+
 def test_in_message_tracks_a_partial_message() -> None:
     framer = CountFramer()
     assert not framer.in_message

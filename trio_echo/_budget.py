@@ -36,6 +36,19 @@ class MemoryBudget:
         """The bytes reserved now."""
         return self._used
 
+    def try_reserve(self, wanted: int) -> int:
+        """Reserve between 1 and ``wanted`` bytes if any is free, without waiting.
+
+        Returns:
+            How many bytes were reserved; 0 if none is free.
+        """
+        free = self._total - self._used
+        if free <= 0:
+            return 0
+        granted = wanted if wanted <= free else free
+        self._used += granted
+        return granted
+
     async def reserve_up_to(self, wanted: int) -> int:
         """Reserve between 1 and ``wanted`` bytes, waiting while none is free.
 
@@ -45,10 +58,8 @@ class MemoryBudget:
         Returns:
             How many bytes were reserved: ``wanted``, or less if less is free.
         """
-        while self._used >= self._total:
+        while not (granted := self.try_reserve(wanted)):
             await self._waiters.park()
-        granted = min(wanted, self._total - self._used)
-        self._used += granted
         return granted
 
     def take(self, count: int) -> None:

@@ -1,9 +1,11 @@
 # One connection, from its first byte to its close.
 #
 # The handler takes any trio.abc.Stream, so tests drive it with memory streams.
-# It reads and echoes at once, in two tasks of the connection's own nursery:
-# the reader (the calling task) takes bytes from the peer, frames them, and
-# queues what is to be echoed; the writer sends the queue. Reading ahead while
+# It reads and echoes at once, in the connection's own nursery: the reader
+# (the calling task) takes bytes from the peer, frames them, and queues what
+# is to be echoed; the echo goes out inline when the stream can send without
+# waiting, and otherwise through a writer task, so that reading goes on while
+# the echo waits for the peer. Reading ahead while
 # echo bytes wait is what lets a client that sends a whole message before
 # reading complete; the queue is bounded per connection and by a budget shared
 # with every other connection, and the reader reserves its bytes before each
@@ -39,6 +41,9 @@ READ_SIZE_MAX = 64 * 1024
 
 SEND_SIZE = 64 * 1024
 """Small queued echo pieces are joined up to this size for one send."""
+
+IDLE_GRANULARITY = 0.5
+"""Seconds by which the idle deadline may land late (see `_Connection`)."""
 
 
 class Outcome:
@@ -109,61 +114,89 @@ class ConnectionReport:
         return fields
 
 
+Chunk = bytes | bytearray | memoryview
+
+
 class _EchoQueue:
     """Bytes received and not yet echoed, within the connection's bounds.
 
-    The reader reserves room before it reads (`reserve`), queues what is to
-    be echoed (`put`) and gives back the rest of its reservation (`settle`);
-    the writer takes bytes (`get`) and reports them sent (`sent`).
+    The reader reserves room before it reads (`try_reserve`, else
+    `reserve`), queues what is to be echoed (`put`) and gives back the rest
+    of its reservation (`settle`); whoever sends takes bytes from the front
+    (`get`, or `chunks` directly) and reports them sent (`sent`).
     """
+
+    __slots__ = (
+        "_budget",
+        "_held",
+        "_limit",
+        "_reader",
+        "_reserved",
+        "_writer",
+        "chunks",
+        "finished",
+    )
 
     def __init__(self, limit: int, budget: MemoryBudget) -> None:
         self._limit = limit
         self._budget = budget
-        self._chunks: deque[bytes | bytearray] = deque()
+        self.chunks: deque[Chunk] = deque()
         self._held = 0  # bytes queued or reserved, charged to the budget
         self._reserved = 0  # of those, reserved and not yet queued
-        self._finished = False
-        self._writer = trio.lowlevel.ParkingLot()
-        self._reader = trio.lowlevel.ParkingLot()
+        self.finished = False
+        self._writer: trio.lowlevel.ParkingLot | None = None
+        self._reader: trio.lowlevel.ParkingLot | None = None
+
+    def try_reserve(self, wanted: int) -> int:
+        room = self._limit - self._held
+        if room <= 0:
+            return 0
+        granted = self._budget.try_reserve(wanted if wanted <= room else room)
+        self._held += granted
+        self._reserved = granted
+        return granted
 
     async def reserve(self, wanted: int) -> int:
         while self._held >= self._limit:
+            if self._reader is None:
+                self._reader = trio.lowlevel.ParkingLot()
             await self._reader.park()
         granted = await self._budget.reserve_up_to(min(wanted, self._limit - self._held))
         self._held += granted
         self._reserved = granted
         return granted
 
-    def put(self, data: bytes | bytearray) -> None:
-        self._chunks.append(data)
+    def put(self, data: Chunk) -> None:
+        self.chunks.append(data)
         self._reserved -= len(data)
-        if self._writer:
-            self._writer.unpark()
 
     def settle(self) -> None:
         # Framed mode echoes a header when its space arrives, which may be a
         # read after its digits: then a read queues up to a header's length
         # more than it reserved, and the difference is charged here.
-        if self._reserved > 0:
-            self._budget.release(self._reserved)
-        elif self._reserved < 0:
-            self._budget.take(-self._reserved)
-        self._held -= self._reserved
+        reserved = self._reserved
+        if reserved > 0:
+            self._budget.release(reserved)
+        elif reserved < 0:
+            self._budget.take(-reserved)
+        self._held -= reserved
         self._reserved = 0
 
-    def finish(self) -> None:
-        """No more bytes will be queued; `get` returns None once empty."""
-        self._finished = True
+    def wake_writer(self) -> None:
         if self._writer:
             self._writer.unpark()
 
-    async def get(self) -> bytes | bytearray | None:
-        while not self._chunks:
-            if self._finished:
-                return None
-            await self._writer.park()
-        chunks = self._chunks
+    def finish(self) -> None:
+        """No more bytes will be queued; `get` returns None once empty."""
+        self.finished = True
+        self.wake_writer()
+
+    def take(self) -> Chunk:
+        """Remove and return the front of the queue, to send as one piece.
+
+        That is one chunk, or small chunks joined up to SEND_SIZE.
+        """
+        chunks = self.chunks
         first = chunks.popleft()
         if not chunks or len(first) >= SEND_SIZE:
             return first
@@ -173,6 +206,15 @@ class _EchoQueue:
             pieces.append(chunks.popleft())
         return b"".join(pieces)
 
+    async def get(self) -> Chunk | None:
+        while not self.chunks:
+            if self.finished:
+                return None
+            if self._writer is None:
+                self._writer = trio.lowlevel.ParkingLot()
+            await self._writer.park()
+        return self.take()
+
     def sent(self, count: int) -> None:
         self._held -= count
         self._budget.release(count)
@@ -181,7 +223,7 @@ class _EchoQueue:
 
     def discard(self) -> None:
         """Drop everything, and give the budget back."""
-        self._chunks.clear()
+        self.chunks.clear()
         self._reserved = 0
         if self._held:
             self._budget.release(self._held)
@@ -189,6 +231,41 @@ class _EchoQueue:
 
 
 class _Connection:
+    """The state of one connection while `handle_connection` serves it.
+
+    The reader runs in the handler's own task. The echo is sent inline by
+    the reader when the stream can send without waiting (`send_nowait`, which
+    trio_echo's own socket stream has); a writer task is started in the
+    connection's nursery only once an echo has to wait for the peer, so a
+    connection whose echo never waits costs one task, not two.
+
+    One cancel scope carries both timeouts: its deadline is the earlier of
+    the header deadline and the idle deadline. The idle deadline moves
+    forward at most once per `_granularity` seconds (and lands that much
+    later), so progress costs a clock read, not a deadline update per chunk:
+    an idle connection is closed between ``idle_timeout`` and
+    ``idle_timeout + _granularity`` seconds after its last byte.
+    """
+
+    __slots__ = (
+        "_awaiting_header",
+        "_config",
+        "_debug",
+        "_framer",
+        "_granularity",
+        "_header_deadline",
+        "_idle_deadline",
+        "_idle_moved",
+        "_lingering",
+        "_nursery",
+        "_queue",
+        "_report",
+        "_send_nowait",
+        "_stream",
+        "_writer_busy",
+        "_writer_started",
+    )
+
     def __init__(
         self,
         stream: trio.abc.Stream,
@@ -201,10 +278,23 @@ class _Connection:
         self._report = report
         self._queue = _EchoQueue(config.connection_buffer, budget)
         self._debug = logger.isEnabledFor(logging.DEBUG)
-        self._idle_scope = trio.CancelScope()
-        self._header_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
         self._awaiting_header = True
+        self._send_nowait = getattr(stream, "send_nowait", None)
+        self._writer_started = False
+        self._writer_busy = False
+        self._granularity = min(IDLE_GRANULARITY, config.idle_timeout / 16)
+        self._idle_moved = -math.inf
+        self._idle_deadline = math.inf
+        self._header_deadline = math.inf
+        self._lingering = False
+        self._framer: CountFramer | None = None
+        if config.mode is not Mode.ECHO:
+            self._framer = CountFramer(max_message_size=config.max_message_size)
+
+    def discard(self) -> None:
+        """Drop what is still queued, giving the memory budget back."""
+        self._queue.discard()
 
     def _fail(self, outcome: str, detail: str = "") -> None:
         """End the connection now, with ``outcome`` (the first one counts)."""
@@ -215,26 +305,47 @@ class _Connection:
             self._nursery.cancel_scope.cancel()
 
     def _progress(self) -> None:
-        self._idle_scope.deadline = trio.current_time() + self._config.idle_timeout
+        now = trio.current_time()
+        if now - self._idle_moved >= self._granularity:
+            self._idle_moved = now
+            self._idle_deadline = now + self._config.idle_timeout + self._granularity
+            self._update_deadline()
+
+    def _update_deadline(self) -> None:
+        """Move the connection's deadline to the earlier of its two."""
+        deadline = min(self._idle_deadline, self._header_deadline)
+        if self._nursery is not None and self._nursery.cancel_scope.deadline != deadline:
+            self._nursery.cancel_scope.deadline = deadline
 
     async def run(self) -> None:
         config = self._config
-        self._progress()
+        now = trio.current_time()
+        self._idle_moved = now
+        self._idle_deadline = now + config.idle_timeout + self._granularity
         if config.mode is Mode.COUNT:
-            self._header_scope.deadline = trio.current_time() + config.header_timeout
-        with self._idle_scope:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._write)
-                await self._read()
-            if not self._report.outcome:
-                if config.mode is Mode.COUNT and self._report.messages:
-                    await self._linger()
+            self._header_deadline = now + config.header_timeout
+        # The nursery's own cancel scope carries the timeouts (one scope per
+        # connection, not two): a cancellation with no outcome recorded by
+        # _fail is a deadline.
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            self._update_deadline()
+            await self._read()
+            if not self._writer_started:
+                await self._end()
+        if not self._report.outcome:
+            if not nursery.cancel_scope.cancelled_caught or self._lingering:
                 self._report.outcome = self._clean_outcome()
-        if self._idle_scope.cancelled_caught:
-            self._fail(
-                Outcome.IDLE_TIMEOUT, f"nothing received or sent for {config.idle_timeout:g} s"
-            )
+            elif self._header_deadline <= self._idle_deadline:
+                self._fail(
+                    Outcome.HEADER_TIMEOUT,
+                    f"no complete length prefix within {config.header_timeout:g} s",
+                )
+            else:
+                self._fail(
+                    Outcome.IDLE_TIMEOUT,
+                    f"nothing received or sent for {config.idle_timeout:g} s",
+                )
 
     def _clean_outcome(self) -> str:
         if self._config.mode is not Mode.COUNT:
@@ -242,51 +353,48 @@ class _Connection:
         return Outcome.COMPLETE if self._report.messages else Outcome.NO_MESSAGE
 
     async def _read(self) -> None:
-        framer = None
-        if self._config.mode is not Mode.ECHO:
-            framer = CountFramer(max_message_size=self._config.max_message_size)
+        framer = self._framer
         queue, report, stream = self._queue, self._report, self._stream
         read_size = READ_SIZE_MIN
         try:
-            with self._header_scope:
-                while True:
-                    granted = await queue.reserve(read_size)
-                    try:
-                        data = await stream.receive_some(granted)
-                        if data:
-                            self._progress()
-                            report.bytes_in += len(data)
-                            if self._debug:
-                                logger.debug(
-                                    "%s: received data with len %d (total received=%d)",
-                                    report.peer,
-                                    len(data),
-                                    report.bytes_in,
-                                )
-                        if framer is None:
-                            if not data:
-                                break
-                            queue.put(data)
-                        elif self._frame(framer, data):
+            while True:
+                granted = queue.try_reserve(read_size) or await queue.reserve(read_size)
+                try:
+                    data = await stream.receive_some(granted)
+                    if data:
+                        self._progress()
+                        report.bytes_in += len(data)
+                        if self._debug:
+                            logger.debug(
+                                "%s: received data with len %d (total received=%d)",
+                                report.peer,
+                                len(data),
+                                report.bytes_in,
+                            )
+                    if framer is None:
+                        if not data:
                             break
-                    finally:
-                        queue.settle()
-                    full = len(data) == granted
-                    read_size = min(read_size * 2, READ_SIZE_MAX) if full else READ_SIZE_MIN
+                        queue.put(data)
+                        done = False
+                    else:
+                        done = self._frame(framer, data)
+                finally:
+                    queue.settle()
+                if queue.chunks:
+                    self._echo()
+                if done:
+                    break
+                self._update_deadline()
+                full = len(data) == granted
+                read_size = min(read_size * 2, READ_SIZE_MAX) if full else READ_SIZE_MIN
         except RemoteProtocolError as error:
             self._fail(error.reason, error.detail)
         except trio.BrokenResourceError as error:
             self._fail(Outcome.RESET, _describe(error))
-        else:
-            if self._header_scope.cancelled_caught:
-                self._fail(
-                    Outcome.HEADER_TIMEOUT,
-                    f"no complete length prefix within {self._config.header_timeout:g} s",
-                )
         finally:
             queue.finish()
 
-    def _frame(self, framer: CountFramer, data: bytes | bytearray) -> bool:
+    def _frame(self, framer: CountFramer, data: Chunk) -> bool:
         """Frame ``data`` and queue its echo; return whether reading is done."""
         framer.receive_data(data)
         mode, queue, report = self._config.mode, self._queue, self._report
@@ -298,7 +406,7 @@ class _Connection:
                 queue.put(event.data)
             elif type(event) is Header:
                 self._awaiting_header = False
-                self._header_scope.deadline = math.inf
+                self._header_deadline = math.inf  # the scope follows in _read
                 if self._debug:
                     logger.debug("%s: extracted content length=%d", report.peer, event.length)
                 if mode is Mode.FRAMED:
@@ -310,46 +418,102 @@ class _Connection:
                     return True
             else:  # EndOfStream
                 return True
-        if self._awaiting_header and framer.in_message and self._header_scope.deadline == math.inf:
+        if self._awaiting_header and framer.in_message and self._header_deadline == math.inf:
             # A header has begun (in framed mode, the next message's): it has
             # the header timeout to arrive in full.
-            self._header_scope.deadline = trio.current_time() + self._config.header_timeout
+            self._header_deadline = trio.current_time() + self._config.header_timeout
         return False
+
+    def _echo(self) -> None:
+        """Send what is queued, as far as the stream can without waiting.
+
+        What is left goes to the writer task, started the first time it is
+        needed.
+        """
+        queue, send_nowait = self._queue, self._send_nowait
+        if send_nowait is not None and not self._writer_busy:
+            chunks, report = queue.chunks, self._report
+            while chunks:
+                data = queue.take()
+                sent = send_nowait(data)
+                if sent:
+                    queue.sent(sent)
+                    report.bytes_out += sent
+                    self._progress()
+                    if self._debug:
+                        self._log_echoed(sent)
+                if sent < len(data):
+                    chunks.appendleft(memoryview(data)[sent:])
+                    break
+            if not chunks:
+                return
+        if not self._writer_started:
+            assert self._nursery is not None
+            self._writer_started = True
+            self._nursery.start_soon(self._write)
+        queue.wake_writer()
+
+    def _log_echoed(self, count: int) -> None:
+        logger.debug(
+            "%s: echoed data with len %d (total sent=%d)",
+            self._report.peer,
+            count,
+            self._report.bytes_out,
+        )
 
     async def _write(self) -> None:
         queue, report, stream = self._queue, self._report, self._stream
         try:
             while (chunk := await queue.get()) is not None:
+                self._writer_busy = True
                 await stream.send_all(chunk)
+                self._writer_busy = False
                 queue.sent(len(chunk))
-                self._progress()
                 report.bytes_out += len(chunk)
+                self._progress()
                 if self._debug:
-                    logger.debug(
-                        "%s: echoed data with len %d (total sent=%d)",
-                        report.peer,
-                        len(chunk),
-                        report.bytes_out,
-                    )
+                    self._log_echoed(len(chunk))
         except trio.BrokenResourceError as error:
             self._fail(Outcome.RESET, _describe(error))
+            return
+        await self._end()
 
-    async def _linger(self) -> None:
-        """Half-close, then wait briefly for the peer to close.
+    async def _end(self) -> None:
+        """Once every echo byte is sent: end a count connection well.
 
         Closing a TCP socket with unread bytes in it sends a reset, and a
-        reset can destroy echo bytes the peer has not read yet. So after the
-        last echo byte the server sends its end of stream, and discards what
-        the peer still sends until the peer closes or the linger time ends.
+        reset can destroy echo bytes the peer has not read yet. When the
+        stream can tell without waiting that nothing more has arrived (and
+        the framer holds nothing after the message), closing at once is
+        safe. Otherwise the server sends its end of stream, and discards
+        what the peer still sends until the peer closes or the linger time
+        ends.
         """
-        stream = self._stream
-        if not isinstance(stream, trio.abc.HalfCloseableStream):
+        report = self._report
+        if self._config.mode is not Mode.COUNT or not report.messages or report.outcome:
             return
+        stream = self._stream
+        receive_nowait = getattr(stream, "receive_nowait", None)
+        framer = self._framer
         try:
+            # None: nothing unread; b"": the peer has closed. Either way,
+            # closing now sends no reset.
+            if (
+                receive_nowait is not None
+                and framer is not None
+                and not framer.buffered
+                and not receive_nowait(READ_SIZE_MAX)
+            ):
+                return
+            if not isinstance(stream, trio.abc.HalfCloseableStream):
+                return
+            self._lingering = True
+            assert self._nursery is not None
+            scope = self._nursery.cancel_scope
+            scope.deadline = min(scope.deadline, trio.current_time() + self._config.linger_timeout)
             await stream.send_eof()
-            with trio.move_on_after(self._config.linger_timeout):
-                while await stream.receive_some(READ_SIZE_MAX):
-                    pass
+            while await stream.receive_some(READ_SIZE_MAX):
+                pass
         except trio.BrokenResourceError:
             pass  # the peer is gone, which is all the linger waits for
 
@@ -414,11 +578,15 @@ async def handle_connection(
                 failure = error
         raise
     finally:
-        connection._queue.discard()
-        # Forceful, so it cannot block; shielded, so that a cancellation
-        # (which is why we may be here) cannot cut the cleanup short.
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(stream)
+        connection.discard()
+        close_nowait = getattr(stream, "close_nowait", None)
+        if close_nowait is not None:
+            close_nowait()
+        else:
+            # Forceful, so it cannot block; shielded, so that a cancellation
+            # (which is why we may be here) cannot cut the cleanup short.
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
         report.duration = trio.current_time() - start
         _log_report(report, failure)
     return report

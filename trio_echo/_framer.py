@@ -124,6 +124,11 @@ class CountFramer:
         return self._max_message_size
 
     @property
+    def buffered(self) -> int:
+        """Bytes received and not yet framed into events."""
+        return sum(map(len, self._chunks)) - self._offset
+
+    @property
     def in_message(self) -> bool:
         """Whether a message has begun (header or payload) and not ended."""
         return self._state == _PAYLOAD or bool(self._digits)

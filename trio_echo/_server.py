@@ -25,6 +25,7 @@ import trio
 from ._budget import MemoryBudget
 from ._config import ServerConfig
 from ._connection import _is_cancellation, handle_connection
+from ._socket_stream import FastSocketStream
 
 __all__ = ["ALL_INTERFACES", "EchoServer", "ListenAddress", "open_listeners"]
 
@@ -270,7 +271,7 @@ class EchoServer:
     async def _serve_connection(self, sock: socket.socket, peer: str) -> None:
         try:
             try:
-                stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+                stream = FastSocketStream(sock)
             except OSError as error:
                 sock.close()
                 logger.warning(
