@@ -576,6 +576,10 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(SERVERS),
         help="comma-separated server names (default: all): " + ", ".join(SERVERS),
     )
+    parser.add_argument(
+        "--cells",
+        help="only the loads whose names contain one of these comma-separated words",
+    )
     parser.add_argument("--repeat", type=int, help="repetitions (default: 3, quick: 1)")
     parser.add_argument("--duration", type=float, help="seconds per measurement")
     parser.add_argument(
@@ -589,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.repeat = args.repeat
     if args.duration:
         settings.duration = args.duration
+    if args.cells:
+        words = [word.strip() for word in args.cells.split(",") if word.strip()]
+        settings.cells = [c for c in settings.cells if any(w in c.name for w in words)]
     names = [name.strip() for name in args.servers.split(",") if name.strip()]
     unknown = [name for name in names if name not in SERVERS]
     if unknown:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 import attrs
 import trio
@@ -116,6 +118,8 @@ class ConnectionReport:
 
 Chunk = bytes | bytearray | memoryview
 
+_NO_CHUNKS: deque[Chunk] = deque(maxlen=0)  # shared, always empty
+
 
 class _EchoQueue:
     """Bytes received and not yet echoed, within the connection's bounds.
@@ -140,7 +144,9 @@ class _EchoQueue:
     def __init__(self, limit: int, budget: MemoryBudget) -> None:
         self._limit = limit
         self._budget = budget
-        self.chunks: deque[Chunk] = deque()
+        # Made when the first echo is queued: an idle connection does not
+        # need the 600-odd bytes of an empty deque.
+        self.chunks: deque[Chunk] = _NO_CHUNKS
         self._held = 0  # bytes queued or reserved, charged to the budget
         self._reserved = 0  # of those, reserved and not yet queued
         self.finished = False
@@ -167,6 +173,8 @@ class _EchoQueue:
         return granted
 
     def put(self, data: Chunk) -> None:
+        if self.chunks is _NO_CHUNKS:
+            self.chunks = deque()
         self.chunks.append(data)
         self._reserved -= len(data)
 
@@ -292,10 +300,6 @@ class _Connection:
         if config.mode is not Mode.ECHO:
             self._framer = CountFramer(max_message_size=config.max_message_size)
 
-    def discard(self) -> None:
-        """Drop what is still queued, giving the memory budget back."""
-        self._queue.discard()
-
     def _fail(self, outcome: str, detail: str = "") -> None:
         """End the connection now, with ``outcome`` (the first one counts)."""
         if not self._report.outcome:
@@ -317,35 +321,62 @@ class _Connection:
         if self._nursery is not None and self._nursery.cancel_scope.deadline != deadline:
             self._nursery.cancel_scope.deadline = deadline
 
-    async def run(self) -> None:
-        config = self._config
-        now = trio.current_time()
+    async def serve(self) -> ConnectionReport:
+        """Serve the connection to its end; close it, log it, report it."""
+        config, report = self._config, self._report
+        now = start = trio.current_time()
         self._idle_moved = now
         self._idle_deadline = now + config.idle_timeout + self._granularity
         if config.mode is Mode.COUNT:
             self._header_deadline = now + config.header_timeout
-        # The nursery's own cancel scope carries the timeouts (one scope per
-        # connection, not two): a cancellation with no outcome recorded by
-        # _fail is a deadline.
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            self._update_deadline()
-            await self._read()
-            if not self._writer_started:
-                await self._end()
-        if not self._report.outcome:
-            if not nursery.cancel_scope.cancelled_caught or self._lingering:
-                self._report.outcome = self._clean_outcome()
-            elif self._header_deadline <= self._idle_deadline:
-                self._fail(
-                    Outcome.HEADER_TIMEOUT,
-                    f"no complete length prefix within {config.header_timeout:g} s",
-                )
+        failure: BaseException | None = None
+        try:
+            # The nursery's own cancel scope carries the timeouts (one scope
+            # per connection, not two): a cancellation with no outcome
+            # recorded by _fail is a deadline.
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._update_deadline()
+                await self._read()
+                if not self._writer_started:
+                    await self._end()
+            if not report.outcome:
+                if not nursery.cancel_scope.cancelled_caught or self._lingering:
+                    report.outcome = self._clean_outcome()
+                elif self._header_deadline <= self._idle_deadline:
+                    self._fail(
+                        Outcome.HEADER_TIMEOUT,
+                        f"no complete length prefix within {config.header_timeout:g} s",
+                    )
+                else:
+                    self._fail(
+                        Outcome.IDLE_TIMEOUT,
+                        f"nothing received or sent for {config.idle_timeout:g} s",
+                    )
+        except BaseException as error:
+            if not report.outcome:
+                if _is_cancellation(error):
+                    report.outcome = Outcome.CANCELLED
+                else:
+                    report.outcome = Outcome.INTERNAL_ERROR
+                    report.detail = f"{type(error).__name__}: {error}"
+                    failure = error
+            raise
+        finally:
+            self._queue.discard()
+            stream = self._stream
+            close_nowait = getattr(stream, "close_nowait", None)
+            if close_nowait is not None:
+                close_nowait()
             else:
-                self._fail(
-                    Outcome.IDLE_TIMEOUT,
-                    f"nothing received or sent for {config.idle_timeout:g} s",
-                )
+                # Forceful, so it cannot block; shielded, so that a
+                # cancellation (which is why we may be here) cannot cut the
+                # cleanup short.
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+            report.duration = trio.current_time() - start
+            _log_report(report, failure)
+        return report
 
     def _clean_outcome(self) -> str:
         if self._config.mode is not Mode.COUNT:
@@ -533,14 +564,19 @@ def _is_cancellation(error: BaseException) -> bool:
     return False
 
 
-async def handle_connection(
+def handle_connection(
     stream: trio.abc.Stream,
     config: ServerConfig | None = None,
     *,
     budget: MemoryBudget | None = None,
     peer: str = "-",
-) -> ConnectionReport:
+) -> Coroutine[Any, Any, ConnectionReport]:
     """Serve one connection until it ends, then close it and log one line.
+
+    Use it as ``report = await handle_connection(stream, config)`` (or hand it
+    to ``nursery.start_soon``). It is a plain function that returns the
+    coroutine doing the work, which saves the memory of one coroutine frame
+    on every open connection.
 
     Faults of the peer end the connection and are reported in the returned
     `ConnectionReport`, never raised. The stream is closed on return.
@@ -553,43 +589,17 @@ async def handle_connection(
         peer: The peer's address, for the log.
 
     Returns:
-        What happened, as logged.
+        A coroutine whose result is what happened, as logged.
 
     Raises:
-        trio.Cancelled: If the surrounding scope was cancelled (the
-            connection is closed and logged first).
+        trio.Cancelled: (From the coroutine) if the surrounding scope was
+            cancelled; the connection is closed and logged first.
     """
     config = config if config is not None else ServerConfig()
     if budget is None:
         budget = MemoryBudget(config.memory_budget)
     report = ConnectionReport(peer=peer, mode=config.mode)
-    connection = _Connection(stream, config, budget, report)
-    start = trio.current_time()
-    failure: BaseException | None = None
-    try:
-        await connection.run()
-    except BaseException as error:
-        if not report.outcome:
-            if _is_cancellation(error):
-                report.outcome = Outcome.CANCELLED
-            else:
-                report.outcome = Outcome.INTERNAL_ERROR
-                report.detail = f"{type(error).__name__}: {error}"
-                failure = error
-        raise
-    finally:
-        connection.discard()
-        close_nowait = getattr(stream, "close_nowait", None)
-        if close_nowait is not None:
-            close_nowait()
-        else:
-            # Forceful, so it cannot block; shielded, so that a cancellation
-            # (which is why we may be here) cannot cut the cleanup short.
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
-        report.duration = trio.current_time() - start
-        _log_report(report, failure)
-    return report
+    return _Connection(stream, config, budget, report).serve()
 
 
 def _log_report(report: ConnectionReport, failure: BaseException | None) -> None:

@@ -37,6 +37,8 @@ _SP = 0x20
 _ZERO = 0x30
 _NINE = 0x39
 
+_NO_CHUNKS: deque[bytes] = deque(maxlen=0)  # shared, always empty
+
 _HEADER = "header"
 _PAYLOAD = "payload"
 _CLOSED = "closed"
@@ -109,7 +111,9 @@ class CountFramer:
     def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self._max_message_size = _check_max_message_size(max_message_size)
         self._max_digits = len(str(max_message_size))
-        self._chunks: deque[bytes] = deque()
+        # A deque costs over 600 bytes even empty, and a server holds a framer
+        # per connection: the queue is made when the first bytes come.
+        self._chunks: deque[bytes] = _NO_CHUNKS
         self._offset = 0  # into self._chunks[0]
         self._position = 0  # stream offset of the next byte not yet framed
         self._eof = False
@@ -152,6 +156,8 @@ class CountFramer:
             return
         if self._eof:
             raise LocalProtocolError("data received after the end of the stream")
+        if self._chunks is _NO_CHUNKS:
+            self._chunks = deque()
         self._chunks.append(data if type(data) is bytes else bytes(data))
 
     def next_event(self) -> Event | type[NEED_DATA]:
