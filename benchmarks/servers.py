@@ -170,6 +170,7 @@ class ServerProcess:
         *,
         cpu: int | None = None,
         directory: Path | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="trio-echo-peer-", dir=directory))
         self.stdout_path = self._dir / "stdout"
@@ -185,6 +186,7 @@ class ServerProcess:
                 cwd=ROOT,
                 env=env,
                 preexec_fn=preexec,  # noqa: PLW1509  (only sets CPU affinity)
+                pass_fds=tuple(pass_fds),
             )
         self.port = 0
 

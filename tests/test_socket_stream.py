@@ -7,6 +7,7 @@ import socket
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from trio_echo._socket_stream import FAIR_SHARE, FastSocketStream
@@ -55,11 +56,11 @@ async def test_calls_that_need_no_wait_still_yield_now_and_then() -> None:
         nonlocal others_ran
         while True:
             others_ran += 1
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(other_task)
-        await trio.sleep(0)  # let it start (it never blocks)
+        await trio.lowlevel.checkpoint()  # let it start (it never blocks)
         before = others_ran
         for _ in range(FAIR_SHARE * 4):
             assert await right.receive_some(1)  # data is always there: no wait
@@ -86,14 +87,20 @@ async def test_send_nowait_and_reset() -> None:
     left, right = socket_pair()
     assert left.send_nowait(b"abc") == 3
     assert await right.receive_some() == b"abc"
-    right.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    right.socket.setsockopt(
+        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+    )
     await right.aclose()
     await trio.sleep(0.05)
     with pytest.raises(trio.BrokenResourceError):
         await left.receive_some()
-    with pytest.raises(trio.BrokenResourceError):
+
+    def send_until_broken() -> None:
         for _ in range(100):
             left.send_nowait(b"x" * 1000)
+
+    with pytest.raises(trio.BrokenResourceError):
+        send_until_broken()
     await left.aclose()
     with pytest.raises(trio.ClosedResourceError):
         left.send_nowait(b"x")

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,12 +27,15 @@ from ._framer import DEFAULT_MAX_MESSAGE_SIZE, encode_header
 from ._load import run_load
 from ._logging import LOG_FORMATS, configure_logging
 from ._server import ALL_INTERFACES, EchoServer, ListenAddress, format_address, open_listeners
+from ._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
+from ._workers import Supervisor, WorkerStartError
 
 __all__ = ["ExitStatus", "main", "parse_size"]
 
 PROG = "trio-echo"
 
 logger = logging.getLogger("trio_echo.server")
+workers_logger = logging.getLogger("trio_echo.workers")
 
 
 class ExitStatus(enum.IntEnum):
@@ -184,6 +188,32 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help=(
+            "serve with N processes, each a single-threaded server, sharing the port "
+            "(SO_REUSEPORT) under a supervising parent that restarts one that dies "
+            "(default: 1, no parent)"
+        ),
+    )
+    parser.add_argument(
+        "--fd",
+        type=int,
+        action="append",
+        metavar="FD",
+        help=(
+            "serve on this inherited listening socket instead of binding (repeatable); "
+            "sockets passed by systemd (LISTEN_FDS) are used without it"
+        ),
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind with SO_REUSEPORT, so that other processes can share the port",
+    )
+    parser.add_argument(
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
@@ -318,16 +348,104 @@ def run_server(args: argparse.Namespace) -> int:
         return _fail(f"server: {error}", ExitStatus.USAGE)
     if not args.grace >= 0:
         return _fail("server: --grace must be zero or more seconds", ExitStatus.USAGE)
+    if args.workers < 1:
+        return _fail("server: --workers must be at least 1", ExitStatus.USAGE)
     configure_logging(args.log_level, args.log_format)
     where = format_address(args.host, args.port)
     try:
-        listeners = open_listeners(args.host, args.port)
+        handed_over = listeners_from_fds(args.fd) if args.fd else systemd_listeners()
+    except ActivationError as error:
+        return _fail(f"server: {error}", ExitStatus.CANNOT_LISTEN)
+    if args.workers > 1:
+        return _run_workers(args, handed_over)
+    try:
+        listeners = handed_over or open_listeners(args.host, args.port, reuse_port=args.reuse_port)
     except OSError as error:
         reason = error.strerror or str(error)
         return _fail(f"cannot listen on {where}: {reason.lower()}", ExitStatus.CANNOT_LISTEN)
     server = EchoServer(config, listeners)
     trio.run(_serve_until_signalled, server, args.grace)
     return ExitStatus.OK
+
+
+def _worker_arguments(args: argparse.Namespace) -> list[str]:
+    """The server options every worker gets, as the parent was given them."""
+    options = {
+        "--host": args.host,
+        "--mode": args.mode,
+        "--max-message-size": args.max_message_size,
+        "--connection-buffer": args.connection_buffer,
+        "--memory-budget": args.memory_budget,
+        "--header-timeout": args.header_timeout,
+        "--idle-timeout": args.idle_timeout,
+        "--max-connections": args.max_connections,
+        "--grace": args.grace,
+        "--log-level": args.log_level,
+        "--log-format": args.log_format,
+    }
+    return [
+        str(item) for key, value in options.items() if value is not None for item in (key, value)
+    ]
+
+
+def _run_workers(args: argparse.Namespace, handed_over: list[socket.socket] | None) -> int:
+    """Run ``--workers`` processes under a supervisor; return the exit status."""
+    command = [sys.executable, "-m", "trio_echo", "server", *_worker_arguments(args)]
+    where = format_address(args.host, args.port)
+    reserved: list[socket.socket] = []
+    if handed_over:
+        # Every worker accepts on the same inherited sockets.
+        pass_fds = [sock.fileno() for sock in handed_over]
+        command += [item for fd in pass_fds for item in ("--fd", str(fd))]
+        addresses = handed_over
+    elif hasattr(socket, "SO_REUSEPORT"):
+        # Each worker binds its own socket; the kernel spreads connections.
+        # The parent binds the port too (without listening, so it gets no
+        # connections) to learn the port 0 picked, and to hold it.
+        try:
+            reserved = open_listeners(args.host, args.port, reuse_port=True, listen=False)
+        except OSError as error:
+            reason = (error.strerror or str(error)).lower()
+            return _fail(f"cannot listen on {where}: {reason}", ExitStatus.CANNOT_LISTEN)
+        pass_fds = []
+        command += ["--port", str(reserved[0].getsockname()[1]), "--reuse-port"]
+        addresses = reserved
+    else:
+        # No SO_REUSEPORT: the parent listens, and the workers inherit.
+        try:
+            addresses = open_listeners(args.host, args.port)
+        except OSError as error:
+            reason = (error.strerror or str(error)).lower()
+            return _fail(f"cannot listen on {where}: {reason}", ExitStatus.CANNOT_LISTEN)
+        pass_fds = [sock.fileno() for sock in addresses]
+        command += [item for fd in pass_fds for item in ("--fd", str(fd))]
+    supervisor = Supervisor(command, args.workers, pass_fds=pass_fds)
+    try:
+        supervisor.start()
+    except WorkerStartError as error:
+        supervisor.stop()
+        return _fail(f"server: {error}", ExitStatus.CANNOT_LISTEN)
+    for sock in addresses:
+        host, port = sock.getsockname()[:2]
+        print(
+            f"listening on {format_address(host, port)} mode={args.mode} workers={args.workers}",
+            flush=True,
+        )
+    notify(f"READY=1\nSTATUS=serving with {args.workers} workers")
+    workers_logger.info("%d workers serving (pids %s)", args.workers, supervisor.pids)
+
+    def on_signal(signum: int, received: int) -> None:
+        name = signal.Signals(signum).name
+        if received == 1:
+            notify("STOPPING=1")
+            workers_logger.info("%s: asking %d workers to drain", name, len(supervisor.pids))
+        else:
+            workers_logger.warning("%s again: asking the workers to stop at once", name)
+
+    status = supervisor.run(on_signal)
+    for sock in [*reserved, *(handed_over or [])]:
+        sock.close()
+    return status
 
 
 async def _serve_until_signalled(server: EchoServer, grace: float) -> None:
@@ -343,11 +461,13 @@ async def _serve_until_signalled(server: EchoServer, grace: float) -> None:
             addresses: list[ListenAddress] = await nursery.start(serve)
             for address in addresses:
                 print(f"listening on {address} mode={server.config.mode}", flush=True)
+            notify("READY=1")
             received = 0
             async for signum in signals:
                 received += 1
                 name = signal.Signals(signum).name
                 if received == 1:
+                    notify("STOPPING=1")
                     logger.info(
                         "%s: not accepting; open connections have %g s to finish", name, grace
                     )

@@ -31,6 +31,7 @@ class JSONFormatter(logging.Formatter):
             ),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
         fields = getattr(record, "fields", None)
@@ -61,7 +62,9 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
     if fmt == "json":
         handler.setFormatter(JSONFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+        )
     root = logging.getLogger("trio_echo")
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -71,7 +71,12 @@ def format_address(host: str, port: int) -> str:
 
 
 def open_listeners(
-    host: str, port: int, *, backlog: int = BACKLOG, reuse_port: bool = False
+    host: str,
+    port: int,
+    *,
+    backlog: int = BACKLOG,
+    reuse_port: bool = False,
+    listen: bool = True,
 ) -> list[socket.socket]:
     """Bind and listen on every address ``host`` resolves to.
 
@@ -82,6 +87,8 @@ def open_listeners(
         backlog: The listen backlog.
         reuse_port: Set ``SO_REUSEPORT``, so that several processes can share
             the port.
+        listen: Whether to listen; False only binds (to hold a port that
+            other processes listen on, without taking their connections).
 
     Returns:
         Non-blocking listening sockets, one per address.
@@ -116,7 +123,8 @@ def open_listeners(
                 # Share the port picked for the first address.
                 address = (sockaddr[0], listeners[0].getsockname()[1], *sockaddr[2:])
             sock.bind(address)
-            sock.listen(backlog)
+            if listen:
+                sock.listen(backlog)
             sock.setblocking(False)
     except BaseException:
         for sock in listeners:

@@ -1,0 +1,261 @@
+"""Running trio_echo as a service: a worker per core under a supervisor,
+socket activation (systemd's LISTEN_FDS, or --fd), readiness notification
+(sd_notify), the shipped unit files, and HAProxy in front of two instances."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from benchmarks.servers import ServerProcess
+from tests.conftest import ROOT
+from trio_echo._cli import build_parser
+from trio_echo._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
+
+Spawn = Callable[..., ServerProcess]
+
+
+def round_trip(port: int, payload: bytes) -> bytes:
+    """One count message over a blocking socket; the echo back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"%d " % len(payload) + payload)
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+    return received
+
+
+def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def test_workers_share_the_port_and_are_restarted(spawn: Spawn) -> None:
+    parent = spawn("-m", "trio_echo", "server", "--port", "0", "--workers", "2")
+    port = parent.wait_for_port()
+    assert b"workers=2" in parent.stdout
+    workers = children(parent.pid)
+    assert len(workers) == 2
+    for index in range(20):
+        assert round_trip(port, b"message %d" % index) == b"message %d" % index
+    # Connections went to both workers (SO_REUSEPORT spreads them).
+    served_by = {
+        line.split(b"[")[1].split(b"]")[0]
+        for line in parent.stderr.splitlines()
+        if b"ended: complete" in line
+    }
+    assert served_by == {str(pid).encode() for pid in workers}
+
+    os.kill(workers[0], signal.SIGKILL)
+    wait_for(lambda: b"restarting it" in parent.stderr and len(children(parent.pid)) == 2)
+    (replacement,) = set(children(parent.pid)) - set(workers)
+    wait_for(lambda: b"worker 1 (pid %d) started" % replacement in parent.stderr)
+    assert round_trip(port, b"after a crash") == b"after a crash"
+
+    survivors = children(parent.pid)
+    parent.popen.send_signal(signal.SIGTERM)
+    assert parent.popen.wait(timeout=30) == 0
+    for pid in survivors:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+        )
+    assert parent.stderr.count(b"SIGTERM: not accepting") == 2  # each worker drained
+
+
+def test_workers_drain_a_transfer_on_sigterm(spawn: Spawn) -> None:
+    parent = spawn("-m", "trio_echo", "server", "--port", "0", "--workers", "2")
+    port = parent.wait_for_port()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"10 01234")
+        time.sleep(0.2)
+        parent.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        sock.sendall(b"56789")
+        received = b""
+        while data := sock.recv(100):
+            received += data
+    assert received == b"0123456789"
+    assert parent.popen.wait(timeout=30) == 0
+
+
+def test_serving_on_an_inherited_socket_with_fd(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    process = ServerProcess(
+        [sys.executable, "-m", "trio_echo", "server", "--fd", str(listener.fileno())],
+        directory=tmp_path,
+        pass_fds=(listener.fileno(),),
+    )
+    try:
+        assert process.wait_for_port() == port
+        assert round_trip(port, b"inherited") == b"inherited"
+    finally:
+        process.stop()
+        listener.close()
+
+
+def test_systemd_socket_activation_and_notify(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    notifications = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify_path = tmp_path / "notify"
+    notifications.bind(str(notify_path))
+    notifications.settimeout(20)
+    # As systemd does: the socket at descriptor 3, LISTEN_PID the service's
+    # own pid (known only after the fork, hence the exec from Python).
+    become_service = (
+        "import os, sys; os.dup2(int(sys.argv[1]), 3); "
+        "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()), "
+        "NOTIFY_SOCKET=sys.argv[2]); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'trio_echo', 'server'])"
+    )
+    process = ServerProcess(
+        [sys.executable, "-c", become_service, str(listener.fileno()), str(notify_path)],
+        directory=tmp_path,
+        pass_fds=(listener.fileno(),),
+    )
+    try:
+        assert process.wait_for_port() == port
+        assert notifications.recv(4096) == b"READY=1"
+        assert round_trip(port, b"activated") == b"activated"
+        process.popen.send_signal(signal.SIGTERM)
+        assert notifications.recv(4096) == b"STOPPING=1"
+        assert process.popen.wait(timeout=30) == 0
+    finally:
+        process.stop()
+        listener.close()
+        notifications.close()
+
+
+def test_systemd_listeners_are_for_this_process_only() -> None:
+    environ = {"LISTEN_PID": str(os.getpid() + 1), "LISTEN_FDS": "1", "LISTEN_FDNAMES": "x"}
+    assert systemd_listeners(environ) is None
+    assert environ == {}  # removed, so that children do not take them
+    assert systemd_listeners({}) is None
+    assert systemd_listeners({"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "0"}) is None
+
+
+def test_a_handed_over_descriptor_must_be_a_listening_socket(tmp_path: Path) -> None:
+    with (
+        socket.socket() as unbound,
+        pytest.raises(ActivationError, match="not a listening stream socket"),
+    ):
+        listeners_from_fds([unbound.fileno()])
+    path = tmp_path / "file"
+    path.write_text("x")
+    with path.open() as file, pytest.raises(ActivationError, match="not a socket"):
+        listeners_from_fds([file.fileno()])
+
+
+def test_bad_fd_is_one_sentence(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_echo", "server", "--fd", "0"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 3
+    assert b"Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_notify_without_a_socket_does_nothing() -> None:
+    assert notify("READY=1", {}) is False
+    assert notify("READY=1", {"NOTIFY_SOCKET": "relative/path"}) is False
+
+
+def test_notify_abstract_socket() -> None:
+    name = f"trio-echo-test-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind("\0" + name)
+        assert notify("READY=1", {"NOTIFY_SOCKET": "@" + name})
+        assert receiver.recv(100) == b"READY=1"
+
+
+def test_the_shipped_unit_files_are_consistent() -> None:
+    service = (ROOT / "deploy/systemd/trio-echo.service").read_text()
+    socket_unit = (ROOT / "deploy/systemd/trio-echo.socket").read_text()
+    assert "Type=notify" in service
+    assert "ListenStream=" in socket_unit
+    exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
+    arguments = shlex.split(exec_start.removeprefix("ExecStart="))[1:]
+    parsed = build_parser().parse_args(arguments)  # the example's flags are real
+    assert parsed.command == "server"
+    assert parsed.workers >= 1
+
+
+@pytest.mark.skipif(
+    shutil.which("haproxy") is None,
+    reason="haproxy is not installed (Debian: apt-get install haproxy; .ci/run installs it)",
+)
+def test_haproxy_in_front_of_two_instances(spawn: Spawn, tmp_path: Path) -> None:
+    instances = [spawn("-m", "trio_echo", "server", "--port", "0") for _ in range(2)]
+    ports = [instance.wait_for_port() for instance in instances]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        front = probe.getsockname()[1]
+    config = (ROOT / "deploy/haproxy/haproxy.cfg").read_text()
+    config = config.replace("127.0.0.1:50007", f"127.0.0.1:{front}")
+    config = config.replace("127.0.0.1:5001", f"127.0.0.1:{ports[0]}")
+    config = config.replace("127.0.0.1:5002", f"127.0.0.1:{ports[1]}")
+    (tmp_path / "haproxy.cfg").write_text(config)
+    haproxy = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(tmp_path / "haproxy.cfg")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def listening() -> bool:
+            if haproxy.poll() is not None:
+                raise AssertionError(f"haproxy exited: {haproxy.stderr.read()!r}")  # type: ignore[union-attr]
+            try:
+                socket.create_connection(("127.0.0.1", front), timeout=1).close()
+            except OSError:
+                return False
+            return True
+
+        wait_for(listening)
+        for index in range(10):
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "trio_echo",
+                    "client",
+                    "--port",
+                    str(front),
+                    f"through haproxy {index}",
+                ],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout == f"through haproxy {index}".encode()
+        # Round robin: both instances served.
+        for instance in instances:
+            assert b"ended: complete" in instance.stderr
+    finally:
+        haproxy.terminate()
+        haproxy.communicate(timeout=10)
