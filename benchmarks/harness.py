@@ -70,6 +70,7 @@ class Settings:
     repeat: int
     idle_connections: int
     cells: list[Cell]
+    scaling: bool = True  # trio_echo with 1..N workers, count 100 B
 
 
 def full_settings() -> Settings:
@@ -99,7 +100,9 @@ def quick_settings() -> Settings:
         Cell("echo 64 KiB", "echo", 64 * KiB, 4, group="size"),
         Cell("idle connections", "idle", group="memory"),
     ]
-    return Settings(duration=0.4, warmup=0.1, repeat=1, idle_connections=200, cells=cells)
+    return Settings(
+        duration=0.4, warmup=0.1, repeat=1, idle_connections=200, cells=cells, scaling=True
+    )
 
 
 @dataclass
@@ -266,6 +269,120 @@ def measure_fairness(bench: Bench, cell: Cell, rep: int) -> Run:
 
 
 MEASURE = {"idle": measure_idle, "fairness": measure_fairness}
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its children (the workers)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            pending += [
+                int(c) for c in Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            ]
+        except OSError:
+            continue
+    return total
+
+
+def measure_scaling(binary: Path, settings: Settings, log: bool = True) -> list[dict[str, object]]:
+    """trio_echo's connection rate with 1 to N workers (N = the CPUs).
+
+    Neither the workers nor the load generator are pinned here: the point
+    is how the rate grows with processes, on a machine whose cores the
+    load generator shares.
+    """
+    results = []
+    cell = Cell("count 100 B", "count", 100, 50)
+    for workers in range(1, (os.cpu_count() or 1) + 1):
+        rates, cpu_used, client = [], [], []
+        for _ in range(settings.repeat):
+            process = ServerProcess(
+                [
+                    sys.executable,
+                    "-m",
+                    "trio_echo",
+                    "server",
+                    "--port",
+                    "0",
+                    "--log-level",
+                    "WARNING",
+                    "--workers",
+                    str(workers),
+                ]
+            )
+            try:
+                port = process.wait_for_port()
+                subprocess.run(
+                    loadgen_command(binary, port, cell, duration=settings.warmup or 0.1),
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
+                before = _tree_cpu_seconds(process.pid)
+                result = subprocess.run(
+                    loadgen_command(binary, port, cell, duration=settings.duration),
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    check=False,
+                )
+                figures = json.loads(result.stdout)
+                rates.append(float(figures["messages_per_second"]))
+                cpu_used.append((_tree_cpu_seconds(process.pid) - before) / settings.duration)
+                client.append(float(figures["client_cpu_utilization"]))
+            finally:
+                process.popen.send_signal(2)
+                process.popen.send_signal(2)
+                try:
+                    process.popen.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.stop()
+        entry = {
+            "workers": workers,
+            "messages_per_second": _median(rates),
+            "min": min(rates),
+            "max": max(rates),
+            "server_cpus_busy": _median(cpu_used),
+            "client_cpu_utilization": _median(client),
+        }
+        results.append(entry)
+        if log:
+            print(
+                f"  scaling: {workers} worker(s) {entry['messages_per_second']:>12,.0f} messages/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return results
+
+
+def scaling_table(results: list[dict[str, object]]) -> list[str]:
+    if not results:
+        return []
+    base = float(results[0]["messages_per_second"])  # type: ignore[arg-type]
+    lines = [
+        "## trio_echo --workers: connection rate by worker processes",
+        "",
+        "count, 100 B messages, 50 connections, a new connection per message. Not pinned: "
+        f"the load generator shares this machine's {os.cpu_count()} CPUs with the workers, so "
+        "past one worker the workers and the client compete for the same cores, and the "
+        "figures say how the rate grows here, not what more cores would give.",
+        "",
+        "| workers | messages/s | vs 1 worker | server CPUs busy | client CPU |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in results:
+        rate = float(entry["messages_per_second"])  # type: ignore[arg-type]
+        lines.append(
+            f"| {entry['workers']} | {rate:,.0f} ({entry['min']:,.0f}-{entry['max']:,.0f}) | "
+            f"{rate / base if base else 0:.2f}x | {float(entry['server_cpus_busy']):.2f} | "  # type: ignore[arg-type]
+            f"{float(entry['client_cpu_utilization']):.0%} |"  # type: ignore[arg-type]
+        )
+    return [*lines, ""]
 
 
 def run_matrix(
@@ -583,6 +700,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, help="repetitions (default: 3, quick: 1)")
     parser.add_argument("--duration", type=float, help="seconds per measurement")
     parser.add_argument(
+        "--scaling",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure trio_echo with 1..N workers (default: in the full run, not in --quick)",
+    )
+    parser.add_argument(
         "--conformance",
         action="store_true",
         help="run the conformance suite first, for the report's conformance table",
@@ -593,6 +716,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.repeat = args.repeat
     if args.duration:
         settings.duration = args.duration
+    if args.scaling is not None:
+        settings.scaling = args.scaling
     if args.cells:
         words = [word.strip() for word in args.cells.split(",") if word.strip()]
         settings.cells = [c for c in settings.cells if any(w in c.name for w in words)]
@@ -635,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     started = time.monotonic()
     runs = run_matrix(servers, settings, binary)
+    scaling = measure_scaling(binary, settings) if settings.scaling else []
     summary = summarise(runs, servers, settings)
     env = environment()
     env["seconds"] = round(time.monotonic() - started, 1)
@@ -651,6 +777,7 @@ def main(argv: list[str] | None = None) -> int:
                     "cells": [asdict(cell) for cell in settings.cells],
                 },
                 "summary": summary,
+                "scaling": scaling,
                 "runs": [asdict(run) for run in runs],
             },
             indent=1,
@@ -658,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
         + "\n"
     )
     report = markdown(summary, servers, settings, conformance, env)
+    report += "\n".join(scaling_table(scaling))
     (out / "benchmark.md").write_text(report)
     written = plots(summary, servers, settings, out)
     print(report)

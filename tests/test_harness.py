@@ -52,5 +52,9 @@ def test_quick_run_reports_every_server(tmp_path: Path) -> None:
         assert summary["count 100 B"]["twisted-original"]["ratio"] == pytest.approx(1.0)
     assert "## Conformance" in report
     assert "a reason" in report
+    scaling = results["scaling"]
+    assert [entry["workers"] for entry in scaling] == list(range(1, (os.cpu_count() or 1) + 1))
+    assert all(entry["messages_per_second"] > 0 for entry in scaling)
+    assert "## trio_echo --workers" in report
     runs = results["runs"]
     assert all(0 <= run["client_cpu_utilization"] <= 1.5 for run in runs if run["figure"])

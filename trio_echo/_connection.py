@@ -415,7 +415,6 @@ class _Connection:
                     self._echo()
                 if done:
                     break
-                self._update_deadline()
                 full = len(data) == granted
                 read_size = min(read_size * 2, READ_SIZE_MAX) if full else READ_SIZE_MIN
         except RemoteProtocolError as error:
@@ -429,6 +428,7 @@ class _Connection:
         """Frame ``data`` and queue its echo; return whether reading is done."""
         framer.receive_data(data)
         mode, queue, report = self._config.mode, self._queue, self._report
+        header_deadline = self._header_deadline
         while True:
             event = framer.next_event()
             if event is NEED_DATA:
@@ -437,7 +437,7 @@ class _Connection:
                 queue.put(event.data)
             elif type(event) is Header:
                 self._awaiting_header = False
-                self._header_deadline = math.inf  # the scope follows in _read
+                self._header_deadline = math.inf  # the scope follows below
                 if self._debug:
                     logger.debug("%s: extracted content length=%d", report.peer, event.length)
                 if mode is Mode.FRAMED:
@@ -453,6 +453,8 @@ class _Connection:
             # A header has begun (in framed mode, the next message's): it has
             # the header timeout to arrive in full.
             self._header_deadline = trio.current_time() + self._config.header_timeout
+        if self._header_deadline != header_deadline:
+            self._update_deadline()
         return False
 
     def _echo(self) -> None:
@@ -467,10 +469,9 @@ class _Connection:
             while chunks:
                 data = queue.take()
                 sent = send_nowait(data)
-                if sent:
+                if sent:  # progress: the reader, which calls this, just noted it
                     queue.sent(sent)
                     report.bytes_out += sent
-                    self._progress()
                     if self._debug:
                         self._log_echoed(sent)
                 if sent < len(data):
