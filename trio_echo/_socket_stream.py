@@ -37,9 +37,6 @@ FAIR_SHARE = 16
 
 DEFAULT_RECEIVE_SIZE = 64 * 1024
 
-# Errors that mean the connection is gone, not that we misused it.
-_BROKEN = (ConnectionError, TimeoutError)
-
 
 class FastSocketStream(trio.abc.HalfCloseableStream):
     """A `trio.abc.HalfCloseableStream` over a connected TCP socket.
@@ -87,6 +84,10 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         """The underlying socket."""
         return self._sock
 
+    def _check_sender(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this stream")
+
     async def _pace(self) -> None:
         """Check for cancellation, and yield once every fair_share calls."""
         self._unyielded += 1
@@ -126,8 +127,6 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                     data = self._sock.recv(max_bytes)
                 except BlockingIOError:
                     pass
-                except _BROKEN as error:
-                    raise trio.BrokenResourceError(str(error)) from error
                 except OSError as error:
                     raise _translate(error, self._closed) from error
                 else:
@@ -156,8 +155,6 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             return self._sock.recv(max_bytes)
         except BlockingIOError:
             return None
-        except _BROKEN as error:
-            raise trio.BrokenResourceError(str(error)) from error
         except OSError as error:
             raise _translate(error, self._closed) from error
 
@@ -171,16 +168,13 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             trio.ClosedResourceError: If this stream was closed.
             trio.BrokenResourceError: If the connection broke.
         """
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
+        self._check_sender()
         if self._closed or self._eof_sent:
             raise trio.ClosedResourceError("this stream was closed for sending")
         try:
             return self._sock.send(data)
         except BlockingIOError:
             return 0
-        except _BROKEN as error:
-            raise trio.BrokenResourceError(str(error)) from error
         except OSError as error:
             raise _translate(error, self._closed) from error
 
@@ -192,8 +186,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             trio.ClosedResourceError: If this stream was closed.
             trio.BrokenResourceError: If the connection broke.
         """
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
+        self._check_sender()
         self._sending = True
         try:
             await self._pace()
@@ -207,8 +200,6 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                         sent += self._sock.send(view[sent:] if sent else view)
                     except BlockingIOError:
                         pass
-                    except _BROKEN as error:
-                        raise trio.BrokenResourceError(str(error)) from error
                     except OSError as error:
                         raise _translate(error, self._closed) from error
                     if sent >= total:
@@ -220,8 +211,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
 
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the socket has room to send."""
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
+        self._check_sender()
         if self._closed:
             raise trio.ClosedResourceError("this stream was closed")
         self._sending = True
@@ -232,8 +222,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
 
     async def send_eof(self) -> None:
         """Half-close: send an end of stream after the bytes already sent."""
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
+        self._check_sender()
         await trio.lowlevel.checkpoint()
         if self._closed:
             raise trio.ClosedResourceError("this stream was closed")
@@ -265,6 +254,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
 
 
 def _translate(error: OSError, closed: bool) -> Exception:
+    """The stream error for a socket error: ours (closed) or the peer's."""
     if closed or error.errno == errno.EBADF:
         return trio.ClosedResourceError("this stream was closed")
     return trio.BrokenResourceError(str(error))
