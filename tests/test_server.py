@@ -230,6 +230,19 @@ def test_all_interfaces_share_one_port() -> None:
             sock.close()
 
 
+def test_listening_sockets_get_nodelay_for_their_connections() -> None:
+    # Set once on the listening socket; Linux copies it to every accepted one.
+    listeners = open_listeners("127.0.0.1", 0)
+    server = EchoServer(ServerConfig(), listeners)
+    (listener,) = listeners
+    with listener, socket.create_connection(listener.getsockname()):
+        listener.setblocking(True)
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    del server
+
+
 def test_a_server_needs_a_listener() -> None:
     with pytest.raises(ValueError, match="listening socket"):
         EchoServer(ServerConfig(), [])

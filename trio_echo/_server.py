@@ -13,6 +13,7 @@
 # cancellation.
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
@@ -156,6 +157,11 @@ class EchoServer:
             raise ValueError("a server needs at least one listening socket")
         self.config = config
         self._listeners = list(listeners)
+        for sock in self._listeners:
+            # Accepted sockets inherit it: one call here, none per connection.
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._budget = MemoryBudget(config.memory_budget)
         self._active = 0
         self._slot_freed = trio.lowlevel.ParkingLot()
@@ -279,7 +285,7 @@ class EchoServer:
     async def _serve_connection(self, sock: socket.socket, peer: str) -> None:
         try:
             try:
-                stream = FastSocketStream(sock)
+                stream = FastSocketStream(sock, set_nodelay=False)
             except OSError as error:
                 sock.close()
                 logger.warning(

@@ -47,6 +47,9 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             does; the stream owns it from then on.
         fair_share: Calls that complete without waiting before one yields
             to the scheduler; 1 makes every call yield, as trio's do.
+        set_nodelay: Whether to set ``TCP_NODELAY``; a server whose
+            listening socket has it can skip the call, as accepted sockets
+            inherit it.
     """
 
     __slots__ = (
@@ -60,13 +63,15 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         "_unyielded",
     )
 
-    def __init__(self, sock: socket.socket, *, fair_share: int = FAIR_SHARE) -> None:
+    def __init__(
+        self, sock: socket.socket, *, fair_share: int = FAIR_SHARE, set_nodelay: bool = True
+    ) -> None:
         if fair_share < 1:
             raise ValueError("fair_share must be at least 1")
         if sock.type != socket.SOCK_STREAM:
             raise ValueError("FastSocketStream needs a stream socket")
         sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+        if set_nodelay and sock.family in (socket.AF_INET, socket.AF_INET6):
             # The peer may already be gone: then the first call will say so.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
