@@ -80,10 +80,11 @@ class ServerConfig:
             framed mode.
         idle_timeout: Seconds a connection may go without a byte received or
             sent before it is closed.
-        linger_timeout: Seconds the server waits, after the last echo byte of
-            a count message and its own half-close, for the peer to close, so
-            that unread bytes from the peer cannot turn the close into a
-            reset that destroys the echo.
+        linger_timeout: Seconds a count connection waits for the peer to
+            close when the peer sent bytes after its message: the server
+            half-closes and discards them, so that unread bytes cannot turn
+            its close into a reset that destroys the echo. (With nothing
+            unread, it closes at once.)
         max_connections: The most connections served at once; past it the
             server stops accepting until one ends.
     """

@@ -5,12 +5,12 @@
 # (the calling task) takes bytes from the peer, frames them, and queues what
 # is to be echoed; the echo goes out inline when the stream can send without
 # waiting, and otherwise through a writer task, so that reading goes on while
-# the echo waits for the peer. Reading ahead while
-# echo bytes wait is what lets a client that sends a whole message before
-# reading complete; the queue is bounded per connection and by a budget shared
-# with every other connection, and the reader reserves its bytes before each
-# read, so memory stays within both bounds: past them the reader waits, and TCP
-# pushes back on the peer.
+# the echo waits for the peer. Reading ahead while echo bytes wait is what
+# lets a client that sends a whole message before reading complete; the queue
+# is bounded per connection and by a budget shared with every other
+# connection, and the reader reserves its bytes before each read, so memory
+# stays within both bounds: past them the reader waits, and TCP pushes back on
+# the peer.
 #
 # Every way a connection can end is an outcome, logged once when it ends.
 # Faults of the peer (bad length, timeouts, a reset) end only that connection.

@@ -19,7 +19,9 @@ the maximum message size, so a send-everything-then-read client completes."""
 
 LINGER = 2.0
 """Seconds a count connection waits, after its half-close, for the client
-to close (closing on unread bytes would send a reset)."""
+to close, when the client sent bytes after its message (closing on unread
+bytes would send a reset). With nothing after the message, the peers close
+at once, as trio_echo does."""
 
 READ_SIZE = 64 * 1024
 
@@ -52,6 +54,11 @@ class Echoer:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.framer = None if mode == "echo" else CountFramer()
+
+    @property
+    def trailing(self) -> bool:
+        """Whether bytes came after a complete count message."""
+        return self.framer is not None and self.framer.buffered > 0
 
     def feed(self, data: bytes) -> tuple[list[bytes], bool]:
         """Take received bytes (``b""`` at the end of the stream).

@@ -35,6 +35,9 @@ class EchoProtocol(asyncio.Protocol):
             return
         self.transport.writelines(pieces)
         if self.done:  # a count message is complete
+            if not self.echoer.trailing:
+                self.transport.close()  # after the echo is written
+                return
             self.transport.write_eof()
             asyncio.get_running_loop().call_later(LINGER, self.transport.close)
 

@@ -27,7 +27,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mod
             await writer.drain()
             if done or not data:
                 break
-        if mode == "count" and data:  # a complete message: half-close, then linger
+        if mode == "count" and data and echoer.trailing:  # bytes came after it: linger
             writer.write_eof()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(LINGER):

@@ -5,8 +5,9 @@
  *
  * It keeps the protocol's written behaviour: the length text is checked byte
  * by byte (ASCII digits, no leading zero, at most 64 MiB), the payload is
- * echoed as it arrives, a count connection half-closes after the last echo
- * byte and closes when the peer does, bytes after the payload are not echoed,
+ * echoed as it arrives, a count connection closes after the last echo byte
+ * (or, if the peer sent more after its message, half-closes and closes when
+ * the peer does, as trio_echo does), bytes after the payload are not echoed,
  * and unsent echo bytes are bounded per connection (past the bound it stops
  * reading). It has no timeouts and no connection cap: it is a measure of
  * speed, not a server to deploy.
@@ -43,6 +44,7 @@ struct conn {
     char *out;
     size_t out_len, out_off, out_cap;
     int peer_eof;
+    int trailing; /* count: bytes came after the message */
     uint32_t events;
 };
 
@@ -120,6 +122,7 @@ static int frame(struct conn *c, const char *data, size_t n) {
             if (c->remaining == 0) {
                 if (mode == COUNT) {
                     c->state = DONE;
+                    c->trailing = i < n;
                     return 0; /* bytes after the payload are not echoed */
                 }
                 c->state = HEADER;
@@ -147,6 +150,10 @@ static int flush(struct conn *c) {
 static void settle(struct conn *c) {
     int pending = c->out_off < c->out_len;
     if (!pending && c->state == DONE) {
+        if (!c->trailing) { /* nothing unread: closing sends no reset */
+            conn_close(c);
+            return;
+        }
         shutdown(c->fd, SHUT_WR);
         c->state = LINGER;
     }

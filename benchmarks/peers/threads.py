@@ -89,7 +89,7 @@ class Handler(socketserver.BaseRequestHandler):
             pass
         outbox.close()
         writer.join()
-        if clean and self.mode == "count" and not outbox.broken:
+        if clean and self.mode == "count" and not outbox.broken and echoer.trailing:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
                 sock.settimeout(LINGER)

@@ -1,35 +1,65 @@
 """The count protocol on Twisted, written as a Twisted expert would.
 
 Built on the shared CountFramer, serving all three modes. Unlike the
-original it bounds what it holds: the transport is registered as the
-producer of its own output, so when 64 MiB of echo are unsent Twisted
-pauses reading from it (``bufferSize``) and resumes once the buffer drains.
-It implements IHalfCloseableProtocol, so a client's half-close does not
-drop the echo still buffered, and a count connection half-closes itself
-once the payload is echoed and closes when the client does.
+original it bounds what it holds. The protocol registers itself as a
+streaming producer of the transport's output: Twisted calls pauseProducing
+once more than ``bufferSize`` (64 KiB) is unsent, and resumeProducing when
+the buffer drains. While paused it keeps reading (a client that sends a
+whole message before reading needs that), counting what it writes, and
+stops reading from the peer (``transport.pauseProducing``) only past 64 MiB.
+Raising ``bufferSize`` itself to 64 MiB would be simpler and wrong: Twisted
+also uses it as the size of every recv(), so each read would allocate 64 MiB
+(measured: half the echo throughput). It implements IHalfCloseableProtocol,
+so a client's half-close does not drop the echo still buffered, and a count
+connection half-closes itself once the payload is echoed and closes when the
+client does.
 """
 
 from __future__ import annotations
 
 from _common import BUFFER_LIMIT, LINGER, Echoer, announce, parse_args
 from twisted.internet import reactor
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
 from trio_echo import RemoteProtocolError
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IPushProducer)
 class CountEcho(Protocol):
     def __init__(self, mode: str) -> None:
         self.echoer = Echoer(mode)
         self.mode = mode
         self.done = False
+        self.buffer_full = False  # Twisted's write buffer is past bufferSize
+        self.written_while_full = 0
+        self.reading_paused = False
 
     def connectionMade(self) -> None:  # noqa: N802  (Twisted's names)
-        self.transport.bufferSize = BUFFER_LIMIT
-        self.transport.registerProducer(self.transport, True)
+        self.transport.registerProducer(self, True)
+
+    # IPushProducer: Twisted's word on its write buffer.
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.buffer_full = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.buffer_full = False
+        self.written_while_full = 0
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        pass
+
+    def write(self, pieces: list[bytes]) -> None:
+        self.transport.writeSequence(pieces)
+        if self.buffer_full:
+            self.written_while_full += sum(map(len, pieces))
+            if self.written_while_full > BUFFER_LIMIT and not self.reading_paused:
+                self.reading_paused = True
+                self.transport.pauseProducing()  # stop reading from the peer
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         if self.done:
@@ -39,9 +69,12 @@ class CountEcho(Protocol):
         except RemoteProtocolError:
             self.transport.abortConnection()
             return
-        self.transport.writeSequence(pieces)
+        self.write(pieces)
         if self.done:
             self.transport.unregisterProducer()
+            if not self.echoer.trailing:
+                self.transport.loseConnection()  # after the echo is written
+                return
             self.transport.loseWriteConnection()
             reactor.callLater(LINGER, self.transport.loseConnection)
 
@@ -52,7 +85,7 @@ class CountEcho(Protocol):
             except RemoteProtocolError:
                 self.transport.abortConnection()
                 return
-            self.transport.writeSequence(pieces)
+            self.write(pieces)
             self.transport.unregisterProducer()
         self.transport.loseConnection()
 
