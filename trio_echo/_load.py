@@ -16,14 +16,13 @@ import time
 import attrs
 import trio
 
-from ._client import EchoCheck, FramedAnswers
+from ._client import RECEIVE_SIZE, EchoCheck, FramedAnswers
 from ._config import Mode
 from ._errors import RemoteProtocolError
 from ._framer import encode_message
 
 __all__ = ["LoadReport", "run_load"]
 
-RECEIVE_SIZE = 64 * 1024
 SEQUENTIAL_LIMIT = 64 * 1024
 """Messages up to this size are sent whole before the echo is read (the
 kernel's buffers hold them); larger ones are sent and read at once."""

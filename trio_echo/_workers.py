@@ -41,7 +41,6 @@ class _Worker:
         self.started = 0.0
         self.delay = RESTART_DELAY
         self.restart_at: float | None = None
-        self.ready_line = ""
 
 
 class Supervisor:
@@ -65,18 +64,14 @@ class Supervisor:
         """The process ids of the running workers."""
         return [w.process.pid for w in self._workers if w.process and w.process.poll() is None]
 
-    def start(self) -> list[str]:
+    def start(self) -> None:
         """Start every worker and wait until each listens.
-
-        Returns:
-            Each worker's 'listening on' line.
 
         Raises:
             WorkerStartError: If a worker exits or stays silent instead.
         """
         for worker in self._workers:
             self._spawn(worker)
-        return [worker.ready_line for worker in self._workers]
 
     def _spawn(self, worker: _Worker) -> None:
         process = subprocess.Popen(
@@ -97,7 +92,6 @@ class Supervisor:
             raise WorkerStartError(
                 f"worker {worker.number} did not start (exit status {process.returncode})"
             )
-        worker.ready_line = line
         logger.info("worker %d (pid %d) started", worker.number, process.pid)
 
     def run(self, on_signal: Callable[[int, int], None] | None = None) -> int:
