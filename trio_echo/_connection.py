@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import attrs
@@ -256,9 +256,11 @@ class _Connection:
     """
 
     __slots__ = (
+        "_absorb_errors",
         "_awaiting_header",
         "_config",
         "_debug",
+        "_failure",
         "_framer",
         "_granularity",
         "_header_deadline",
@@ -266,6 +268,7 @@ class _Connection:
         "_idle_moved",
         "_lingering",
         "_nursery",
+        "_on_end",
         "_queue",
         "_report",
         "_send_nowait",
@@ -280,6 +283,9 @@ class _Connection:
         config: ServerConfig,
         budget: MemoryBudget,
         report: ConnectionReport,
+        *,
+        absorb_errors: bool = False,
+        on_end: Callable[[], object] | None = None,
     ) -> None:
         self._stream = stream
         self._config = config
@@ -296,6 +302,9 @@ class _Connection:
         self._idle_deadline = math.inf
         self._header_deadline = math.inf
         self._lingering = False
+        self._failure: BaseException | None = None
+        self._absorb_errors = absorb_errors
+        self._on_end = on_end
         self._framer: CountFramer | None = None
         if config.mode is not Mode.ECHO:
             self._framer = CountFramer(max_message_size=config.max_message_size)
@@ -322,14 +331,13 @@ class _Connection:
             self._nursery.cancel_scope.deadline = deadline
 
     async def serve(self) -> ConnectionReport:
-        """Serve the connection to its end; close it, log it, report it."""
-        config, report = self._config, self._report
-        now = start = trio.current_time()
-        self._idle_moved = now
-        self._idle_deadline = now + config.idle_timeout + self._granularity
-        if config.mode is Mode.COUNT:
-            self._header_deadline = now + config.header_timeout
-        failure: BaseException | None = None
+        """Serve the connection to its end; close it, log it, report it.
+
+        The reader runs here, in the handler's own frame: an idle connection
+        waits in as few frames as it can.
+        """
+        report, queue, stream, framer = self._report, self._queue, self._stream, self._framer
+        start = self._begin()
         try:
             # The nursery's own cancel scope carries the timeouts (one scope
             # per connection, not two): a cancellation with no outcome
@@ -337,34 +345,49 @@ class _Connection:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self._update_deadline()
-                await self._read()
+                read_size = READ_SIZE_MIN
+                try:
+                    while True:
+                        granted = queue.try_reserve(read_size) or await queue.reserve(read_size)
+                        try:
+                            data = await stream.receive_some(granted)
+                            if data:
+                                self._received(data)
+                            if framer is None:
+                                if not data:
+                                    break
+                                queue.put(data)
+                                done = False
+                            else:
+                                done = self._frame(framer, data)
+                        finally:
+                            queue.settle()
+                        if queue.chunks:
+                            self._echo()
+                        if done:
+                            break
+                        if len(data) == granted:
+                            read_size = min(read_size * 2, READ_SIZE_MAX)
+                        else:
+                            read_size = READ_SIZE_MIN
+                except RemoteProtocolError as error:
+                    self._fail(error.reason, error.detail)
+                except trio.BrokenResourceError as error:
+                    self._fail(Outcome.RESET, _describe(error))
+                finally:
+                    queue.finish()
                 if not self._writer_started:
                     await self._end()
-            if not report.outcome:
-                if not nursery.cancel_scope.cancelled_caught or self._lingering:
-                    report.outcome = self._clean_outcome()
-                elif self._header_deadline <= self._idle_deadline:
-                    self._fail(
-                        Outcome.HEADER_TIMEOUT,
-                        f"no complete length prefix within {config.header_timeout:g} s",
-                    )
-                else:
-                    self._fail(
-                        Outcome.IDLE_TIMEOUT,
-                        f"nothing received or sent for {config.idle_timeout:g} s",
-                    )
+            self._settle_outcome(nursery.cancel_scope)
         except BaseException as error:
-            if not report.outcome:
-                if _is_cancellation(error):
-                    report.outcome = Outcome.CANCELLED
-                else:
-                    report.outcome = Outcome.INTERNAL_ERROR
-                    report.detail = f"{type(error).__name__}: {error}"
-                    failure = error
+            self._note_error(error)
+            if self._absorb_errors and not _is_cancellation(error):
+                # Logged below, with its traceback; the caller (a server)
+                # must not go down with one connection.
+                return report
             raise
         finally:
-            self._queue.discard()
-            stream = self._stream
+            queue.discard()
             close_nowait = getattr(stream, "close_nowait", None)
             if close_nowait is not None:
                 close_nowait()
@@ -375,54 +398,66 @@ class _Connection:
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(stream)
             report.duration = trio.current_time() - start
-            _log_report(report, failure)
+            _log_report(report, self._failure)
+            if self._on_end is not None:
+                self._on_end()
         return report
+
+    def _begin(self) -> float:
+        """Set the first deadlines; return the start time."""
+        config = self._config
+        now = trio.current_time()
+        self._idle_moved = now
+        self._idle_deadline = now + config.idle_timeout + self._granularity
+        if config.mode is Mode.COUNT:
+            self._header_deadline = now + config.header_timeout
+        return now
+
+    def _received(self, data: Chunk) -> None:
+        self._progress()
+        report = self._report
+        report.bytes_in += len(data)
+        if self._debug:
+            logger.debug(
+                "%s: received data with len %d (total received=%d)",
+                report.peer,
+                len(data),
+                report.bytes_in,
+            )
+
+    def _settle_outcome(self, scope: trio.CancelScope) -> None:
+        """Name how a connection that raised nothing ended."""
+        config, report = self._config, self._report
+        if report.outcome:
+            return
+        if not scope.cancelled_caught or self._lingering:
+            report.outcome = self._clean_outcome()
+        elif self._header_deadline <= self._idle_deadline:
+            self._fail(
+                Outcome.HEADER_TIMEOUT,
+                f"no complete length prefix within {config.header_timeout:g} s",
+            )
+        else:
+            self._fail(
+                Outcome.IDLE_TIMEOUT,
+                f"nothing received or sent for {config.idle_timeout:g} s",
+            )
+
+    def _note_error(self, error: BaseException) -> None:
+        report = self._report
+        if report.outcome:
+            return
+        if _is_cancellation(error):
+            report.outcome = Outcome.CANCELLED
+        else:
+            report.outcome = Outcome.INTERNAL_ERROR
+            report.detail = f"{type(error).__name__}: {error}"
+            self._failure = error
 
     def _clean_outcome(self) -> str:
         if self._config.mode is not Mode.COUNT:
             return Outcome.CLOSED
         return Outcome.COMPLETE if self._report.messages else Outcome.NO_MESSAGE
-
-    async def _read(self) -> None:
-        framer = self._framer
-        queue, report, stream = self._queue, self._report, self._stream
-        read_size = READ_SIZE_MIN
-        try:
-            while True:
-                granted = queue.try_reserve(read_size) or await queue.reserve(read_size)
-                try:
-                    data = await stream.receive_some(granted)
-                    if data:
-                        self._progress()
-                        report.bytes_in += len(data)
-                        if self._debug:
-                            logger.debug(
-                                "%s: received data with len %d (total received=%d)",
-                                report.peer,
-                                len(data),
-                                report.bytes_in,
-                            )
-                    if framer is None:
-                        if not data:
-                            break
-                        queue.put(data)
-                        done = False
-                    else:
-                        done = self._frame(framer, data)
-                finally:
-                    queue.settle()
-                if queue.chunks:
-                    self._echo()
-                if done:
-                    break
-                full = len(data) == granted
-                read_size = min(read_size * 2, READ_SIZE_MAX) if full else READ_SIZE_MIN
-        except RemoteProtocolError as error:
-            self._fail(error.reason, error.detail)
-        except trio.BrokenResourceError as error:
-            self._fail(Outcome.RESET, _describe(error))
-        finally:
-            queue.finish()
 
     def _frame(self, framer: CountFramer, data: Chunk) -> bool:
         """Frame ``data`` and queue its echo; return whether reading is done."""
@@ -601,6 +636,26 @@ def handle_connection(
         budget = MemoryBudget(config.memory_budget)
     report = ConnectionReport(peer=peer, mode=config.mode)
     return _Connection(stream, config, budget, report).serve()
+
+
+def serve_connection(
+    stream: trio.abc.Stream,
+    config: ServerConfig,
+    budget: MemoryBudget,
+    peer: str,
+    on_end: Callable[[], object],
+) -> Coroutine[Any, Any, ConnectionReport]:
+    """`handle_connection` for a server's connection task.
+
+    The coroutine raises nothing but a cancellation: a bug in the handler is
+    logged (as ``internal-error``, with its traceback) and ends only its
+    connection. It calls ``on_end`` once the connection is closed and logged,
+    however it ended. Taking the place of a wrapper coroutine around
+    `handle_connection`, it saves a frame on every open connection.
+    """
+    report = ConnectionReport(peer=peer, mode=config.mode)
+    connection = _Connection(stream, config, budget, report, absorb_errors=True, on_end=on_end)
+    return connection.serve()
 
 
 def _log_report(report: ConnectionReport, failure: BaseException | None) -> None:

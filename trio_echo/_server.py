@@ -8,8 +8,8 @@
 # it takes slots only for connections that are already there, so one
 # listener (say IPv4) cannot keep another (IPv6) from accepting.
 #
-# A handler that raises cannot stop the server: handle_connection logs every
-# ending itself, and the task around it absorbs what it raises, other than a
+# A handler that raises cannot stop the server: each connection task runs
+# serve_connection, which logs every ending itself and raises nothing but a
 # cancellation.
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import trio
 
 from ._budget import MemoryBudget
 from ._config import ServerConfig
-from ._connection import _is_cancellation, handle_connection
+from ._connection import serve_connection
 from ._socket_stream import FastSocketStream
 
 __all__ = ["ALL_INTERFACES", "EchoServer", "ListenAddress", "open_listeners"]
@@ -238,6 +238,8 @@ class EchoServer:
 
     async def _accept(self, listener: socket.socket, connections: trio.Nursery) -> None:
         limit = self.config.max_connections
+        config, budget = self.config, self._budget
+        ended = self._connection_ended  # one bound method for every connection
         while True:
             await trio.lowlevel.wait_readable(listener)
             while True:
@@ -260,8 +262,21 @@ class EchoServer:
                     )
                     await trio.sleep(_RESOURCE_PAUSE)
                     break
+                peer = _peer_name(sock, address)
+                try:
+                    stream = FastSocketStream(sock, set_nodelay=False)
+                except OSError as error:
+                    sock.close()
+                    logger.warning(
+                        "connection from %s ended: reset before it was served: %s", peer, error
+                    )
+                    continue
                 self._active += 1
-                connections.start_soon(self._serve_connection, sock, _peer_name(sock, address))
+                # Named after its peer: the name costs nothing more, where a
+                # name made from the function would be a string per task.
+                connections.start_soon(
+                    serve_connection, stream, config, budget, peer, ended, name=peer
+                )
 
     async def _wait_for_slot(self) -> None:
         now = trio.current_time()
@@ -281,21 +296,3 @@ class EchoServer:
         self._active -= 1
         if self._slot_freed:
             self._slot_freed.unpark_all()
-
-    async def _serve_connection(self, sock: socket.socket, peer: str) -> None:
-        try:
-            try:
-                stream = FastSocketStream(sock, set_nodelay=False)
-            except OSError as error:
-                sock.close()
-                logger.warning(
-                    "connection from %s ended: reset before it was served: %s", peer, error
-                )
-                return
-            await handle_connection(stream, self.config, budget=self._budget, peer=peer)
-        except BaseException as error:
-            if _is_cancellation(error):
-                raise
-            # handle_connection logged it; it must not take the server down.
-        finally:
-            self._connection_ended()

@@ -129,12 +129,10 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                 if self._closed:
                     raise trio.ClosedResourceError("this stream was closed")
                 try:
-                    data = self._sock.recv(max_bytes)
-                except BlockingIOError:
-                    pass
+                    data = _recv(self._sock, max_bytes)
                 except OSError as error:
                     raise _translate(error, self._closed) from error
-                else:
+                if data is not None:
                     self._drained = 0 < len(data) < max_bytes
                     return data
                 self._unyielded = 0
@@ -157,9 +155,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         if self._closed:
             raise trio.ClosedResourceError("this stream was closed")
         try:
-            return self._sock.recv(max_bytes)
-        except BlockingIOError:
-            return None
+            return _recv(self._sock, max_bytes)
         except OSError as error:
             raise _translate(error, self._closed) from error
 
@@ -177,9 +173,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         if self._closed or self._eof_sent:
             raise trio.ClosedResourceError("this stream was closed for sending")
         try:
-            return self._sock.send(data)
-        except BlockingIOError:
-            return 0
+            return _send(self._sock, data)
         except OSError as error:
             raise _translate(error, self._closed) from error
 
@@ -202,9 +196,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                     if self._closed or self._eof_sent:
                         raise trio.ClosedResourceError("this stream was closed for sending")
                     try:
-                        sent += self._sock.send(view[sent:] if sent else view)
-                    except BlockingIOError:
-                        pass
+                        sent += _send(self._sock, view[sent:] if sent else view)
                     except OSError as error:
                         raise _translate(error, self._closed) from error
                     if sent >= total:
@@ -256,6 +248,28 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         """Close the socket (at once; unsent bytes are the kernel's to send)."""
         self.close_nowait()
         await trio.lowlevel.checkpoint()
+
+
+# The would-block cases are caught here, in a frame that ends at once: an
+# exception caught in a long-lived frame (a receive_some waiting for data)
+# would keep that frame's frame object alive, some 200 bytes on every waiting
+# connection.
+
+
+def _recv(sock: socket.socket, max_bytes: int) -> bytes | None:
+    """Receive up to ``max_bytes``; None if the call would block."""
+    try:
+        return sock.recv(max_bytes)
+    except BlockingIOError:
+        return None
+
+
+def _send(sock: socket.socket, data: bytes | bytearray | memoryview) -> int:
+    """Send what the kernel takes now; 0 if the call would block."""
+    try:
+        return sock.send(data)
+    except BlockingIOError:
+        return 0
 
 
 def _translate(error: OSError, closed: bool) -> Exception:
