@@ -1,54 +1,155 @@
 """FastSocketStream against trio's own stream conformance checks, and the
-properties its fast path must keep: cancellation, fairness, errors."""
+properties its fast path must keep: cancellation, fairness, errors; with and
+without a Poller to wait through."""
 
 from __future__ import annotations
 
+import functools
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import trio
 import trio.lowlevel
 import trio.testing
 
-from trio_echo._socket_stream import FAIR_SHARE, FastSocketStream
+from trio_echo._socket_stream import FAIR_SHARE, FastSocketStream, Poller
 
 
-def socket_pair(fair_share: int = FAIR_SHARE) -> tuple[FastSocketStream, FastSocketStream]:
+def socket_pair(
+    fair_share: int = FAIR_SHARE, poller: Poller | None = None
+) -> tuple[FastSocketStream, FastSocketStream]:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         client = socket.create_connection(listener.getsockname())
         server, _ = listener.accept()
     return (
-        FastSocketStream(client, fair_share=fair_share),
-        FastSocketStream(server, fair_share=fair_share),
+        FastSocketStream(client, fair_share=fair_share, poller=poller),
+        FastSocketStream(server, fair_share=fair_share, poller=poller),
     )
 
 
-# trio's checks require every call to yield: fair_share=1 does.
-async def make_pair() -> tuple[FastSocketStream, FastSocketStream]:
-    return socket_pair(fair_share=1)
+@pytest.fixture(params=["trio-wait", "poller"])
+async def poller(
+    request: pytest.FixtureRequest, nursery: trio.Nursery
+) -> AsyncIterator[Poller | None]:
+    """None (streams wait through trio), or a running Poller."""
+    if request.param == "trio-wait":
+        yield None
+        return
+    if not Poller.available:
+        pytest.skip("no epoll here")
+    running = Poller()
+    await nursery.start(running.run)
+    yield running
 
 
-async def make_clogged_pair() -> tuple[FastSocketStream, FastSocketStream]:
-    left, right = socket_pair(fair_share=1)
-    for stream in (left, right):
-        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
-        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
-    # Fill both send buffers, so that the first send_all call blocks either way.
-    for stream in (left, right):
-        try:
-            while True:
-                stream.socket.send(b"x" * 10_000)
-        except BlockingIOError:
-            pass
-    return left, right
+async def test_trio_half_closeable_stream_checks(poller: Poller | None) -> None:
+    # trio's checks require every call to yield: fair_share=1 does.
+    async def make_pair() -> tuple[FastSocketStream, FastSocketStream]:
+        return socket_pair(fair_share=1, poller=poller)
 
+    async def make_clogged_pair() -> tuple[FastSocketStream, FastSocketStream]:
+        left, right = socket_pair(fair_share=1, poller=poller)
+        for stream in (left, right):
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        # Fill both send buffers, so that the first send_all call blocks.
+        for stream in (left, right):
+            try:
+                while True:
+                    stream.socket.send(b"x" * 10_000)
+            except BlockingIOError:
+                pass
+        return left, right
 
-async def test_trio_half_closeable_stream_checks() -> None:
     await trio.testing.check_half_closeable_stream(make_pair, make_clogged_pair)
+    if poller is not None:
+        assert poller.watched == 0  # every stream the checks made was closed
 
 
-async def test_calls_that_need_no_wait_still_yield_now_and_then() -> None:
-    left, right = socket_pair()
+async def test_end_of_stream_after_a_short_read(poller: Poller | None) -> None:
+    # The data and the end of stream arrive together; the read that takes
+    # the data leaves the end behind, and no edge will come for it again.
+    left, right = socket_pair(poller=poller)
+    received = []
+
+    async def read() -> None:
+        received.append(await right.receive_some(100))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        await trio.testing.wait_all_tasks_blocked()
+        left.socket.send(b"abc")
+        left.socket.shutdown(socket.SHUT_WR)
+    assert received == [b"abc"]
+    with trio.fail_after(5):
+        assert await right.receive_some(100) == b""
+    await left.aclose()
+    await right.aclose()
+
+
+async def test_close_wakes_a_waiting_reader_and_writer(poller: Poller | None) -> None:
+    left, right = socket_pair(poller=poller)
+    right.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+    outcomes: list[str] = []
+
+    async def expect_closed(call: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await call()
+        except trio.ClosedResourceError:
+            outcomes.append("closed")
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(expect_closed, right.receive_some)
+            nursery.start_soon(expect_closed, functools.partial(right.send_all, b"x" * 10_000_000))
+            await trio.testing.wait_all_tasks_blocked()
+            right.close_nowait()
+    assert outcomes == ["closed", "closed"]
+    if poller is not None:
+        assert poller.watched == 0
+    await left.aclose()
+
+
+async def test_cancelling_a_waiting_reader(poller: Poller | None) -> None:
+    left, right = socket_pair(poller=poller)
+    with trio.move_on_after(0.05) as scope:
+        await right.receive_some()
+    assert scope.cancelled_caught
+    await left.send_all(b"after")
+    with trio.fail_after(5):
+        assert await right.receive_some() == b"after"
+    await left.aclose()
+    await right.aclose()
+
+
+async def test_waiters_carry_on_through_trio_once_the_poller_stops() -> None:
+    poller = Poller()
+    left, right = socket_pair(poller=poller)
+    received = []
+
+    async def read() -> None:
+        received.append(await right.receive_some())
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as inner:
+                await inner.start(poller.run)
+                outer.start_soon(read)
+                await trio.testing.wait_all_tasks_blocked()
+                assert poller.watched == 1
+                inner.cancel_scope.cancel()
+            assert not poller.running
+            await left.send_all(b"late")
+    assert received == [b"late"]
+    with pytest.raises(RuntimeError, match="already run"):
+        await poller.run()
+    await left.aclose()
+    await right.aclose()
+
+
+async def test_calls_that_need_no_wait_still_yield_now_and_then(poller: Poller | None) -> None:
+    left, right = socket_pair(poller=poller)
     await left.send_all(b"x" * 100_000)
     others_ran = 0
 
@@ -71,8 +172,8 @@ async def test_calls_that_need_no_wait_still_yield_now_and_then() -> None:
     await right.aclose()
 
 
-async def test_cancellation_is_seen_even_without_waiting() -> None:
-    left, right = socket_pair()
+async def test_cancellation_is_seen_even_without_waiting(poller: Poller | None) -> None:
+    left, right = socket_pair(poller=poller)
     await left.send_all(b"data ready")
     with trio.CancelScope() as scope:
         scope.cancel()
@@ -83,8 +184,8 @@ async def test_cancellation_is_seen_even_without_waiting() -> None:
     await right.aclose()
 
 
-async def test_send_nowait_and_reset() -> None:
-    left, right = socket_pair()
+async def test_send_nowait_and_reset(poller: Poller | None) -> None:
+    left, right = socket_pair(poller=poller)
     assert left.send_nowait(b"abc") == 3
     assert await right.receive_some() == b"abc"
     right.socket.setsockopt(

@@ -271,7 +271,6 @@ class _Connection:
         "_on_end",
         "_queue",
         "_report",
-        "_send_nowait",
         "_stream",
         "_writer_busy",
         "_writer_started",
@@ -294,7 +293,6 @@ class _Connection:
         self._debug = logger.isEnabledFor(logging.DEBUG)
         self._nursery: trio.Nursery | None = None
         self._awaiting_header = True
-        self._send_nowait = getattr(stream, "send_nowait", None)
         self._writer_started = False
         self._writer_busy = False
         self._granularity = min(IDLE_GRANULARITY, config.idle_timeout / 16)
@@ -498,7 +496,10 @@ class _Connection:
         What is left goes to the writer task, started the first time it is
         needed.
         """
-        queue, send_nowait = self._queue, self._send_nowait
+        queue = self._queue
+        # Looked up per echo rather than kept: a bound method on every idle
+        # connection would cost more than the lookup.
+        send_nowait = getattr(self._stream, "send_nowait", None)
         if send_nowait is not None and not self._writer_busy:
             chunks, report = queue.chunks, self._report
             while chunks:

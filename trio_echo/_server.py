@@ -26,7 +26,7 @@ import trio
 from ._budget import MemoryBudget
 from ._config import ServerConfig
 from ._connection import serve_connection
-from ._socket_stream import FastSocketStream
+from ._socket_stream import FastSocketStream, Poller
 
 __all__ = ["ALL_INTERFACES", "EchoServer", "ListenAddress", "open_listeners"]
 
@@ -163,6 +163,7 @@ class EchoServer:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._budget = MemoryBudget(config.memory_budget)
+        self._poller = Poller() if Poller.available else None
         self._active = 0
         self._slot_freed = trio.lowlevel.ParkingLot()
         self._next_limit_warning = -math.inf
@@ -200,16 +201,21 @@ class EchoServer:
                 begun.
         """
         try:
-            with self._connections_scope:
-                async with trio.open_nursery() as connections:
-                    with self._accept_scope:
-                        async with trio.open_nursery() as acceptors:
-                            for listener in self._listeners:
-                                acceptors.start_soon(self._accept, listener, connections)
-                            task_status.started(self.addresses)
-                    self._close_listeners()
-                    if self._active:
-                        logger.info("waiting for %d connection(s) to end", self._active)
+            async with trio.open_nursery() as system:
+                # The poller outlives every connection that waits through it.
+                if self._poller is not None:
+                    await system.start(self._poller.run)
+                with self._connections_scope:
+                    async with trio.open_nursery() as connections:
+                        with self._accept_scope:
+                            async with trio.open_nursery() as acceptors:
+                                for listener in self._listeners:
+                                    acceptors.start_soon(self._accept, listener, connections)
+                                task_status.started(self.addresses)
+                        self._close_listeners()
+                        if self._active:
+                            logger.info("waiting for %d connection(s) to end", self._active)
+                system.cancel_scope.cancel()
         finally:
             self._close_listeners()
 
@@ -238,7 +244,7 @@ class EchoServer:
 
     async def _accept(self, listener: socket.socket, connections: trio.Nursery) -> None:
         limit = self.config.max_connections
-        config, budget = self.config, self._budget
+        config, budget, poller = self.config, self._budget, self._poller
         ended = self._connection_ended  # one bound method for every connection
         while True:
             await trio.lowlevel.wait_readable(listener)
@@ -264,7 +270,7 @@ class EchoServer:
                     break
                 peer = _peer_name(sock, address)
                 try:
-                    stream = FastSocketStream(sock, set_nodelay=False)
+                    stream = FastSocketStream(sock, set_nodelay=False, poller=poller)
                 except OSError as error:
                     sock.close()
                     logger.warning(

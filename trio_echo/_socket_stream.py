@@ -15,6 +15,15 @@
 # socket: the next read waits for readiness first instead of paying for a
 # read that fails with EAGAIN.
 #
+# Waiting can go through a Poller: one edge-triggered epoll, run by one task,
+# in which a stream's socket is registered once, at its first wait, and stays
+# until it is closed. trio's own wait_readable registers a socket for one
+# event per wait (a system call each time) and stacks five coroutine frames
+# on every waiting task; a poller's waiter parks in trio's
+# wait_task_rescheduled directly, and readiness costs no system call per
+# wait. Without a poller (or once it has stopped) the stream waits through
+# trio.lowlevel.wait_readable/wait_writable, as before.
+#
 # It stays a well-behaved trio stream: every call checks for cancellation
 # first (so a cancelled connection stops at its next call), and every
 # fair_share-th call that did not have to wait yields to the scheduler anyway,
@@ -26,16 +35,97 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import select
 import socket
 
 import trio
 
-__all__ = ["FAIR_SHARE", "FastSocketStream"]
+__all__ = ["FAIR_SHARE", "FastSocketStream", "Poller"]
 
 FAIR_SHARE = 16
 """Calls that complete without waiting before one yields to the scheduler."""
 
 DEFAULT_RECEIVE_SIZE = 64 * 1024
+
+
+_READ_EVENTS = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLRDHUP", 0)
+_ERROR_EVENTS = getattr(select, "EPOLLHUP", 0) | getattr(select, "EPOLLERR", 0)
+_HANG_UP_EVENTS = _ERROR_EVENTS | getattr(select, "EPOLLRDHUP", 0)
+
+
+class Poller:
+    """Readiness for many `FastSocketStream` objects, from one epoll.
+
+    A stream made with ``poller=`` registers its socket here at its first
+    wait, edge-triggered, for reading and writing at once, and stays
+    registered until it is closed (closing the socket removes it from the
+    epoll). `run` waits until the epoll has events and wakes the streams'
+    waiting tasks; it must run for as long as its streams wait, typically in
+    a nursery around theirs. Streams whose poller is not running wait through
+    trio's own ``wait_readable``/``wait_writable``.
+
+    Available where `select.epoll` is (Linux); `Poller.available` says.
+    """
+
+    available = hasattr(select, "epoll")
+    """Whether this platform has epoll."""
+
+    def __init__(self) -> None:
+        if not self.available:
+            raise RuntimeError("Poller needs epoll (Linux)")
+        self._epoll = select.epoll()
+        self._streams: dict[int, FastSocketStream] = {}
+        self.running = False
+
+    @property
+    def watched(self) -> int:
+        """How many streams are registered."""
+        return len(self._streams)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver readiness until cancelled; then close the epoll.
+
+        Streams still waiting when it stops are woken, and wait through trio
+        from then on. A poller runs once.
+
+        Args:
+            task_status: Started once the poller delivers readiness.
+        """
+        if self._epoll.closed:
+            raise RuntimeError("this poller has already run")
+        epoll, streams = self._epoll, self._streams
+        self.running = True
+        task_status.started()
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(epoll)
+                for fd, events in epoll.poll(0):
+                    stream = streams.get(fd)
+                    if stream is not None:
+                        stream._ready(events)
+        finally:
+            self.running = False
+            for stream in streams.values():
+                stream._ready(_ERROR_EVENTS)  # it waits through trio from now on
+            streams.clear()
+            epoll.close()
+
+    def _watch(self, stream: FastSocketStream) -> bool:
+        """Register ``stream``; return False if its socket cannot be."""
+        fd = stream.socket.fileno()
+        try:
+            self._epoll.register(
+                fd,
+                _READ_EVENTS | select.EPOLLOUT | select.EPOLLET,
+            )
+        except OSError:
+            return False
+        self._streams[fd] = stream
+        return True
+
+    def _forget(self, fd: int) -> None:
+        # The kernel drops the registration when the socket closes.
+        self._streams.pop(fd, None)
 
 
 class FastSocketStream(trio.abc.HalfCloseableStream):
@@ -50,6 +140,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         set_nodelay: Whether to set ``TCP_NODELAY``; a server whose
             listening socket has it can skip the call, as accepted sockets
             inherit it.
+        poller: The `Poller` to wait through, if any.
     """
 
     __slots__ = (
@@ -57,14 +148,26 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         "_drained",
         "_eof_sent",
         "_fair_share",
+        "_hung_up",
+        "_poller",
+        "_readable",
+        "_reader",
         "_receiving",
         "_sending",
         "_sock",
         "_unyielded",
+        "_watched",
+        "_writable",
+        "_writer",
     )
 
     def __init__(
-        self, sock: socket.socket, *, fair_share: int = FAIR_SHARE, set_nodelay: bool = True
+        self,
+        sock: socket.socket,
+        *,
+        fair_share: int = FAIR_SHARE,
+        set_nodelay: bool = True,
+        poller: Poller | None = None,
     ) -> None:
         if fair_share < 1:
             raise ValueError("fair_share must be at least 1")
@@ -83,6 +186,19 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         self._receiving = False
         self._unyielded = 0
         self._fair_share = fair_share
+        self._poller = poller
+        self._watched = False
+        # Set when the poller reports an edge; cleared when a call finds the
+        # socket empty (or full). A wait with it set need not park.
+        self._readable = False
+        self._writable = False
+        # Set, for good, when the poller reports that the peer has closed
+        # or reset. A short read does not consume an end of stream, and no
+        # edge will come for it again: then reads must not wait for one.
+        self._hung_up = False
+        # The tasks parked on the poller.
+        self._reader: trio.lowlevel.Task | None = None
+        self._writer: trio.lowlevel.Task | None = None
 
     @property
     def socket(self) -> socket.socket:
@@ -118,14 +234,22 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError("another task is receiving on this stream")
         self._receiving = True
         try:
-            if self._drained and not self._closed:
-                # The last read emptied the socket: a read now would most
-                # likely fail with EAGAIN, so wait for data first.
-                self._unyielded = 0
-                await trio.lowlevel.wait_readable(self._sock)
-            else:
+            # After a read that emptied the socket, a read now would most
+            # likely fail with EAGAIN: wait for data first.
+            wait = self._drained
+            if not wait:
                 await self._pace()
             while True:
+                if wait and not self._closed:
+                    self._unyielded = 0
+                    poller = self._poller
+                    if poller is None or not poller.running or not self._watch():
+                        await trio.lowlevel.wait_readable(self._sock)
+                    elif self._readable:
+                        await trio.lowlevel.checkpoint()  # data came since: no need to park
+                    else:
+                        self._reader = trio.lowlevel.current_task()
+                        await trio.lowlevel.wait_task_rescheduled(self._abort_read)
                 if self._closed:
                     raise trio.ClosedResourceError("this stream was closed")
                 try:
@@ -133,10 +257,14 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                 except OSError as error:
                     raise _translate(error, self._closed) from error
                 if data is not None:
-                    self._drained = 0 < len(data) < max_bytes
+                    if 0 < len(data) < max_bytes:
+                        self._drained = True
+                        self._readable = self._hung_up
+                    else:
+                        self._drained = False
                     return data
-                self._unyielded = 0
-                await trio.lowlevel.wait_readable(self._sock)
+                self._readable = False
+                wait = True
         finally:
             self._receiving = False
 
@@ -201,8 +329,8 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                         raise _translate(error, self._closed) from error
                     if sent >= total:
                         return
-                    self._unyielded = 0
-                    await trio.lowlevel.wait_writable(self._sock)
+                    self._writable = False
+                    await self._wait_writable()
         finally:
             self._sending = False
 
@@ -213,9 +341,55 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError("this stream was closed")
         self._sending = True
         try:
-            await trio.lowlevel.wait_writable(self._sock)
+            await self._wait_writable()
+            if self._closed:
+                raise trio.ClosedResourceError("this stream was closed")
         finally:
             self._sending = False
+
+    async def _wait_writable(self) -> None:
+        self._unyielded = 0
+        poller = self._poller
+        if poller is None or not poller.running or not self._watch():
+            await trio.lowlevel.wait_writable(self._sock)
+        elif self._writable:
+            await trio.lowlevel.checkpoint()
+        else:
+            self._writer = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort_write)
+
+    def _watch(self) -> bool:
+        """Make sure the socket is registered with the poller."""
+        if not self._watched:
+            assert self._poller is not None
+            if not self._poller._watch(self):
+                self._poller = None  # wait through trio from now on
+                return False
+            self._watched = True
+        return True
+
+    def _ready(self, events: int) -> None:
+        """Note readiness reported by the poller; wake the waiting tasks."""
+        if events & _HANG_UP_EVENTS:
+            self._hung_up = True
+        if events & _READ_EVENTS or events & _ERROR_EVENTS:
+            self._readable = True
+            if self._reader is not None:
+                trio.lowlevel.reschedule(self._reader)
+                self._reader = None
+        if events & ~_READ_EVENTS:  # EPOLLOUT, or an error or hang-up
+            self._writable = True
+            if self._writer is not None:
+                trio.lowlevel.reschedule(self._writer)
+                self._writer = None
+
+    def _abort_read(self, _raise_cancel: object) -> trio.lowlevel.Abort:
+        self._reader = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _abort_write(self, _raise_cancel: object) -> trio.lowlevel.Abort:
+        self._writer = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     async def send_eof(self) -> None:
         """Half-close: send an end of stream after the bytes already sent."""
@@ -241,6 +415,10 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         """
         if not self._closed:
             self._closed = True
+            if self._watched and self._poller is not None:
+                self._poller._forget(self._sock.fileno())
+                # Wake its waiters: they find the stream closed.
+                self._ready(_ERROR_EVENTS)
             trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
 
