@@ -17,14 +17,18 @@ from trio_echo._socket_stream import FAIR_SHARE, FastSocketStream, Poller
 
 
 def socket_pair(
-    fair_share: int = FAIR_SHARE, poller: Poller | None = None
+    fair_share: int = FAIR_SHARE, poller: Poller | None = None, *, set_nonblocking: bool = True
 ) -> tuple[FastSocketStream, FastSocketStream]:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         client = socket.create_connection(listener.getsockname())
         server, _ = listener.accept()
     return (
-        FastSocketStream(client, fair_share=fair_share, poller=poller),
-        FastSocketStream(server, fair_share=fair_share, poller=poller),
+        FastSocketStream(
+            client, fair_share=fair_share, poller=poller, set_nonblocking=set_nonblocking
+        ),
+        FastSocketStream(
+            server, fair_share=fair_share, poller=poller, set_nonblocking=set_nonblocking
+        ),
     )
 
 
@@ -43,13 +47,19 @@ async def poller(
     yield running
 
 
-async def test_trio_half_closeable_stream_checks(poller: Poller | None) -> None:
-    # trio's checks require every call to yield: fair_share=1 does.
+@pytest.mark.parametrize("set_nonblocking", [True, False], ids=["non-blocking", "blocking-socket"])
+async def test_trio_half_closeable_stream_checks(
+    poller: Poller | None, set_nonblocking: bool
+) -> None:
+    # trio's checks require every call to yield: fair_share=1 does. A socket
+    # left blocking (set_nonblocking=False) must not make any call block.
     async def make_pair() -> tuple[FastSocketStream, FastSocketStream]:
-        return socket_pair(fair_share=1, poller=poller)
+        pair = socket_pair(fair_share=1, poller=poller, set_nonblocking=set_nonblocking)
+        assert pair[0].socket.getblocking() is not set_nonblocking
+        return pair
 
     async def make_clogged_pair() -> tuple[FastSocketStream, FastSocketStream]:
-        left, right = socket_pair(fair_share=1, poller=poller)
+        left, right = socket_pair(fair_share=1, poller=poller, set_nonblocking=set_nonblocking)
         for stream in (left, right):
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
@@ -57,7 +67,7 @@ async def test_trio_half_closeable_stream_checks(poller: Poller | None) -> None:
         for stream in (left, right):
             try:
                 while True:
-                    stream.socket.send(b"x" * 10_000)
+                    stream.socket.send(b"x" * 10_000, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 pass
         return left, right

@@ -270,7 +270,9 @@ class EchoServer:
                     break
                 peer = _peer_name(sock, address)
                 try:
-                    stream = FastSocketStream(sock, set_nodelay=False, poller=poller)
+                    stream = FastSocketStream(
+                        sock, set_nodelay=False, set_nonblocking=False, poller=poller
+                    )
                 except OSError as error:
                     sock.close()
                     logger.warning(

@@ -50,6 +50,14 @@ DEFAULT_RECEIVE_SIZE = 64 * 1024
 
 _READ_EVENTS = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLRDHUP", 0)
 _ERROR_EVENTS = getattr(select, "EPOLLHUP", 0) | getattr(select, "EPOLLERR", 0)
+# Every call passes MSG_DONTWAIT, where there is one: the socket need not be
+# made non-blocking, which saves a system call on every connection.
+_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
+
+# Where a stream has waited (bits of FastSocketStream._waits).
+_WATCHED = 1  # registered with its poller
+_WAITED_IN_TRIO = 2  # through trio's wait_readable/wait_writable
+
 _HANG_UP_EVENTS = _ERROR_EVENTS | getattr(select, "EPOLLRDHUP", 0)
 
 
@@ -140,6 +148,10 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         set_nodelay: Whether to set ``TCP_NODELAY``; a server whose
             listening socket has it can skip the call, as accepted sockets
             inherit it.
+        set_nonblocking: Whether to make the socket non-blocking. The
+            stream's own calls never block either way (they pass
+            ``MSG_DONTWAIT``, where there is one): a server that hands a
+            new socket straight to the stream can skip the system call.
         poller: The `Poller` to wait through, if any.
     """
 
@@ -156,7 +168,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         "_sending",
         "_sock",
         "_unyielded",
-        "_watched",
+        "_waits",
         "_writable",
         "_writer",
     )
@@ -167,13 +179,17 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         *,
         fair_share: int = FAIR_SHARE,
         set_nodelay: bool = True,
+        set_nonblocking: bool = True,
         poller: Poller | None = None,
     ) -> None:
         if fair_share < 1:
             raise ValueError("fair_share must be at least 1")
         if sock.type != socket.SOCK_STREAM:
             raise ValueError("FastSocketStream needs a stream socket")
-        sock.setblocking(False)
+        if set_nonblocking or not _DONTWAIT or sock.gettimeout():
+            # A socket with a timeout would wait in the call, MSG_DONTWAIT
+            # or not; a blocking one (a new accepted socket) would not.
+            sock.setblocking(False)
         if set_nodelay and sock.family in (socket.AF_INET, socket.AF_INET6):
             # The peer may already be gone: then the first call will say so.
             with contextlib.suppress(OSError):
@@ -187,7 +203,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         self._unyielded = 0
         self._fair_share = fair_share
         self._poller = poller
-        self._watched = False
+        self._waits = 0  # where it has waited: _WATCHED | _WAITED_IN_TRIO
         # Set when the poller reports an edge; cleared when a call finds the
         # socket empty (or full). A wait with it set need not park.
         self._readable = False
@@ -244,6 +260,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                     self._unyielded = 0
                     poller = self._poller
                     if poller is None or not poller.running or not self._watch():
+                        self._waits |= _WAITED_IN_TRIO
                         await trio.lowlevel.wait_readable(self._sock)
                     elif self._readable:
                         await trio.lowlevel.checkpoint()  # data came since: no need to park
@@ -351,6 +368,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         self._unyielded = 0
         poller = self._poller
         if poller is None or not poller.running or not self._watch():
+            self._waits |= _WAITED_IN_TRIO
             await trio.lowlevel.wait_writable(self._sock)
         elif self._writable:
             await trio.lowlevel.checkpoint()
@@ -360,12 +378,12 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
 
     def _watch(self) -> bool:
         """Make sure the socket is registered with the poller."""
-        if not self._watched:
+        if not self._waits & _WATCHED:
             assert self._poller is not None
             if not self._poller._watch(self):
                 self._poller = None  # wait through trio from now on
                 return False
-            self._watched = True
+            self._waits |= _WATCHED
         return True
 
     def _ready(self, events: int) -> None:
@@ -415,11 +433,14 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         """
         if not self._closed:
             self._closed = True
-            if self._watched and self._poller is not None:
+            if self._waits & _WATCHED and self._poller is not None:
                 self._poller._forget(self._sock.fileno())
                 # Wake its waiters: they find the stream closed.
                 self._ready(_ERROR_EVENTS)
-            trio.lowlevel.notify_closing(self._sock)
+            if self._waits & _WAITED_IN_TRIO:
+                # Only then: for a socket trio never saw, notify_closing
+                # costs a failing epoll_ctl and an exception.
+                trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
 
     async def aclose(self) -> None:
@@ -437,7 +458,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
 def _recv(sock: socket.socket, max_bytes: int) -> bytes | None:
     """Receive up to ``max_bytes``; None if the call would block."""
     try:
-        return sock.recv(max_bytes)
+        return sock.recv(max_bytes, _DONTWAIT)
     except BlockingIOError:
         return None
 
@@ -445,7 +466,7 @@ def _recv(sock: socket.socket, max_bytes: int) -> bytes | None:
 def _send(sock: socket.socket, data: bytes | bytearray | memoryview) -> int:
     """Send what the kernel takes now; 0 if the call would block."""
     try:
-        return sock.send(data)
+        return sock.send(data, _DONTWAIT)
     except BlockingIOError:
         return 0
 
