@@ -77,7 +77,7 @@ class Outcome:
 _CLEAN = frozenset({Outcome.COMPLETE, Outcome.NO_MESSAGE, Outcome.CLOSED})
 
 
-@attrs.define
+@attrs.define(weakref_slot=False)  # one per open connection: no weak references
 class ConnectionReport:
     """What happened on one connection: the fields of its log line.
 
@@ -253,10 +253,13 @@ class _Connection:
     later), so progress costs a clock read, not a deadline update per chunk:
     an idle connection is closed between ``idle_timeout`` and
     ``idle_timeout + _granularity`` seconds after its last byte.
+
+    A connection with an ``on_end`` callback is a server's: it absorbs
+    errors other than a cancellation (they are logged), and calls
+    ``on_end`` once it is closed and logged.
     """
 
     __slots__ = (
-        "_absorb_errors",
         "_awaiting_header",
         "_config",
         "_debug",
@@ -265,7 +268,6 @@ class _Connection:
         "_granularity",
         "_header_deadline",
         "_idle_deadline",
-        "_idle_moved",
         "_lingering",
         "_nursery",
         "_on_end",
@@ -283,7 +285,6 @@ class _Connection:
         budget: MemoryBudget,
         report: ConnectionReport,
         *,
-        absorb_errors: bool = False,
         on_end: Callable[[], object] | None = None,
     ) -> None:
         self._stream = stream
@@ -296,12 +297,10 @@ class _Connection:
         self._writer_started = False
         self._writer_busy = False
         self._granularity = min(IDLE_GRANULARITY, config.idle_timeout / 16)
-        self._idle_moved = -math.inf
         self._idle_deadline = math.inf
         self._header_deadline = math.inf
         self._lingering = False
         self._failure: BaseException | None = None
-        self._absorb_errors = absorb_errors
         self._on_end = on_end
         self._framer: CountFramer | None = None
         if config.mode is not Mode.ECHO:
@@ -317,8 +316,8 @@ class _Connection:
 
     def _progress(self) -> None:
         now = trio.current_time()
-        if now - self._idle_moved >= self._granularity:
-            self._idle_moved = now
+        # The deadline was set _granularity or more ago: move it.
+        if now + self._config.idle_timeout >= self._idle_deadline:
             self._idle_deadline = now + self._config.idle_timeout + self._granularity
             self._update_deadline()
 
@@ -379,17 +378,14 @@ class _Connection:
             self._settle_outcome(nursery.cancel_scope)
         except BaseException as error:
             self._note_error(error)
-            if self._absorb_errors and not _is_cancellation(error):
+            if self._on_end is not None and not _is_cancellation(error):
                 # Logged below, with its traceback; the caller (a server)
                 # must not go down with one connection.
                 return report
             raise
         finally:
             queue.discard()
-            close_nowait = getattr(stream, "close_nowait", None)
-            if close_nowait is not None:
-                close_nowait()
-            else:
+            if not self._close_nowait():
                 # Forceful, so it cannot block; shielded, so that a
                 # cancellation (which is why we may be here) cannot cut the
                 # cleanup short.
@@ -401,11 +397,18 @@ class _Connection:
                 self._on_end()
         return report
 
+    def _close_nowait(self) -> bool:
+        """Close the stream if it can be closed without waiting."""
+        close_nowait = getattr(self._stream, "close_nowait", None)
+        if close_nowait is None:
+            return False
+        close_nowait()
+        return True
+
     def _begin(self) -> float:
         """Set the first deadlines; return the start time."""
         config = self._config
         now = trio.current_time()
-        self._idle_moved = now
         self._idle_deadline = now + config.idle_timeout + self._granularity
         if config.mode is Mode.COUNT:
             self._header_deadline = now + config.header_timeout
@@ -655,7 +658,7 @@ def serve_connection(
     `handle_connection`, it saves a frame on every open connection.
     """
     report = ConnectionReport(peer=peer, mode=config.mode)
-    connection = _Connection(stream, config, budget, report, absorb_errors=True, on_end=on_end)
+    connection = _Connection(stream, config, budget, report, on_end=on_end)
     return connection.serve()
 
 
