@@ -13,7 +13,7 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from trio_echo._socket_stream import FAIR_SHARE, FastSocketStream, Poller
+from trio_echo._socket_stream import CALL_WEIGHT, FAIR_SHARE, FastSocketStream, Poller
 
 
 def socket_pair(
@@ -177,6 +177,41 @@ async def test_calls_that_need_no_wait_still_yield_now_and_then(poller: Poller |
             assert await right.receive_some(1)  # data is always there: no wait
         # It yielded about once per FAIR_SHARE calls: not never, not always.
         assert 3 <= others_ran - before <= 5
+        nursery.cancel_scope.cancel()
+    await left.aclose()
+    await right.aclose()
+
+
+async def test_bytes_moved_count_toward_a_turn(poller: Poller | None) -> None:
+    # fair_share=3: a turn is three calls' worth (3 * CALL_WEIGHT bytes).
+    left, right = socket_pair(fair_share=3, poller=poller)
+    others_ran = 0
+
+    async def other_task() -> None:
+        nonlocal others_ran
+        while True:
+            others_ran += 1
+            await trio.lowlevel.checkpoint()
+
+    async def yielded_during_a_receive() -> bool:
+        left.send_nowait(b"z")  # on loopback, it has arrived when this returns
+        before = others_ran
+        assert await right.receive_some(1) == b"z"
+        return others_ran > before
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_task)
+        await trio.lowlevel.checkpoint()
+        # One small call is well within a turn: no yield.
+        assert not await yielded_during_a_receive()
+        # Calls that are not checkpoints still count the bytes they move:
+        # the second small call would not end the turn, but after more than
+        # a call's weight of bytes, it does.
+        assert left.send_nowait(b"x" * (CALL_WEIGHT + 1000)) == CALL_WEIGHT + 1000
+        moved = 0
+        while moved < CALL_WEIGHT + 1000:
+            moved += len(right.receive_nowait(CALL_WEIGHT) or b"")
+        assert await yielded_during_a_receive()
         nursery.cancel_scope.cancel()
     await left.aclose()
     await right.aclose()
