@@ -182,28 +182,33 @@ async def test_calls_that_need_no_wait_still_yield_now_and_then(poller: Poller |
     await right.aclose()
 
 
+class _StepCounter(trio.abc.Instrument):
+    """Counts the steps of one task: a yield ends a step."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.steps = 0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.steps += 1
+
+
 async def test_bytes_moved_count_toward_a_turn(poller: Poller | None) -> None:
     # fair_share=3: a turn is three calls' worth (3 * CALL_WEIGHT bytes).
     left, right = socket_pair(fair_share=3, poller=poller)
-    others_ran = 0
+    counter = _StepCounter(trio.lowlevel.current_task())
 
-    async def other_task() -> None:
-        nonlocal others_ran
-        while True:
-            others_ran += 1
-            await trio.lowlevel.checkpoint()
-
-    async def yielded_during_a_receive() -> bool:
+    async def yields_during_a_receive() -> bool:
         left.send_nowait(b"z")  # on loopback, it has arrived when this returns
-        before = others_ran
+        before = counter.steps
         assert await right.receive_some(1) == b"z"
-        return others_ran > before
+        return counter.steps > before
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(other_task)
-        await trio.lowlevel.checkpoint()
+    trio.lowlevel.add_instrument(counter)
+    try:
         # One small call is well within a turn: no yield.
-        assert not await yielded_during_a_receive()
+        assert not await yields_during_a_receive()
         # Calls that are not checkpoints still count the bytes they move:
         # the second small call would not end the turn, but after more than
         # a call's weight of bytes, it does.
@@ -211,8 +216,9 @@ async def test_bytes_moved_count_toward_a_turn(poller: Poller | None) -> None:
         moved = 0
         while moved < CALL_WEIGHT + 1000:
             moved += len(right.receive_nowait(CALL_WEIGHT) or b"")
-        assert await yielded_during_a_receive()
-        nursery.cancel_scope.cancel()
+        assert await yields_during_a_receive()
+    finally:
+        trio.lowlevel.remove_instrument(counter)
     await left.aclose()
     await right.aclose()
 
