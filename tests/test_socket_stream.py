@@ -13,7 +13,7 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from trio_echo._socket_stream import CALL_WEIGHT, FAIR_SHARE, FastSocketStream, Poller
+from trio_echo._socket_stream import FAIR_SHARE, FastSocketStream, Poller
 
 
 def socket_pair(
@@ -133,6 +133,51 @@ async def test_cancelling_a_waiting_reader(poller: Poller | None) -> None:
     await right.aclose()
 
 
+class _PassRecorder(trio.abc.Instrument):
+    """Numbers trio's scheduler passes, and records the pass of each step."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self.steps: list[tuple[int, trio.lowlevel.Task]] = []
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.passes += 1
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps.append((self.passes, task))
+
+
+async def test_the_poller_wakes_a_reader_in_trios_own_pass() -> None:
+    # The poller's task wakes when its epoll has events, and could wake the
+    # reader only in the pass after; the poller's instrument wakes it in the
+    # same pass as the poller's task.
+    if not Poller.available:
+        pytest.skip("no epoll here")
+    poller = Poller()
+    recorder = _PassRecorder()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(poller.run)
+        (poller_task,) = nursery.child_tasks
+        left, right = socket_pair(poller=poller)
+        reader_task = []
+
+        async def read() -> None:
+            reader_task.append(trio.lowlevel.current_task())
+            assert await right.receive_some() == b"now"
+
+        async with trio.open_nursery() as readers:
+            readers.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            trio.lowlevel.add_instrument(recorder)
+            left.send_nowait(b"now")
+        trio.lowlevel.remove_instrument(recorder)
+        nursery.cancel_scope.cancel()
+    passes = {task: number for number, task in reversed(recorder.steps)}  # first step
+    assert passes[reader_task[0]] == passes[poller_task]
+    await left.aclose()
+    await right.aclose()
+
+
 async def test_waiters_carry_on_through_trio_once_the_poller_stops() -> None:
     poller = Poller()
     left, right = socket_pair(poller=poller)
@@ -194,9 +239,11 @@ class _StepCounter(trio.abc.Instrument):
             self.steps += 1
 
 
-async def test_bytes_moved_count_toward_a_turn(poller: Poller | None) -> None:
-    # fair_share=3: a turn is three calls' worth (3 * CALL_WEIGHT bytes).
-    left, right = socket_pair(fair_share=3, poller=poller)
+async def test_bytes_moved_end_a_turn_before_its_calls_do(poller: Poller | None) -> None:
+    # A turn of 16 calls or 100,000 bytes moved, whichever comes first.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        left = FastSocketStream(socket.create_connection(listener.getsockname()))
+        right = FastSocketStream(listener.accept()[0], turn_bytes=100_000, poller=poller)
     counter = _StepCounter(trio.lowlevel.current_task())
 
     async def yields_during_a_receive() -> bool:
@@ -209,13 +256,14 @@ async def test_bytes_moved_count_toward_a_turn(poller: Poller | None) -> None:
     try:
         # One small call is well within a turn: no yield.
         assert not await yields_during_a_receive()
-        # Calls that are not checkpoints still count the bytes they move:
-        # the second small call would not end the turn, but after more than
-        # a call's weight of bytes, it does.
-        assert left.send_nowait(b"x" * (CALL_WEIGHT + 1000)) == CALL_WEIGHT + 1000
+        # Calls that are not checkpoints count the bytes they move too:
+        # once 100,000 have gone (in and out), the next call ends the turn.
+        assert left.send_nowait(b"x" * 60_000) == 60_000
         moved = 0
-        while moved < CALL_WEIGHT + 1000:
-            moved += len(right.receive_nowait(CALL_WEIGHT) or b"")
+        while moved < 60_000:
+            moved += len(right.receive_nowait(60_000) or b"")
+        assert not await yields_during_a_receive()
+        assert right.send_nowait(b"y" * 40_000) == 40_000
         assert await yields_during_a_receive()
     finally:
         trio.lowlevel.remove_instrument(counter)
@@ -263,3 +311,5 @@ def test_needs_a_stream_socket() -> None:
         FastSocketStream(sock)
     with socket.socket() as sock, pytest.raises(ValueError, match="fair_share"):
         FastSocketStream(sock, fair_share=0)
+    with socket.socket() as sock, pytest.raises(ValueError, match="turn_bytes"):
+        FastSocketStream(sock, turn_bytes=0)

@@ -27,11 +27,11 @@
 # It stays a well-behaved trio stream: every call checks for cancellation
 # first (so a cancelled connection stops at its next call), and a stream
 # whose calls do not have to wait yields to the scheduler anyway once it has
-# had its turn: fair_share calls, each counted as CALL_WEIGHT bytes plus the
-# bytes it moved, so a connection that always has data cannot starve the
-# others, and big reads and writes end a turn sooner than small ones. That
-# is the one way it differs from trio's streams, whose every call yields:
-# with fair_share=1 it yields on every call too, and passes trio's own
+# had its turn: fair_share calls, or fewer once they have moved turn_bytes
+# (received and sent, by any call), so a connection that always has data
+# cannot starve the others, however big its reads and writes. That is the
+# one way it differs from trio's streams, whose every call yields: with
+# fair_share=1 it yields on every call too, and passes trio's own
 # half-closeable stream conformance checks.
 from __future__ import annotations
 
@@ -47,11 +47,10 @@ __all__ = ["FAIR_SHARE", "FastSocketStream", "Poller"]
 FAIR_SHARE = 16
 """Calls that complete without waiting before one yields to the scheduler."""
 
-CALL_WEIGHT = 64 * 1024
-"""What a call counts for in a turn, in bytes, besides the bytes it moves.
+TURN_BYTES = 2 * 1024 * 1024
+"""Bytes moved (in and out) after which a call yields, however few the calls.
 
-A turn is ``fair_share * CALL_WEIGHT``: 16 calls that move little, about 8
-that move 64 KiB each, about 4 that move 256 KiB each.
+About what 16 calls move when a connection reads 64 KiB and echoes it.
 """
 
 DEFAULT_RECEIVE_SIZE = 64 * 1024
@@ -59,6 +58,8 @@ DEFAULT_RECEIVE_SIZE = 64 * 1024
 
 _READ_EVENTS = getattr(select, "EPOLLIN", 0) | getattr(select, "EPOLLRDHUP", 0)
 _ERROR_EVENTS = getattr(select, "EPOLLHUP", 0) | getattr(select, "EPOLLERR", 0)
+_DEFAULT_TURN = (FAIR_SHARE, TURN_BYTES)  # shared by every stream that uses it
+
 # Every call passes MSG_DONTWAIT, where there is one: the socket need not be
 # made non-blocking, which saves a system call on every connection.
 _DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
@@ -80,6 +81,12 @@ class Poller:
     waiting tasks; it must run for as long as its streams wait, typically in
     a nursery around theirs. Streams whose poller is not running wait through
     trio's own ``wait_readable``/``wait_writable``.
+
+    While it runs, a trio instrument also takes the epoll's events right
+    after each of trio's own I/O waits: the tasks it wakes then run in the
+    same scheduler pass as those trio wakes, instead of one pass later,
+    after the poller's task. The task remains what wakes trio when only
+    the poller's sockets have events.
 
     Available where `select.epoll` is (Linux); `Poller.available` says.
     """
@@ -111,21 +118,32 @@ class Poller:
         if self._epoll.closed:
             raise RuntimeError("this poller has already run")
         epoll, streams = self._epoll, self._streams
+        instrument = _DeliverAfterIOWait(self)
+        trio.lowlevel.add_instrument(instrument)
         self.running = True
         task_status.started()
         try:
             while True:
                 await trio.lowlevel.wait_readable(epoll)
-                for fd, events in epoll.poll(0):
-                    stream = streams.get(fd)
-                    if stream is not None:
-                        stream._ready(events)
+                self._deliver()
         finally:
             self.running = False
+            with contextlib.suppress(KeyError):  # trio drops an instrument that raised
+                trio.lowlevel.remove_instrument(instrument)
             for stream in streams.values():
                 stream._ready(_ERROR_EVENTS)  # it waits through trio from now on
             streams.clear()
             epoll.close()
+
+    def _deliver(self) -> None:
+        """Take the events the epoll has now, and wake their streams."""
+        streams = self._streams
+        if not streams:
+            return
+        for fd, events in self._epoll.poll(0):
+            stream = streams.get(fd)
+            if stream is not None:
+                stream._ready(events)
 
     def _watch(self, stream: FastSocketStream) -> bool:
         """Register ``stream``; return False if its socket cannot be."""
@@ -145,6 +163,17 @@ class Poller:
         self._streams.pop(fd, None)
 
 
+class _DeliverAfterIOWait(trio.abc.Instrument):
+    """Delivers a poller's events after each of trio's I/O waits."""
+
+    def __init__(self, poller: Poller) -> None:
+        self._poller = poller
+
+    def after_io_wait(self, timeout: float) -> None:
+        if self._poller.running:
+            self._poller._deliver()
+
+
 class FastSocketStream(trio.abc.HalfCloseableStream):
     """A `trio.abc.HalfCloseableStream` over a connected TCP socket.
 
@@ -154,6 +183,8 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             does; the stream owns it from then on.
         fair_share: Calls that complete without waiting before one yields
             to the scheduler; 1 makes every call yield, as trio's do.
+        turn_bytes: Bytes moved, in and out, after which the next call
+            yields even if fewer than ``fair_share`` calls were made.
         set_nodelay: Whether to set ``TCP_NODELAY``; a server whose
             listening socket has it can skip the call, as accepted sockets
             inherit it.
@@ -168,14 +199,15 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         "_closed",
         "_drained",
         "_eof_sent",
-        "_fair_share",
         "_hung_up",
+        "_moved",
         "_poller",
         "_readable",
         "_reader",
         "_receiving",
         "_sending",
         "_sock",
+        "_turn",
         "_unyielded",
         "_waits",
         "_writable",
@@ -187,12 +219,15 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         sock: socket.socket,
         *,
         fair_share: int = FAIR_SHARE,
+        turn_bytes: int = TURN_BYTES,
         set_nodelay: bool = True,
         set_nonblocking: bool = True,
         poller: Poller | None = None,
     ) -> None:
         if fair_share < 1:
             raise ValueError("fair_share must be at least 1")
+        if turn_bytes < 1:
+            raise ValueError("turn_bytes must be at least 1")
         if sock.type != socket.SOCK_STREAM:
             raise ValueError("FastSocketStream needs a stream socket")
         if set_nonblocking or not _DONTWAIT or sock.gettimeout():
@@ -209,8 +244,10 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         self._eof_sent = False
         self._sending = False
         self._receiving = False
-        self._unyielded = 0
-        self._fair_share = fair_share
+        # Calls and bytes since the last yield, and a turn's share of each.
+        self._unyielded = self._moved = 0
+        turn = (fair_share, turn_bytes)
+        self._turn = _DEFAULT_TURN if turn == _DEFAULT_TURN else turn
         self._poller = poller
         self._waits = 0  # where it has waited: _WATCHED | _WAITED_IN_TRIO
         # Set when the poller reports an edge; cleared when a call finds the
@@ -236,9 +273,10 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
 
     async def _pace(self) -> None:
         """Check for cancellation, and yield once a turn is used up."""
-        self._unyielded += CALL_WEIGHT
-        if self._unyielded >= self._fair_share * CALL_WEIGHT:
-            self._unyielded = 0
+        self._unyielded += 1
+        calls, moved = self._turn
+        if self._unyielded >= calls or self._moved >= moved:
+            self._unyielded = self._moved = 0
             await trio.lowlevel.checkpoint()
         else:
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -266,7 +304,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                 await self._pace()
             while True:
                 if wait and not self._closed:
-                    self._unyielded = 0
+                    self._unyielded = self._moved = 0
                     poller = self._poller
                     if poller is None or not poller.running or not self._watch():
                         self._waits |= _WAITED_IN_TRIO
@@ -288,7 +326,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                         self._readable = self._hung_up
                     else:
                         self._drained = False
-                    self._unyielded += len(data)
+                    self._moved += len(data)
                     return data
                 self._readable = False
                 wait = True
@@ -314,7 +352,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         except OSError as error:
             raise _translate(error, self._closed) from error
         if data:
-            self._unyielded += len(data)
+            self._moved += len(data)
         return data
 
     def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
@@ -334,7 +372,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             sent = _send(self._sock, data)
         except OSError as error:
             raise _translate(error, self._closed) from error
-        self._unyielded += sent
+        self._moved += sent
         return sent
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -360,7 +398,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                     except OSError as error:
                         raise _translate(error, self._closed) from error
                     sent += count
-                    self._unyielded += count
+                    self._moved += count
                     if sent >= total:
                         return
                     self._writable = False
@@ -382,7 +420,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             self._sending = False
 
     async def _wait_writable(self) -> None:
-        self._unyielded = 0
+        self._unyielded = self._moved = 0
         poller = self._poller
         if poller is None or not poller.running or not self._watch():
             self._waits |= _WAITED_IN_TRIO
