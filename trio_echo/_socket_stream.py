@@ -304,10 +304,11 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                 await self._pace()
             while True:
                 if wait and not self._closed:
+                    # _wait_writable's steps, for reading, written out here:
+                    # a read is where an idle connection waits, and a call
+                    # would keep one more coroutine frame alive on each.
                     self._unyielded = self._moved = 0
-                    poller = self._poller
-                    if poller is None or not poller.running or not self._watch():
-                        self._waits |= _WAITED_IN_TRIO
+                    if not self._through_poller():
                         await trio.lowlevel.wait_readable(self._sock)
                     elif self._readable:
                         await trio.lowlevel.checkpoint()  # data came since: no need to park
@@ -421,9 +422,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
 
     async def _wait_writable(self) -> None:
         self._unyielded = self._moved = 0
-        poller = self._poller
-        if poller is None or not poller.running or not self._watch():
-            self._waits |= _WAITED_IN_TRIO
+        if not self._through_poller():
             await trio.lowlevel.wait_writable(self._sock)
         elif self._writable:
             await trio.lowlevel.checkpoint()
@@ -431,15 +430,21 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             self._writer = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(self._abort_write)
 
-    def _watch(self) -> bool:
-        """Make sure the socket is registered with the poller."""
-        if not self._waits & _WATCHED:
-            assert self._poller is not None
-            if not self._poller._watch(self):
-                self._poller = None  # wait through trio from now on
-                return False
-            self._waits |= _WATCHED
-        return True
+    def _through_poller(self) -> bool:
+        """Whether to wait through the poller (registered with it first).
+
+        If not, the caller waits through trio, and the stream notes it.
+        """
+        poller = self._poller
+        if poller is not None and poller.running:
+            if self._waits & _WATCHED:
+                return True
+            if poller._watch(self):
+                self._waits |= _WATCHED
+                return True
+            self._poller = None  # it cannot be registered: trio from now on
+        self._waits |= _WAITED_IN_TRIO
+        return False
 
     def _ready(self, events: int) -> None:
         """Note readiness reported by the poller; wake the waiting tasks."""
