@@ -315,19 +315,13 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                     else:
                         self._reader = trio.lowlevel.current_task()
                         await trio.lowlevel.wait_task_rescheduled(self._abort_read)
-                if self._closed:
-                    raise trio.ClosedResourceError("this stream was closed")
-                try:
-                    data = _recv(self._sock, max_bytes)
-                except OSError as error:
-                    raise _translate(error, self._closed) from error
+                data = self._receive_now(max_bytes)
                 if data is not None:
                     if 0 < len(data) < max_bytes:
                         self._drained = True
                         self._readable = self._hung_up
                     else:
                         self._drained = False
-                    self._moved += len(data)
                     return data
                 self._readable = False
                 wait = True
@@ -346,14 +340,24 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         """
         if self._receiving:
             raise trio.BusyResourceError("another task is receiving on this stream")
+        return self._receive_now(max_bytes)
+
+    def _receive_now(self, max_bytes: int) -> bytes | None:
+        """One receive call: what has arrived, None if nothing has.
+
+        Its would-block exception is caught in this short-lived frame: caught
+        in receive_some, which then waits, it would keep that frame's frame
+        object alive, some 200 bytes on every waiting connection.
+        """
         if self._closed:
             raise trio.ClosedResourceError("this stream was closed")
         try:
-            data = _recv(self._sock, max_bytes)
+            data = self._sock.recv(max_bytes, _DONTWAIT)
+        except BlockingIOError:
+            return None
         except OSError as error:
             raise _translate(error, self._closed) from error
-        if data:
-            self._moved += len(data)
+        self._moved += len(data)
         return data
 
     def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
@@ -509,22 +513,12 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         await trio.lowlevel.checkpoint()
 
 
-# The would-block cases are caught here, in a frame that ends at once: an
-# exception caught in a long-lived frame (a receive_some waiting for data)
-# would keep that frame's frame object alive, some 200 bytes on every waiting
-# connection.
-
-
-def _recv(sock: socket.socket, max_bytes: int) -> bytes | None:
-    """Receive up to ``max_bytes``; None if the call would block."""
-    try:
-        return sock.recv(max_bytes, _DONTWAIT)
-    except BlockingIOError:
-        return None
-
-
 def _send(sock: socket.socket, data: bytes | bytearray | memoryview) -> int:
-    """Send what the kernel takes now; 0 if the call would block."""
+    """Send what the kernel takes now; 0 if the call would block.
+
+    The would-block case is caught here, in a frame that ends at once (see
+    FastSocketStream._receive_now).
+    """
     try:
         return sock.send(data, _DONTWAIT)
     except BlockingIOError:
