@@ -365,3 +365,27 @@ def test_load_run_text(server: tuple[Process, int]) -> None:
 )
 def test_parse_size(text: str, size: int) -> None:
     assert parse_size(text) == size
+
+
+def test_echo_server_reads_the_data_behind_tcp_urgent_data(spawn: Spawn) -> None:
+    # The server's reader is already waiting when urgent data arrives with
+    # in-band data behind it (the process is stopped meanwhile, so that all
+    # of it is queued at once): the echo must carry on past the urgent mark.
+    process = spawn("-m", "trio_echo", "server", "--port", "0", "--mode", "echo")
+    port = process.wait_for_port()
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        time.sleep(0.3)  # the connection's reader waits
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            client.send(b"abcd", socket.MSG_OOB)  # "d" is the urgent byte
+            client.send(b"efgh")
+            time.sleep(0.2)
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        client.settimeout(10)
+        echoed = b""
+        while echoed != b"abcefgh":
+            data = client.recv(100)
+            assert data, f"the server closed after echoing {echoed!r}"
+            echoed += data
+    assert echoed == b"abcefgh"

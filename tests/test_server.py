@@ -16,6 +16,7 @@ import trio
 from tests.conftest import start_server, wait_until
 from trio_echo import (
     ALL_INTERFACES,
+    EchoProtocol,
     EchoServer,
     Mode,
     ServerConfig,
@@ -248,24 +249,29 @@ def test_a_server_needs_a_listener() -> None:
         EchoServer(ServerConfig(), [])
 
 
+@pytest.mark.parametrize("wait", [0.0, 0.05], ids=["message-at-once", "message-after-a-wait"])
 async def test_handler_bug_does_not_stop_the_server(
-    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    nursery: trio.Nursery,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    wait: float,
 ) -> None:
-    from trio_echo import _connection
-
-    _server, port = await start_server(nursery)
-    original = _connection._Connection._frame
+    # A message there at once is served in the accepting task; one that
+    # comes later, in the connection's own task: a bug must be absorbed in both.
+    server, port = await start_server(nursery)
+    original = EchoProtocol.receive_data
     calls = 0
 
-    def frame_with_a_bug(self: object, framer: object, data: bytes) -> bool:
+    def receive_with_a_bug(self: EchoProtocol, data: bytes, now: float = 0.0) -> list[bytes]:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("a bug in one connection")
-        return original(self, framer, data)  # type: ignore[arg-type]
+        return original(self, data, now)  # type: ignore[return-value]
 
-    monkeypatch.setattr(_connection._Connection, "_frame", frame_with_a_bug)
+    monkeypatch.setattr(EchoProtocol, "receive_data", receive_with_a_bug)
     async with await connect(port) as victim:
+        await trio.sleep(wait)
         await victim.send_all(b"3 abc")
         assert await read_to_end(victim) == b""
     async with await connect(port) as stream:
@@ -273,3 +279,5 @@ async def test_handler_bug_does_not_stop_the_server(
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert "internal-error" in errors[0].getMessage()
+    assert errors[0].exc_info is not None
+    await wait_until(lambda: server.connections == 0)

@@ -1,65 +1,48 @@
-"""FastSocketStream against trio's own stream conformance checks, and the
-properties its fast path must keep: cancellation, fairness, errors; with and
-without a Poller to wait through."""
+"""The server's socket stream, exactly as the server builds it, against trio's
+own stream checks and contract: checkpoints, cancellation, notify_closing,
+trio's view of who waits; and the reads that once stalled (a short read with
+in-band data still queued behind it)."""
 
 from __future__ import annotations
 
+import array
 import functools
+import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
 import trio.lowlevel
 import trio.testing
 
-from trio_echo._socket_stream import FAIR_SHARE, FastSocketStream, Poller
+from trio_echo._server import accepted_stream
+from trio_echo._socket_stream import FastSocketStream
 
 
-def socket_pair(
-    fair_share: int = FAIR_SHARE, poller: Poller | None = None, *, set_nonblocking: bool = True
-) -> tuple[FastSocketStream, FastSocketStream]:
+def tcp_socket_pair() -> tuple[socket.socket, socket.socket]:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         client = socket.create_connection(listener.getsockname())
         server, _ = listener.accept()
-    return (
-        FastSocketStream(
-            client, fair_share=fair_share, poller=poller, set_nonblocking=set_nonblocking
-        ),
-        FastSocketStream(
-            server, fair_share=fair_share, poller=poller, set_nonblocking=set_nonblocking
-        ),
-    )
+    return client, server
 
 
-@pytest.fixture(params=["trio-wait", "poller"])
-async def poller(
-    request: pytest.FixtureRequest, nursery: trio.Nursery
-) -> AsyncIterator[Poller | None]:
-    """None (streams wait through trio), or a running Poller."""
-    if request.param == "trio-wait":
-        yield None
-        return
-    if not Poller.available:
-        pytest.skip("no epoll here")
-    running = Poller()
-    await nursery.start(running.run)
-    yield running
+def stream_pair() -> tuple[FastSocketStream, FastSocketStream]:
+    """Two connected streams, each built as the server builds its streams."""
+    client, server = tcp_socket_pair()
+    return accepted_stream(client), accepted_stream(server)
 
 
-@pytest.mark.parametrize("set_nonblocking", [True, False], ids=["non-blocking", "blocking-socket"])
-async def test_trio_half_closeable_stream_checks(
-    poller: Poller | None, set_nonblocking: bool
-) -> None:
-    # trio's checks require every call to yield: fair_share=1 does. A socket
-    # left blocking (set_nonblocking=False) must not make any call block.
+async def test_trio_half_closeable_stream_checks() -> None:
+    # The stream as the server configures it; its sockets are left
+    # blocking, as accepted sockets are, and no call may block on that.
     async def make_pair() -> tuple[FastSocketStream, FastSocketStream]:
-        pair = socket_pair(fair_share=1, poller=poller, set_nonblocking=set_nonblocking)
-        assert pair[0].socket.getblocking() is not set_nonblocking
+        pair = stream_pair()
+        assert pair[0].socket.getblocking()
         return pair
 
     async def make_clogged_pair() -> tuple[FastSocketStream, FastSocketStream]:
-        left, right = socket_pair(fair_share=1, poller=poller, set_nonblocking=set_nonblocking)
+        left, right = stream_pair()
         for stream in (left, right):
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
@@ -73,14 +56,39 @@ async def test_trio_half_closeable_stream_checks(
         return left, right
 
     await trio.testing.check_half_closeable_stream(make_pair, make_clogged_pair)
-    if poller is not None:
-        assert poller.watched == 0  # every stream the checks made was closed
 
 
-async def test_end_of_stream_after_a_short_read(poller: Poller | None) -> None:
-    # The data and the end of stream arrive together; the read that takes
-    # the data leaves the end behind, and no edge will come for it again.
-    left, right = socket_pair(poller=poller)
+async def test_every_async_call_is_a_checkpoint_even_when_it_need_not_wait() -> None:
+    left, right = stream_pair()
+    left.send_nowait(b"x" * 100)
+    await trio.sleep(0.01)  # arrived
+    for call in (
+        functools.partial(right.receive_some, 5),
+        functools.partial(right.receive_some, 5),  # the read before was not short
+        functools.partial(right.send_all, b"y"),
+        right.wait_send_all_might_not_block,
+        right.send_eof,
+        right.aclose,
+    ):
+        with trio.testing.assert_checkpoints():
+            await call()
+    await left.aclose()
+
+
+async def test_the_nowait_calls_never_yield() -> None:
+    left, right = stream_pair()
+    with trio.testing.assert_no_checkpoints():
+        assert right.receive_nowait(10) is None
+        assert left.send_nowait(b"abc") == 3
+    await trio.sleep(0.01)
+    with trio.testing.assert_no_checkpoints():
+        assert right.receive_nowait(10) == b"abc"
+        left.close_nowait()
+    await right.aclose()
+
+
+async def test_end_of_stream_after_a_short_read() -> None:
+    left, right = stream_pair()
     received = []
 
     async def read() -> None:
@@ -98,8 +106,122 @@ async def test_end_of_stream_after_a_short_read(poller: Poller | None) -> None:
     await right.aclose()
 
 
-async def test_close_wakes_a_waiting_reader_and_writer(poller: Poller | None) -> None:
-    left, right = socket_pair(poller=poller)
+async def read_until(stream: trio.abc.ReceiveStream, size: int) -> bytes:
+    received = b""
+    while len(received) < size:
+        data = await stream.receive_some(100)
+        assert data, "end of stream before every byte came"
+        received += data
+    return received
+
+
+async def test_data_behind_tcp_urgent_data_is_read() -> None:
+    # A read stops short at the urgent mark with in-band data still queued:
+    # the next read must find that data, not wait for more to arrive.
+    left, right = stream_pair()
+    left.socket.send(b"abc")
+    left.socket.send(b"d", socket.MSG_OOB)
+    left.socket.send(b"efgh")
+    await trio.sleep(0.05)
+    with trio.fail_after(5):
+        assert await read_until(right, 7) == b"abcefgh"
+    await left.aclose()
+    await right.aclose()
+
+
+async def test_data_behind_a_message_carrying_file_descriptors_is_read() -> None:
+    # On a unix socket, a read stops after a message that carried file
+    # descriptors, with more data queued behind it.
+    left, right = socket.socketpair()
+    stream = FastSocketStream(right)
+    passed = os.dup(0)
+    fds = array.array("i", [passed])
+    left.sendmsg([b"abc"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+    os.close(passed)
+    left.sendall(b"defg")
+    with trio.fail_after(5):
+        assert await read_until(stream, 7) == b"abcdefg"
+    left.close()
+    await stream.aclose()
+
+
+async def test_a_closed_stream_on_a_shared_file_stays_quiet() -> None:
+    # A socket whose open file is shared (here by dup) is still readable
+    # after the stream closes it. Nothing may keep reporting it: the
+    # scheduler must be able to sleep, and a new stream on the same fd
+    # number must not see the old socket's events.
+    left, right = stream_pair()
+    with trio.move_on_after(0.01):
+        await right.receive_some()  # it has waited once
+    shared = os.dup(right.socket.fileno())
+    fd = right.socket.fileno()
+    await right.aclose()
+    left.send_nowait(b"for the shared file")
+    passes = 0
+
+    class CountPasses(trio.abc.Instrument):
+        def after_io_wait(self, timeout: float) -> None:
+            nonlocal passes
+            passes += 1
+
+    reuse, reuse_peer = socket.socketpair()
+    counter = CountPasses()
+    trio.lowlevel.add_instrument(counter)
+    try:
+        other = FastSocketStream(reuse)
+        with trio.move_on_after(0.3) as waited:
+            await other.receive_some()
+        assert waited.cancelled_caught  # nothing stale was delivered
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+    assert passes < 20, f"the scheduler woke {passes} times in 0.3 s with nothing to do"
+    if reuse.fileno() == fd:
+        reuse_peer.send(b"fresh")
+        with trio.fail_after(5):
+            assert await other.receive_some() == b"fresh"
+    os.close(shared)
+    await other.aclose()
+    reuse_peer.close()
+    await left.aclose()
+
+
+async def test_notify_closing_wakes_a_waiting_reader() -> None:
+    # trio's protocol for closing a socket that a task may wait on.
+    left, right = stream_pair()
+    outcome = []
+
+    async def read() -> None:
+        try:
+            await right.receive_some()
+        except trio.ClosedResourceError:
+            outcome.append("closed")
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            trio.lowlevel.notify_closing(right.socket)
+            right.socket.close()
+    assert outcome == ["closed"]
+    await left.aclose()
+
+
+async def test_trio_sees_the_tasks_that_wait_on_the_stream() -> None:
+    pairs = [stream_pair() for _ in range(10)]
+    async with trio.open_nursery() as nursery:
+        for _left, right in pairs:
+            nursery.start_soon(right.receive_some)
+        await trio.testing.wait_all_tasks_blocked()
+        statistics = trio.lowlevel.current_statistics().io_statistics
+        assert statistics.tasks_waiting_read >= 10
+        nursery.cancel_scope.cancel()
+    for left, right in pairs:
+        await left.aclose()
+        await right.aclose()
+
+
+async def test_close_wakes_a_waiting_reader_and_writer() -> None:
+    left, right = stream_pair()
     right.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
     outcomes: list[str] = []
 
@@ -116,13 +238,11 @@ async def test_close_wakes_a_waiting_reader_and_writer(poller: Poller | None) ->
             await trio.testing.wait_all_tasks_blocked()
             right.close_nowait()
     assert outcomes == ["closed", "closed"]
-    if poller is not None:
-        assert poller.watched == 0
     await left.aclose()
 
 
-async def test_cancelling_a_waiting_reader(poller: Poller | None) -> None:
-    left, right = socket_pair(poller=poller)
+async def test_cancelling_a_waiting_reader() -> None:
+    left, right = stream_pair()
     with trio.move_on_after(0.05) as scope:
         await right.receive_some()
     assert scope.cancelled_caught
@@ -133,158 +253,21 @@ async def test_cancelling_a_waiting_reader(poller: Poller | None) -> None:
     await right.aclose()
 
 
-class _PassRecorder(trio.abc.Instrument):
-    """Numbers trio's scheduler passes, and records the pass of each step."""
-
-    def __init__(self) -> None:
-        self.passes = 0
-        self.steps: list[tuple[int, trio.lowlevel.Task]] = []
-
-    def after_io_wait(self, timeout: float) -> None:
-        self.passes += 1
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self.steps.append((self.passes, task))
-
-
-async def test_the_poller_wakes_a_reader_in_trios_own_pass() -> None:
-    # The poller's task wakes when its epoll has events, and could wake the
-    # reader only in the pass after; the poller's instrument wakes it in the
-    # same pass as the poller's task.
-    if not Poller.available:
-        pytest.skip("no epoll here")
-    poller = Poller()
-    recorder = _PassRecorder()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(poller.run)
-        (poller_task,) = nursery.child_tasks
-        left, right = socket_pair(poller=poller)
-        reader_task = []
-
-        async def read() -> None:
-            reader_task.append(trio.lowlevel.current_task())
-            assert await right.receive_some() == b"now"
-
-        async with trio.open_nursery() as readers:
-            readers.start_soon(read)
-            await trio.testing.wait_all_tasks_blocked()
-            trio.lowlevel.add_instrument(recorder)
-            left.send_nowait(b"now")
-        trio.lowlevel.remove_instrument(recorder)
-        nursery.cancel_scope.cancel()
-    passes = {task: number for number, task in reversed(recorder.steps)}  # first step
-    assert passes[reader_task[0]] == passes[poller_task]
-    await left.aclose()
-    await right.aclose()
-
-
-async def test_waiters_carry_on_through_trio_once_the_poller_stops() -> None:
-    poller = Poller()
-    left, right = socket_pair(poller=poller)
-    received = []
-
-    async def read() -> None:
-        received.append(await right.receive_some())
-
-    with trio.fail_after(5):
-        async with trio.open_nursery() as outer:
-            async with trio.open_nursery() as inner:
-                await inner.start(poller.run)
-                outer.start_soon(read)
-                await trio.testing.wait_all_tasks_blocked()
-                assert poller.watched == 1
-                inner.cancel_scope.cancel()
-            assert not poller.running
-            await left.send_all(b"late")
-    assert received == [b"late"]
-    with pytest.raises(RuntimeError, match="already run"):
-        await poller.run()
-    await left.aclose()
-    await right.aclose()
-
-
-async def test_calls_that_need_no_wait_still_yield_now_and_then(poller: Poller | None) -> None:
-    left, right = socket_pair(poller=poller)
-    await left.send_all(b"x" * 100_000)
-    others_ran = 0
-
-    async def other_task() -> None:
-        nonlocal others_ran
-        while True:
-            others_ran += 1
-            await trio.lowlevel.checkpoint()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(other_task)
-        await trio.lowlevel.checkpoint()  # let it start (it never blocks)
-        before = others_ran
-        for _ in range(FAIR_SHARE * 4):
-            assert await right.receive_some(1)  # data is always there: no wait
-        # It yielded about once per FAIR_SHARE calls: not never, not always.
-        assert 3 <= others_ran - before <= 5
-        nursery.cancel_scope.cancel()
-    await left.aclose()
-    await right.aclose()
-
-
-class _StepCounter(trio.abc.Instrument):
-    """Counts the steps of one task: a yield ends a step."""
-
-    def __init__(self, task: trio.lowlevel.Task) -> None:
-        self.task = task
-        self.steps = 0
-
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task is self.task:
-            self.steps += 1
-
-
-async def test_bytes_moved_end_a_turn_before_its_calls_do(poller: Poller | None) -> None:
-    # A turn of 16 calls or 100,000 bytes moved, whichever comes first.
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        left = FastSocketStream(socket.create_connection(listener.getsockname()))
-        right = FastSocketStream(listener.accept()[0], turn_bytes=100_000, poller=poller)
-    counter = _StepCounter(trio.lowlevel.current_task())
-
-    async def yields_during_a_receive() -> bool:
-        left.send_nowait(b"z")  # on loopback, it has arrived when this returns
-        before = counter.steps
-        assert await right.receive_some(1) == b"z"
-        return counter.steps > before
-
-    trio.lowlevel.add_instrument(counter)
-    try:
-        # One small call is well within a turn: no yield.
-        assert not await yields_during_a_receive()
-        # Calls that are not checkpoints count the bytes they move too:
-        # once 100,000 have gone (in and out), the next call ends the turn.
-        assert left.send_nowait(b"x" * 60_000) == 60_000
-        moved = 0
-        while moved < 60_000:
-            moved += len(right.receive_nowait(60_000) or b"")
-        assert not await yields_during_a_receive()
-        assert right.send_nowait(b"y" * 40_000) == 40_000
-        assert await yields_during_a_receive()
-    finally:
-        trio.lowlevel.remove_instrument(counter)
-    await left.aclose()
-    await right.aclose()
-
-
-async def test_cancellation_is_seen_even_without_waiting(poller: Poller | None) -> None:
-    left, right = socket_pair(poller=poller)
+async def test_cancellation_is_seen_even_without_waiting() -> None:
+    left, right = stream_pair()
     await left.send_all(b"data ready")
     with trio.CancelScope() as scope:
         scope.cancel()
         await right.receive_some()
         pytest.fail("receive_some did not check for cancellation")
     assert scope.cancelled_caught
+    assert right.receive_nowait() == b"data ready"  # nothing was taken
     await left.aclose()
     await right.aclose()
 
 
-async def test_send_nowait_and_reset(poller: Poller | None) -> None:
-    left, right = socket_pair(poller=poller)
+async def test_send_nowait_and_reset() -> None:
+    left, right = stream_pair()
     assert left.send_nowait(b"abc") == 3
     assert await right.receive_some() == b"abc"
     right.socket.setsockopt(
@@ -309,7 +292,3 @@ async def test_send_nowait_and_reset(poller: Poller | None) -> None:
 def test_needs_a_stream_socket() -> None:
     with socket.socket(type=socket.SOCK_DGRAM) as sock, pytest.raises(ValueError, match="stream"):
         FastSocketStream(sock)
-    with socket.socket() as sock, pytest.raises(ValueError, match="fair_share"):
-        FastSocketStream(sock, fair_share=0)
-    with socket.socket() as sock, pytest.raises(ValueError, match="turn_bytes"):
-        FastSocketStream(sock, turn_bytes=0)

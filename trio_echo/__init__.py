@@ -1,20 +1,23 @@
 """trio_echo: the Twisted echo and count-echo servers, rebuilt on Trio.
 
-The count protocol is ``length SP payload``. `CountFramer` frames it without
-doing any I/O; the server (`EchoServer`, `handle_connection`) and the client
-(`echo`, `echo_count`, `echo_plain`, `echo_framed`, `run_load`) both use it.
+The count protocol is ``length SP payload``. `CountFramer` frames it and
+`EchoProtocol` says what a server echoes in each `Mode`, without doing any
+I/O; the server (`EchoServer`, `handle_connection`) and the client (`echo`,
+`echo_count`, `echo_plain`, `echo_framed`, `run_load`) build on them.
 """
 
 from __future__ import annotations
 
-from ._budget import MemoryBudget
 from ._client import EchoCheck, FramedAnswers, echo, echo_count, echo_framed, echo_plain, exchange
-from ._config import DEFAULT_PORT, Mode, ServerConfig
-from ._connection import ConnectionReport, Outcome, handle_connection
+from ._config import DEFAULT_PORT, ServerConfig
+from ._connection import handle_connection
 from ._errors import LocalProtocolError, ProtocolError, Reason, RemoteProtocolError
 from ._events import NEED_DATA, EndOfMessage, EndOfStream, Event, Header, Payload
 from ._framer import DEFAULT_MAX_MESSAGE_SIZE, CountFramer, encode_header, encode_message
 from ._load import LoadReport, run_load
+from ._memory import MemoryBudget
+from ._protocol import EchoProtocol, Mode
+from ._report import ConnectionReport, Outcome
 from ._server import ALL_INTERFACES, EchoServer, ListenAddress, open_listeners
 
 __version__ = "0.1.0"
@@ -27,6 +30,7 @@ __all__ = [
     "ConnectionReport",
     "CountFramer",
     "EchoCheck",
+    "EchoProtocol",
     "EchoServer",
     "EndOfMessage",
     "EndOfStream",

@@ -21,11 +21,12 @@ import trio
 
 from . import __version__
 from ._client import EchoCheck, FramedAnswers, exchange
-from ._config import DEFAULT_PORT, Mode, ServerConfig, default_max_connections
+from ._config import DEFAULT_PORT, ServerConfig, default_max_connections
 from ._errors import RemoteProtocolError
 from ._framer import DEFAULT_MAX_MESSAGE_SIZE, encode_header
 from ._load import run_load
 from ._logging import LOG_FORMATS, configure_logging
+from ._protocol import Mode
 from ._server import ALL_INTERFACES, EchoServer, ListenAddress, format_address, open_listeners
 from ._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
 from ._workers import Supervisor, WorkerStartError
@@ -330,19 +331,14 @@ def run_server(args: argparse.Namespace) -> int:
         config = ServerConfig(
             mode=Mode(args.mode),
             max_message_size=args.max_message_size,
-            connection_buffer=(
-                args.connection_buffer
-                if args.connection_buffer is not None
-                else max(1, min(args.max_message_size, args.memory_budget))
-            ),
             memory_budget=args.memory_budget,
             header_timeout=args.header_timeout,
             idle_timeout=args.idle_timeout,
-            **(
-                {"max_connections": args.max_connections}
-                if args.max_connections is not None
-                else {}
-            ),
+            **{
+                name: value
+                for name in ("connection_buffer", "max_connections")
+                if (value := getattr(args, name)) is not None
+            },
         )
     except ValueError as error:
         return _fail(f"server: {error}", ExitStatus.USAGE)

@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
-from ._config import Mode
 from ._events import NEED_DATA, EndOfMessage, EndOfStream, Payload
 from ._framer import DEFAULT_MAX_MESSAGE_SIZE, CountFramer, encode_header
+from ._protocol import Mode
 
 __all__ = [
     "EchoCheck",

@@ -3,17 +3,16 @@
 # shared by the command line, the server and the connection handler.
 from __future__ import annotations
 
-import enum
 import math
 import resource
 
 import attrs
 
 from ._framer import DEFAULT_MAX_MESSAGE_SIZE
+from ._protocol import Mode
 
 __all__ = [
     "DEFAULT_PORT",
-    "Mode",
     "ServerConfig",
     "default_max_connections",
 ]
@@ -23,20 +22,8 @@ DEFAULT_PORT = 50007
 
 MiB = 1024 * 1024
 
-
-class Mode(enum.StrEnum):
-    """What the server does with the bytes of a connection."""
-
-    COUNT = "count"
-    """Read ``length SP payload``, echo the payload, close (the original's
-    EchoCount)."""
-
-    ECHO = "echo"
-    """Echo every byte until the peer closes (the original's Echo)."""
-
-    FRAMED = "framed"
-    """Answer each of any number of messages with the same framing, until the
-    peer half-closes."""
+MIN_CONNECTION_BUFFER = 64 * 1024
+"""The default connection buffer is never less than one full read."""
 
 
 def default_max_connections() -> int:
@@ -69,12 +56,13 @@ class ServerConfig:
         mode: The protocol spoken on every connection.
         max_message_size: The largest length a count or framed message may
             announce.
-        connection_buffer: The most echo bytes one connection may hold unsent.
-            It is at least ``max_message_size`` by default, so that a client
-            which sends a whole message before reading any of the echo (as the
-            original's client did) still completes.
         memory_budget: The most echo bytes all connections together may hold
             unsent. Past it, connections stop reading until bytes drain.
+        connection_buffer: The most echo bytes one connection may hold unsent;
+            at most ``memory_budget``. By default ``max_message_size`` (so that
+            a client which sends a whole message before reading any of the
+            echo, as the original's client did, completes), but at least one
+            full read (64 KiB), and within the budget.
         header_timeout: Seconds a length prefix has to arrive in full: from
             the connection's start in count mode, from its first byte in
             framed mode.
@@ -93,10 +81,14 @@ class ServerConfig:
     max_message_size: int = attrs.field(
         default=DEFAULT_MAX_MESSAGE_SIZE, validator=attrs.validators.ge(0)
     )
-    connection_buffer: int = attrs.field(
-        default=DEFAULT_MAX_MESSAGE_SIZE, validator=attrs.validators.ge(1)
-    )
     memory_budget: int = attrs.field(default=256 * MiB, validator=attrs.validators.ge(1))
+    connection_buffer: int = attrs.field(
+        default=attrs.Factory(
+            lambda self: min(max(self.max_message_size, MIN_CONNECTION_BUFFER), self.memory_budget),
+            takes_self=True,
+        ),
+        validator=attrs.validators.ge(1),
+    )
     header_timeout: float = attrs.field(default=10.0, validator=_positive)
     idle_timeout: float = attrs.field(default=60.0, validator=_positive)
     linger_timeout: float = attrs.field(default=2.0, validator=_non_negative)

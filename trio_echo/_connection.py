@@ -1,37 +1,41 @@
 # One connection, from its first byte to its close.
 #
-# The handler takes any trio.abc.Stream, so tests drive it with memory streams.
-# It reads and echoes at once, in the connection's own nursery: the reader
-# (the calling task) takes bytes from the peer, frames them, and queues what
-# is to be echoed; the echo goes out inline when the stream can send without
-# waiting, and otherwise through a writer task, so that reading goes on while
-# the echo waits for the peer. Reading ahead while echo bytes wait is what
-# lets a client that sends a whole message before reading complete; the queue
-# is bounded per connection and by a budget shared with every other
-# connection, and the reader reserves its bytes before each read, so memory
-# stays within both bounds: past them the reader waits, and TCP pushes back on
-# the peer.
+# The handler moves bytes; the EchoProtocol says what they mean. It reads,
+# hands each read to the protocol, queues the echo the protocol returns, and
+# sends it. Reading goes on while the echo waits for the peer (a client that
+# sends a whole message before it reads must complete), so the echo queue is
+# bounded: per connection, and by a budget shared with every connection of
+# the server. Past either bound the reader waits, and TCP pushes back.
 #
-# Every way a connection can end is an outcome, logged once when it ends.
-# Faults of the peer (bad length, timeouts, a reset) end only that connection.
+# A connection pays only for the structure it uses:
+#
+# - What has arrived already is served at once, without waiting
+#   (`Connection.serve_ready`), when the stream has the `NowaitStream`
+#   calls. A count connection whose message is there when it is accepted
+#   ends right there, with no task of its own.
+# - A connection that has to wait does so in its own task (`serve`), in a
+#   nursery whose cancel scope carries its timeouts.
+# - The echo goes out inline while the stream takes it; a writer task is
+#   started in the nursery only once an echo has to wait for the peer.
+#
+# The handler takes any trio.abc.Stream, so tests drive it with memory
+# streams, which take the task path only, as well as with socket streams.
 from __future__ import annotations
 
+import functools
 import logging
-import math
-from collections import deque
-from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import cast
 
-import attrs
 import trio
 
-from ._budget import MemoryBudget
-from ._config import Mode, ServerConfig
-from ._errors import RemoteProtocolError
-from ._events import NEED_DATA, EndOfMessage, Header, Payload
-from ._framer import CountFramer, encode_header
+from ._config import ServerConfig
+from ._errors import Reason, RemoteProtocolError
+from ._memory import EchoQueue, MemoryBudget
+from ._protocol import EchoProtocol, Mode
+from ._report import ConnectionReport, Outcome, log_report
+from ._socket_stream import NowaitStream
 
-__all__ = ["ConnectionReport", "Outcome", "handle_connection"]
+__all__ = ["Connection", "handle_connection"]
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -41,332 +45,148 @@ READ_SIZE_MIN = 4 * 1024
 READ_SIZE_MAX = 64 * 1024
 """A streaming connection doubles its reads up to this much."""
 
-SEND_SIZE = 64 * 1024
-"""Small queued echo pieces are joined up to this size for one send."""
-
 IDLE_GRANULARITY = 0.5
-"""Seconds by which the idle deadline may land late (see `_Connection`)."""
+"""Seconds by which the idle deadline may land late (see `Connection`)."""
 
 
-class Outcome:
-    """How a connection ended, as it appears in the log.
+class Connection:
+    """One connection, served by `serve_ready` and then, if needed, `serve`.
 
-    Besides these, a connection that broke the protocol ends with the
-    `trio_echo.Reason` of its error (``bad-length``, ``too-many-digits``,
-    ``length-too-large``, ``eof-in-header``, ``eof-in-payload``).
-    """
+    The idle deadline moves forward at most once per granularity (half a
+    second, or a sixteenth of the idle timeout if that is less), so that
+    progress costs a clock read rather than a deadline update per read: an
+    idle connection is closed between ``idle_timeout`` and ``idle_timeout``
+    plus the granularity after its last byte.
 
-    COMPLETE = "complete"
-    """Count mode: the payload was echoed in full."""
-    NO_MESSAGE = "no-message"
-    """Count mode: the peer closed before sending a byte."""
-    CLOSED = "closed"
-    """Echo and framed modes: the peer closed and every answer was sent."""
-    HEADER_TIMEOUT = "header-timeout"
-    """A length prefix did not arrive within the header timeout."""
-    IDLE_TIMEOUT = "idle-timeout"
-    """Nothing was received or sent for the idle timeout."""
-    RESET = "reset"
-    """The peer went away (a reset, or a broken pipe) mid-transfer."""
-    CANCELLED = "cancelled"
-    """The server cut the connection short (shutdown after the grace period)."""
-    INTERNAL_ERROR = "internal-error"
-    """A bug in this server; logged with its traceback."""
-
-
-_CLEAN = frozenset({Outcome.COMPLETE, Outcome.NO_MESSAGE, Outcome.CLOSED})
-
-
-@attrs.define(weakref_slot=False)  # one per open connection: no weak references
-class ConnectionReport:
-    """What happened on one connection: the fields of its log line.
-
-    Attributes:
-        peer: The peer's address, as text.
-        mode: The protocol mode served.
-        outcome: How it ended: an `Outcome` value or a `trio_echo.Reason`.
-        detail: What went wrong, in words, when something did.
-        bytes_in: Bytes received from the peer.
-        bytes_out: Bytes echoed to the peer.
-        messages: Messages received in full (count and framed modes).
-        duration: Seconds from the start of the handler to its end.
-    """
-
-    peer: str
-    mode: Mode
-    outcome: str = ""
-    detail: str = ""
-    bytes_in: int = 0
-    bytes_out: int = 0
-    messages: int = 0
-    duration: float = 0.0
-
-    @property
-    def clean(self) -> bool:
-        """Whether the connection ended the way the protocol intends."""
-        return self.outcome in _CLEAN
-
-    def log_fields(self) -> dict[str, object]:
-        """Return the report as the structured fields of a log record."""
-        fields = attrs.asdict(self)
-        fields["mode"] = str(self.mode)
-        fields["duration"] = round(self.duration, 6)
-        if not self.detail:
-            del fields["detail"]
-        return fields
-
-
-Chunk = bytes | bytearray | memoryview
-
-_NO_CHUNKS: deque[Chunk] = deque(maxlen=0)  # shared, always empty
-
-
-class _EchoQueue:
-    """Bytes received and not yet echoed, within the connection's bounds.
-
-    The reader reserves room before it reads (`try_reserve`, else
-    `reserve`), queues what is to be echoed (`put`) and gives back the rest
-    of its reservation (`settle`); whoever sends takes bytes from the front
-    (`get`, or `chunks` directly) and reports them sent (`sent`).
+    Args:
+        stream: The connection; the handler closes it when it ends.
+        config: How to serve it.
+        budget: The memory budget shared with the server's other
+            connections.
+        peer: The peer's address, for the log.
     """
 
     __slots__ = (
-        "_budget",
-        "_held",
-        "_limit",
-        "_reader",
-        "_reserved",
-        "_writer",
-        "chunks",
-        "finished",
-    )
-
-    def __init__(self, limit: int, budget: MemoryBudget) -> None:
-        self._limit = limit
-        self._budget = budget
-        # Made when the first echo is queued: an idle connection does not
-        # need the 600-odd bytes of an empty deque.
-        self.chunks: deque[Chunk] = _NO_CHUNKS
-        self._held = 0  # bytes queued or reserved, charged to the budget
-        self._reserved = 0  # of those, reserved and not yet queued
-        self.finished = False
-        self._writer: trio.lowlevel.ParkingLot | None = None
-        self._reader: trio.lowlevel.ParkingLot | None = None
-
-    def try_reserve(self, wanted: int) -> int:
-        room = self._limit - self._held
-        if room <= 0:
-            return 0
-        granted = self._budget.try_reserve(wanted if wanted <= room else room)
-        self._held += granted
-        self._reserved = granted
-        return granted
-
-    async def reserve(self, wanted: int) -> int:
-        while self._held >= self._limit:
-            if self._reader is None:
-                self._reader = trio.lowlevel.ParkingLot()
-            await self._reader.park()
-        granted = await self._budget.reserve_up_to(min(wanted, self._limit - self._held))
-        self._held += granted
-        self._reserved = granted
-        return granted
-
-    def put(self, data: Chunk) -> None:
-        if self.chunks is _NO_CHUNKS:
-            self.chunks = deque()
-        self.chunks.append(data)
-        self._reserved -= len(data)
-
-    def settle(self) -> None:
-        # Framed mode echoes a header when its space arrives, which may be a
-        # read after its digits: then a read queues up to a header's length
-        # more than it reserved, and the difference is charged here.
-        reserved = self._reserved
-        if reserved > 0:
-            self._budget.release(reserved)
-        elif reserved < 0:
-            self._budget.take(-reserved)
-        self._held -= reserved
-        self._reserved = 0
-
-    def wake_writer(self) -> None:
-        if self._writer:
-            self._writer.unpark()
-
-    def finish(self) -> None:
-        """No more bytes will be queued; `get` returns None once empty."""
-        self.finished = True
-        self.wake_writer()
-
-    def take(self) -> Chunk:
-        """Remove and return the front of the queue, to send as one piece.
-
-        That is one chunk, or small chunks joined up to SEND_SIZE.
-        """
-        chunks = self.chunks
-        first = chunks.popleft()
-        if not chunks or len(first) >= SEND_SIZE:
-            return first
-        pieces, size = [first], len(first)
-        while chunks and size + len(chunks[0]) <= SEND_SIZE:
-            size += len(chunks[0])
-            pieces.append(chunks.popleft())
-        return b"".join(pieces)
-
-    async def get(self) -> Chunk | None:
-        while not self.chunks:
-            if self.finished:
-                return None
-            if self._writer is None:
-                self._writer = trio.lowlevel.ParkingLot()
-            await self._writer.park()
-        return self.take()
-
-    def sent(self, count: int) -> None:
-        self._held -= count
-        self._budget.release(count)
-        if self._reader:
-            self._reader.unpark()
-
-    def discard(self) -> None:
-        """Drop everything, and give the budget back."""
-        self.chunks.clear()
-        self._reserved = 0
-        if self._held:
-            self._budget.release(self._held)
-            self._held = 0
-
-
-class _Connection:
-    """The state of one connection while `handle_connection` serves it.
-
-    The reader runs in the handler's own task. The echo is sent inline by
-    the reader when the stream can send without waiting (`send_nowait`, which
-    trio_echo's own socket stream has); a writer task is started in the
-    connection's nursery only once an echo has to wait for the peer, so a
-    connection whose echo never waits costs one task, not two.
-
-    One cancel scope carries both timeouts: its deadline is the earlier of
-    the header deadline and the idle deadline. The idle deadline moves
-    forward at most once per `_granularity` seconds (and lands that much
-    later), so progress costs a clock read, not a deadline update per chunk:
-    an idle connection is closed between ``idle_timeout`` and
-    ``idle_timeout + _granularity`` seconds after its last byte.
-
-    A connection with an ``on_end`` callback is a server's: it absorbs
-    errors other than a cancellation (they are logged), and calls
-    ``on_end`` once it is closed and logged.
-    """
-
-    __slots__ = (
-        "_awaiting_header",
         "_config",
         "_debug",
+        "_expiry",
         "_failure",
-        "_framer",
         "_granularity",
-        "_header_deadline",
         "_idle_deadline",
         "_lingering",
-        "_nursery",
-        "_on_end",
+        "_nowait",
+        "_protocol",
         "_queue",
-        "_report",
+        "_read_size",
+        "_scope",
+        "_start",
         "_stream",
-        "_writer_busy",
+        "_writer_sending",
         "_writer_started",
+        "report",
     )
 
     def __init__(
-        self,
-        stream: trio.abc.Stream,
-        config: ServerConfig,
-        budget: MemoryBudget,
-        report: ConnectionReport,
-        *,
-        on_end: Callable[[], object] | None = None,
+        self, stream: trio.abc.Stream, config: ServerConfig, budget: MemoryBudget, peer: str
     ) -> None:
-        self._stream = stream
-        self._config = config
-        self._report = report
-        self._queue = _EchoQueue(config.connection_buffer, budget)
-        self._debug = logger.isEnabledFor(logging.DEBUG)
-        self._nursery: trio.Nursery | None = None
-        self._awaiting_header = True
-        self._writer_started = False
-        self._writer_busy = False
-        self._granularity = min(IDLE_GRANULARITY, config.idle_timeout / 16)
-        self._idle_deadline = math.inf
-        self._header_deadline = math.inf
-        self._lingering = False
-        self._failure: BaseException | None = None
-        self._on_end = on_end
-        self._framer: CountFramer | None = None
-        if config.mode is not Mode.ECHO:
-            self._framer = CountFramer(max_message_size=config.max_message_size)
-
-    def _fail(self, outcome: str, detail: str = "") -> None:
-        """End the connection now, with ``outcome`` (the first one counts)."""
-        if not self._report.outcome:
-            self._report.outcome = outcome
-            self._report.detail = detail
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
-
-    def _progress(self) -> None:
         now = trio.current_time()
-        # The deadline was set _granularity or more ago: move it.
-        if now + self._config.idle_timeout >= self._idle_deadline:
-            self._idle_deadline = now + self._config.idle_timeout + self._granularity
-            self._update_deadline()
+        self.report = ConnectionReport(peer=peer, mode=config.mode)
+        """What happened, as logged when the connection ends."""
+        self._stream = stream
+        self._nowait = cast("NowaitStream", stream) if _has_nowait_calls(type(stream)) else None
+        self._config = config
+        self._protocol = EchoProtocol(
+            config.mode, max_message_size=config.max_message_size, now=now
+        )
+        self._queue = EchoQueue(config.connection_buffer, budget)
+        self._debug = logger.isEnabledFor(logging.DEBUG)
+        self._start = now
+        self._granularity = min(IDLE_GRANULARITY, config.idle_timeout / 16)
+        self._idle_deadline = now + config.idle_timeout + self._granularity
+        self._read_size = READ_SIZE_MIN
+        self._scope: trio.CancelScope | None = None
+        self._expiry = Outcome.IDLE_TIMEOUT  # what the scope's deadline means
+        self._lingering = False
+        self._writer_started = False
+        self._writer_sending = False
+        self._failure: BaseException | None = None
 
-    def _update_deadline(self) -> None:
-        """Move the connection's deadline to the earlier of its two."""
-        deadline = min(self._idle_deadline, self._header_deadline)
-        if self._nursery is not None and self._nursery.cancel_scope.deadline != deadline:
-            self._nursery.cancel_scope.deadline = deadline
+    def serve_ready(self) -> bool:
+        """Serve what has arrived already, without waiting.
 
-    async def serve(self) -> ConnectionReport:
-        """Serve the connection to its end; close it, log it, report it.
+        One read and its echo, through the stream's `NowaitStream` calls (a
+        stream without them is left to `serve`).
 
-        The reader runs here, in the handler's own frame: an idle connection
-        waits in as few frames as it can.
+        Returns:
+            True if the connection has ended: it is closed and logged. If
+            False, `serve` carries on from where this stopped.
+
+        Raises:
+            Exception: A bug in the handler, after the connection is closed
+                and logged with its traceback.
         """
-        report, queue, stream, framer = self._report, self._queue, self._stream, self._framer
-        start = self._begin()
+        nowait, queue, protocol = self._nowait, self._queue, self._protocol
+        if nowait is None:
+            return False
         try:
-            # The nursery's own cancel scope carries the timeouts (one scope
-            # per connection, not two): a cancellation with no outcome
-            # recorded by _fail is a deadline.
+            granted = queue.reserve_nowait(self._read_size)
+            if not granted:
+                return False
+            try:
+                data = nowait.receive_nowait(granted)
+                if data is None:
+                    return False
+                self._received(data, granted)
+            finally:
+                queue.end_read()
+            self._echo_nowait(nowait)
+            if queue or not protocol.reading_done or not self._may_close_now():
+                return False
+            self.report.end(self._clean_outcome())
+        except RemoteProtocolError as error:
+            self.report.end(error.reason, error.detail)
+        except trio.BrokenResourceError as error:
+            self.report.end(Outcome.RESET, _describe(error))
+        except Exception as error:
+            self._note_error(error)
+            raise
+        finally:
+            if self.report.outcome is not None:
+                queue.discard()
+                nowait.close_nowait()
+                self._log()
+        return True
+
+    async def serve(self) -> None:
+        """Serve the connection until it ends; then close it and log it.
+
+        Faults of the peer end the connection and are recorded in `report`,
+        never raised.
+
+        Raises:
+            trio.Cancelled: If the surrounding scope was cancelled; the
+                connection is closed and logged (``cancelled``) first.
+            BaseExceptionGroup: A bug in the handler, after the connection is
+                closed and logged with its traceback.
+        """
+        queue, stream, protocol = self._queue, self._stream, self._protocol
+        try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                self._scope = nursery.cancel_scope
                 self._update_deadline()
-                read_size = READ_SIZE_MIN
+                if queue:  # serve_ready left echo the stream did not take
+                    self._start_writer(nursery)
                 try:
-                    while True:
-                        granted = queue.try_reserve(read_size) or await queue.reserve(read_size)
+                    while not protocol.reading_done:
+                        read_size = self._read_size
+                        granted = queue.reserve_nowait(read_size) or await queue.reserve(read_size)
                         try:
                             data = await stream.receive_some(granted)
-                            if data:
-                                self._received(data)
-                            if framer is None:
-                                if not data:
-                                    break
-                                queue.put(data)
-                                done = False
-                            else:
-                                done = self._frame(framer, data)
+                            self._received(data, granted)
                         finally:
-                            queue.settle()
-                        if queue.chunks:
-                            self._echo()
-                        if done:
-                            break
-                        if len(data) == granted:
-                            read_size = min(read_size * 2, READ_SIZE_MAX)
-                        else:
-                            read_size = READ_SIZE_MIN
+                            queue.end_read()
+                        if queue:
+                            self._echo(nursery)
                 except RemoteProtocolError as error:
                     self._fail(error.reason, error.detail)
                 except trio.BrokenResourceError as error:
@@ -375,218 +195,194 @@ class _Connection:
                     queue.finish()
                 if not self._writer_started:
                     await self._end()
-            self._settle_outcome(nursery.cancel_scope)
+            if nursery.cancel_scope.cancelled_caught:
+                self.report.end(self._expiry, self._expiry_detail())
         except BaseException as error:
             self._note_error(error)
-            if self._on_end is not None and not _is_cancellation(error):
-                # Logged below, with its traceback; the caller (a server)
-                # must not go down with one connection.
-                return report
             raise
         finally:
             queue.discard()
-            if not self._close_nowait():
+            if self._nowait is not None:
+                self._nowait.close_nowait()
+            else:
                 # Forceful, so it cannot block; shielded, so that a
                 # cancellation (which is why we may be here) cannot cut the
                 # cleanup short.
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(stream)
-            report.duration = trio.current_time() - start
-            _log_report(report, self._failure)
-            if self._on_end is not None:
-                self._on_end()
-        return report
+            self._log()
 
-    def _close_nowait(self) -> bool:
-        """Close the stream if it can be closed without waiting."""
-        close_nowait = getattr(self._stream, "close_nowait", None)
-        if close_nowait is None:
-            return False
-        close_nowait()
-        return True
-
-    def _begin(self) -> float:
-        """Set the first deadlines; return the start time."""
-        config = self._config
+    def _received(self, data: bytes | bytearray, granted: int) -> None:
+        """Hand one read to the protocol, and queue its echo."""
         now = trio.current_time()
-        self._idle_deadline = now + config.idle_timeout + self._granularity
-        if config.mode is Mode.COUNT:
-            self._header_deadline = now + config.header_timeout
-        return now
-
-    def _received(self, data: Chunk) -> None:
-        self._progress()
-        report = self._report
-        report.bytes_in += len(data)
-        if self._debug:
-            logger.debug(
-                "%s: received data with len %d (total received=%d)",
-                report.peer,
-                len(data),
-                report.bytes_in,
-            )
-
-    def _settle_outcome(self, scope: trio.CancelScope) -> None:
-        """Name how a connection that raised nothing ended."""
-        config, report = self._config, self._report
-        if report.outcome:
-            return
-        if not scope.cancelled_caught or self._lingering:
-            report.outcome = self._clean_outcome()
-        elif self._header_deadline <= self._idle_deadline:
-            self._fail(
-                Outcome.HEADER_TIMEOUT,
-                f"no complete length prefix within {config.header_timeout:g} s",
-            )
-        else:
-            self._fail(
-                Outcome.IDLE_TIMEOUT,
-                f"nothing received or sent for {config.idle_timeout:g} s",
-            )
-
-    def _note_error(self, error: BaseException) -> None:
-        report = self._report
-        if report.outcome:
-            return
-        if _is_cancellation(error):
-            report.outcome = Outcome.CANCELLED
-        else:
-            report.outcome = Outcome.INTERNAL_ERROR
-            report.detail = f"{type(error).__name__}: {error}"
-            self._failure = error
-
-    def _clean_outcome(self) -> str:
-        if self._config.mode is not Mode.COUNT:
-            return Outcome.CLOSED
-        return Outcome.COMPLETE if self._report.messages else Outcome.NO_MESSAGE
-
-    def _frame(self, framer: CountFramer, data: Chunk) -> bool:
-        """Frame ``data`` and queue its echo; return whether reading is done."""
-        framer.receive_data(data)
-        mode, queue, report = self._config.mode, self._queue, self._report
-        header_deadline = self._header_deadline
-        while True:
-            event = framer.next_event()
-            if event is NEED_DATA:
-                break
-            if type(event) is Payload:
-                queue.put(event.data)
-            elif type(event) is Header:
-                self._awaiting_header = False
-                self._header_deadline = math.inf  # the scope follows below
-                if self._debug:
-                    logger.debug("%s: extracted content length=%d", report.peer, event.length)
-                if mode is Mode.FRAMED:
-                    queue.put(encode_header(event.length))
-            elif type(event) is EndOfMessage:
-                self._awaiting_header = True
-                report.messages += 1
-                if mode is Mode.COUNT:
-                    return True
-            else:  # EndOfStream
-                return True
-        if self._awaiting_header and framer.in_message and self._header_deadline == math.inf:
-            # A header has begun (in framed mode, the next message's): it has
-            # the header timeout to arrive in full.
-            self._header_deadline = trio.current_time() + self._config.header_timeout
-        if self._header_deadline != header_deadline:
+        report, protocol = self.report, self._protocol
+        if data:
+            report.bytes_in += len(data)
+            self._progress(now)
+            if self._debug:
+                logger.debug(
+                    "%s: received data with len %d (total received=%d)",
+                    report.peer,
+                    len(data),
+                    report.bytes_in,
+                )
+        headers = protocol.headers
+        for piece in protocol.receive_data(data, now):
+            self._queue.put(piece)
+        report.messages = protocol.messages
+        if protocol.headers != headers:
+            if self._debug:
+                logger.debug("%s: extracted content length=%d", report.peer, protocol.length)
             self._update_deadline()
-        return False
+        elif protocol.header_since == now:  # a framed header began: it is now due
+            self._update_deadline()
+        # A read that filled its reservation suggests a stream: read more.
+        self._read_size = min(granted * 2, READ_SIZE_MAX) if len(data) == granted else READ_SIZE_MIN
 
-    def _echo(self) -> None:
-        """Send what is queued, as far as the stream can without waiting.
-
-        What is left goes to the writer task, started the first time it is
-        needed.
-        """
-        queue = self._queue
-        # Looked up per echo rather than kept: a bound method on every idle
-        # connection would cost more than the lookup.
-        send_nowait = getattr(self._stream, "send_nowait", None)
-        if send_nowait is not None and not self._writer_busy:
-            chunks, report = queue.chunks, self._report
-            while chunks:
-                data = queue.take()
-                sent = send_nowait(data)
-                if sent:  # progress: the reader, which calls this, just noted it
-                    queue.sent(sent)
-                    report.bytes_out += sent
-                    if self._debug:
-                        self._log_echoed(sent)
-                if sent < len(data):
-                    chunks.appendleft(memoryview(data)[sent:])
-                    break
-            if not chunks:
+    def _echo(self, nursery: trio.Nursery) -> None:
+        """Send the queued echo: inline while the stream takes it, else through the writer."""
+        if self._nowait is not None and not self._writer_sending:
+            self._echo_nowait(self._nowait)
+            if not self._queue:
                 return
-        if not self._writer_started:
-            assert self._nursery is not None
-            self._writer_started = True
-            self._nursery.start_soon(self._write)
-        queue.wake_writer()
+        if self._writer_started:
+            self._queue.wake_writer()
+        else:
+            self._start_writer(nursery)
 
-    def _log_echoed(self, count: int) -> None:
-        logger.debug(
-            "%s: echoed data with len %d (total sent=%d)",
-            self._report.peer,
-            count,
-            self._report.bytes_out,
-        )
+    def _echo_nowait(self, nowait: NowaitStream) -> None:
+        """Send the queued echo as far as the stream takes it without waiting."""
+        queue = self._queue
+        while queue:
+            piece = queue.next_piece()
+            sent = nowait.send_nowait(piece)
+            if sent:
+                self._sent(sent)
+            if sent < len(piece):
+                queue.put_back(memoryview(piece)[sent:])
+                return
+
+    def _start_writer(self, nursery: trio.Nursery) -> None:
+        self._writer_started = True
+        nursery.start_soon(self._write)
 
     async def _write(self) -> None:
-        queue, report, stream = self._queue, self._report, self._stream
+        """The writer task: send the echo as the peer takes it, then end."""
+        queue, stream = self._queue, self._stream
         try:
-            while (chunk := await queue.get()) is not None:
-                self._writer_busy = True
-                await stream.send_all(chunk)
-                self._writer_busy = False
-                queue.sent(len(chunk))
-                report.bytes_out += len(chunk)
-                self._progress()
-                if self._debug:
-                    self._log_echoed(len(chunk))
+            while (piece := await queue.wait_piece()) is not None:
+                self._writer_sending = True
+                await stream.send_all(piece)
+                self._writer_sending = False
+                self._sent(len(piece))
+                self._progress(trio.current_time())
         except trio.BrokenResourceError as error:
             self._fail(Outcome.RESET, _describe(error))
             return
         await self._end()
 
+    def _sent(self, count: int) -> None:
+        self._queue.sent(count)
+        report = self.report
+        report.bytes_out += count
+        if self._debug:
+            logger.debug(
+                "%s: echoed data with len %d (total sent=%d)", report.peer, count, report.bytes_out
+            )
+
     async def _end(self) -> None:
-        """Once every echo byte is sent: end a count connection well.
+        """Once every echo byte is sent, end a connection that read to its end.
 
         Closing a TCP socket with unread bytes in it sends a reset, and a
-        reset can destroy echo bytes the peer has not read yet. When the
-        stream can tell without waiting that nothing more has arrived (and
-        the framer holds nothing after the message), closing at once is
-        safe. Otherwise the server sends its end of stream, and discards
+        reset can destroy echo bytes the peer has not read yet. So a count
+        connection closes at once only if the peer sent nothing after its
+        message. Otherwise the server sends its end of stream, and discards
         what the peer still sends until the peer closes or the linger time
         ends.
         """
-        report = self._report
-        if self._config.mode is not Mode.COUNT or not report.messages or report.outcome:
-            return
+        if self.report.outcome is not None or not self._protocol.reading_done:
+            return  # it failed: there is nothing to end well
+        self.report.end(self._clean_outcome())
         stream = self._stream
-        receive_nowait = getattr(stream, "receive_nowait", None)
-        framer = self._framer
         try:
-            # None: nothing unread; b"": the peer has closed. Either way,
-            # closing now sends no reset.
-            if (
-                receive_nowait is not None
-                and framer is not None
-                and not framer.buffered
-                and not receive_nowait(READ_SIZE_MAX)
-            ):
-                return
-            if not isinstance(stream, trio.abc.HalfCloseableStream):
+            if self._may_close_now() or not isinstance(stream, trio.abc.HalfCloseableStream):
                 return
             self._lingering = True
-            assert self._nursery is not None
-            scope = self._nursery.cancel_scope
-            scope.deadline = min(scope.deadline, trio.current_time() + self._config.linger_timeout)
+            assert self._scope is not None
+            self._scope.deadline = min(
+                self._scope.deadline, trio.current_time() + self._config.linger_timeout
+            )
             await stream.send_eof()
             while await stream.receive_some(READ_SIZE_MAX):
                 pass
         except trio.BrokenResourceError:
             pass  # the peer is gone, which is all the linger waits for
+
+    def _may_close_now(self) -> bool:
+        """Whether closing now cannot reset the connection: nothing is unread."""
+        protocol = self._protocol
+        if protocol.mode is not Mode.COUNT or not protocol.messages:
+            return True
+        if self._nowait is None or protocol.trailing:
+            return False
+        # None: nothing unread; b"": the peer has closed. Either way,
+        # closing now sends no reset.
+        return not self._nowait.receive_nowait(READ_SIZE_MAX)
+
+    def _clean_outcome(self) -> Outcome:
+        outcome = self._protocol.outcome
+        assert outcome is not None
+        return outcome
+
+    def _progress(self, now: float) -> None:
+        """Note that bytes moved: push the idle deadline on, now and then."""
+        if now + self._config.idle_timeout >= self._idle_deadline:
+            self._idle_deadline = now + self._config.idle_timeout + self._granularity
+            self._update_deadline()
+
+    def _update_deadline(self) -> None:
+        """Set the scope's deadline to the earlier timeout, and say which it is."""
+        scope = self._scope
+        if scope is None or self._lingering:
+            return
+        header_since = self._protocol.header_since
+        if header_since is not None and (
+            header_since + self._config.header_timeout <= self._idle_deadline
+        ):
+            scope.deadline = header_since + self._config.header_timeout
+            self._expiry = Outcome.HEADER_TIMEOUT
+        else:
+            scope.deadline = self._idle_deadline
+            self._expiry = Outcome.IDLE_TIMEOUT
+
+    def _expiry_detail(self) -> str:
+        if self._expiry is Outcome.HEADER_TIMEOUT:
+            return f"no complete length prefix within {self._config.header_timeout:g} s"
+        return f"nothing received or sent for {self._config.idle_timeout:g} s"
+
+    def _fail(self, outcome: Outcome | Reason, detail: str) -> None:
+        """End the connection now, with ``outcome`` (if it is the first)."""
+        self.report.end(outcome, detail)
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _note_error(self, error: BaseException) -> None:
+        if self.report.outcome is not None:
+            return
+        if _is_cancellation(error):
+            self.report.end(Outcome.CANCELLED)
+        else:
+            self.report.end(Outcome.INTERNAL_ERROR, f"{type(error).__name__}: {error}")
+            self._failure = error
+
+    def _log(self) -> None:
+        self.report.duration = trio.current_time() - self._start
+        log_report(self.report, self._failure)
+
+
+@functools.cache
+def _has_nowait_calls(stream_type: type) -> bool:
+    return issubclass(stream_type, NowaitStream)
 
 
 def _describe(error: BaseException) -> str:
@@ -604,19 +400,14 @@ def _is_cancellation(error: BaseException) -> bool:
     return False
 
 
-def handle_connection(
+async def handle_connection(
     stream: trio.abc.Stream,
     config: ServerConfig | None = None,
     *,
     budget: MemoryBudget | None = None,
     peer: str = "-",
-) -> Coroutine[Any, Any, ConnectionReport]:
+) -> ConnectionReport:
     """Serve one connection until it ends, then close it and log one line.
-
-    Use it as ``report = await handle_connection(stream, config)`` (or hand it
-    to ``nursery.start_soon``). It is a plain function that returns the
-    coroutine doing the work, which saves the memory of one coroutine frame
-    on every open connection.
 
     Faults of the peer end the connection and are reported in the returned
     `ConnectionReport`, never raised. The stream is closed on return.
@@ -629,53 +420,16 @@ def handle_connection(
         peer: The peer's address, for the log.
 
     Returns:
-        A coroutine whose result is what happened, as logged.
+        What happened, as logged.
 
     Raises:
-        trio.Cancelled: (From the coroutine) if the surrounding scope was
-            cancelled; the connection is closed and logged first.
+        trio.Cancelled: If the surrounding scope was cancelled; the
+            connection is closed and logged first.
     """
     config = config if config is not None else ServerConfig()
     if budget is None:
         budget = MemoryBudget(config.memory_budget)
-    report = ConnectionReport(peer=peer, mode=config.mode)
-    return _Connection(stream, config, budget, report).serve()
-
-
-def serve_connection(
-    stream: trio.abc.Stream,
-    config: ServerConfig,
-    budget: MemoryBudget,
-    peer: str,
-    on_end: Callable[[], object],
-) -> Coroutine[Any, Any, ConnectionReport]:
-    """`handle_connection` for a server's connection task.
-
-    The coroutine raises nothing but a cancellation: a bug in the handler is
-    logged (as ``internal-error``, with its traceback) and ends only its
-    connection. It calls ``on_end`` once the connection is closed and logged,
-    however it ended. Taking the place of a wrapper coroutine around
-    `handle_connection`, it saves a frame on every open connection.
-    """
-    report = ConnectionReport(peer=peer, mode=config.mode)
-    connection = _Connection(stream, config, budget, report, on_end=on_end)
-    return connection.serve()
-
-
-def _log_report(report: ConnectionReport, failure: BaseException | None) -> None:
-    if report.clean:
-        level = logging.INFO
-    elif report.outcome == Outcome.INTERNAL_ERROR:
-        level = logging.ERROR
-    else:
-        level = logging.WARNING
-    if not logger.isEnabledFor(level):
-        return
-    text = (
-        f"connection from {report.peer} ended: {report.outcome}"
-        f" (mode={report.mode} in={report.bytes_in} out={report.bytes_out}"
-        f" messages={report.messages} duration={report.duration:.3f}s)"
-    )
-    if report.detail:
-        text += f": {report.detail}"
-    logger.log(level, text, exc_info=failure, extra={"fields": report.log_fields()})
+    connection = Connection(stream, config, budget, peer)
+    if not connection.serve_ready():
+        await connection.serve()
+    return connection.report

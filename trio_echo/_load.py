@@ -17,9 +17,9 @@ import attrs
 import trio
 
 from ._client import RECEIVE_SIZE, EchoCheck, FramedAnswers
-from ._config import Mode
 from ._errors import RemoteProtocolError
 from ._framer import encode_message
+from ._protocol import Mode
 
 __all__ = ["LoadReport", "run_load"]
 

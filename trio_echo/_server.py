@@ -3,14 +3,17 @@
 # shutdown.
 #
 # The accept loop waits until a listening socket is readable, then accepts
-# every pending connection at once (non-blocking accept until it would block)
-# instead of one per wakeup. It never holds a connection slot while it waits:
-# it takes slots only for connections that are already there, so one
-# listener (say IPv4) cannot keep another (IPv6) from accepting.
+# the pending connections (up to ACCEPT_BATCH per wakeup, so that a flood of
+# connections cannot starve the tasks already running) instead of one per
+# wakeup. It never holds a connection slot while it waits: it takes slots
+# only for connections that are already there, so one listener (say IPv4)
+# cannot keep another (IPv6) from accepting.
 #
-# A handler that raises cannot stop the server: each connection task runs
-# serve_connection, which logs every ending itself and raises nothing but a
-# cancellation.
+# Each new connection is first served with what has already arrived
+# (Connection.serve_ready): one whose message is complete ends there, in the
+# accepting task. The others get a task of their own in the connections
+# nursery. A bug in the handler is logged, with its traceback, by the
+# connection itself, and ends only that connection.
 from __future__ import annotations
 
 import contextlib
@@ -23,10 +26,10 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from ._budget import MemoryBudget
 from ._config import ServerConfig
-from ._connection import serve_connection
-from ._socket_stream import FastSocketStream, Poller
+from ._connection import Connection
+from ._memory import MemoryBudget
+from ._socket_stream import FastSocketStream
 
 __all__ = ["ALL_INTERFACES", "EchoServer", "ListenAddress", "open_listeners"]
 
@@ -37,6 +40,9 @@ ALL_INTERFACES = "*"
 
 BACKLOG = 4096
 """Pending connections the kernel may queue (it caps this at somaxconn)."""
+
+ACCEPT_BATCH = 64
+"""Connections accepted per wakeup of a listener, at most."""
 
 # Accept errors that say the process or the machine is out of something: wait
 # a moment and try again, as trio's own serve_listeners does.
@@ -134,6 +140,28 @@ def open_listeners(
     return listeners
 
 
+def check_listener(sock: socket.socket) -> None:
+    """Check that ``sock`` is a socket a server can listen on.
+
+    Raises:
+        ValueError: If it is not a TCP (IPv4 or IPv6) stream socket.
+    """
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        raise ValueError(
+            f"a {sock.family.name} {sock.type.name} socket was handed over;"
+            " trio_echo serves TCP (IPv4 or IPv6) only"
+        )
+
+
+def accepted_stream(sock: socket.socket) -> FastSocketStream:
+    """Return the stream a server serves an accepted socket on.
+
+    The socket inherits ``TCP_NODELAY`` from its listener, and the stream's
+    calls never block, so neither needs a system call here.
+    """
+    return FastSocketStream(sock, set_nodelay=False, set_nonblocking=False)
+
+
 def _peer_name(sock: socket.socket, address: object) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         return format_address(str(address[0]), int(address[1]))
@@ -148,13 +176,18 @@ class EchoServer:
 
     Args:
         config: How to serve connections.
-        listeners: Bound, listening sockets (from `open_listeners`, or
+        listeners: Bound, listening TCP sockets (from `open_listeners`, or
             handed over by systemd). The server closes them when it stops.
+
+    Raises:
+        ValueError: If there is no listener, or one is not a TCP socket.
     """
 
     def __init__(self, config: ServerConfig, listeners: Sequence[socket.socket]) -> None:
         if not listeners:
             raise ValueError("a server needs at least one listening socket")
+        for sock in listeners:
+            check_listener(sock)
         self.config = config
         self._listeners = list(listeners)
         for sock in self._listeners:
@@ -163,7 +196,6 @@ class EchoServer:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._budget = MemoryBudget(config.memory_budget)
-        self._poller = Poller() if Poller.available else None
         self._active = 0
         self._slot_freed = trio.lowlevel.ParkingLot()
         self._next_limit_warning = -math.inf
@@ -201,21 +233,16 @@ class EchoServer:
                 begun.
         """
         try:
-            async with trio.open_nursery() as system:
-                # The poller outlives every connection that waits through it.
-                if self._poller is not None:
-                    await system.start(self._poller.run)
-                with self._connections_scope:
-                    async with trio.open_nursery() as connections:
-                        with self._accept_scope:
-                            async with trio.open_nursery() as acceptors:
-                                for listener in self._listeners:
-                                    acceptors.start_soon(self._accept, listener, connections)
-                                task_status.started(self.addresses)
-                        self._close_listeners()
-                        if self._active:
-                            logger.info("waiting for %d connection(s) to end", self._active)
-                system.cancel_scope.cancel()
+            with self._connections_scope:
+                async with trio.open_nursery() as connections:
+                    with self._accept_scope:
+                        async with trio.open_nursery() as acceptors:
+                            for listener in self._listeners:
+                                acceptors.start_soon(self._accept, listener, connections)
+                            task_status.started(self.addresses)
+                    self._close_listeners()
+                    if self._active:
+                        logger.info("waiting for %d connection(s) to end", self._active)
         finally:
             self._close_listeners()
 
@@ -243,13 +270,11 @@ class EchoServer:
                 sock.close()
 
     async def _accept(self, listener: socket.socket, connections: trio.Nursery) -> None:
-        limit = self.config.max_connections
-        config, budget, poller = self.config, self._budget, self._poller
-        ended = self._connection_ended  # one bound method for every connection
+        config, budget = self.config, self._budget
         while True:
             await trio.lowlevel.wait_readable(listener)
-            while True:
-                if self._active >= limit:
+            for _ in range(ACCEPT_BATCH):
+                if self._active >= config.max_connections:
                     await self._wait_for_slot()
                 try:
                     sock, address = listener.accept()
@@ -270,21 +295,32 @@ class EchoServer:
                     break
                 peer = _peer_name(sock, address)
                 try:
-                    stream = FastSocketStream(
-                        sock, set_nodelay=False, set_nonblocking=False, poller=poller
-                    )
+                    stream = accepted_stream(sock)
                 except OSError as error:
                     sock.close()
                     logger.warning(
                         "connection from %s ended: reset before it was served: %s", peer, error
                     )
                     continue
-                self._active += 1
-                # Named after its peer: the name costs nothing more, where a
-                # name made from the function would be a string per task.
-                connections.start_soon(
-                    serve_connection, stream, config, budget, peer, ended, name=peer
-                )
+                connection = Connection(stream, config, budget, peer)
+                try:
+                    ended = connection.serve_ready()
+                except Exception:
+                    ended = True  # a bug, logged with its traceback: it ends only this connection
+                if not ended:
+                    self._active += 1
+                    connections.start_soon(self._serve, connection, name=peer)
+
+    async def _serve(self, connection: Connection) -> None:
+        """A connection's own task: it serves the connection to its end."""
+        try:
+            await connection.serve()
+        except Exception:
+            pass  # a bug, logged with its traceback: it ends only this connection
+        finally:
+            self._active -= 1
+            if self._slot_freed:
+                self._slot_freed.unpark_all()
 
     async def _wait_for_slot(self) -> None:
         now = trio.current_time()
@@ -299,8 +335,3 @@ class EchoServer:
             )
         while self._active >= self.config.max_connections:
             await self._slot_freed.park()
-
-    def _connection_ended(self) -> None:
-        self._active -= 1
-        if self._slot_freed:
-            self._slot_freed.unpark_all()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import socket
 
+from ._server import check_listener
+
 __all__ = ["LISTEN_FDS_START", "listeners_from_fds", "notify", "systemd_listeners"]
 
 LISTEN_FDS_START = 3
@@ -26,7 +28,7 @@ def listeners_from_fds(fds: list[int]) -> list[socket.socket]:
         Non-blocking socket objects that own the descriptors.
 
     Raises:
-        ActivationError: If a descriptor is not an open, listening stream
+        ActivationError: If a descriptor is not an open, listening TCP
             socket.
     """
     listeners = []
@@ -42,6 +44,11 @@ def listeners_from_fds(fds: list[int]) -> list[socket.socket]:
         ):
             sock.detach()
             raise ActivationError(f"file descriptor {fd} is not a listening stream socket")
+        try:
+            check_listener(sock)
+        except ValueError as error:
+            sock.detach()
+            raise ActivationError(f"file descriptor {fd}: {error}") from None
         sock.setblocking(False)
         listeners.append(sock)
     return listeners
