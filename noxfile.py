@@ -9,7 +9,9 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 # The sans-IO core must be covered branch for branch.
-FRAMER_MODULES = "trio_echo/_framer.py,trio_echo/_events.py,trio_echo/_errors.py"
+SANS_IO_MODULES = ",".join(
+    f"trio_echo/{name}.py" for name in ("_framer", "_events", "_errors", "_protocol")
+)
 
 
 @nox.session
@@ -22,7 +24,9 @@ def tests(session: nox.Session) -> None:
         "--cov-report=term-missing:skip-covered",
         *session.posargs,
     )
-    session.run("coverage", "report", f"--include={FRAMER_MODULES}", "--fail-under=100")
+    if not session.posargs:
+        # The gate is the whole suite's: a subset (-- -k NAME) covers less.
+        session.run("coverage", "report", f"--include={SANS_IO_MODULES}", "--fail-under=100")
 
 
 @nox.session

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from trio_echo import NEED_DATA, CountFramer, EndOfMessage, Header, Payload, encode_header
-
 BUFFER_LIMIT = 64 * 1024 * 1024
 """Unsent echo bytes a connection may hold before the peer stops reading:
 the maximum message size, so a send-everything-then-read client completes."""
@@ -42,49 +40,3 @@ def announce(host: str, port: int, mode: str) -> None:
     shown = f"[{host}]" if ":" in host else host
     print(f"listening on {shown}:{port} mode={mode}", flush=True)
     sys.stdout.flush()
-
-
-class Echoer:
-    """The protocol's echo, shared by the Python peers: bytes in, bytes out.
-
-    Each peer does its own I/O, in its own model's idiom; this only says
-    what to send back for what came in.
-    """
-
-    def __init__(self, mode: str) -> None:
-        self.mode = mode
-        self.framer = None if mode == "echo" else CountFramer()
-
-    @property
-    def trailing(self) -> bool:
-        """Whether bytes came after a complete count message."""
-        return self.framer is not None and self.framer.buffered > 0
-
-    def feed(self, data: bytes) -> tuple[list[bytes], bool]:
-        """Take received bytes (``b""`` at the end of the stream).
-
-        Returns:
-            The bytes to echo, and whether reading is over: a count message
-            is complete, or the stream ended cleanly.
-
-        Raises:
-            RemoteProtocolError: If the bytes break the protocol.
-        """
-        if self.framer is None:
-            return ([data] if data else []), not data
-        self.framer.receive_data(data)
-        out: list[bytes] = []
-        while True:
-            event = self.framer.next_event()
-            if event is NEED_DATA:
-                return out, False
-            if type(event) is Payload:
-                out.append(event.data)
-            elif type(event) is Header:
-                if self.mode == "framed":
-                    out.append(encode_header(event.length))
-            elif type(event) is EndOfMessage:
-                if self.mode == "count":
-                    return out, True
-            else:  # EndOfStream
-                return out, True

@@ -11,40 +11,39 @@ from __future__ import annotations
 
 import asyncio
 
-from _common import BUFFER_LIMIT, LINGER, Echoer, announce, parse_args
+from _common import BUFFER_LIMIT, LINGER, announce, parse_args
 
-from trio_echo import RemoteProtocolError
+from trio_echo import EchoProtocol, Mode, RemoteProtocolError
 
 
-class EchoProtocol(asyncio.Protocol):
+class EchoServerProtocol(asyncio.Protocol):
     def __init__(self, mode: str) -> None:
-        self.echoer = Echoer(mode)
-        self.done = False
+        self.protocol = EchoProtocol(Mode(mode))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=BUFFER_LIMIT)
 
     def data_received(self, data: bytes) -> None:
-        if self.done:
+        if self.protocol.reading_done:
             return  # after a count message: discard
         try:
-            pieces, self.done = self.echoer.feed(data)
+            pieces = self.protocol.receive_data(data)
         except RemoteProtocolError:
             self.transport.abort()
             return
         self.transport.writelines(pieces)
-        if self.done:  # a count message is complete
-            if not self.echoer.trailing:
+        if self.protocol.reading_done:  # a count message is complete
+            if not self.protocol.trailing:
                 self.transport.close()  # after the echo is written
                 return
             self.transport.write_eof()
             asyncio.get_running_loop().call_later(LINGER, self.transport.close)
 
     def eof_received(self) -> bool:
-        if not self.done:
+        if not self.protocol.reading_done:
             try:
-                pieces, _ = self.echoer.feed(b"")
+                pieces = self.protocol.receive_data(b"")
             except RemoteProtocolError:
                 self.transport.abort()
                 return False
@@ -61,7 +60,7 @@ class EchoProtocol(asyncio.Protocol):
 
 async def serve(host: str, port: int, mode: str) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: EchoProtocol(mode), host, port, backlog=4096)
+    server = await loop.create_server(lambda: EchoServerProtocol(mode), host, port, backlog=4096)
     announce(host, server.sockets[0].getsockname()[1], mode)
     async with server:
         await server.serve_forever()

@@ -11,23 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from _common import BUFFER_LIMIT, LINGER, READ_SIZE, Echoer, announce, parse_args
+from _common import BUFFER_LIMIT, LINGER, READ_SIZE, announce, parse_args
 
-from trio_echo import RemoteProtocolError
+from trio_echo import EchoProtocol, Mode, RemoteProtocolError
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mode: str) -> None:
     writer.transport.set_write_buffer_limits(high=BUFFER_LIMIT)
-    echoer = Echoer(mode)
+    protocol = EchoProtocol(Mode(mode))
     try:
         while True:
             data = await reader.read(READ_SIZE)
-            pieces, done = echoer.feed(data)
+            pieces = protocol.receive_data(data)
             writer.writelines(pieces)
             await writer.drain()
-            if done or not data:
+            if protocol.reading_done:
                 break
-        if mode == "count" and data and echoer.trailing:  # bytes came after it: linger
+        if mode == "count" and data and protocol.trailing:  # bytes came after it: linger
             writer.write_eof()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(LINGER):

@@ -16,9 +16,9 @@ import socketserver
 import threading
 from collections import deque
 
-from _common import BUFFER_LIMIT, LINGER, READ_SIZE, Echoer, announce, parse_args
+from _common import BUFFER_LIMIT, LINGER, READ_SIZE, announce, parse_args
 
-from trio_echo import RemoteProtocolError
+from trio_echo import EchoProtocol, Mode, RemoteProtocolError
 
 
 class Outbox:
@@ -72,7 +72,7 @@ class Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        echoer = Echoer(self.mode)
+        protocol = EchoProtocol(Mode(self.mode))
         outbox = Outbox()
         writer = threading.Thread(target=outbox.pump, args=(sock,), daemon=True)
         writer.start()
@@ -80,16 +80,16 @@ class Handler(socketserver.BaseRequestHandler):
         try:
             while not outbox.broken:
                 data = sock.recv(READ_SIZE)
-                pieces, done = echoer.feed(data)
+                pieces = protocol.receive_data(data)
                 outbox.put(pieces)
-                if done or not data:
+                if protocol.reading_done:
                     clean = True
                     break
         except (RemoteProtocolError, OSError):
             pass
         outbox.close()
         writer.join()
-        if clean and self.mode == "count" and not outbox.broken and echoer.trailing:
+        if clean and self.mode == "count" and not outbox.broken and protocol.trailing:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
                 sock.settimeout(LINGER)

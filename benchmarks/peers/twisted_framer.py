@@ -17,21 +17,20 @@ client does.
 
 from __future__ import annotations
 
-from _common import BUFFER_LIMIT, LINGER, Echoer, announce, parse_args
+from _common import BUFFER_LIMIT, LINGER, announce, parse_args
 from twisted.internet import reactor
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
 
-from trio_echo import RemoteProtocolError
+from trio_echo import EchoProtocol, Mode, RemoteProtocolError
 
 
 @implementer(IHalfCloseableProtocol, IPushProducer)
 class CountEcho(Protocol):
     def __init__(self, mode: str) -> None:
-        self.echoer = Echoer(mode)
+        self.protocol = EchoProtocol(Mode(mode))
         self.mode = mode
-        self.done = False
         self.buffer_full = False  # Twisted's write buffer is past bufferSize
         self.written_while_full = 0
         self.reading_paused = False
@@ -62,26 +61,26 @@ class CountEcho(Protocol):
                 self.transport.pauseProducing()  # stop reading from the peer
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
-        if self.done:
+        if self.protocol.reading_done:
             return  # after a count message: discard
         try:
-            pieces, self.done = self.echoer.feed(data)
+            pieces = self.protocol.receive_data(data)
         except RemoteProtocolError:
             self.transport.abortConnection()
             return
         self.write(pieces)
-        if self.done:
+        if self.protocol.reading_done:
             self.transport.unregisterProducer()
-            if not self.echoer.trailing:
+            if not self.protocol.trailing:
                 self.transport.loseConnection()  # after the echo is written
                 return
             self.transport.loseWriteConnection()
             reactor.callLater(LINGER, self.transport.loseConnection)
 
     def readConnectionLost(self) -> None:  # noqa: N802
-        if not self.done:
+        if not self.protocol.reading_done:
             try:
-                pieces, _ = self.echoer.feed(b"")
+                pieces = self.protocol.receive_data(b"")
             except RemoteProtocolError:
                 self.transport.abortConnection()
                 return
