@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -49,7 +51,22 @@ def spawn(tmp_path: Path) -> Iterator[object]:
 
     yield start
     for process in processes:
+        # Workers run in sessions of their own: stop them too.
+        for pid in children(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.stop()
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid``, whichever of its threads started them."""
+    found = []
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(child) for child in path.read_text().split()]
+        except FileNotFoundError:  # that thread has ended
+            continue
+    return sorted(found)
 
 
 def twisted_available() -> bool:

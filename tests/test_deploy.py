@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.servers import ServerProcess
-from tests.conftest import ROOT
+from tests.conftest import ROOT, children
 from trio_echo._cli import build_parser
 from trio_echo._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
 
@@ -41,11 +41,6 @@ def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.05)
-
-
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in path.read_text().split()] if path.exists() else []
 
 
 def test_workers_share_the_port_and_are_restarted(spawn: Spawn) -> None:
@@ -95,6 +90,46 @@ def test_workers_drain_a_transfer_on_sigterm(spawn: Spawn) -> None:
             received += data
     assert received == b"0123456789"
     assert parent.popen.wait(timeout=30) == 0
+
+
+def test_one_ctrl_c_in_a_terminal_drains_every_worker(tmp_path: Path) -> None:
+    # Ctrl-C in a terminal sends SIGINT to the whole foreground process
+    # group: the parent, and anything in its group. One Ctrl-C must drain
+    # (each worker's first signal), not cut (a second one).
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        parent = subprocess.Popen(
+            [sys.executable, "-m", "trio_echo", "server", "--port", "0", "--workers", "2"],
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            start_new_session=True,  # a process group of its own, as a terminal job has
+        )
+    try:
+        wait_for(lambda: b"listening on" in out.read_bytes())
+        port = int(out.read_bytes().split(b":")[1].split()[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"10 01234")
+            assert sock.recv(100) == b"01234"
+            os.killpg(parent.pid, signal.SIGINT)
+            time.sleep(0.5)
+            sock.sendall(b"56789")
+            received = b""
+            while data := sock.recv(100):
+                received += data
+        assert received == b"56789"
+        assert parent.wait(timeout=30) == 0
+    finally:
+        for pid in children(parent.pid):
+            os.kill(pid, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
+        parent.wait()
+    log = err.read_bytes()
+    assert b"SIGINT: asking 2 workers to drain" in log
+    assert b"again" not in log  # no worker took a second signal
+    assert log.count(b"ended: complete") == 1
 
 
 def test_serving_on_an_inherited_socket_with_fd(tmp_path: Path) -> None:

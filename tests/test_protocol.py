@@ -64,16 +64,14 @@ CASES = [
     pytest.param(Mode.COUNT, b"", True, b"", Outcome.NO_MESSAGE, 0, id="count-no-message"),
     pytest.param(Mode.ECHO, b"any 12 bytes", True, b"any 12 bytes", Outcome.CLOSED, 0, id="echo"),
     pytest.param(Mode.ECHO, b"", True, b"", Outcome.CLOSED, 0, id="echo-nothing"),
-    pytest.param(
-        Mode.FRAMED, b"2 ab3 cde0 ", True, b"2 ab3 cde0 ", Outcome.CLOSED, 3, id="framed"
-    ),
+    pytest.param(Mode.FRAMED, b"2 ab3 cde0 ", True, b"2 ab3 cde0 ", Outcome.CLOSED, 3, id="framed"),
     pytest.param(Mode.FRAMED, b"", True, b"", Outcome.CLOSED, 0, id="framed-nothing"),
 ]
 
 
 @pytest.mark.parametrize(("mode", "raw", "eof", "echo", "outcome", "messages"), CASES)
 def test_every_mode_under_every_chunking(
-    mode: Mode, raw: bytes, eof: bool, echo: bytes, outcome: Outcome, messages: int
+    *, mode: Mode, raw: bytes, eof: bool, echo: bytes, outcome: Outcome, messages: int
 ) -> None:
     for chunks in chunkings(raw):
         got, protocol = run(mode, chunks, eof=eof)

@@ -1,68 +1,34 @@
 # The command line: `trio-echo server` and `trio-echo client`.
 #
-# Every failure the user can cause (a bad flag, a port in use, a refused
-# connection) ends with one sentence on standard error and a non-zero status,
-# never a traceback. The statuses are listed in ExitStatus.
+# This module is the parser: it checks every argument and converts it to a
+# typed value once, here, then hands the command to its module
+# (_server_command, _client_command). Every failure the user can cause ends
+# with one sentence on standard error and a status from ExitStatus.
 from __future__ import annotations
 
 import argparse
-import enum
-import json
-import logging
-import os
+import math
 import re
-import signal
-import socket
 import sys
-import time
-from collections.abc import Callable, Sequence
-
-import trio
+from collections.abc import Sequence
 
 from . import __version__
-from ._client import EchoCheck, FramedAnswers, exchange
+from ._client_command import run_client, run_load_command
 from ._config import DEFAULT_PORT, ServerConfig, default_max_connections
-from ._errors import RemoteProtocolError
-from ._framer import DEFAULT_MAX_MESSAGE_SIZE, encode_header
-from ._load import run_load
+from ._framer import DEFAULT_MAX_MESSAGE_SIZE
 from ._logging import LOG_FORMATS, configure_logging
 from ._protocol import Mode
-from ._server import ALL_INTERFACES, EchoServer, ListenAddress, format_address, open_listeners
-from ._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
-from ._workers import Supervisor, WorkerStartError
+from ._server import ALL_INTERFACES
+from ._server_command import ServerOptions, run_server
+from ._status import PROG, ExitStatus, fail
 
-__all__ = ["ExitStatus", "main", "parse_size"]
-
-PROG = "trio-echo"
-
-logger = logging.getLogger("trio_echo.server")
-workers_logger = logging.getLogger("trio_echo.workers")
-
-
-class ExitStatus(enum.IntEnum):
-    """The command line's exit statuses."""
-
-    OK = 0
-    MISMATCH = 1
-    """Client: the echo differs from what was sent (short, long or altered)."""
-    USAGE = 2
-    """A bad flag or argument."""
-    CANNOT_LISTEN = 3
-    """Server: the address could not be bound (in use, not resolvable)."""
-    REFUSED = 4
-    """Client: the connection was refused or the host did not resolve."""
-    TIMEOUT = 5
-    """Client: the exchange did not finish within --timeout."""
-    RESET = 6
-    """Client: the server reset or broke the connection."""
-    PROTOCOL = 7
-    """Client: the server's answer broke the framing (framed mode)."""
-    IO_ERROR = 8
-    """Client: the input file could not be read."""
-
+__all__ = ["ExitStatus", "build_parser", "main", "parse_size"]
 
 _SIZE = re.compile(r"(?i)^\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)\s*$")
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+MAX_SIZE = 1 << 40
+"""The largest size a flag takes: 1 TiB."""
 
 
 def parse_size(text: str) -> int:
@@ -79,14 +45,31 @@ def parse_size(text: str) -> int:
     return int(match[1]) * _UNITS[match[2][:1].lower()]
 
 
-def _seconds(text: str) -> float:
+def _size(text: str) -> int:
+    """A size from 1 byte to `MAX_SIZE`."""
+    size = parse_size(text)
+    if not 1 <= size <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size from 1 byte to 1TiB")
+    return size
+
+
+def _number(text: str, *, zero: bool) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+        value = math.nan
+    if not (value >= 0 if zero else value > 0) or math.isinf(value):
+        kind = "zero or a positive number" if zero else "a positive number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {kind} of seconds")
     return value
+
+
+def _seconds(text: str) -> float:
+    return _number(text, zero=False)
+
+
+def _seconds_or_zero(text: str) -> float:
+    return _number(text, zero=True)
 
 
 def _port(text: str) -> int:
@@ -98,6 +81,12 @@ def _port(text: str) -> int:
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _fd(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file descriptor number")
     return int(text)
 
 
@@ -129,14 +118,14 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-message-size",
-        type=parse_size,
+        type=_size,
         default=DEFAULT_MAX_MESSAGE_SIZE,
         metavar="SIZE",
         help="largest length a message may announce (default: 64MiB)",
     )
     parser.add_argument(
         "--connection-buffer",
-        type=parse_size,
+        type=_size,
         default=None,
         metavar="SIZE",
         help=(
@@ -146,7 +135,7 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--memory-budget",
-        type=parse_size,
+        type=_size,
         default=defaults.memory_budget,
         metavar="SIZE",
         help="most echo bytes all connections together may hold unsent (default: 256MiB)",
@@ -180,7 +169,7 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--grace",
-        type=float,
+        type=_seconds_or_zero,
         default=10.0,
         metavar="SECONDS",
         help=(
@@ -190,7 +179,7 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=int,
+        type=_count,
         default=1,
         metavar="N",
         help=(
@@ -201,7 +190,7 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fd",
-        type=int,
+        type=_fd,
         action="append",
         metavar="FD",
         help=(
@@ -229,8 +218,7 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_client_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the client's arguments to ``parser``."""
+def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "message",
         nargs="*",
@@ -283,7 +271,7 @@ def add_client_arguments(parser: argparse.ArgumentParser) -> None:
     )
     load.add_argument(
         "--size",
-        type=parse_size,
+        type=_size,
         default=100,
         metavar="SIZE",
         help="payload bytes per message (default: 100)",
@@ -297,10 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description=(
             "Echo servers and client for the count protocol ('length SP payload'), built on Trio."
+            " Each command lists its own options: trio-echo server --help,"
+            " trio-echo client --help."
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     server = commands.add_parser(
         "server",
         help="run the echo server",
@@ -316,163 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
             "the echo matches."
         ),
     )
-    add_client_arguments(client)
+    _add_client_arguments(client)
     return parser
-
-
-def _fail(message: str, status: ExitStatus) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
-    return status
-
-
-def run_server(args: argparse.Namespace) -> int:
-    """Run the server as the command line asked; return the exit status."""
-    try:
-        config = ServerConfig(
-            mode=Mode(args.mode),
-            max_message_size=args.max_message_size,
-            memory_budget=args.memory_budget,
-            header_timeout=args.header_timeout,
-            idle_timeout=args.idle_timeout,
-            **{
-                name: value
-                for name in ("connection_buffer", "max_connections")
-                if (value := getattr(args, name)) is not None
-            },
-        )
-    except ValueError as error:
-        return _fail(f"server: {error}", ExitStatus.USAGE)
-    if not args.grace >= 0:
-        return _fail("server: --grace must be zero or more seconds", ExitStatus.USAGE)
-    if args.workers < 1:
-        return _fail("server: --workers must be at least 1", ExitStatus.USAGE)
-    configure_logging(args.log_level, args.log_format)
-    where = format_address(args.host, args.port)
-    try:
-        handed_over = listeners_from_fds(args.fd) if args.fd else systemd_listeners()
-    except ActivationError as error:
-        return _fail(f"server: {error}", ExitStatus.CANNOT_LISTEN)
-    if args.workers > 1:
-        return _run_workers(args, handed_over)
-    try:
-        listeners = handed_over or open_listeners(args.host, args.port, reuse_port=args.reuse_port)
-    except OSError as error:
-        reason = error.strerror or str(error)
-        return _fail(f"cannot listen on {where}: {reason.lower()}", ExitStatus.CANNOT_LISTEN)
-    server = EchoServer(config, listeners)
-    trio.run(_serve_until_signalled, server, args.grace)
-    return ExitStatus.OK
-
-
-def _worker_arguments(args: argparse.Namespace) -> list[str]:
-    """The server options every worker gets, as the parent was given them."""
-    options = {
-        "--host": args.host,
-        "--mode": args.mode,
-        "--max-message-size": args.max_message_size,
-        "--connection-buffer": args.connection_buffer,
-        "--memory-budget": args.memory_budget,
-        "--header-timeout": args.header_timeout,
-        "--idle-timeout": args.idle_timeout,
-        "--max-connections": args.max_connections,
-        "--grace": args.grace,
-        "--log-level": args.log_level,
-        "--log-format": args.log_format,
-    }
-    return [
-        str(item) for key, value in options.items() if value is not None for item in (key, value)
-    ]
-
-
-def _run_workers(args: argparse.Namespace, handed_over: list[socket.socket] | None) -> int:
-    """Run ``--workers`` processes under a supervisor; return the exit status."""
-    command = [sys.executable, "-m", "trio_echo", "server", *_worker_arguments(args)]
-    where = format_address(args.host, args.port)
-    reserved: list[socket.socket] = []
-    if handed_over:
-        # Every worker accepts on the same inherited sockets.
-        pass_fds = [sock.fileno() for sock in handed_over]
-        command += [item for fd in pass_fds for item in ("--fd", str(fd))]
-        addresses = handed_over
-    elif hasattr(socket, "SO_REUSEPORT"):
-        # Each worker binds its own socket; the kernel spreads connections.
-        # The parent binds the port too (without listening, so it gets no
-        # connections) to learn the port 0 picked, and to hold it.
-        try:
-            reserved = open_listeners(args.host, args.port, reuse_port=True, listen=False)
-        except OSError as error:
-            reason = (error.strerror or str(error)).lower()
-            return _fail(f"cannot listen on {where}: {reason}", ExitStatus.CANNOT_LISTEN)
-        pass_fds = []
-        command += ["--port", str(reserved[0].getsockname()[1]), "--reuse-port"]
-        addresses = reserved
-    else:
-        # No SO_REUSEPORT: the parent listens, and the workers inherit.
-        try:
-            addresses = open_listeners(args.host, args.port)
-        except OSError as error:
-            reason = (error.strerror or str(error)).lower()
-            return _fail(f"cannot listen on {where}: {reason}", ExitStatus.CANNOT_LISTEN)
-        pass_fds = [sock.fileno() for sock in addresses]
-        command += [item for fd in pass_fds for item in ("--fd", str(fd))]
-    supervisor = Supervisor(command, args.workers, pass_fds=pass_fds)
-    try:
-        supervisor.start()
-    except WorkerStartError as error:
-        supervisor.stop()
-        return _fail(f"server: {error}", ExitStatus.CANNOT_LISTEN)
-    for sock in addresses:
-        host, port = sock.getsockname()[:2]
-        print(
-            f"listening on {format_address(host, port)} mode={args.mode} workers={args.workers}",
-            flush=True,
-        )
-    notify(f"READY=1\nSTATUS=serving with {args.workers} workers")
-    workers_logger.info("%d workers serving (pids %s)", args.workers, supervisor.pids)
-
-    def on_signal(signum: int, received: int) -> None:
-        name = signal.Signals(signum).name
-        if received == 1:
-            notify("STOPPING=1")
-            workers_logger.info("%s: asking %d workers to drain", name, len(supervisor.pids))
-        else:
-            workers_logger.warning("%s again: asking the workers to stop at once", name)
-
-    status = supervisor.run(on_signal)
-    for sock in [*reserved, *(handed_over or [])]:
-        sock.close()
-    return status
-
-
-async def _serve_until_signalled(server: EchoServer, grace: float) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def serve(
-                *, task_status: trio.TaskStatus[list[ListenAddress]] = trio.TASK_STATUS_IGNORED
-            ) -> None:
-                await server.serve(task_status=task_status)
-                nursery.cancel_scope.cancel()  # served to the end: stop watching signals
-
-            addresses: list[ListenAddress] = await nursery.start(serve)
-            for address in addresses:
-                print(f"listening on {address} mode={server.config.mode}", flush=True)
-            notify("READY=1")
-            received = 0
-            async for signum in signals:
-                received += 1
-                name = signal.Signals(signum).name
-                if received == 1:
-                    notify("STOPPING=1")
-                    logger.info(
-                        "%s: not accepting; open connections have %g s to finish", name, grace
-                    )
-                    server.shutdown(grace)
-                else:
-                    logger.warning(
-                        "%s again: cutting %d open connection(s) now", name, server.connections
-                    )
-                    server.abort()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -482,251 +317,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments, without the program name; ``sys.argv[1:]`` if
             None.
     """
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Unknown arguments are reported by the parser of the command they came
+    # with (its usage, not the top level's), and before a missing command.
+    args, unknown = parser.parse_known_args(argv)
+    command_parser = _command_parsers(parser).get(args.command, parser)
+    if unknown:
+        command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error("give a COMMAND: server or client")
     if args.command == "server":
-        return run_server(args)
-    if args.repeat is not None:
-        return run_load_command(args)
-    return run_client(args)
+        try:
+            options = _server_options(args)
+        except ValueError as error:
+            return fail(f"server: {error}", ExitStatus.USAGE)
+        configure_logging(args.log_level, args.log_format)
+        return run_server(options, argv)
+    if args.repeat is None:
+        for flag in ("concurrency", "size", "json"):
+            if getattr(args, flag) != command_parser.get_default(flag):
+                command_parser.error(f"--{flag} is for a load run: give --repeat N too")
+        return run_client(args)
+    return run_load_command(args)
 
 
-def _read_messages(args: argparse.Namespace) -> list[bytes]:
-    """Return the payloads the client was asked to send.
+def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _server_options(args: argparse.Namespace) -> ServerOptions:
+    """The server command's arguments as typed values.
 
     Raises:
-        _UsageError: If the arguments do not name exactly one source, or
-            name several messages outside framed mode.
-        OSError: If the input cannot be read.
+        ValueError: If they do not make a valid `ServerConfig`.
     """
-    sources = len(args.message) + (args.file is not None)
-    if sources == 0:
-        raise _UsageError("client: give a MESSAGE, --file PATH, or - for standard input")
-    if args.file is not None and args.message:
-        raise _UsageError("client: give either MESSAGE or --file, not both")
-    if sources > 1 and args.mode != Mode.FRAMED:
-        raise _UsageError(f"client: {args.mode} mode sends one message; framed mode sends several")
-    if args.file is not None:
-        with open(args.file, "rb") as file:
-            return [file.read()]
-    messages = []
-    for message in args.message:
-        if message == "-":
-            messages.append(sys.stdin.buffer.read())
-        else:
-            messages.append(os.fsencode(message))
-    return messages
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Progress:
-    """Bytes sent and echoed, shown on standard error while it is a terminal."""
-
-    INTERVAL = 0.5
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.sent = 0
-        self.echoed = 0
-        self._start = time.monotonic()
-        self._shown = False
-
-    def on_sent(self, count: int) -> None:
-        self.sent += count
-
-    def on_echoed(self, count: int) -> None:
-        self.echoed += count
-
-    def show(self) -> None:
-        elapsed = max(time.monotonic() - self._start, 1e-9)
-        rate = self.echoed / elapsed / 1e6
-        print(
-            f"\rsent {self.sent:,} of {self.total:,} bytes, echoed {self.echoed:,}"
-            f" ({rate:,.1f} MB/s)   ",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-        self._shown = True
-
-    def finish(self) -> None:
-        if self._shown:
-            self.show()
-            print(file=sys.stderr)
-
-    async def run(self) -> None:
-        while True:
-            await trio.sleep(self.INTERVAL)
-            self.show()
-
-
-async def _client_exchange(
-    args: argparse.Namespace, messages: list[bytes], write: Callable[[bytes], None]
-) -> str | None:
-    """Run the client's exchange; return what is wrong with the echo, if anything."""
-    mode = Mode(args.mode)
-    total = sum(len(message) for message in messages)
-    progress = _Progress(0)
-
-    def echoed(data: bytes) -> None:
-        write(data)
-        progress.on_echoed(len(data))
-
-    if mode is Mode.FRAMED:
-        outgoing = [part for m in messages for part in (encode_header(len(m)), m)]
-        answers = FramedAnswers(max_message_size=max(len(m) for m in messages), on_payload=echoed)
-        sink: Callable[[bytes], None] = answers
-        half_close_after: int | None = 0
-    else:
-        check = EchoCheck(messages[0])
-        outgoing = [encode_header(total), messages[0]] if mode is Mode.COUNT else messages
-
-        def sink(data: bytes) -> None:
-            check(data)
-            echoed(data)
-
-        half_close_after = None if mode is Mode.COUNT else total
-    progress.total = sum(len(data) for data in outgoing)  # what goes on the wire
-    with trio.fail_after(args.timeout):
-        stream = await trio.open_tcp_stream(args.host, args.port)
-        async with stream:
-            if not sys.stderr.isatty():
-                sent_all = await exchange(stream, outgoing, sink, half_close_after=half_close_after)
-            else:
-                failure: Exception | None = None
-                sent_all = False
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(progress.run)
-                    try:
-                        sent_all = await exchange(
-                            stream,
-                            outgoing,
-                            sink,
-                            half_close_after=half_close_after,
-                            on_sent=progress.on_sent,
-                        )
-                    except Exception as error:  # raised below as itself, not in a group
-                        failure = error
-                    nursery.cancel_scope.cancel()
-                progress.finish()
-                if failure is not None:
-                    raise failure
-    if mode is Mode.FRAMED:
-        answers.end()
-        if answers.answers != messages:
-            return _framed_problem(answers.answers, messages)
-        return None
-    problem = check.problem()
-    if problem and not sent_all:
-        problem += " (the server closed the connection before the whole message was sent)"
-    return problem
-
-
-def _framed_problem(answers: list[bytes], messages: list[bytes]) -> str:
-    for index, (answer, message) in enumerate(zip(answers, messages, strict=False)):
-        if answer != message:
-            return f"answer {index + 1} differs from message {index + 1}"
-    return f"{len(answers)} answers came back for {len(messages)} messages"
-
-
-def run_client(args: argparse.Namespace) -> int:
-    """Send the message(s) the command line names; return the exit status."""
-    try:
-        messages = _read_messages(args)
-    except _UsageError as error:
-        return _fail(str(error), ExitStatus.USAGE)
-    except OSError as error:
-        return _fail(
-            f"client: cannot read {error.filename or 'the input'}: "
-            f"{(error.strerror or str(error)).lower()}",
-            ExitStatus.IO_ERROR,
-        )
-    out = sys.stdout.buffer
-
-    def write(data: bytes) -> None:
-        if not args.quiet:
-            out.write(data)
-            out.flush()
-
-    where = format_address(args.host, args.port)
-    try:
-        problem = trio.run(_client_exchange, args, messages, write)
-    except trio.TooSlowError:
-        return _fail(
-            f"client: no complete echo from {where} within {args.timeout:g} s", ExitStatus.TIMEOUT
-        )
-    except trio.BrokenResourceError as error:
-        cause = error.__cause__ or error
-        return _fail(f"client: the connection to {where} was reset ({cause})", ExitStatus.RESET)
-    except RemoteProtocolError as error:
-        return _fail(
-            f"client: the answers from {where} break the framing: {error}", ExitStatus.PROTOCOL
-        )
-    except OSError as error:
-        return _fail(
-            f"client: cannot connect to {where}: {_connect_failure(error)}", ExitStatus.REFUSED
-        )
-    if problem is not None:
-        return _fail(f"client: {problem}", ExitStatus.MISMATCH)
-    return ExitStatus.OK
-
-
-def _connect_failure(error: OSError) -> str:
-    """Say in a few words why a connection failed.
-
-    trio reports every address it tried as the cause of one OSError; the
-    first attempt's reason is the one to tell.
-    """
-    cause = error.__cause__
-    if isinstance(cause, BaseExceptionGroup):
-        attempts = [e for e in cause.exceptions if isinstance(e, OSError)]
-        if attempts:
-            error = attempts[0]
-    elif isinstance(cause, OSError):
-        error = cause
-    if error.errno is not None and error.errno > 0:  # name lookups have their own codes
-        return os.strerror(error.errno).lower()
-    return (error.strerror or str(error)).lower()
-
-
-def run_load_command(args: argparse.Namespace) -> int:
-    """Run a load run as the command line asked; return the exit status."""
-    if args.message or args.file is not None:
-        return _fail(
-            "client: a load run (--repeat) makes its own messages; give no MESSAGE or --file",
-            ExitStatus.USAGE,
-        )
-    report = trio.run(
-        lambda: run_load(
-            args.host,
-            args.port,
-            mode=args.mode,
-            repeat=args.repeat,
-            concurrency=args.concurrency,
-            size=args.size,
-            timeout=args.timeout,
-        )
+    given: dict[str, object] = {
+        name: value
+        for name in ("connection_buffer", "max_connections")
+        if (value := getattr(args, name)) is not None
+    }
+    config = ServerConfig(
+        mode=Mode(args.mode),
+        max_message_size=args.max_message_size,
+        memory_budget=args.memory_budget,
+        header_timeout=args.header_timeout,
+        idle_timeout=args.idle_timeout,
+        **given,  # type: ignore[arg-type]
     )
-    summary = report.summary()
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        latency = summary["latency_ms"]
-        assert isinstance(latency, dict)
-        print(
-            f"{report.mode} mode, {report.size} B messages, {report.concurrency} connections: "
-            f"{report.messages} echoed, {report.errors} errors in {report.seconds:.2f} s\n"
-            f"throughput: {report.messages_per_second:,.0f} messages/s, "
-            f"{report.megabytes_per_second:,.2f} MB/s\n"
-            f"latency (ms): p50 {latency['p50']}, p90 {latency['p90']}, "
-            f"p99 {latency['p99']}, max {latency['max']}"
-        )
-    if report.errors:
-        print(
-            f"{PROG}: client: {report.errors} messages failed; first: {report.first_error}",
-            file=sys.stderr,
-        )
-        return ExitStatus.MISMATCH if report.messages else ExitStatus.REFUSED
-    return ExitStatus.OK
+    return ServerOptions(
+        config=config,
+        host=args.host,
+        port=args.port,
+        grace=args.grace,
+        workers=args.workers,
+        fds=tuple(args.fd or ()),
+        reuse_port=args.reuse_port,
+    )

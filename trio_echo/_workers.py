@@ -1,24 +1,23 @@
 # A worker per core: N single-threaded trio servers under one supervising
-# parent. The parent does no serving and runs no event loop: it starts the
-# workers, restarts one that dies (logging why, and backing off if it dies at
-# once), passes SIGINT/SIGTERM on to every worker (each drains as a single
-# server does), and exits when they all have.
+# parent. The parent does no serving: it starts the workers, restarts one that
+# dies (logging why, and backing off while workers die at once), and passes a
+# drain or a cut on to every worker.
 #
-# Workers share the port either through SO_REUSEPORT (each binds its own
-# socket and the kernel spreads connections over them) or, where sockets were
-# handed over (systemd, --fd), by inheriting the same listening sockets.
+# Each worker runs in a session of its own, so that a Ctrl-C in a terminal
+# reaches the parent only: the parent then asks each worker to drain once,
+# instead of each worker taking the terminal's SIGINT and the parent's
+# SIGTERM as two signals (which cuts its connections).
 from __future__ import annotations
 
+import functools
 import logging
-import os
-import select
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Sequence
-from types import FrameType
+from collections.abc import Sequence
 
-__all__ = ["Supervisor"]
+import trio
+
+__all__ = ["Supervisor", "WorkerStartError"]
 
 logger = logging.getLogger("trio_echo.workers")
 
@@ -26,25 +25,22 @@ READY_TIMEOUT = 30.0
 """Seconds a worker has to print its 'listening on' line."""
 
 RESTART_DELAY = 0.5
-"""Seconds before restarting a worker that died; doubled (up to 30 s) while
-workers keep dying within a second of their start."""
+"""Seconds before restarting a worker that died; doubled (up to
+MAX_RESTART_DELAY) while workers keep dying within a second of their start."""
+
+MAX_RESTART_DELAY = 30.0
 
 
 class WorkerStartError(RuntimeError):
     """A worker did not start listening."""
 
 
-class _Worker:
-    def __init__(self, number: int) -> None:
-        self.number = number
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started = 0.0
-        self.delay = RESTART_DELAY
-        self.restart_at: float | None = None
-
-
 class Supervisor:
     """Runs ``count`` copies of a server command and keeps them running.
+
+    Start it with ``await nursery.start(supervisor.run)``, which returns once
+    every worker listens; `drain` and `cut` pass a shutdown on to them, and
+    `run` returns once every worker has exited after one of them.
 
     Args:
         command: The worker's command line.
@@ -54,114 +50,108 @@ class Supervisor:
 
     def __init__(self, command: Sequence[str], count: int, *, pass_fds: Sequence[int] = ()) -> None:
         self._command = list(command)
-        self._workers = [_Worker(number) for number in range(1, count + 1)]
+        self._count = count
         self._pass_fds = tuple(pass_fds)
-        self._signals: list[int] = []
-        self._stopping = False
+        self._processes: dict[int, trio.Process] = {}  # by worker number
+        self._stopping = trio.Event()
 
     @property
     def pids(self) -> list[int]:
-        """The process ids of the running workers."""
-        return [w.process.pid for w in self._workers if w.process and w.process.poll() is None]
+        """The process ids of the running workers, by worker number."""
+        return [
+            process.pid
+            for _number, process in sorted(self._processes.items())
+            if process.returncode is None
+        ]
 
-    def start(self) -> None:
-        """Start every worker and wait until each listens.
-
-        Raises:
-            WorkerStartError: If a worker exits or stays silent instead.
-        """
-        for worker in self._workers:
-            self._spawn(worker)
-
-    def _spawn(self, worker: _Worker) -> None:
-        process = subprocess.Popen(
-            self._command,
-            stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            pass_fds=self._pass_fds,
-        )
-        worker.process = process
-        worker.started = time.monotonic()
-        worker.restart_at = None
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT)
-        line = process.stdout.readline().decode(errors="replace").strip() if ready else ""
-        if not line.startswith("listening on"):
-            process.kill()
-            process.wait()
-            raise WorkerStartError(
-                f"worker {worker.number} did not start (exit status {process.returncode})"
-            )
-        logger.info("worker %d (pid %d) started", worker.number, process.pid)
-
-    def run(self, on_signal: Callable[[int, int], None] | None = None) -> int:
-        """Supervise until a signal stops every worker; return 0.
-
-        SIGINT and SIGTERM are passed on to every worker: the first asks
-        them to drain, a second to stop at once.
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start every worker, then keep them running until `drain` or `cut`.
 
         Args:
-            on_signal: Called with the signal number and how many signals
-                have come so far, before they are passed on.
+            task_status: Started once every worker listens.
+
+        Raises:
+            WorkerStartError: If a worker does not start the first time (the
+                others are stopped first).
         """
+        async with trio.open_nursery() as nursery:
+            for number in range(1, self._count + 1):
+                await nursery.start(self._keep_running, number, nursery)
+            task_status.started()
 
-        def record(signum: int, _frame: FrameType | None) -> None:
-            self._signals.append(signum)
+    def drain(self) -> None:
+        """Ask every worker to drain (SIGTERM), and restart none from now on."""
+        self._stopping.set()
+        self._signal_all()
 
-        previous = {sig: signal.signal(sig, record) for sig in (signal.SIGINT, signal.SIGTERM)}
-        received = 0
-        try:
-            while True:
-                while self._signals:
-                    signum = self._signals.pop(0)
-                    received += 1
-                    self._stopping = True
-                    if on_signal is not None:
-                        on_signal(signum, received)
-                    for pid in self.pids:
-                        os.kill(pid, signal.SIGTERM if received == 1 else signal.SIGINT)
-                self._reap()
-                if self._stopping and not self.pids:
-                    return 0
-                time.sleep(0.05)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    def cut(self) -> None:
+        """Ask every worker to cut its connections now (a second SIGTERM)."""
+        self._stopping.set()
+        self._signal_all()
 
-    def _reap(self) -> None:
-        now = time.monotonic()
-        for worker in self._workers:
-            process = worker.process
-            if process is None or self._stopping:
-                continue
-            status = process.poll()
-            if status is None:
-                continue
-            if worker.restart_at is None:
-                quick = now - worker.started < 1.0
-                worker.delay = min(worker.delay * 2, 30.0) if quick else RESTART_DELAY
-                worker.restart_at = now + worker.delay
+    def _signal_all(self) -> None:
+        for process in self._processes.values():
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+
+    async def _keep_running(
+        self,
+        number: int,
+        nursery: trio.Nursery,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        delay = RESTART_DELAY
+        started = False
+        while not self._stopping.is_set():
+            began = trio.current_time()
+            try:
+                process = await self._spawn(number, nursery)
+            except WorkerStartError as error:
+                if not started:
+                    raise
+                logger.error("%s; trying again in %g s", error, delay)  # noqa: TRY400 (no bug)
+            else:
+                if not started:
+                    started = True
+                    task_status.started()
+                status = await process.wait()
+                if self._stopping.is_set():
+                    return
+                quick = trio.current_time() - began < 1.0
+                delay = min(delay * 2, MAX_RESTART_DELAY) if quick else RESTART_DELAY
                 logger.error(
                     "worker %d (pid %d) exited with status %d; restarting it in %g s",
-                    worker.number,
+                    number,
                     process.pid,
                     status,
-                    worker.delay,
+                    delay,
                 )
-            elif now >= worker.restart_at:
-                failure = None
-                try:
-                    self._spawn(worker)
-                except WorkerStartError as error:
-                    failure = error
-                if failure is not None:
-                    logger.error("%s; trying again", failure)
-                    worker.started = time.monotonic()
-                    worker.restart_at = None
+            with trio.move_on_after(delay):
+                await self._stopping.wait()
 
-    def stop(self) -> None:
-        """Kill every worker at once (for cleanup after a failed start)."""
-        for worker in self._workers:
-            if worker.process is not None and worker.process.poll() is None:
-                worker.process.kill()
-                worker.process.wait()
+    async def _spawn(self, number: int, nursery: trio.Nursery) -> trio.Process:
+        """Start worker ``number`` and wait for its 'listening on' line."""
+        process: trio.Process = await nursery.start(
+            functools.partial(
+                trio.run_process,
+                self._command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                pass_fds=self._pass_fds,
+                start_new_session=True,
+                check=False,
+            )
+        )
+        self._processes[number] = process
+        line = b""
+        assert process.stdout is not None
+        with trio.move_on_after(READY_TIMEOUT):
+            while b"\n" not in line and (data := await process.stdout.receive_some()):
+                line += data
+        if not line.startswith(b"listening on"):
+            process.kill()
+            status = await process.wait()
+            raise WorkerStartError(f"worker {number} did not start (exit status {status})")
+        logger.info("worker %d (pid %d) started", number, process.pid)
+        return process

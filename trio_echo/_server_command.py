@@ -1,0 +1,188 @@
+# `trio-echo server`: its listening sockets, then one server, or a supervisor
+# of workers, until the shutdown signals end it.
+#
+# Listening sockets come from one place (`_handed_over`, else `_bind`), each
+# with its one sentence when it fails. Workers are started with the parent's
+# own arguments, followed by what only the parent knows (`--workers 1`, and
+# how to reach the listening sockets): later flags override earlier ones, so
+# no copy of the flag list is kept here.
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from ._config import ServerConfig
+from ._server import EchoServer, ListenAddress, format_address, open_listeners
+from ._signals import handle_shutdown_signals
+from ._status import ExitStatus, fail
+from ._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
+from ._workers import Supervisor, WorkerStartError
+
+__all__ = ["ServerOptions", "run_server"]
+
+logger = logging.getLogger("trio_echo.server")
+workers_logger = logging.getLogger("trio_echo.workers")
+
+
+@attrs.frozen(kw_only=True)
+class ServerOptions:
+    """What the server command was asked to do, as typed values.
+
+    Attributes:
+        config: How to serve connections.
+        host: The host to listen on.
+        port: The port to listen on (0: a free one).
+        grace: Seconds open connections get to finish on the first signal.
+        workers: How many server processes (1: no supervisor).
+        fds: Inherited listening sockets to serve on instead of binding.
+        reuse_port: Whether to bind with ``SO_REUSEPORT``.
+    """
+
+    config: ServerConfig
+    host: str
+    port: int
+    grace: float
+    workers: int = 1
+    fds: tuple[int, ...] = ()
+    reuse_port: bool = False
+
+    @property
+    def where(self) -> str:
+        """The address asked for, as ``host:port``."""
+        return format_address(self.host, self.port)
+
+
+class _CannotListenError(Exception):
+    """No listening socket could be had; the message says why, in a sentence."""
+
+
+def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
+    """Serve as ``options`` say until a signal ends it; return the exit status.
+
+    Args:
+        options: The server command's options.
+        argv: The command line's arguments as given, for the workers.
+    """
+    try:
+        if options.workers > 1:
+            return _run_workers(options, argv)
+        listeners = _handed_over(options) or _bind(options, reuse_port=options.reuse_port)
+    except _CannotListenError as error:
+        return fail(str(error), ExitStatus.CANNOT_LISTEN)
+    trio.run(_serve_until_signalled, EchoServer(options.config, listeners), options.grace)
+    return ExitStatus.OK
+
+
+def _handed_over(options: ServerOptions) -> list[socket.socket] | None:
+    """The listening sockets handed over with --fd or by systemd, if any."""
+    try:
+        return listeners_from_fds(list(options.fds)) if options.fds else systemd_listeners()
+    except ActivationError as error:
+        raise _CannotListenError(f"server: {error}") from None
+
+
+def _bind(options: ServerOptions, *, reuse_port: bool, listen: bool = True) -> list[socket.socket]:
+    """Bind (and listen on) every address of the host asked for."""
+    try:
+        return open_listeners(options.host, options.port, reuse_port=reuse_port, listen=listen)
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise _CannotListenError(f"cannot listen on {options.where}: {reason}") from None
+
+
+async def _serve_until_signalled(server: EchoServer, grace: float) -> None:
+    async with trio.open_nursery() as nursery:
+
+        def drain(name: str) -> None:
+            notify("STOPPING=1")
+            logger.info("%s: not accepting; open connections have %g s to finish", name, grace)
+            server.shutdown(grace)
+
+        def cut(name: str) -> None:
+            logger.warning("%s again: cutting %d open connection(s) now", name, server.connections)
+            server.abort()
+
+        async def serve(
+            *, task_status: trio.TaskStatus[list[ListenAddress]] = trio.TASK_STATUS_IGNORED
+        ) -> None:
+            await server.serve(task_status=task_status)
+            nursery.cancel_scope.cancel()  # served to the end: stop watching signals
+
+        await nursery.start(handle_shutdown_signals, drain, cut)
+        addresses: list[ListenAddress] = await nursery.start(serve)
+        for address in addresses:
+            print(f"listening on {address} mode={server.config.mode}", flush=True)
+        notify("READY=1")
+
+
+def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
+    """Run ``options.workers`` servers under a supervisor; return the exit status."""
+    command = [sys.executable, "-m", "trio_echo", *argv, "--workers", "1"]
+    handed_over = _handed_over(options)
+    if handed_over:
+        # Every worker accepts on the same inherited sockets.
+        listeners, reserved = handed_over, []
+        pass_fds = [sock.fileno() for sock in listeners]
+        if not options.fds:  # from systemd: name them, as --fd does
+            command += [item for fd in pass_fds for item in ("--fd", str(fd))]
+    elif hasattr(socket, "SO_REUSEPORT"):
+        # Each worker binds its own socket, and the kernel spreads connections.
+        # The parent binds the port too (without listening, so it gets no
+        # connections), to learn the port 0 picked, and to hold it.
+        listeners = reserved = _bind(options, reuse_port=True, listen=False)
+        pass_fds = []
+        command += ["--port", str(listeners[0].getsockname()[1]), "--reuse-port"]
+    else:
+        # No SO_REUSEPORT: the parent listens, and the workers inherit.
+        listeners = reserved = _bind(options, reuse_port=False)
+        pass_fds = [sock.fileno() for sock in listeners]
+        command += [item for fd in pass_fds for item in ("--fd", str(fd))]
+    supervisor = Supervisor(command, options.workers, pass_fds=pass_fds)
+    try:
+        trio.run(_supervise, supervisor, options, listeners)
+    except* WorkerStartError as group:
+        status = fail(f"server: {group.exceptions[0]}", ExitStatus.CANNOT_LISTEN)
+    else:
+        status = ExitStatus.OK
+    finally:
+        for sock in reserved:
+            sock.close()
+    return status
+
+
+async def _supervise(
+    supervisor: Supervisor, options: ServerOptions, listeners: list[socket.socket]
+) -> None:
+    async with trio.open_nursery() as nursery:
+
+        def drain(name: str) -> None:
+            notify("STOPPING=1")
+            workers_logger.info("%s: asking %d workers to drain", name, len(supervisor.pids))
+            supervisor.drain()
+
+        def cut(name: str) -> None:
+            workers_logger.warning("%s again: asking the workers to stop at once", name)
+            supervisor.cut()
+
+        async def supervise(
+            *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        ) -> None:
+            await supervisor.run(task_status=task_status)
+            nursery.cancel_scope.cancel()  # every worker has exited: stop watching signals
+
+        await nursery.start(handle_shutdown_signals, drain, cut)
+        await nursery.start(supervise)
+        for sock in listeners:
+            host, port = sock.getsockname()[:2]
+            print(
+                f"listening on {format_address(host, port)} mode={options.config.mode}"
+                f" workers={options.workers}",
+                flush=True,
+            )
+        notify(f"READY=1\nSTATUS=serving with {options.workers} workers")
+        workers_logger.info("%d workers serving (pids %s)", options.workers, supervisor.pids)

@@ -1,0 +1,38 @@
+# How the command line ends: an exit status from ExitStatus, and for every
+# failure one sentence on standard error, never a traceback.
+from __future__ import annotations
+
+import enum
+import sys
+
+__all__ = ["PROG", "ExitStatus", "fail"]
+
+PROG = "trio-echo"
+
+
+class ExitStatus(enum.IntEnum):
+    """The command line's exit statuses."""
+
+    OK = 0
+    MISMATCH = 1
+    """Client: the echo differs from what was sent (short, long or altered)."""
+    USAGE = 2
+    """A bad flag or argument."""
+    CANNOT_LISTEN = 3
+    """Server: the address could not be bound (in use, not resolvable)."""
+    REFUSED = 4
+    """Client: the connection was refused or the host did not resolve."""
+    TIMEOUT = 5
+    """Client: the exchange did not finish within --timeout."""
+    RESET = 6
+    """Client: the server reset or broke the connection."""
+    PROTOCOL = 7
+    """Client: the server's answer broke the framing (framed mode)."""
+    IO_ERROR = 8
+    """Client: the input file could not be read."""
+
+
+def fail(message: str, status: ExitStatus) -> ExitStatus:
+    """Say ``message`` on standard error as the program; return ``status``."""
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return status
