@@ -1,13 +1,16 @@
-"""The connection handler over memory streams: every mode, split and
-coalesced input, bad input, timeouts (on trio's MockClock) and flow control
-(over a lockstep pair, which buffers nothing at all)."""
+"""The connection handler: every mode, split and coalesced input, and bad
+input, over memory streams and over the server's own socket stream (which
+also takes the path that serves what is ready without waiting); timeouts
+(on trio's MockClock) and flow control (over a lockstep pair, which buffers
+nothing at all)."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import random
-from collections.abc import Sequence
+import socket
+from collections.abc import Callable, Sequence
 
 import pytest
 import trio
@@ -23,6 +26,9 @@ from trio_echo import (
     encode_message,
     handle_connection,
 )
+from trio_echo._connection import Connection
+from trio_echo._server import accepted_stream
+from trio_echo._socket_stream import FastSocketStream
 
 
 def split(raw: bytes, how: str) -> list[bytes]:
@@ -53,18 +59,40 @@ async def receive_all(stream: trio.abc.ReceiveStream) -> bytes:
     return bytes(received)
 
 
+StreamPair = Callable[[], tuple[trio.abc.HalfCloseableStream, trio.abc.HalfCloseableStream]]
+
+
+def socket_stream_pair() -> tuple[FastSocketStream, FastSocketStream]:
+    """A TCP connection; the server's end is the stream the server builds."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return FastSocketStream(client), accepted_stream(server)
+
+
+@pytest.fixture(params=["memory", "socket"])
+def stream_pair(request: pytest.FixtureRequest) -> StreamPair:
+    """Memory streams, or the server's socket stream over loopback TCP."""
+    if request.param == "memory":
+        return trio.testing.memory_stream_pair
+    return socket_stream_pair
+
+
 async def converse(
     chunks: Sequence[bytes],
     config: ServerConfig,
     *,
     half_close: bool,
+    stream_pair: StreamPair = trio.testing.memory_stream_pair,
 ) -> tuple[bytes, ConnectionReport]:
     """Send ``chunks`` one read at a time to a handler; return its echo and report.
 
     Between chunks the test waits until every task is blocked, so the handler
-    reads each chunk on its own: the split is exactly the one asked for.
+    reads each chunk on its own: the split is exactly the one asked for. (On
+    a socket, the bytes sent are readable at once, and trio polls for them
+    before it finds every task blocked.)
     """
-    client, server = trio.testing.memory_stream_pair()
+    client, server = stream_pair()
     reports: list[ConnectionReport] = []
 
     async def serve() -> None:
@@ -72,11 +100,14 @@ async def converse(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(serve)
-        for chunk in chunks:
-            await client.send_all(chunk)
-            await trio.testing.wait_all_tasks_blocked()
-        if half_close:
-            await client.send_eof()
+        try:
+            for chunk in chunks:
+                await client.send_all(chunk)
+                await trio.testing.wait_all_tasks_blocked()
+            if half_close:
+                await client.send_eof()
+        except trio.BrokenResourceError:
+            pass  # the server closed while we sent: read what it said
         echo = await receive_all(client)
         await client.aclose()
     return echo, reports[0]
@@ -94,19 +125,23 @@ async def converse(
         pytest.param(b"2 ab3 xyz", b"ab", id="second-message-ignored"),
     ],
 )
-async def test_count_mode_echoes_the_payload_and_closes(raw: bytes, echo: bytes, how: str) -> None:
+async def test_count_mode_echoes_the_payload_and_closes(
+    raw: bytes, echo: bytes, how: str, stream_pair: StreamPair
+) -> None:
     # The client never half-closes: the server must close by itself once
     # `length` bytes are echoed (the original missed this when a chunk ran
     # past the payload).
-    received, report = await converse(split(raw, how), ServerConfig(), half_close=False)
+    received, report = await converse(
+        split(raw, how), ServerConfig(), half_close=False, stream_pair=stream_pair
+    )
     assert received == echo
     assert report.outcome == Outcome.COMPLETE
     assert report.messages == 1
     assert report.bytes_out == len(echo)
 
 
-async def test_count_mode_streams_the_echo_before_the_payload_ends() -> None:
-    client, server = trio.testing.memory_stream_pair()
+async def test_count_mode_streams_the_echo_before_the_payload_ends(stream_pair: StreamPair) -> None:
+    client, server = stream_pair()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(handle_connection, server, ServerConfig())
         await client.send_all(b"10 abc")
@@ -117,17 +152,19 @@ async def test_count_mode_streams_the_echo_before_the_payload_ends() -> None:
         await client.aclose()
 
 
-async def test_count_mode_peer_closing_before_a_byte_is_clean() -> None:
-    received, report = await converse([], ServerConfig(), half_close=True)
+async def test_count_mode_peer_closing_before_a_byte_is_clean(stream_pair: StreamPair) -> None:
+    received, report = await converse([], ServerConfig(), half_close=True, stream_pair=stream_pair)
     assert received == b""
     assert report.outcome == Outcome.NO_MESSAGE
 
 
 @pytest.mark.parametrize("how", CHUNKINGS)
-async def test_echo_mode_echoes_everything_until_the_peer_closes(how: str) -> None:
+async def test_echo_mode_echoes_everything_until_the_peer_closes(
+    how: str, stream_pair: StreamPair
+) -> None:
     raw = b"any bytes at all: 12 -1 \x00 and more"
     received, report = await converse(
-        split(raw, how), ServerConfig(mode=Mode.ECHO), half_close=True
+        split(raw, how), ServerConfig(mode=Mode.ECHO), half_close=True, stream_pair=stream_pair
     )
     assert received == raw
     assert report.outcome == Outcome.CLOSED
@@ -135,19 +172,19 @@ async def test_echo_mode_echoes_everything_until_the_peer_closes(how: str) -> No
 
 
 @pytest.mark.parametrize("how", CHUNKINGS)
-async def test_framed_mode_answers_each_message_in_order(how: str) -> None:
+async def test_framed_mode_answers_each_message_in_order(how: str, stream_pair: StreamPair) -> None:
     payloads = [b"hello", b"", b"x", b"a b c", b"\x00" * 40]
     raw = b"".join(encode_message(p) for p in payloads)
     received, report = await converse(
-        split(raw, how), ServerConfig(mode=Mode.FRAMED), half_close=True
+        split(raw, how), ServerConfig(mode=Mode.FRAMED), half_close=True, stream_pair=stream_pair
     )
     assert received == raw
     assert report.outcome == Outcome.CLOSED
     assert report.messages == len(payloads)
 
 
-async def test_framed_mode_streams_each_answer() -> None:
-    client, server = trio.testing.memory_stream_pair()
+async def test_framed_mode_streams_each_answer(stream_pair: StreamPair) -> None:
+    client, server = stream_pair()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(handle_connection, server, ServerConfig(mode=Mode.FRAMED))
         await client.send_all(b"6 abc")
@@ -174,11 +211,17 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize(("mode", "raw", "reason"), BAD_INPUT)
 async def test_bad_input_closes_with_one_log_line(
-    mode: Mode, raw: bytes, reason: Reason, caplog: pytest.LogCaptureFixture
+    mode: Mode,
+    raw: bytes,
+    reason: Reason,
+    caplog: pytest.LogCaptureFixture,
+    stream_pair: StreamPair,
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_echo")
     # No half-close: the handler must close on its own.
-    received, report = await converse([raw], ServerConfig(mode=mode), half_close=False)
+    received, report = await converse(
+        [raw], ServerConfig(mode=mode), half_close=False, stream_pair=stream_pair
+    )
     assert report.outcome == reason
     # Nothing of the bad message is echoed (in framed mode, the answer to the
     # good one may have gone out before the bad header was read).
@@ -199,28 +242,35 @@ async def test_bad_input_closes_with_one_log_line(
         pytest.param(Mode.FRAMED, b"1 a2", Reason.EOF_IN_HEADER, id="framed-in-header"),
     ],
 )
-async def test_stream_ending_inside_a_message(mode: Mode, raw: bytes, reason: Reason) -> None:
-    _received, report = await converse([raw], ServerConfig(mode=mode), half_close=True)
+async def test_stream_ending_inside_a_message(
+    mode: Mode, raw: bytes, reason: Reason, stream_pair: StreamPair
+) -> None:
+    _received, report = await converse(
+        [raw], ServerConfig(mode=mode), half_close=True, stream_pair=stream_pair
+    )
     assert report.outcome == reason
 
 
-async def test_count_header_timeout(autojump_clock: trio.testing.MockClock) -> None:
+async def test_count_header_timeout(
+    autojump_clock: trio.testing.MockClock, stream_pair: StreamPair
+) -> None:
     config = ServerConfig(header_timeout=5, idle_timeout=100)
-    client, server = trio.testing.memory_stream_pair()
+    client, server = stream_pair()
     async with trio.open_nursery() as nursery:
         start = trio.current_time()
         nursery.start_soon(client.send_all, b"1")  # a slow peer: one byte, then nothing
         report = await handle_connection(server, config)
     assert report.outcome == Outcome.HEADER_TIMEOUT
     assert 5 <= trio.current_time() - start < 6
+    await client.aclose()
 
 
 async def test_count_header_timeout_counts_from_the_start(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, stream_pair: StreamPair
 ) -> None:
     # Trickling a byte every second does not extend the header's time.
     config = ServerConfig(header_timeout=5, idle_timeout=100)
-    client, server = trio.testing.memory_stream_pair()
+    client, server = stream_pair()
 
     async def trickle() -> None:
         for _ in range(8):
@@ -232,13 +282,14 @@ async def test_count_header_timeout_counts_from_the_start(
         report = await handle_connection(server, config)
         nursery.cancel_scope.cancel()
     assert report.outcome == Outcome.HEADER_TIMEOUT
+    await client.aclose()
 
 
 async def test_framed_header_timeout_starts_at_the_first_byte(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, stream_pair: StreamPair
 ) -> None:
     config = ServerConfig(mode=Mode.FRAMED, header_timeout=5, idle_timeout=100)
-    client, server = trio.testing.memory_stream_pair()
+    client, server = stream_pair()
 
     async def peer() -> None:
         await client.send_all(b"1 a")
@@ -252,11 +303,14 @@ async def test_framed_header_timeout_starts_at_the_first_byte(
     assert report.outcome == Outcome.HEADER_TIMEOUT
     assert report.messages == 1
     assert 55 <= trio.current_time() - start < 56
+    await client.aclose()
 
 
-async def test_idle_timeout(autojump_clock: trio.testing.MockClock) -> None:
+async def test_idle_timeout(
+    autojump_clock: trio.testing.MockClock, stream_pair: StreamPair
+) -> None:
     config = ServerConfig(mode=Mode.ECHO, idle_timeout=30)
-    client, server = trio.testing.memory_stream_pair()
+    client, server = stream_pair()
 
     async def peer() -> None:
         for _ in range(3):  # some progress, then silence
@@ -272,6 +326,7 @@ async def test_idle_timeout(autojump_clock: trio.testing.MockClock) -> None:
     assert report.bytes_out == 12
     # The last byte came at 40 s; 30 s of silence later the connection ended.
     assert 70 <= trio.current_time() - start < 71
+    await client.aclose()
 
 
 async def test_idle_timeout_covers_a_peer_that_never_reads(
@@ -417,10 +472,10 @@ async def test_a_bug_is_logged_with_its_traceback_and_raised(
 
 
 async def test_debug_log_has_the_originals_per_chunk_lines(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, stream_pair: StreamPair
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="trio_echo")
-    await converse([b"5 hel", b"lo"], ServerConfig(), half_close=False)
+    await converse([b"5 hel", b"lo"], ServerConfig(), half_close=False, stream_pair=stream_pair)
     messages = [r.getMessage() for r in caplog.records]
     assert "memory: received data with len 5 (total received=5)" in messages
     assert "memory: extracted content length=5" in messages
@@ -436,3 +491,65 @@ def test_report_log_fields() -> None:
     assert "detail" not in fields
     assert report.clean
     assert not ConnectionReport(peer="p", mode=Mode.COUNT, outcome="reset").clean
+
+
+async def test_a_message_already_there_is_served_without_a_task() -> None:
+    client, server = socket_stream_pair()
+    client.send_nowait(b"5 hello")
+    await trio.sleep(0.01)  # arrived
+    connection = Connection(server, ServerConfig(), MemoryBudget(1 << 20), "peer")
+    with trio.testing.assert_no_checkpoints():
+        assert connection.serve_ready()  # ended: closed and logged
+    assert connection.report.outcome == Outcome.COMPLETE
+    assert await receive_all(client) == b"hello"
+    await client.aclose()
+
+
+async def test_a_partial_message_is_served_on_in_the_connections_task() -> None:
+    client, server = socket_stream_pair()
+    client.send_nowait(b"10 hello")
+    await trio.sleep(0.01)
+    connection = Connection(server, ServerConfig(), MemoryBudget(1 << 20), "peer")
+    assert not connection.serve_ready()
+    assert client.receive_nowait() == b"hello"  # the part that came is echoed already
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(connection.serve)
+        await client.send_all(b"world")
+        assert await receive_all(client) == b"world"
+    assert connection.report.outcome == Outcome.COMPLETE
+    assert connection.report.bytes_out == 10
+    await client.aclose()
+
+
+async def test_bytes_after_a_message_make_it_linger_instead_of_resetting() -> None:
+    client, server = socket_stream_pair()
+    client.send_nowait(b"2 hiEXTRA")
+    await trio.sleep(0.01)
+    connection = Connection(server, ServerConfig(), MemoryBudget(1 << 20), "peer")
+    assert not connection.serve_ready()  # closing now would reset: it must linger
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(connection.serve)
+        assert await client.receive_some() == b"hi"
+        assert await client.receive_some() == b""  # the server's end of stream
+        await client.send_eof()
+    assert connection.report.outcome == Outcome.COMPLETE
+    await client.aclose()
+
+
+async def test_a_stream_without_the_nowait_calls_is_served_in_its_task() -> None:
+    client, server = trio.testing.memory_stream_pair()
+    await client.send_all(b"2 hi")
+    connection = Connection(server, ServerConfig(), MemoryBudget(1 << 20), "peer")
+    assert not connection.serve_ready()
+    await connection.serve()
+    assert connection.report.outcome == Outcome.COMPLETE
+
+
+def test_config_owns_its_defaults() -> None:
+    # Every combination a library user can give is valid, without the CLI.
+    assert ServerConfig(memory_budget=1 << 20).connection_buffer == 1 << 20
+    assert ServerConfig(max_message_size=1 << 30).connection_buffer == 1 << 28  # the budget
+    assert ServerConfig(max_message_size=10).connection_buffer == 64 * 1024
+    assert ServerConfig(max_message_size=1 << 20).connection_buffer == 1 << 20
+    with pytest.raises(ValueError, match="may not exceed"):
+        ServerConfig(connection_buffer=2, memory_budget=1)
