@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import cast
 
 import trio
@@ -64,17 +65,18 @@ class Connection:
         budget: The memory budget shared with the server's other
             connections.
         peer: The peer's address, for the log.
+        on_close: Called once the connection is closed and logged, however
+            it ended (a server frees its slot there).
     """
 
     __slots__ = (
         "_config",
-        "_debug",
         "_expiry",
-        "_failure",
         "_granularity",
         "_idle_deadline",
         "_lingering",
         "_nowait",
+        "_on_close",
         "_protocol",
         "_queue",
         "_read_size",
@@ -83,11 +85,18 @@ class Connection:
         "_stream",
         "_writer_sending",
         "_writer_started",
+        "failure",
         "report",
     )
 
     def __init__(
-        self, stream: trio.abc.Stream, config: ServerConfig, budget: MemoryBudget, peer: str
+        self,
+        stream: trio.abc.Stream,
+        config: ServerConfig,
+        budget: MemoryBudget,
+        peer: str,
+        *,
+        on_close: Callable[[], object] | None = None,
     ) -> None:
         now = trio.current_time()
         self.report = ConnectionReport(peer=peer, mode=config.mode)
@@ -99,7 +108,6 @@ class Connection:
             config.mode, max_message_size=config.max_message_size, now=now
         )
         self._queue = EchoQueue(config.connection_buffer, budget)
-        self._debug = logger.isEnabledFor(logging.DEBUG)
         self._start = now
         self._granularity = min(IDLE_GRANULARITY, config.idle_timeout / 16)
         self._idle_deadline = now + config.idle_timeout + self._granularity
@@ -109,7 +117,9 @@ class Connection:
         self._lingering = False
         self._writer_started = False
         self._writer_sending = False
-        self._failure: BaseException | None = None
+        self._on_close = on_close
+        self.failure: BaseException | None = None
+        """A bug in the handler that ended the connection, if one did."""
 
     def serve_ready(self) -> bool:
         """Serve what has arrived already, without waiting.
@@ -120,10 +130,6 @@ class Connection:
         Returns:
             True if the connection has ended: it is closed and logged. If
             False, `serve` carries on from where this stopped.
-
-        Raises:
-            Exception: A bug in the handler, after the connection is closed
-                and logged with its traceback.
         """
         nowait, queue, protocol = self._nowait, self._queue, self._protocol
         if nowait is None:
@@ -147,27 +153,24 @@ class Connection:
             self.report.end(error.reason, error.detail)
         except trio.BrokenResourceError as error:
             self.report.end(Outcome.RESET, _describe(error))
-        except Exception as error:
+        except Exception as error:  # a bug: logged, with its traceback, below
             self._note_error(error)
-            raise
-        finally:
-            if self.report.outcome is not None:
-                queue.discard()
-                nowait.close_nowait()
-                self._log()
+        queue.discard()
+        nowait.close_nowait()
+        self._closed()
         return True
 
     async def serve(self) -> None:
         """Serve the connection until it ends; then close it and log it.
 
-        Faults of the peer end the connection and are recorded in `report`,
-        never raised.
+        Faults of the peer end the connection and are recorded in `report`;
+        a bug in the handler is logged with its traceback and kept in
+        `failure`. Neither is raised: one connection cannot take its server
+        down.
 
         Raises:
             trio.Cancelled: If the surrounding scope was cancelled; the
                 connection is closed and logged (``cancelled``) first.
-            BaseExceptionGroup: A bug in the handler, after the connection is
-                closed and logged with its traceback.
         """
         queue, stream, protocol = self._queue, self._stream, self._protocol
         try:
@@ -199,7 +202,8 @@ class Connection:
                 self.report.end(self._expiry, self._expiry_detail())
         except BaseException as error:
             self._note_error(error)
-            raise
+            if _is_cancellation(error):
+                raise
         finally:
             queue.discard()
             if self._nowait is not None:
@@ -210,7 +214,7 @@ class Connection:
                 # cleanup short.
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(stream)
-            self._log()
+            self._closed()
 
     def _received(self, data: bytes | bytearray, granted: int) -> None:
         """Hand one read to the protocol, and queue its echo."""
@@ -219,7 +223,7 @@ class Connection:
         if data:
             report.bytes_in += len(data)
             self._progress(now)
-            if self._debug:
+            if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "%s: received data with len %d (total received=%d)",
                     report.peer,
@@ -231,7 +235,7 @@ class Connection:
             self._queue.put(piece)
         report.messages = protocol.messages
         if protocol.headers != headers:
-            if self._debug:
+            if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s: extracted content length=%d", report.peer, protocol.length)
             self._update_deadline()
         elif protocol.header_since == now:  # a framed header began: it is now due
@@ -285,7 +289,7 @@ class Connection:
         self._queue.sent(count)
         report = self.report
         report.bytes_out += count
-        if self._debug:
+        if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s: echoed data with len %d (total sent=%d)", report.peer, count, report.bytes_out
             )
@@ -373,11 +377,14 @@ class Connection:
             self.report.end(Outcome.CANCELLED)
         else:
             self.report.end(Outcome.INTERNAL_ERROR, f"{type(error).__name__}: {error}")
-            self._failure = error
+            self.failure = error
 
-    def _log(self) -> None:
+    def _closed(self) -> None:
+        """Log the connection's line, and tell whoever waits for its end."""
         self.report.duration = trio.current_time() - self._start
-        log_report(self.report, self._failure)
+        log_report(self.report, self.failure)
+        if self._on_close is not None:
+            self._on_close()
 
 
 @functools.cache
@@ -425,6 +432,8 @@ async def handle_connection(
     Raises:
         trio.Cancelled: If the surrounding scope was cancelled; the
             connection is closed and logged first.
+        Exception: A bug in the handler, after the connection is closed and
+            logged with its traceback.
     """
     config = config if config is not None else ServerConfig()
     if budget is None:
@@ -432,4 +441,6 @@ async def handle_connection(
     connection = Connection(stream, config, budget, peer)
     if not connection.serve_ready():
         await connection.serve()
+    if connection.failure is not None:
+        raise connection.failure
     return connection.report

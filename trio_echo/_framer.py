@@ -108,11 +108,24 @@ class CountFramer:
             soon as the offending digit arrives.
     """
 
+    __slots__ = (
+        "_chunks",
+        "_digits",
+        "_eof",
+        "_error",
+        "_max_digits",
+        "_max_message_size",
+        "_offset",
+        "_position",
+        "_remaining",
+        "_state",
+    )
+
     def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self._max_message_size = _check_max_message_size(max_message_size)
         self._max_digits = len(str(max_message_size))
-        # A deque costs over 600 bytes even empty, and a server holds a framer
-        # per connection: the queue is made when the first bytes come.
+        # Made when the first bytes come (see "What a connection holds" in the
+        # README).
         self._chunks: deque[bytes] = _NO_CHUNKS
         self._offset = 0  # into self._chunks[0]
         self._position = 0  # stream offset of the next byte not yet framed
@@ -193,7 +206,7 @@ class CountFramer:
                     f"the stream ended with {remaining} payload bytes still to come",
                     offset=self._position,
                 )
-            return NEED_DATA
+            return self._need_data()
         chunk = self._chunks[0]
         offset = self._offset
         available = len(chunk) - offset
@@ -230,7 +243,7 @@ class CountFramer:
             self._remaining = int(text)
             return Header(self._remaining)
         if not self._eof:
-            return NEED_DATA
+            return self._need_data()
         if self._digits:
             raise RemoteProtocolError(
                 Reason.EOF_IN_HEADER,
@@ -239,6 +252,13 @@ class CountFramer:
             )
         self._state = _CLOSED
         return EndOfStream()
+
+    def _need_data(self) -> type[NEED_DATA]:
+        # Every received byte is framed: the emptied queue goes, so that a
+        # connection waiting for more holds none (see "What a connection
+        # holds" in the README).
+        self._chunks = _NO_CHUNKS
+        return NEED_DATA
 
     def _advance(self, count: int) -> None:
         self._position += count

@@ -13,7 +13,7 @@
 # (Connection.serve_ready): one whose message is complete ends there, in the
 # accepting task. The others get a task of their own in the connections
 # nursery. A bug in the handler is logged, with its traceback, by the
-# connection itself, and ends only that connection.
+# connection itself, and ends only that connection: neither call raises it.
 from __future__ import annotations
 
 import contextlib
@@ -270,7 +270,7 @@ class EchoServer:
                 sock.close()
 
     async def _accept(self, listener: socket.socket, connections: trio.Nursery) -> None:
-        config, budget = self.config, self._budget
+        config, budget, closed = self.config, self._budget, self._connection_closed
         while True:
             await trio.lowlevel.wait_readable(listener)
             for _ in range(ACCEPT_BATCH):
@@ -302,25 +302,15 @@ class EchoServer:
                         "connection from %s ended: reset before it was served: %s", peer, error
                     )
                     continue
-                connection = Connection(stream, config, budget, peer)
-                try:
-                    ended = connection.serve_ready()
-                except Exception:
-                    ended = True  # a bug, logged with its traceback: it ends only this connection
-                if not ended:
-                    self._active += 1
-                    connections.start_soon(self._serve, connection, name=peer)
+                connection = Connection(stream, config, budget, peer, on_close=closed)
+                self._active += 1
+                if not connection.serve_ready():
+                    connections.start_soon(connection.serve, name=peer)
 
-    async def _serve(self, connection: Connection) -> None:
-        """A connection's own task: it serves the connection to its end."""
-        try:
-            await connection.serve()
-        except Exception:
-            pass  # a bug, logged with its traceback: it ends only this connection
-        finally:
-            self._active -= 1
-            if self._slot_freed:
-                self._slot_freed.unpark_all()
+    def _connection_closed(self) -> None:
+        self._active -= 1
+        if self._slot_freed:
+            self._slot_freed.unpark_all()
 
     async def _wait_for_slot(self) -> None:
         now = trio.current_time()

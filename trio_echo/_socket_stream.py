@@ -115,13 +115,19 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError("another task is receiving on this stream")
         self._receiving = True
         try:
-            if self._drained:
-                await self._wait(trio.lowlevel.wait_readable)
-            else:
+            # After a short read, a read now would most likely fail with
+            # EAGAIN: wait first. (Waiting is a checkpoint too.)
+            wait = self._drained
+            if not wait:
                 await trio.lowlevel.checkpoint()
-            while (data := self._receive_now(max_bytes)) is None:
-                await self._wait(trio.lowlevel.wait_readable)
-            return data
+            while True:
+                if wait:
+                    self._check_open()
+                    self._waited = True
+                    await trio.lowlevel.wait_readable(self._sock)
+                if (data := self._receive_now(max_bytes)) is not None:
+                    return data
+                wait = True
         finally:
             self._receiving = False
 
@@ -192,7 +198,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             with memoryview(data) as view:
                 sent = self._send_now(view)
                 while sent < len(view):
-                    await self._wait(trio.lowlevel.wait_writable)
+                    await self._wait_writable()
                     sent += self._send_now(view[sent:])
         finally:
             self._sending = False
@@ -205,16 +211,18 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError("this stream was closed")
         self._sending = True
         try:
-            await self._wait(trio.lowlevel.wait_writable)
+            await self._wait_writable()
         finally:
             self._sending = False
 
-    async def _wait(self, wait: object) -> None:
-        """Wait through trio until the socket is ready (``wait`` says for what)."""
+    async def _wait_writable(self) -> None:
+        self._check_open()
+        self._waited = True
+        await trio.lowlevel.wait_writable(self._sock)
+
+    def _check_open(self) -> None:
         if self._closed:
             raise trio.ClosedResourceError("this stream was closed")
-        self._waited = True
-        await wait(self._sock)  # type: ignore[operator]
 
     async def send_eof(self) -> None:
         """Half-close: send an end of stream after the bytes already sent."""
