@@ -43,7 +43,7 @@ logger = logging.getLogger("trio_echo.server")
 READ_SIZE_MIN = 4 * 1024
 """A quiet connection reads (and reserves) this much at a time."""
 
-READ_SIZE_MAX = 64 * 1024
+READ_SIZE_MAX = 256 * 1024
 """A streaming connection doubles its reads up to this much."""
 
 IDLE_GRANULARITY = 0.5
