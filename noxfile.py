@@ -49,7 +49,8 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks: the framer alone, then every server on every load.
 
     Pass ``-- --quick`` for a short run of the whole path. Results go to
-    benchmarks/results/.
+    benchmarks/.cache/results/; ``-- --commit-results`` (a full run) writes
+    the committed report in benchmarks/results/ instead.
     """
     session.install("-e", ".[test,bench]")
     quick = ["--quick"] if "--quick" in session.posargs else []

@@ -8,15 +8,14 @@ HOST:PORT mode=MODE`` once it listens (port 0 lets the system pick).
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.build import C_EPOLL_SOURCE, NoCompilerError, compile_c, find_compiler
 
@@ -77,8 +76,14 @@ def _python_peer(script: str, *extra: str) -> Callable[[int, str], list[str]]:
     return build
 
 
-def _trio_echo(port: int, mode: str) -> list[str]:
-    # WARNING: no line per connection, as the other servers log nothing.
+def trio_echo_command(
+    port: int, mode: str, *, workers: int = 1, log_level: str = "WARNING"
+) -> list[str]:
+    """The command that starts trio_echo's server.
+
+    At WARNING by default: no line per connection, as the other servers log
+    nothing.
+    """
     return [
         sys.executable,
         "-m",
@@ -89,7 +94,9 @@ def _trio_echo(port: int, mode: str) -> list[str]:
         "--mode",
         mode,
         "--log-level",
-        "WARNING",
+        log_level,
+        "--workers",
+        str(workers),
     ]
 
 
@@ -112,7 +119,7 @@ SERVERS: dict[str, Server] = {
             "trio-echo",
             "trio_echo",
             "Trio, a nursery per connection",
-            _trio_echo,
+            trio_echo_command,
         ),
         Server(
             "twisted",
@@ -157,101 +164,40 @@ SERVERS: dict[str, Server] = {
 }
 
 
-class ServerProcess:
-    """A server started as a child process; its output goes to files.
+def listing() -> list[dict[str, object]]:
+    """Every server as plain data: what the tests and other programs read.
 
-    Files, not pipes: a chatty child (the Twisted original prints every
-    chunk) would block on a full pipe that nobody reads.
+    ``command`` has ``{port}`` and ``{mode}`` where those go; it is empty
+    when the server cannot run here (``missing`` says why).
     """
-
-    def __init__(
-        self,
-        command: Sequence[str],
-        *,
-        cpu: int | None = None,
-        directory: Path | None = None,
-        pass_fds: Sequence[int] = (),
-    ) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="trio-echo-peer-", dir=directory))
-        self.stdout_path = self._dir / "stdout"
-        self.stderr_path = self._dir / "stderr"
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
-        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
-            self.popen = subprocess.Popen(
-                list(command),
-                stdout=out,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-                cwd=ROOT,
-                env=env,
-                preexec_fn=preexec,  # noqa: PLW1509  (only sets CPU affinity)
-                pass_fds=tuple(pass_fds),
-            )
-        self.port = 0
-
-    @property
-    def stdout(self) -> bytes:
-        return self.stdout_path.read_bytes()
-
-    @property
-    def stderr(self) -> bytes:
-        return self.stderr_path.read_bytes()
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def wait_for_port(self, timeout: float = 30.0) -> int:
-        """Wait for the 'listening on HOST:PORT' line; return the port."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = LISTENING.search(self.stdout)
-            if match:
-                self.port = int(match[1])
-                return self.port
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(
-            f"no 'listening on' line from {self.popen.args}: "
-            f"stdout={self.stdout[-500:]!r} stderr={self.stderr[-2000:]!r}"
+    entries = []
+    for server in SERVERS.values():
+        missing = server.missing()
+        command: list[str] = []
+        if missing is None:
+            try:
+                command = server.command(PORT_MARK, MODE_MARK)  # type: ignore[arg-type]
+            except NoCompilerError as error:
+                missing = str(error)
+        entries.append(
+            {
+                "name": server.name,
+                "label": server.label,
+                "model": server.model,
+                "modes": list(server.modes),
+                "command": [str(part) for part in command],
+                "missing": missing,
+            }
         )
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) the process has used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
-
-    def memory(self) -> dict[str, int]:
-        """Resident memory now and at its peak, in bytes."""
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        values = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.MULTILINE))
-        return {"rss": int(values["VmRSS"]) * 1024, "peak_rss": int(values["VmHWM"]) * 1024}
-
-    def threads(self) -> int:
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        match = re.search(r"^Threads:\s+(\d+)", status, re.MULTILINE)
-        return int(match[1]) if match else 0
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-        self.popen.wait(timeout=30)
+    return entries
 
 
-def start(server: Server, mode: str, *, cpu: int | None = None) -> ServerProcess:
-    """Start ``server`` in ``mode`` on a free port and wait until it listens.
+PORT_MARK = "{port}"
+MODE_MARK = "{mode}"
 
-    Raises:
-        NoCompilerError: If a compiled server cannot be built.
-        RuntimeError: If it does not start.
-    """
-    process = ServerProcess(server.command(0, mode), cpu=cpu)
-    process.wait_for_port()
-    return process
+__all__ = ["SERVERS", "NoCompilerError", "Server", "listing", "trio_echo_command"]
 
+if __name__ == "__main__":
+    import json
 
-__all__ = ["SERVERS", "NoCompilerError", "Server", "ServerProcess", "start"]
+    print(json.dumps(listing(), indent=1))

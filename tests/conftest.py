@@ -1,22 +1,139 @@
-"""Helpers shared by the tests: servers on port 0, and peer processes."""
+"""Helpers shared by the tests: servers on port 0, child processes, and the
+peer servers the benchmarks compare (read from ``benchmarks/servers.py``
+run as a program: the tests use the benchmarks' list, not their code)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import re
 import signal
+import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trio
 
-from benchmarks.servers import ServerProcess
 from trio_echo import EchoServer, ServerConfig, open_listeners
 
 ROOT = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(rb"listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)")
+
+
+class ChildProcess:
+    """A program started for a test; its output goes to files.
+
+    Files, not pipes: a chatty child (the Twisted original prints every
+    chunk) would block on a full pipe that nobody reads.
+    """
+
+    def __init__(
+        self, command: Sequence[str], directory: Path, *, pass_fds: Sequence[int] = ()
+    ) -> None:
+        self.stdout_path = Path(tempfile.mkstemp(prefix="stdout-", dir=directory)[1])
+        self.stderr_path = Path(tempfile.mkstemp(prefix="stderr-", dir=directory)[1])
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.popen = subprocess.Popen(
+                list(command),
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                cwd=ROOT,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                pass_fds=tuple(pass_fds),
+            )
+        self.port = 0
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def stdout(self) -> bytes:
+        return self.stdout_path.read_bytes()
+
+    @property
+    def stderr(self) -> bytes:
+        return self.stderr_path.read_bytes()
+
+    def rss(self) -> int:
+        """Resident memory now, in bytes."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        assert match is not None
+        return int(match[1]) * 1024
+
+    def wait_for_port(self, timeout: float = 30.0) -> int:
+        """Wait for the 'listening on HOST:PORT' line; return the port."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if match := LISTENING.search(self.stdout):
+                self.port = int(match[1])
+                return self.port
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(
+            f"no 'listening on' line from {self.popen.args}: "
+            f"stdout={self.stdout[-500:]!r} stderr={self.stderr[-2000:]!r}"
+        )
+
+    def stop(self) -> None:
+        """Kill the process, and its children (workers run in sessions of their own)."""
+        for pid in children(self.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A server the benchmarks compare, as ``benchmarks/servers.py`` lists it."""
+
+    name: str
+    label: str
+    modes: tuple[str, ...]
+    command: tuple[str, ...]  # with {port} and {mode} to fill in
+    missing: str | None  # why it cannot run here, if it cannot
+
+    def start(self, mode: str, directory: Path) -> ChildProcess:
+        """Start it in ``mode`` on a free port, and wait until it listens."""
+        command = [part.format(port=0, mode=mode) for part in self.command]
+        process = ChildProcess(command, directory)
+        process.wait_for_port()
+        return process
+
+
+@functools.cache
+def peers() -> dict[str, Peer]:
+    """Every peer server, by name."""
+    listing = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "servers.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return {
+        entry["name"]: Peer(
+            name=entry["name"],
+            label=entry["label"],
+            modes=tuple(entry["modes"]),
+            command=tuple(entry["command"]),
+            missing=entry["missing"],
+        )
+        for entry in json.loads(listing)
+    }
 
 
 async def start_server(
@@ -42,19 +159,15 @@ def python_command(*args: str) -> list[str]:
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[object]:
     """Start Python child processes that are killed when the test ends."""
-    processes: list[ServerProcess] = []
+    processes: list[ChildProcess] = []
 
-    def start(*args: str, name: str = "proc") -> ServerProcess:
-        process = ServerProcess(python_command(*args), directory=tmp_path)
+    def start(*args: str, name: str = "proc") -> ChildProcess:
+        process = ChildProcess(python_command(*args), tmp_path)
         processes.append(process)
         return process
 
     yield start
     for process in processes:
-        # Workers run in sessions of their own: stop them too.
-        for pid in children(process.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
         process.stop()
 
 

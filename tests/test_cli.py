@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.servers import ServerProcess as Process
 from tests.conftest import ROOT
+from tests.conftest import ChildProcess as Process
 from trio_echo._cli import ExitStatus, parse_size
 
 Spawn = Callable[..., Process]

@@ -11,8 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from benchmarks.servers import PEERS
-from tests.conftest import requires_twisted, start_server
+from tests.conftest import ROOT, requires_twisted, start_server
 from trio_echo import (
     EchoCheck,
     FramedAnswers,
@@ -230,7 +229,13 @@ async def test_64_mib_round_trip_against_our_server(nursery: trio.Nursery, mode:
 async def test_round_trip_against_the_twisted_original(
     spawn: Callable[..., object], mode: Mode, size: int
 ) -> None:
-    original = spawn(str(PEERS / "twisted_original.py"), "--port", "0", "--mode", str(mode))
+    original = spawn(
+        str(ROOT / "benchmarks" / "peers" / "twisted_original.py"),
+        "--port",
+        "0",
+        "--mode",
+        str(mode),
+    )
     port = await trio.to_thread.run_sync(original.wait_for_port)  # type: ignore[attr-defined]
     payload = random.Random(size).randbytes(size)
     async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
@@ -244,7 +249,7 @@ async def test_round_trip_against_the_twisted_original(
 async def test_the_originals_log_shows_its_per_chunk_prints(
     spawn: Callable[..., object],
 ) -> None:
-    original = spawn(str(PEERS / "twisted_original.py"), "--port", "0")
+    original = spawn(str(ROOT / "benchmarks" / "peers" / "twisted_original.py"), "--port", "0")
     port = await trio.to_thread.run_sync(original.wait_for_port)  # type: ignore[attr-defined]
     async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
         assert await echo_count(stream, b"hello") == b"hello"

@@ -18,11 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import trio
 
-from benchmarks.servers import SERVERS, Server, ServerProcess, start
+from tests.conftest import ChildProcess, Peer, peers
 from trio_echo import echo_count, encode_message
 
 MiB = 1024 * 1024
@@ -84,44 +85,44 @@ async def _count_round_trip(port: int, payload: bytes) -> bytes:
 # -- the cases ------------------------------------------------------------
 
 
-def split_input(port: int, process: ServerProcess) -> None:
+def split_input(port: int, process: ChildProcess) -> None:
     reply = converse(port, [b"1", b"1 hel", b"lo wor", b"ld"])
     assert reply == Reply(b"hello world", closed=True)
 
 
-def coalesced_input(port: int, process: ServerProcess) -> None:
+def coalesced_input(port: int, process: ChildProcess) -> None:
     assert converse(port, [b"11 hello world"]) == Reply(b"hello world", closed=True)
 
 
-def zero_length(port: int, process: ServerProcess) -> None:
+def zero_length(port: int, process: ChildProcess) -> None:
     assert converse(port, [b"0 "]) == Reply(b"", closed=True)
 
 
-def bytes_after_payload(port: int, process: ServerProcess) -> None:
+def bytes_after_payload(port: int, process: ChildProcess) -> None:
     assert converse(port, [b"5 helloEXTRA"]) == Reply(b"hello", closed=True)
 
 
-def _rejects(raw: bytes) -> Callable[[int, ServerProcess], None]:
-    def case(port: int, process: ServerProcess) -> None:
+def _rejects(raw: bytes) -> Callable[[int, ChildProcess], None]:
+    def case(port: int, process: ChildProcess) -> None:
         assert converse(port, [raw]) == Reply(b"", closed=True)
 
     return case
 
 
-def endless_digits(port: int, process: ServerProcess) -> None:
+def endless_digits(port: int, process: ChildProcess) -> None:
     # A megabyte of digits: the server must close long before it has them all.
     reply = converse(port, [b"1" * MiB])
     assert reply == Reply(b"", closed=True)
 
 
-def truncated_message(port: int, process: ServerProcess) -> None:
+def truncated_message(port: int, process: ChildProcess) -> None:
     reply = converse(port, [b"10 abc"], half_close=True)
     assert reply.closed
     assert reply.data in (b"", b"abc")
     assert count_round_trip(port, b"next") == b"next"
 
 
-def send_everything_then_read(port: int, process: ServerProcess) -> None:
+def send_everything_then_read(port: int, process: ChildProcess) -> None:
     payload = random.Random(16).randbytes(16 * MiB)
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
         sock.sendall(encode_message(payload))
@@ -131,7 +132,7 @@ def send_everything_then_read(port: int, process: ServerProcess) -> None:
     assert received == payload
 
 
-def reset_mid_transfer(port: int, process: ServerProcess) -> None:
+def reset_mid_transfer(port: int, process: ChildProcess) -> None:
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     sock.sendall(b"1000 partial")
     time.sleep(0.1)
@@ -151,7 +152,7 @@ only after a second or more, so the case would test SYN retransmission
 timing instead of the server."""
 
 
-def many_concurrent_connections(port: int, process: ServerProcess) -> None:
+def many_concurrent_connections(port: int, process: ChildProcess) -> None:
     # 300 connections open at once; each holds a slot of PENDING_CONNECTIONS
     # until the first echo byte shows the server accepted it.
     async def many() -> list[bytes]:
@@ -183,7 +184,7 @@ def many_concurrent_connections(port: int, process: ServerProcess) -> None:
     trio.run(many)
 
 
-def slow_peer_does_not_block_others(port: int, process: ServerProcess) -> None:
+def slow_peer_does_not_block_others(port: int, process: ChildProcess) -> None:
     # One client trickles its message a byte at a time; twenty others are
     # served in full while it is still trickling.
     message = encode_message(b"s" * 20)
@@ -204,10 +205,10 @@ def slow_peer_does_not_block_others(port: int, process: ServerProcess) -> None:
         thread.join()
 
 
-def peer_that_never_reads(port: int, process: ServerProcess) -> None:
+def peer_that_never_reads(port: int, process: ChildProcess) -> None:
     # Echo mode: send as much as the server takes, never read. The server
     # must stop reading (backpressure) instead of buffering without limit.
-    before = process.memory()["rss"]
+    before = process.rss()
     chunk = bytes(MiB)
     sent = 0
     with socket.create_connection(("127.0.0.1", port)) as sock:
@@ -216,42 +217,42 @@ def peer_that_never_reads(port: int, process: ServerProcess) -> None:
             while sent < 320 * MiB:
                 sock.sendall(chunk)
                 sent += len(chunk)
-        grown = process.memory()["rss"] - before
+        grown = process.rss() - before
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     assert sent < 320 * MiB, "the server took 320 MiB from a peer that never reads"
     assert grown < 100 * MiB, f"the server grew by {grown / MiB:.0f} MiB"
 
 
-def echo_until_half_close(port: int, process: ServerProcess) -> None:
+def echo_until_half_close(port: int, process: ChildProcess) -> None:
     data = random.Random(3).randbytes(100_000)
     reply = converse(port, [data[:30_000], data[30_000:]], half_close=True)
     assert reply == Reply(data, closed=True)
 
 
-def echo_split(port: int, process: ServerProcess) -> None:
+def echo_split(port: int, process: ChildProcess) -> None:
     reply = converse(port, [b"a", b"b c", b" 12 "], half_close=True)
     assert reply == Reply(b"ab c 12 ", closed=True)
 
 
-def framed_pipelined(port: int, process: ServerProcess) -> None:
+def framed_pipelined(port: int, process: ChildProcess) -> None:
     payloads = [random.Random(i).randbytes(i * 13) for i in range(100)]
     raw = b"".join(encode_message(p) for p in payloads)
     assert converse(port, [raw], half_close=True) == Reply(raw, closed=True)
 
 
-def framed_split(port: int, process: ServerProcess) -> None:
+def framed_split(port: int, process: ChildProcess) -> None:
     raw = encode_message(b"first") + encode_message(b"") + encode_message(b"third one")
     chunks = [raw[i : i + 3] for i in range(0, len(raw), 3)]
     assert converse(port, chunks, pause=0.01, half_close=True) == Reply(raw, closed=True)
 
 
-def framed_bad_length(port: int, process: ServerProcess) -> None:
+def framed_bad_length(port: int, process: ChildProcess) -> None:
     reply = converse(port, [b"2 ab", b"-1 x"])
     assert reply.closed
     assert reply.data in (b"", b"2 ab")
 
 
-CASES: dict[str, tuple[str, Callable[[int, ServerProcess], None]]] = {
+CASES: dict[str, tuple[str, Callable[[int, ChildProcess], None]]] = {
     "split-input": ("count", split_input),
     "coalesced-input": ("count", coalesced_input),
     "zero-length": ("count", zero_length),
@@ -313,7 +314,7 @@ RACY_FAILURES: dict[tuple[str, str], str] = {
 
 
 def _params() -> Iterator[object]:
-    for server in SERVERS.values():
+    for server in peers().values():
         for case in CASES:
             marks: list[pytest.MarkDecorator] = [pytest.mark.conformance]
             reason = EXPECTED_FAILURES.get((server.name, case))
@@ -328,14 +329,15 @@ def _params() -> Iterator[object]:
 class _Running:
     """Servers started once per (server, mode) for the whole session."""
 
-    def __init__(self) -> None:
-        self.processes: dict[tuple[str, str], ServerProcess] = {}
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.processes: dict[tuple[str, str], ChildProcess] = {}
 
-    def get(self, server: Server, mode: str) -> ServerProcess:
+    def get(self, server: Peer, mode: str) -> ChildProcess:
         key = (server.name, mode)
         process = self.processes.get(key)
         if process is None or process.popen.poll() is not None:
-            process = start(server, mode)
+            process = server.start(mode, self.directory)
             self.processes[key] = process
         return process
 
@@ -345,8 +347,8 @@ class _Running:
 
 
 @pytest.fixture(scope="session")
-def running() -> Iterator[_Running]:
-    servers = _Running()
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Running]:
+    servers = _Running(tmp_path_factory.mktemp("peers"))
     yield servers
     servers.stop()
 
@@ -358,11 +360,11 @@ def test_conformance(
     running: _Running,
     record_property: Callable[[str, object], None],
 ) -> None:
-    server = SERVERS[server_name]
+    server = peers()[server_name]
     mode, check = CASES[case]
     record_property("server", server_name)
     record_property("case", case)
-    if (missing := server.missing()) is not None:
+    if (missing := server.missing) is not None:
         pytest.skip(f"{server.label}: {missing}")
     if mode not in server.modes:
         pytest.skip(f"{server.label} has no {mode} mode")

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.servers import ServerProcess
-from tests.conftest import ROOT, children
+from tests.conftest import ROOT, ChildProcess, children
 from trio_echo._cli import build_parser
 from trio_echo._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
 
-Spawn = Callable[..., ServerProcess]
+Spawn = Callable[..., ChildProcess]
 
 
 def round_trip(port: int, payload: bytes) -> bytes:
@@ -135,9 +134,9 @@ def test_one_ctrl_c_in_a_terminal_drains_every_worker(tmp_path: Path) -> None:
 def test_serving_on_an_inherited_socket_with_fd(tmp_path: Path) -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    process = ServerProcess(
+    process = ChildProcess(
         [sys.executable, "-m", "trio_echo", "server", "--fd", str(listener.fileno())],
-        directory=tmp_path,
+        tmp_path,
         pass_fds=(listener.fileno(),),
     )
     try:
@@ -163,9 +162,9 @@ def test_systemd_socket_activation_and_notify(tmp_path: Path) -> None:
         "NOTIFY_SOCKET=sys.argv[2]); "
         "os.execv(sys.executable, [sys.executable, '-m', 'trio_echo', 'server'])"
     )
-    process = ServerProcess(
+    process = ChildProcess(
         [sys.executable, "-c", become_service, str(listener.fileno()), str(notify_path)],
-        directory=tmp_path,
+        tmp_path,
         pass_fds=(listener.fileno(),),
     )
     try:

@@ -216,11 +216,6 @@ class EchoServer:
         """The connections being served now."""
         return self._active
 
-    @property
-    def budget(self) -> MemoryBudget:
-        """The memory budget the connections share."""
-        return self._budget
-
     async def serve(
         self, *, task_status: trio.TaskStatus[list[ListenAddress]] = trio.TASK_STATUS_IGNORED
     ) -> None:

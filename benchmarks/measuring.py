@@ -1,0 +1,399 @@
+"""Measuring: the loads (cells), how each is measured, and what /proc says.
+
+Each server runs pinned to CPU 0 and the load generator to CPU 1. A run
+records the server's CPU time (from /proc, the process and its children)
+and memory next to the generator's own figures; a run whose generator used
+`CLIENT_LIMIT` of its core or more is flagged: its figure is a lower bound.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.build import NoCompilerError
+from benchmarks.running import (
+    LoadFigures,
+    ServerProcess,
+    loadgen_command,
+    run_loadgen,
+    start,
+    start_loadgen,
+)
+from benchmarks.servers import Server, trio_echo_command
+
+SERVER_CPU = 0
+CLIENT_LIMIT = 0.90  # load generator CPU utilisation that flags a run
+FIXED_RATE = 5_000
+"""Connections per second of the fixed-rate load: below every server's limit."""
+KiB, MiB = 1024, 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One load: a workload, a size, a number of connections."""
+
+    name: str
+    workload: str  # count | echo | framed | idle | fairness
+    size: int = 100
+    connections: int = 50
+    pipeline: int = 1
+    rate: float = 0.0  # messages/s, open loop; 0: as fast as the server goes
+    metric: str = "messages_per_second"
+    group: str = "headline"  # headline | cpu | size | concurrency | memory | fairness
+
+    @property
+    def mode(self) -> str:
+        """The server mode this load needs."""
+        return {"idle": "echo", "fairness": "framed"}.get(self.workload, self.workload)
+
+    @property
+    def lower_is_better(self) -> bool:
+        """Whether a smaller figure is the better one (memory, latency, CPU)."""
+        return self.group in ("memory", "fairness", "cpu")
+
+    def loadgen(self, binary: Path, port: int, **options: object) -> list[str]:
+        """The load generator's command for this cell."""
+        if self.rate:
+            options.setdefault("rate", self.rate)
+        return loadgen_command(
+            binary,
+            port,
+            workload=self.workload,
+            size=self.size,
+            connections=self.connections,
+            pipeline=self.pipeline,
+            **options,
+        )
+
+
+@dataclass
+class Settings:
+    duration: float
+    warmup: float
+    repeat: int
+    idle_connections: int
+    cells: list[Cell]
+    scaling: bool = True  # trio_echo with 1..N workers, count 100 B
+
+
+def full_settings() -> Settings:
+    cells = [
+        Cell("count 100 B", "count", 100, 50),
+        Cell("echo 1 KiB", "echo", KiB, 50),
+        Cell("framed 100 B x16", "framed", 100, 50, pipeline=16),
+        Cell("count 10 MB", "count", 10_000_000, 4, metric="megabytes_per_second"),
+        Cell(
+            f"count 100 B at {FIXED_RATE:,}/s",
+            "count",
+            100,
+            50,
+            rate=FIXED_RATE,
+            metric="server_cpu_us_per_message",
+            group="cpu",
+        ),
+    ]
+    for size in (64, 4 * KiB, 64 * KiB, MiB, 10_000_000):
+        connections = 50 if size <= 64 * KiB else 4
+        cells.append(Cell(f"echo {size} B", "echo", size, connections, group="size"))
+    for connections in (1, 10, 100, 1000):
+        cells.append(
+            Cell(f"echo 1 KiB x{connections}", "echo", KiB, connections, group="concurrency")
+        )
+    cells.append(Cell("idle connections", "idle", group="memory"))
+    cells.append(Cell("fairness", "fairness", group="fairness"))
+    return Settings(duration=2.0, warmup=0.5, repeat=3, idle_connections=10_000, cells=cells)
+
+
+def quick_settings() -> Settings:
+    cells = [
+        Cell("count 100 B", "count", 100, 20),
+        Cell("echo 1 KiB", "echo", KiB, 20),
+        Cell("framed 100 B x16", "framed", 100, 20, pipeline=16),
+        Cell(
+            "count 100 B at 1,000/s",
+            "count",
+            100,
+            20,
+            rate=1_000,
+            metric="server_cpu_us_per_message",
+            group="cpu",
+        ),
+        Cell("echo 64 KiB", "echo", 64 * KiB, 4, group="size"),
+        Cell("idle connections", "idle", group="memory"),
+    ]
+    return Settings(
+        duration=0.4, warmup=0.1, repeat=1, idle_connections=200, cells=cells, scaling=True
+    )
+
+
+@dataclass
+class Run:
+    """One measurement of one server on one cell."""
+
+    server: str
+    cell: str
+    repetition: int
+    figure: float | None = None  # the cell's metric; None when the run failed
+    messages_per_second: float = 0.0
+    megabytes_per_second: float = 0.0
+    latency_us: dict[str, float] = field(default_factory=dict)
+    errors: int = 0
+    server_cpu_us_per_message: float = 0.0
+    server_cpu_utilization: float = 0.0
+    client_cpu_utilization: float = 0.0
+    client_limited: bool = False
+    peak_rss: int = 0
+    bytes_per_idle_connection: float = 0.0
+    note: str = ""
+
+
+# -- what /proc says ------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used by a process and its descendants.
+
+    Read from each thread's schedstat (nanoseconds; /proc/PID/stat counts
+    10 ms ticks, too coarse for a short run at a low rate). Children are
+    found through every thread (a trio program starts its children from a
+    worker thread).
+    """
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+                pending += [int(child) for child in (task / "children").read_text().split()]
+            except (OSError, ValueError, IndexError):
+                continue
+    return total / 1e9
+
+
+def memory(pid: int) -> tuple[int, int]:
+    """Resident memory of a process now and at its peak, in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    values = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.MULTILINE))
+    return int(values["VmRSS"]) * 1024, int(values["VmHWM"]) * 1024
+
+
+# -- the measurements ---------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """What a measurement needs: the load generator, and the server under test."""
+
+    binary: Path
+    process: ServerProcess
+    server: Server
+    settings: Settings
+
+
+def measure_load(bench: Bench, cell: Cell, rep: int) -> Run:
+    """Throughput, latency and CPU of one load for the settings' duration."""
+    binary, process, settings = bench.binary, bench.process, bench.settings
+    run = Run(bench.server.name, cell.name, rep)
+    if settings.warmup > 0:
+        run_loadgen(
+            cell.loadgen(binary, process.port, duration=settings.warmup),
+            timeout=60 + settings.warmup,
+        )
+    cpu_before, wall_before = cpu_seconds(process.pid), time.monotonic()
+    figures = run_loadgen(
+        cell.loadgen(binary, process.port, duration=settings.duration),
+        timeout=120 + settings.duration,
+    )
+    cpu = cpu_seconds(process.pid) - cpu_before
+    wall = time.monotonic() - wall_before
+    run.messages_per_second = figures.messages_per_second
+    run.megabytes_per_second = figures.megabytes_per_second
+    run.latency_us = dict(figures.latency_us)
+    run.errors = figures.errors + figures.connect_errors
+    run.server_cpu_us_per_message = cpu / figures.messages * 1e6 if figures.messages else 0.0
+    run.server_cpu_utilization = cpu / wall if wall > 0 else 0.0
+    run.client_cpu_utilization = figures.client_cpu_utilization
+    run.client_limited = run.client_cpu_utilization >= CLIENT_LIMIT
+    run.figure = getattr(run, cell.metric)
+    run.peak_rss = memory(process.pid)[1]
+    run.note = figures.first_error
+    return run
+
+
+def measure_idle(bench: Bench, cell: Cell, rep: int) -> Run:
+    """The server's resident memory per open connection that sends nothing."""
+    binary, process, settings = bench.binary, bench.process, bench.settings
+    run = Run(bench.server.name, cell.name, rep)
+    count = settings.idle_connections
+    before = memory(process.pid)[0]
+    loadgen = start_loadgen(
+        loadgen_command(binary, process.port, workload="idle", connections=count, duration=2)
+    )
+    assert loadgen.stderr is not None
+    ready = loadgen.stderr.readline().split()
+    opened = int(ready[1]) if len(ready) == 2 and ready[0] == "ready" else 0
+    time.sleep(1.0)  # let the server settle every connection it accepted
+    after = memory(process.pid)[0]
+    out, _err = loadgen.communicate(timeout=60)
+    first_error = LoadFigures.parse(out).first_error if out.strip() else ""
+    run.errors = count - opened
+    run.peak_rss = memory(process.pid)[1]
+    if opened:
+        run.bytes_per_idle_connection = max(0.0, (after - before) / opened)
+        run.figure = run.bytes_per_idle_connection
+    run.note = f"{opened} of {count} connections open" + (f"; {first_error}" if first_error else "")
+    return run
+
+
+def measure_fairness(bench: Bench, cell: Cell, rep: int) -> Run:
+    """A small-message client's latency while another connection streams
+    10 MB messages flat out."""
+    binary, process, settings = bench.binary, bench.process, bench.settings
+    run = Run(bench.server.name, cell.name, rep)
+    hog = start_loadgen(
+        loadgen_command(
+            binary,
+            process.port,
+            workload="framed",
+            size=10_000_000,
+            duration=settings.duration + 1,
+        )
+    )
+    time.sleep(0.5)
+    small = run_loadgen(
+        loadgen_command(
+            binary, process.port, workload="framed", duration=settings.duration, rate=200
+        ),
+        timeout=60 + settings.duration,
+    )
+    hog_out, _ = hog.communicate(timeout=120)
+    hog_mb = LoadFigures.parse(hog_out).megabytes_per_second if hog_out.strip() else 0.0
+    run.latency_us = dict(small.latency_us)
+    run.figure = run.latency_us["p99"] / 1000.0  # ms
+    run.messages_per_second = small.messages_per_second
+    run.megabytes_per_second = hog_mb
+    run.errors = small.errors
+    run.peak_rss = memory(process.pid)[1]
+    run.note = f"10 MB stream alongside: {hog_mb:,.0f} MB/s"
+    return run
+
+
+MEASURE: dict[str, Callable[[Bench, Cell, int], Run]] = {
+    "idle": measure_idle,
+    "fairness": measure_fairness,
+}
+
+
+def run_matrix(
+    servers: list[Server], settings: Settings, binary: Path, log: bool = True
+) -> list[Run]:
+    """Every server on every cell, interleaved over the repetitions."""
+    runs: list[Run] = []
+    modes = sorted({cell.mode for cell in settings.cells}, key=["count", "echo", "framed"].index)
+    for rep in range(settings.repeat):
+        order = servers if rep % 2 == 0 else list(reversed(servers))
+        for server in order:
+            for mode in modes:
+                if mode not in server.modes:
+                    continue
+                cells = [cell for cell in settings.cells if cell.mode == mode]
+                try:
+                    process = start(server, mode, cpu=SERVER_CPU)
+                except (RuntimeError, NoCompilerError) as error:
+                    runs.extend(Run(server.name, c.name, rep, note=str(error)) for c in cells)
+                    continue
+                bench = Bench(binary, process, server, settings)
+                try:
+                    for cell in cells:
+                        measure = MEASURE.get(cell.workload, measure_load)
+                        try:
+                            run = measure(bench, cell, rep)
+                        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
+                            run = Run(server.name, cell.name, rep, note=f"failed: {error}")
+                        runs.append(run)
+                        if log:
+                            flag = " (client-limited)" if run.client_limited else ""
+                            print(
+                                f"  [{rep + 1}/{settings.repeat}] {server.name:<17} "
+                                f"{cell.name:<22} {run.figure or 0:>14,.1f}{flag} {run.note}",
+                                file=sys.stderr,
+                                flush=True,
+                            )
+                finally:
+                    process.stop()
+    return runs
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """trio_echo's connection rate with a number of workers."""
+
+    workers: int
+    messages_per_second: float  # the median
+    min: float
+    max: float
+    server_cpus_busy: float
+    client_cpu_utilization: float
+
+
+def measure_scaling(binary: Path, settings: Settings, log: bool = True) -> list[Scaling]:
+    """trio_echo's connection rate with 1 to N workers (N = the CPUs).
+
+    Neither the workers nor the load generator are pinned here: the point
+    is how the rate grows with processes, on a machine whose cores the
+    load generator shares.
+    """
+    results: list[Scaling] = []
+    cell = Cell("count 100 B", "count", 100, 50)
+    for workers in range(1, (os.cpu_count() or 1) + 1):
+        rates, cpu_used, client = [], [], []
+        for _ in range(settings.repeat):
+            process = ServerProcess(trio_echo_command(0, "count", workers=workers))
+            try:
+                port = process.wait_for_port()
+                run_loadgen(
+                    cell.loadgen(binary, port, duration=settings.warmup or 0.1),
+                    timeout=60,
+                    pinned=False,
+                )
+                before = cpu_seconds(process.pid)
+                figures = run_loadgen(
+                    cell.loadgen(binary, port, duration=settings.duration),
+                    timeout=120,
+                    pinned=False,
+                )
+                rates.append(figures.messages_per_second)
+                cpu_used.append((cpu_seconds(process.pid) - before) / settings.duration)
+                client.append(figures.client_cpu_utilization)
+            finally:
+                process.drain()
+        entry = Scaling(
+            workers=workers,
+            messages_per_second=median(rates),
+            min=min(rates),
+            max=max(rates),
+            server_cpus_busy=median(cpu_used),
+            client_cpu_utilization=median(client),
+        )
+        results.append(entry)
+        if log:
+            print(
+                f"  scaling: {workers} worker(s) {entry.messages_per_second:>12,.0f} messages/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return results
+
+
+def median(values: Iterable[float]) -> float:
+    """The median, or 0 for no values."""
+    values = list(values)
+    return statistics.median(values) if values else 0.0
