@@ -389,3 +389,81 @@ def test_echo_server_reads_the_data_behind_tcp_urgent_data(spawn: Spawn) -> None
             assert data, f"the server closed after echoing {echoed!r}"
             echoed += data
     assert echoed == b"abcefgh"
+
+
+@pytest.fixture
+def echo_server(spawn: Spawn) -> int:
+    return spawn("-m", "trio_echo", "server", "--port", "0", "--mode", "echo").wait_for_port()
+
+
+def test_count_client_against_an_echo_server_fails_at_once(echo_server: int) -> None:
+    start = time.monotonic()
+    result = run("client", "--port", str(echo_server), "hello")
+    assert time.monotonic() - start < 10  # not the 60 s timeout
+    assert result.returncode == ExitStatus.MISMATCH
+    assert b"at byte 0" in result.stderr
+    assert b"seems to be in echo or framed mode" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+def test_framed_client_against_a_count_server_names_count_mode(
+    server: tuple[Process, int],
+) -> None:
+    _process, port = server
+    result = run("client", "--port", str(port), "--mode", "framed", "one", "two", "three")
+    assert result.returncode == ExitStatus.PROTOCOL
+    assert b"seems to be in count mode" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+def test_echo_client_against_a_count_server_says_nothing_came_back(
+    server: tuple[Process, int],
+) -> None:
+    _process, port = server
+    result = run("client", "--port", str(port), "--mode", "echo", "hello")
+    assert result.returncode in (ExitStatus.MISMATCH, ExitStatus.RESET)
+    assert b"nothing came back" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+def silent_listener() -> socket.socket:
+    """A port that accepts connections (the kernel does) and never answers."""
+    return socket.create_server(("127.0.0.1", 0), backlog=64)
+
+
+@pytest.mark.parametrize(
+    ("target", "arguments", "status", "words"),
+    [
+        pytest.param(
+            "echo", ["--mode", "count"], ExitStatus.MISMATCH, b"echo or framed", id="mismatch"
+        ),
+        pytest.param(
+            "silent", ["--timeout", "0.5"], ExitStatus.TIMEOUT, b"within 0.5 s", id="timeout"
+        ),
+        pytest.param("count", ["--mode", "framed"], ExitStatus.PROTOCOL, b"framing", id="framing"),
+        pytest.param("closed", [], ExitStatus.REFUSED, b"cannot connect", id="refused"),
+    ],
+)
+def test_load_run_status_follows_the_first_failure(
+    spawn: Spawn,
+    target: str,
+    arguments: list[str],
+    status: ExitStatus,
+    words: bytes,
+) -> None:
+    listener = silent_listener()
+    port = listener.getsockname()[1]
+    if target == "closed":
+        listener.close()
+    elif target != "silent":
+        listener.close()
+        port = spawn("-m", "trio_echo", "server", "--port", "0", "--mode", target).wait_for_port()
+    start = time.monotonic()
+    result = run("client", "--port", str(port), "--repeat", "4", "--concurrency", "2", *arguments)
+    listener.close()
+    assert time.monotonic() - start < 20
+    assert result.returncode == status, result.stderr
+    assert b"4 of 4 messages failed; the first: " in result.stderr
+    assert words in result.stderr
+    assert not result.stderr.rstrip().endswith(b":")  # never an empty reason
+    assert_one_sentence(result.stderr)

@@ -14,6 +14,7 @@ import trio.testing
 from tests.conftest import ROOT, requires_twisted, start_server
 from trio_echo import (
     EchoCheck,
+    EchoMismatchError,
     FramedAnswers,
     Mode,
     Reason,
@@ -114,7 +115,7 @@ async def altering_server(stream: trio.abc.Stream) -> None:
     ("peer", "problem"),
     [
         pytest.param(truncating_server, "short: 2 of 5 bytes", id="truncated"),
-        pytest.param(extending_server, "long: 7 bytes came back for 5", id="extended"),
+        pytest.param(extending_server, "long: more than the 5 bytes sent", id="extended"),
         pytest.param(altering_server, "differs from what was sent at byte 0", id="altered"),
     ],
 )
@@ -125,12 +126,14 @@ async def test_a_wrong_echo_is_named(
 
     async def client(stream: trio.abc.Stream) -> bytes:
         await stream.send_all(encode_message(b"hello"))
-        while data := await stream.receive_some():
-            check(bytes(data))
-        return b""
+        try:
+            while data := await stream.receive_some():
+                check(bytes(data))
+        except EchoMismatchError as error:
+            return str(error).encode()
+        return (check.problem() or "").encode()
 
-    await with_peer(peer, client)
-    assert problem in (check.problem() or "")
+    assert problem.encode() in await with_peer(peer, client)
 
 
 @pytest.mark.parametrize(
@@ -139,12 +142,9 @@ async def test_a_wrong_echo_is_named(
         pytest.param([b"abc"], None, id="match"),
         pytest.param([b"a", b"b", b"c"], None, id="match-in-pieces"),
         pytest.param([b"ab"], "short: 2 of 3", id="short"),
-        pytest.param([b"abcd"], "long: 4 bytes", id="long"),
-        pytest.param([b"ab", b"X"], "at byte 2", id="differs-late"),
-        pytest.param([b"aX", b"c", b"d"], "at byte 1", id="first-difference-kept"),
     ],
 )
-def test_echo_check(chunks: list[bytes], problem: str | None) -> None:
+def test_echo_check_at_the_end(chunks: list[bytes], problem: str | None) -> None:
     check = EchoCheck(b"abc")
     for chunk in chunks:
         check(chunk)
@@ -152,6 +152,33 @@ def test_echo_check(chunks: list[bytes], problem: str | None) -> None:
         assert check.problem() is None
     else:
         assert problem in (check.problem() or "")
+
+
+@pytest.mark.parametrize(
+    ("chunks", "problem"),
+    [
+        pytest.param([b"abcd"], "long: more than the 3 bytes", id="long"),
+        pytest.param([b"abc", b"d"], "long: more than the 3 bytes", id="long-later"),
+        pytest.param([b"ab", b"X"], "at byte 2", id="differs-late"),
+        pytest.param([b"aX"], "at byte 1", id="first-difference"),
+    ],
+)
+def test_echo_check_raises_at_the_first_wrong_byte(chunks: list[bytes], problem: str) -> None:
+    check = EchoCheck(b"abc")
+    *before, wrong = chunks
+    for chunk in before:
+        check(chunk)
+    with pytest.raises(EchoMismatchError, match=problem):
+        check(wrong)
+
+
+def test_echo_check_names_an_echo_of_the_length_prefix() -> None:
+    check = EchoCheck(b"hello", header=b"5 ")
+    with pytest.raises(EchoMismatchError, match="seems to be in echo or framed mode"):
+        check(b"5 hel")
+    with pytest.raises(EchoMismatchError) as caught:
+        EchoCheck(b"hello", header=b"5 ")(b"X")
+    assert "mode" not in str(caught.value)
 
 
 def test_framed_answers_parse_and_reject() -> None:

@@ -8,7 +8,16 @@ I/O; the server (`EchoServer`, `handle_connection`) and the client (`echo`,
 
 from __future__ import annotations
 
-from ._client import EchoCheck, FramedAnswers, echo, echo_count, echo_framed, echo_plain, exchange
+from ._client import (
+    EchoCheck,
+    EchoMismatchError,
+    FramedAnswers,
+    echo,
+    echo_count,
+    echo_framed,
+    echo_plain,
+    exchange,
+)
 from ._config import DEFAULT_PORT, ServerConfig
 from ._connection import handle_connection
 from ._errors import LocalProtocolError, ProtocolError, Reason, RemoteProtocolError
@@ -30,6 +39,7 @@ __all__ = [
     "ConnectionReport",
     "CountFramer",
     "EchoCheck",
+    "EchoMismatchError",
     "EchoProtocol",
     "EchoServer",
     "EndOfMessage",

@@ -28,6 +28,7 @@ from ._protocol import Mode
 
 __all__ = [
     "EchoCheck",
+    "EchoMismatchError",
     "FramedAnswers",
     "echo",
     "echo_count",
@@ -118,40 +119,66 @@ async def exchange(
     return sent_all
 
 
+class EchoMismatchError(Exception):
+    """An echo differs from what was sent; the message says where, and how."""
+
+
 class EchoCheck:
     """Compares an echo, as it arrives, with what was sent.
 
+    A difference is reported the moment its byte arrives: by raising
+    `EchoMismatchError` from the call that receives it. An echo that is too
+    short can only be known at its end: `problem` says so.
+
     Args:
         expected: The bytes the echo should be.
+        header: The length prefix sent before them, if one was (count
+            mode): an echo that begins with it comes from a server in
+            another mode, and the error says so.
     """
 
-    def __init__(self, expected: bytes) -> None:
+    def __init__(self, expected: bytes, *, header: bytes = b"") -> None:
         self._expected = memoryview(expected)
+        self._header = header
+        self._head = b""  # the first bytes received, as many as the header has
         self.received = 0
-        self.first_difference: int | None = None
 
     def __call__(self, data: bytes) -> None:
-        """Take the next chunk of the echo."""
+        """Take the next chunk of the echo.
+
+        Raises:
+            EchoMismatchError: If a byte of ``data`` differs from the byte
+                sent at its place, or comes after the last byte sent.
+        """
         start = self.received
         self.received += len(data)
-        if self.first_difference is not None:
+        if len(self._head) < len(self._header):
+            self._head += data[: len(self._header) - len(self._head)]
+        expected = self._expected[start : start + len(data)]
+        if expected == data:
             return
-        if self._expected[start : start + len(data)] != data:
-            expected = self._expected[start : start + len(data)]
-            for index, byte in enumerate(data):
-                if index >= len(expected) or expected[index] != byte:
-                    self.first_difference = start + index
-                    return
+        for index, byte in enumerate(data):
+            if index >= len(expected):
+                raise EchoMismatchError(
+                    f"the echo was long: more than the {len(self._expected)} bytes sent came back"
+                )
+            if expected[index] != byte:
+                raise EchoMismatchError(
+                    f"the echo differs from what was sent at byte {start + index}" + self._hint()
+                )
+
+    def _hint(self) -> str:
+        if self._header and self._head and self._header.startswith(self._head):
+            return (
+                " (it begins with the length prefix: the server seems to be in echo or framed mode)"
+            )
+        return ""
 
     def problem(self) -> str | None:
-        """Return what is wrong with the echo so far, or None if it matches."""
+        """Return what is wrong with the echo, now that it has ended, or None."""
         sent = len(self._expected)
-        if self.first_difference is not None and self.first_difference < sent:
-            return f"the echo differs from what was sent at byte {self.first_difference}"
         if self.received < sent:
             return f"the echo was short: {self.received} of {sent} bytes came back"
-        if self.received > sent:
-            return f"the echo was long: {self.received} bytes came back for {sent} sent"
         return None
 
 

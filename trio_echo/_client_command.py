@@ -10,13 +10,13 @@ from collections.abc import Callable
 
 import trio
 
-from ._client import EchoCheck, FramedAnswers, exchange
+from ._client import EchoCheck, EchoMismatchError, FramedAnswers, exchange
 from ._errors import RemoteProtocolError
 from ._framer import encode_header
 from ._load import run_load
 from ._protocol import Mode
 from ._server import format_address
-from ._status import PROG, ExitStatus, fail
+from ._status import ExitStatus, fail
 
 __all__ = ["run_client", "run_load_command"]
 
@@ -93,10 +93,23 @@ class _Progress:
             self.show()
 
 
+HEAD_SIZE = 64
+"""Bytes of the reply kept to say what kind of server sent it."""
+
+
 async def _client_exchange(
-    args: argparse.Namespace, messages: list[bytes], write: Callable[[bytes], None]
+    args: argparse.Namespace,
+    messages: list[bytes],
+    write: Callable[[bytes], None],
+    head: bytearray,
 ) -> str | None:
-    """Run the client's exchange; return what is wrong with the echo, if anything."""
+    """Run the client's exchange; return what is wrong with the echo, if anything.
+
+    The first `HEAD_SIZE` bytes received are kept in ``head``.
+
+    Raises:
+        EchoMismatchError: At the first byte of the echo that differs.
+    """
     mode = Mode(args.mode)
     total = sum(len(message) for message in messages)
     progress = _Progress(0)
@@ -105,16 +118,26 @@ async def _client_exchange(
         write(data)
         progress.on_echoed(len(data))
 
+    def received(data: bytes) -> None:
+        if len(head) < HEAD_SIZE:
+            head.extend(data[: HEAD_SIZE - len(head)])
+
     if mode is Mode.FRAMED:
         outgoing = [part for m in messages for part in (encode_header(len(m)), m)]
         answers = FramedAnswers(max_message_size=max(len(m) for m in messages), on_payload=echoed)
-        sink: Callable[[bytes], None] = answers
-        half_close_after: int | None = 0
-    else:
-        check = EchoCheck(messages[0])
-        outgoing = [encode_header(total), messages[0]] if mode is Mode.COUNT else messages
 
         def sink(data: bytes) -> None:
+            received(data)
+            answers(data)
+
+        half_close_after: int | None = 0
+    else:
+        header = encode_header(total)
+        check = EchoCheck(messages[0], header=header if mode is Mode.COUNT else b"")
+        outgoing = [header, messages[0]] if mode is Mode.COUNT else messages
+
+        def sink(data: bytes) -> None:
+            received(data)
             check(data)
             echoed(data)
 
@@ -182,26 +205,50 @@ def run_client(args: argparse.Namespace) -> int:
             out.flush()
 
     where = format_address(args.host, args.port)
+    head = bytearray()
     try:
-        problem = trio.run(_client_exchange, args, messages, write)
+        problem = trio.run(_client_exchange, args, messages, write, head)
+    except EchoMismatchError as error:
+        return fail(f"client: {error}", ExitStatus.MISMATCH)
     except trio.TooSlowError:
         return fail(
             f"client: no complete echo from {where} within {args.timeout:g} s", ExitStatus.TIMEOUT
         )
     except trio.BrokenResourceError as error:
         cause = error.__cause__ or error
-        return fail(f"client: the connection to {where} was reset ({cause})", ExitStatus.RESET)
+        return fail(
+            f"client: the connection to {where} was reset ({cause})"
+            + _mode_hint(args.mode, messages, bytes(head)),
+            ExitStatus.RESET,
+        )
     except RemoteProtocolError as error:
         return fail(
-            f"client: the answers from {where} break the framing: {error}", ExitStatus.PROTOCOL
+            f"client: the answers from {where} break the framing: {error}"
+            + _mode_hint(args.mode, messages, bytes(head)),
+            ExitStatus.PROTOCOL,
         )
     except OSError as error:
         return fail(
             f"client: cannot connect to {where}: {_connect_failure(error)}", ExitStatus.REFUSED
         )
     if problem is not None:
-        return fail(f"client: {problem}", ExitStatus.MISMATCH)
+        return fail(
+            f"client: {problem}" + _mode_hint(args.mode, messages, bytes(head)),
+            ExitStatus.MISMATCH,
+        )
     return ExitStatus.OK
+
+
+def _mode_hint(mode: str, messages: list[bytes], head: bytes) -> str:
+    """Say which mode the server seems to be in, when its reply shows it."""
+    if mode == Mode.FRAMED and head and messages[0][: len(head)] == head[: len(messages[0])]:
+        return " (a bare payload came back: the server seems to be in count mode)"
+    if mode == Mode.ECHO and not head:
+        return (
+            " (nothing came back: a server in count or framed mode closes at once"
+            " on a message that does not begin with a length)"
+        )
+    return ""
 
 
 def _connect_failure(error: OSError) -> str:
@@ -255,9 +302,23 @@ def run_load_command(args: argparse.Namespace) -> int:
             f"p99 {latency['p99']}, max {latency['max']}"
         )
     if report.errors:
-        print(
-            f"{PROG}: client: {report.errors} messages failed; first: {report.first_error}",
-            file=sys.stderr,
+        return fail(
+            f"client: {report.errors} of {report.errors + report.messages} messages failed;"
+            f" the first: {report.first_error}",
+            _status_of(report.first_failure),
         )
-        return ExitStatus.MISMATCH if report.messages else ExitStatus.REFUSED
     return ExitStatus.OK
+
+
+def _status_of(failure: BaseException | None) -> ExitStatus:
+    """The exit status for a load run, by the cause of its first failure."""
+    for kind, status in (
+        (EchoMismatchError, ExitStatus.MISMATCH),
+        (trio.TooSlowError, ExitStatus.TIMEOUT),
+        (trio.BrokenResourceError, ExitStatus.RESET),
+        (RemoteProtocolError, ExitStatus.PROTOCOL),
+        (OSError, ExitStatus.REFUSED),
+    ):
+        if isinstance(failure, kind):
+            return status
+    return ExitStatus.MISMATCH

@@ -16,9 +16,9 @@ import time
 import attrs
 import trio
 
-from ._client import RECEIVE_SIZE, EchoCheck, FramedAnswers
+from ._client import RECEIVE_SIZE, EchoCheck, EchoMismatchError, FramedAnswers
 from ._errors import RemoteProtocolError
-from ._framer import encode_message
+from ._framer import encode_header, encode_message
 from ._protocol import Mode
 
 __all__ = ["LoadReport", "run_load"]
@@ -50,6 +50,9 @@ class LoadReport:
         latencies: Per-message latency in seconds, of the successful
             messages, in ascending order.
         first_error: The first failure, in words, if there was one.
+        first_failure: The first failure itself (an `EchoMismatchError`,
+            `trio.TooSlowError`, `trio.BrokenResourceError`,
+            `RemoteProtocolError` or `OSError`), if there was one.
     """
 
     mode: Mode
@@ -60,6 +63,7 @@ class LoadReport:
     seconds: float
     latencies: list[float] = attrs.field(repr=False)
     first_error: str = ""
+    first_failure: BaseException | None = attrs.field(default=None, repr=False, eq=False)
 
     @property
     def messages_per_second(self) -> float:
@@ -93,8 +97,14 @@ class LoadReport:
         }
 
 
-class _EchoMismatchError(Exception):
-    pass
+FAILURES = (
+    EchoMismatchError,
+    trio.TooSlowError,
+    trio.BrokenResourceError,
+    RemoteProtocolError,
+    OSError,
+)
+"""What can make a message of a load run fail."""
 
 
 @attrs.define
@@ -107,7 +117,7 @@ class _Run:
     remaining: int
     latencies: list[float] = attrs.field(factory=list)
     errors: int = 0
-    first_error: str = ""
+    first_failure: BaseException | None = None
 
     def take(self) -> bool:
         if self.remaining <= 0:
@@ -117,8 +127,21 @@ class _Run:
 
     def failed(self, error: BaseException) -> None:
         self.errors += 1
-        if not self.first_error:
-            self.first_error = f"{type(error).__name__}: {error}"
+        if self.first_failure is None:
+            self.first_failure = error
+
+    def describe(self, error: BaseException) -> str:
+        """Say what went wrong with a message, in words."""
+        if isinstance(error, trio.TooSlowError):
+            return f"no complete echo within {self.timeout:g} s"
+        if isinstance(error, trio.BrokenResourceError):
+            cause = error.__cause__ or error.__context__
+            return f"the connection was reset ({cause or error})"
+        if isinstance(error, RemoteProtocolError):
+            return f"the answers break the framing: {error}"
+        if isinstance(error, OSError):
+            return f"cannot connect: {(error.strerror or str(error)).lower()}"
+        return str(error) or type(error).__name__
 
     async def worker(self) -> None:
         while self.take():
@@ -127,24 +150,19 @@ class _Run:
                     await self._count_message()
                 else:
                     await self._persistent_connection()
-            except (
-                OSError,
-                trio.BrokenResourceError,
-                trio.TooSlowError,
-                RemoteProtocolError,
-                _EchoMismatchError,
-            ) as error:
-                self.failed(error)
+            except* FAILURES as group:
+                self.failed(group.exceptions[0])
 
     async def _count_message(self) -> None:
         start = time.perf_counter()
         with trio.fail_after(self.timeout):
             stream = await trio.open_tcp_stream(self.host, self.port)
             async with stream:
-                check = EchoCheck(self.payload)
-                await self._round_trip(stream, encode_message(self.payload), check, until=None)
+                header = encode_header(len(self.payload))
+                check = EchoCheck(self.payload, header=header)
+                await self._round_trip(stream, header + self.payload, check, until=None)
         if problem := check.problem():
-            raise _EchoMismatchError(problem)
+            raise EchoMismatchError(problem)
         self.latencies.append(time.perf_counter() - start)
 
     async def _persistent_connection(self) -> None:
@@ -166,7 +184,7 @@ class _Run:
                         await self._round_trip(stream, outgoing, answers, until=answers)
                         problem = None if answers.answers == [self.payload] else "a wrong answer"
                 if problem:
-                    raise _EchoMismatchError(problem)
+                    raise EchoMismatchError(problem)
                 self.latencies.append(time.perf_counter() - start)
                 if not self.take():
                     break
@@ -261,5 +279,6 @@ async def run_load(
         errors=run.errors,
         seconds=seconds,
         latencies=sorted(run.latencies),
-        first_error=run.first_error,
+        first_error=run.describe(run.first_failure) if run.first_failure else "",
+        first_failure=run.first_failure,
     )
