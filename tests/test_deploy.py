@@ -293,3 +293,65 @@ def test_haproxy_in_front_of_two_instances(spawn: Spawn, tmp_path: Path) -> None
     finally:
         haproxy.terminate()
         haproxy.communicate(timeout=10)
+
+
+# -- platforms without a feature: the server falls back, or says so -----------
+
+
+def test_workers_fall_back_to_inherited_sockets_without_so_reuseport(tmp_path: Path) -> None:
+    # Where the socket module has no SO_REUSEPORT, the parent listens and
+    # the workers inherit its sockets.
+    no_reuseport = (
+        "import socket, sys, trio; del socket.SO_REUSEPORT; "
+        "from trio_echo._cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    parent = ChildProcess(
+        [sys.executable, "-c", no_reuseport, "server", "--port", "0", "--workers", "2"],
+        tmp_path,
+    )
+    try:
+        port = parent.wait_for_port()
+        for index in range(6):
+            assert round_trip(port, b"inherited %d" % index) == b"inherited %d" % index
+        assert b"--fd" in Path(f"/proc/{children(parent.pid)[0]}/cmdline").read_bytes()
+        parent.popen.send_signal(signal.SIGTERM)
+        assert parent.popen.wait(timeout=30) == 0
+    finally:
+        parent.stop()
+
+
+def test_reuse_port_without_so_reuseport_is_one_sentence() -> None:
+    no_reuseport = (
+        "import socket, sys, trio; del socket.SO_REUSEPORT; "
+        "from trio_echo._cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", no_reuseport, "server", "--port", "0", "--reuse-port"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        b"trio-echo: server: --reuse-port needs SO_REUSEPORT, which this platform does not have"
+    ]
+
+
+def test_workers_without_posix_sessions_is_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trio_echo import _server_command
+    from trio_echo._cli import main
+
+    monkeypatch.setattr(_server_command, "SUPERVISOR_AVAILABLE", False)
+    assert main(["server", "--port", "0", "--workers", "2"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--workers needs POSIX process sessions and signals" in line
+
+
+def test_notify_without_unix_sockets_is_skipped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delattr(socket, "AF_UNIX")
+    assert not notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "notify")})

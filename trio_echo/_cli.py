@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -355,6 +356,8 @@ def _server_options(args: argparse.Namespace) -> ServerOptions:
     Raises:
         ValueError: If they do not make a valid `ServerConfig`.
     """
+    if args.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("--reuse-port needs SO_REUSEPORT, which this platform does not have")
     given: dict[str, object] = {
         name: value
         for name in ("connection_buffer", "max_connections")

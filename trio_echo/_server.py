@@ -104,7 +104,11 @@ def open_listeners(
         OSError: If the host does not resolve or an address cannot be bound
             (for example, the port is in use). Sockets already bound are
             closed first.
+        ValueError: If ``reuse_port`` is asked for on a platform without
+            ``SO_REUSEPORT``.
     """
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("SO_REUSEPORT is not available on this platform")
     infos = socket.getaddrinfo(
         None if host == ALL_INTERFACES else host,
         port,

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -61,6 +62,11 @@ class _CannotListenError(Exception):
     """No listening socket could be had; the message says why, in a sentence."""
 
 
+SUPERVISOR_AVAILABLE = os.name == "posix"
+"""Whether --workers can run here: the supervisor puts each worker in a
+session of its own and passes the shutdown signals on, which are POSIX."""
+
+
 def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
     """Serve as ``options`` say until a signal ends it; return the exit status.
 
@@ -70,6 +76,12 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
     """
     try:
         if options.workers > 1:
+            if not SUPERVISOR_AVAILABLE:
+                return fail(
+                    "server: --workers needs POSIX process sessions and signals, which this"
+                    " platform does not have; run one server per process instead",
+                    ExitStatus.USAGE,
+                )
             return _run_workers(options, argv)
         listeners = _handed_over(options) or _bind(options, reuse_port=options.reuse_port)
     except _CannotListenError as error:

@@ -93,7 +93,7 @@ def notify(state: str, environ: dict[str, str] | None = None) -> bool:
     """
     env = os.environ if environ is None else environ
     address = env.get("NOTIFY_SOCKET")
-    if not address or address[0] not in "@/":
+    if not address or address[0] not in "@/" or not hasattr(socket, "AF_UNIX"):
         return False
     if address[0] == "@":
         address = "\0" + address[1:]  # the abstract namespace
