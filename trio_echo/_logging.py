@@ -1,7 +1,8 @@
 # Log output for the command line: plain text for people, one JSON object per
-# line for log collectors. Records may carry structured fields in
-# ``extra={"fields": {...}}`` (the end-of-connection line does); the JSON
-# format puts them at the top level of the object.
+# line for log collectors. A connection's line carries its report in
+# ``extra={"report": report}``; the JSON format puts the report's fields at the
+# top level of the object (they are only computed there: the text format does
+# not need them).
 from __future__ import annotations
 
 import datetime
@@ -34,9 +35,9 @@ class JSONFormatter(logging.Formatter):
             "pid": record.process,
             "message": record.getMessage(),
         }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update(fields)
+        report = getattr(record, "report", None)
+        if report is not None:
+            entry.update(report.log_fields())
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -65,6 +66,12 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
         )
+    # What the log lines never show, not collected for each record: the logging
+    # HOWTO's "Optimization" section lists these switches. A line per
+    # connection is the server's hottest use of logging.
+    logging._srcfile = None  # the caller's file and line
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     root = logging.getLogger("trio_echo")
     for old in list(root.handlers):
         root.removeHandler(old)

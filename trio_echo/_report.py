@@ -123,4 +123,4 @@ def log_report(report: ConnectionReport, failure: BaseException | None = None) -
     )
     if report.detail:
         text += f": {report.detail}"
-    logger.log(level, text, exc_info=failure, extra={"fields": report.log_fields()})
+    logger.log(level, text, exc_info=failure, extra={"report": report})
