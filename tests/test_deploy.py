@@ -249,7 +249,7 @@ def test_haproxy_in_front_of_two_instances(spawn: Spawn, tmp_path: Path) -> None
         probe.bind(("127.0.0.1", 0))
         front = probe.getsockname()[1]
     config = (ROOT / "deploy/haproxy/haproxy.cfg").read_text()
-    config = config.replace("127.0.0.1:50007", f"127.0.0.1:{front}")
+    config = config.replace("127.0.0.1:50017", f"127.0.0.1:{front}")
     config = config.replace("127.0.0.1:5001", f"127.0.0.1:{ports[0]}")
     config = config.replace("127.0.0.1:5002", f"127.0.0.1:{ports[1]}")
     (tmp_path / "haproxy.cfg").write_text(config)
