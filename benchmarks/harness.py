@@ -121,11 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     except NoCompilerError as error:
         print(f"harness: {error}", file=sys.stderr)
         return 2
-    servers = []
+    servers, skipped = [], []
     for name in names:
         missing = SERVERS[name].missing()
         if missing:
             print(f"harness: skipping {SERVERS[name].label}: {missing}", file=sys.stderr)
+            skipped.append(f"- {SERVERS[name].label}: not measured, {missing}")
         else:
             servers.append(SERVERS[name])
     out: Path = RESULTS if args.commit_results else args.out
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         + "\n"
     )
     report = markdown(summary, servers, settings, conformance, env)
-    report += "\n".join([*servers_table(servers), *scaling_table(scaling)])
+    not_measured = ["## Not measured here", "", *skipped, ""] if skipped else []
+    report += "\n".join([*servers_table(servers), *not_measured, *scaling_table(scaling)])
     (out / "benchmark.md").write_text(report)
     written = plots(summary, servers, settings, out)
     print(report)

@@ -158,31 +158,55 @@ class Run:
 # -- what /proc says ------------------------------------------------------------
 
 
+def descendants(pid: int) -> list[int]:
+    """A process and its descendants, found through every thread (a trio
+    program starts its children from a worker thread)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for path in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                pending += [int(child) for child in path.read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) used by a process and its descendants.
 
     Read from each thread's schedstat (nanoseconds; /proc/PID/stat counts
-    10 ms ticks, too coarse for a short run at a low rate). Children are
-    found through every thread (a trio program starts its children from a
-    worker thread).
+    10 ms ticks, too coarse for a short run at a low rate).
     """
-    total, pending = 0, [pid]
-    while pending:
-        current = pending.pop()
-        for task in Path(f"/proc/{current}/task").glob("*"):
+    total = 0
+    for process in descendants(pid):
+        for task in Path(f"/proc/{process}/task").glob("*"):
             try:
                 total += int((task / "schedstat").read_text().split()[0])
-                pending += [int(child) for child in (task / "children").read_text().split()]
             except (OSError, ValueError, IndexError):
                 continue
     return total / 1e9
 
 
 def memory(pid: int) -> tuple[int, int]:
-    """Resident memory of a process now and at its peak, in bytes."""
+    """Resident memory now and at its peak, in bytes.
+
+    Now: the proportional set size (PSS) of the process and its descendants,
+    so that a process per connection is counted, and the pages its children
+    share are counted once. At its peak: the process's own.
+    """
+    now = 0
+    for process in descendants(pid):
+        try:
+            rollup = Path(f"/proc/{process}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        if match := re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE):
+            now += int(match[1]) * 1024
     status = Path(f"/proc/{pid}/status").read_text()
-    values = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.MULTILINE))
-    return int(values["VmRSS"]) * 1024, int(values["VmHWM"]) * 1024
+    peak = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return now, int(peak[1]) * 1024 if peak else 0
 
 
 # -- the measurements ---------------------------------------------------------

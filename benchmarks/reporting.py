@@ -184,9 +184,65 @@ def markdown(
         leaders.append(text)
     if leaders:
         lines += ["## Who leads", "", *leaders, ""]
+    lines += per_model_table(summary, servers, settings, conformance)
     if conformance:
         lines += conformance_table(conformance, servers)
     return "\n".join(lines) + "\n"
+
+
+def _figure(
+    summary: dict[str, dict[str, object]], cell: str, server: str, key: str
+) -> float | None:
+    entry = summary.get(cell, {}).get(server)
+    value = entry.get(key) if isinstance(entry, dict) else None
+    return value if isinstance(value, float) else None
+
+
+def per_model_table(
+    summary: dict[str, dict[str, object]],
+    servers: list[Server],
+    settings: Settings,
+    conformance: list[dict[str, str]] | None,
+) -> list[str]:
+    """One row per model: what it passes, and what it costs, side by side."""
+    names = {cell.name for cell in settings.cells}
+    cpu_cell = next((cell.name for cell in settings.cells if cell.group == "cpu"), None)
+    lines = [
+        "## Per model",
+        "",
+        "Conformance: cases passed of those run. CPU µs per connection at a fixed rate"
+        " (count 100 B), and per message on echo 1 KiB; memory per idle connection.",
+        "",
+        "| model | conformance | count 100 B msg/s | echo 1 KiB msg/s | count 10 MB MB/s |"
+        " CPU µs/conn (fixed rate) | CPU µs/msg (echo 1 KiB) | KiB per idle conn. |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def number(value: float | None, digits: int = 0, scale: float = 1.0) -> str:
+        return "n/a" if value is None else f"{value / scale:,.{digits}f}"
+
+    for server in servers:
+        passed = "n/a"
+        if conformance:
+            mine = [o for o in conformance if o["server"] == server.name]
+            run = [o for o in mine if o["outcome"] != "skipped"]
+            good = [o for o in run if o["outcome"] in ("passed", "xpass")]
+            passed = f"{len(good)} of {len(run)}" if run else "n/a"
+        idle = next((c.name for c in settings.cells if c.group == "memory"), "")
+        lines.append(
+            f"| {server.label} | {passed} | "
+            f"{number(_figure(summary, 'count 100 B', server.name, 'figure'))} | "
+            f"{number(_figure(summary, 'echo 1 KiB', server.name, 'figure'))} | "
+            + (
+                f"{number(_figure(summary, 'count 10 MB', server.name, 'figure'))} | "
+                if "count 10 MB" in names
+                else "n/a | "
+            )
+            + f"{number(_figure(summary, cpu_cell or '', server.name, 'figure'), 1)} | "
+            f"{number(_figure(summary, 'echo 1 KiB', server.name, 'server_cpu_us_per_message'), 1)}"
+            f" | {number(_figure(summary, idle, server.name, 'figure'), 1, 1024)} |"
+        )
+    return [*lines, ""]
 
 
 def conformance_table(outcomes: list[dict[str, str]], servers: list[Server]) -> list[str]:
@@ -258,6 +314,22 @@ def plots(
         figure.suptitle(f"echo, by {xlabel}")
         figure.tight_layout()
         path = out / f"echo-by-{group}.png"
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        written.append(path)
+    cpu = [
+        (server.label, _figure(summary, "echo 1 KiB", server.name, "server_cpu_us_per_message"))
+        for server in servers
+    ]
+    cpu = [(label, value) for label, value in cpu if value is not None]
+    if cpu:
+        figure, axis = plt.subplots(figsize=(10, 4.5))
+        axis.barh([label for label, _ in cpu], [value for _, value in cpu])
+        axis.invert_yaxis()
+        axis.set_xlabel("server CPU µs per message (echo 1 KiB, 50 connections)")
+        axis.grid(True, axis="x", alpha=0.3)
+        figure.tight_layout()
+        path = out / "cpu-per-message.png"
         figure.savefig(path, dpi=100)
         plt.close(figure)
         written.append(path)

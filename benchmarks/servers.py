@@ -122,6 +122,32 @@ SERVERS: dict[str, Server] = {
             trio_echo_command,
         ),
         Server(
+            "trio",
+            "trio (plain)",
+            "Trio as its tutorial writes it: serve_tcp, SocketStream, a nursery per connection",
+            _python_peer("trio_plain.py"),
+        ),
+        Server(
+            "anyio-trio",
+            "AnyIO on trio",
+            "AnyIO task group per connection, on its trio backend",
+            _python_peer("anyio_peer.py", "--backend", "trio"),
+            requires=("anyio",),
+        ),
+        Server(
+            "anyio-asyncio",
+            "AnyIO on asyncio",
+            "AnyIO task group per connection, on its asyncio backend",
+            _python_peer("anyio_peer.py", "--backend", "asyncio"),
+            requires=("anyio",),
+        ),
+        Server(
+            "asyncio-taskgroup",
+            "asyncio TaskGroup",
+            "asyncio streams, a TaskGroup per connection (reader and writer tasks)",
+            _python_peer("asyncio_taskgroup.py"),
+        ),
+        Server(
             "twisted",
             "Twisted",
             "Twisted reactor, a Protocol on the CountFramer",
@@ -148,10 +174,23 @@ SERVERS: dict[str, Server] = {
             requires=("uvloop",),
         ),
         Server(
+            "gevent",
+            "gevent",
+            "gevent StreamServer: a greenlet per connection plus a writer greenlet",
+            _python_peer("gevent_server.py"),
+            requires=("gevent",),
+        ),
+        Server(
             "threads",
             "threads",
             "a thread per connection (socketserver) plus a writer thread",
             _python_peer("threads.py"),
+        ),
+        Server(
+            "forking",
+            "forking",
+            "a process per connection (socketserver.ForkingTCPServer), threads' handler in it",
+            _python_peer("forking.py"),
         ),
         Server(
             "c-epoll",

@@ -23,6 +23,12 @@ at once, as trio_echo does."""
 
 READ_SIZE = 64 * 1024
 
+QUEUED_READS = BUFFER_LIMIT // READ_SIZE
+"""Peers that queue the echo of each read between a reader and a writer
+(trio, AnyIO, asyncio TaskGroup, gevent) queue at most this many reads:
+about BUFFER_LIMIT bytes, since a read's echo is at most the read (and, in
+framed mode, a header)."""
+
 
 def parse_args(
     description: str, modes: tuple[str, ...] = ("count", "echo", "framed")
@@ -33,6 +39,9 @@ def parse_args(
     parser.add_argument("--mode", choices=modes, default="count")
     parser.add_argument("--quiet", action="store_true", help="accepted for uniformity")
     parser.add_argument("--uvloop", action="store_true", help="asyncio peers: use uvloop")
+    parser.add_argument(
+        "--backend", choices=("asyncio", "trio"), default="asyncio", help="AnyIO: its backend"
+    )
     return parser.parse_args()
 
 
