@@ -249,7 +249,7 @@ def test_haproxy_in_front_of_two_instances(spawn: Spawn, tmp_path: Path) -> None
         probe.bind(("127.0.0.1", 0))
         front = probe.getsockname()[1]
     config = (ROOT / "deploy/haproxy/haproxy.cfg").read_text()
-    config = config.replace("127.0.0.1:50017", f"127.0.0.1:{front}")
+    config = config.replace("127.0.0.1:5017", f"127.0.0.1:{front}")
     config = config.replace("127.0.0.1:5001", f"127.0.0.1:{ports[0]}")
     config = config.replace("127.0.0.1:5002", f"127.0.0.1:{ports[1]}")
     (tmp_path / "haproxy.cfg").write_text(config)
@@ -355,3 +355,14 @@ def test_notify_without_unix_sockets_is_skipped(
 ) -> None:
     monkeypatch.delattr(socket, "AF_UNIX")
     assert not notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "notify")})
+
+
+def test_workers_drain_and_exit_when_the_supervisor_is_killed(spawn: Spawn) -> None:
+    parent = spawn("-m", "trio_echo", "server", "--port", "0", "--workers", "2")
+    parent.wait_for_port()
+    workers = children(parent.pid)
+    assert len(workers) == 2
+    os.kill(parent.pid, signal.SIGKILL)  # no chance to pass anything on
+    parent.popen.wait(timeout=10)
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers))
+    assert parent.stderr.count(b"the supervisor exited: not accepting") == 2

@@ -10,6 +10,7 @@ time bound."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -101,6 +102,29 @@ class _Background:
                 raise AssertionError(f"did not stop on SIGINT: {output.read_bytes()!r}") from None
 
 
+def run_block(
+    command: list[str], cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a block to its end, in a process group of its own; then stop
+    whatever it left running (a block that failed midway leaves its
+    background servers behind)."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=BLOCK_TIMEOUT)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def test_readme_runs_as_written(tmp_path: Path) -> None:
     (tmp_path / "deploy").symlink_to(ROOT / "deploy")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
@@ -124,14 +148,7 @@ def test_readme_runs_as_written(tmp_path: Path) -> None:
                 if block.lang == "sh"
                 else [sys.executable, "-c", block.code]
             )
-            result = subprocess.run(
-                command,
-                cwd=tmp_path,
-                env=env,
-                capture_output=True,
-                timeout=BLOCK_TIMEOUT,
-                check=False,
-            )
+            result = run_block(command, tmp_path, env)
             assert result.returncode == 0, (
                 f"{block} exited {result.returncode}: "
                 f"stdout={result.stdout[-1000:]!r} stderr={result.stderr[-2000:]!r}"

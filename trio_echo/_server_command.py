@@ -22,7 +22,7 @@ from ._server import EchoServer, ListenAddress, format_address, open_listeners
 from ._signals import handle_shutdown_signals
 from ._status import ExitStatus, fail
 from ._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
-from ._workers import Supervisor, WorkerStartError
+from ._workers import Supervisor, WorkerStartError, supervisor_fd, wait_for_supervisor_exit
 
 __all__ = ["ServerOptions", "run_server"]
 
@@ -126,6 +126,13 @@ async def _serve_until_signalled(server: EchoServer, grace: float) -> None:
             nursery.cancel_scope.cancel()  # served to the end: stop watching signals
 
         await nursery.start(handle_shutdown_signals, drain, cut)
+        if (fd := supervisor_fd()) is not None:  # a worker: drain if the supervisor dies
+
+            async def drain_when_orphaned() -> None:
+                await wait_for_supervisor_exit(fd)
+                drain("the supervisor exited")
+
+            nursery.start_soon(drain_when_orphaned)
         addresses: list[ListenAddress] = await nursery.start(serve)
         for address in addresses:
             print(f"listening on {address} mode={server.config.mode}", flush=True)

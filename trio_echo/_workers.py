@@ -6,18 +6,29 @@
 # Each worker runs in a session of its own, so that a Ctrl-C in a terminal
 # reaches the parent only: the parent then asks each worker to drain once,
 # instead of each worker taking the terminal's SIGINT and the parent's
-# SIGTERM as two signals (which cuts its connections).
+# SIGTERM as two signals (which cuts its connections). So that a worker does
+# not outlive a parent that was killed outright, each inherits the read end
+# of a pipe whose write end only the parent holds (SUPERVISOR_FD_VARIABLE
+# names it): when the parent is gone, the pipe reads as ended, and the
+# worker drains.
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import subprocess
 from collections.abc import Sequence
 
 import trio
 
-__all__ = ["Supervisor", "WorkerStartError"]
+__all__ = [
+    "SUPERVISOR_FD_VARIABLE",
+    "Supervisor",
+    "WorkerStartError",
+    "supervisor_fd",
+    "wait_for_supervisor_exit",
+]
 
 logger = logging.getLogger("trio_echo.workers")
 
@@ -29,6 +40,10 @@ RESTART_DELAY = 0.5
 MAX_RESTART_DELAY) while workers keep dying within a second of their start."""
 
 MAX_RESTART_DELAY = 30.0
+
+
+SUPERVISOR_FD_VARIABLE = "TRIO_ECHO_SUPERVISOR_FD"
+"""The environment variable that tells a worker its supervisor's pipe."""
 
 
 class WorkerStartError(RuntimeError):
@@ -51,7 +66,9 @@ class Supervisor:
     def __init__(self, command: Sequence[str], count: int, *, pass_fds: Sequence[int] = ()) -> None:
         self._command = list(command)
         self._count = count
-        self._pass_fds = tuple(pass_fds)
+        self._base_fds = tuple(pass_fds)
+        self._pass_fds = self._base_fds
+        self._env: dict[str, str] | None = None
         self._processes: dict[int, trio.Process] = {}  # by worker number
         self._stopping = trio.Event()
 
@@ -74,10 +91,17 @@ class Supervisor:
             WorkerStartError: If a worker does not start the first time (the
                 others are stopped first).
         """
-        async with trio.open_nursery() as nursery:
-            for number in range(1, self._count + 1):
-                await nursery.start(self._keep_running, number, nursery)
-            task_status.started()
+        parent_alive, parent_gone = os.pipe()
+        self._pass_fds = (*self._base_fds, parent_alive)
+        self._env = dict(os.environ, **{SUPERVISOR_FD_VARIABLE: str(parent_alive)})
+        try:
+            async with trio.open_nursery() as nursery:
+                for number in range(1, self._count + 1):
+                    await nursery.start(self._keep_running, number, nursery)
+                task_status.started()
+        finally:
+            os.close(parent_alive)
+            os.close(parent_gone)
 
     def drain(self) -> None:
         """Ask every worker to drain (SIGTERM), and restart none from now on."""
@@ -139,6 +163,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 pass_fds=self._pass_fds,
+                env=self._env,
                 start_new_session=True,
                 check=False,
             )
@@ -155,3 +180,15 @@ class Supervisor:
             raise WorkerStartError(f"worker {number} did not start (exit status {status})")
         logger.info("worker %d (pid %d) started", number, process.pid)
         return process
+
+
+def supervisor_fd(environ: dict[str, str] | None = None) -> int | None:
+    """The supervisor's pipe, if this process is a worker (the variable is removed)."""
+    env = os.environ if environ is None else environ
+    value = env.pop(SUPERVISOR_FD_VARIABLE, None)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+async def wait_for_supervisor_exit(fd: int) -> None:
+    """Return once the supervisor holding the other end of ``fd`` has exited."""
+    await trio.lowlevel.wait_readable(fd)  # the pipe reads as ended: nobody holds it
