@@ -127,19 +127,15 @@ SERVERS: dict[str, Server] = {
             "Trio as its tutorial writes it: serve_tcp, SocketStream, a nursery per connection",
             _python_peer("trio_plain.py"),
         ),
-        Server(
-            "anyio-trio",
-            "AnyIO on trio",
-            "AnyIO task group per connection, on its trio backend",
-            _python_peer("anyio_peer.py", "--backend", "trio"),
-            requires=("anyio",),
-        ),
-        Server(
-            "anyio-asyncio",
-            "AnyIO on asyncio",
-            "AnyIO task group per connection, on its asyncio backend",
-            _python_peer("anyio_peer.py", "--backend", "asyncio"),
-            requires=("anyio",),
+        *(
+            Server(
+                f"anyio-{backend}",
+                f"AnyIO on {backend}",
+                f"AnyIO task group per connection, on its {backend} backend",
+                _python_peer("anyio_peer.py", "--backend", backend),
+                requires=("anyio",),
+            )
+            for backend in ("trio", "asyncio")
         ),
         Server(
             "asyncio-taskgroup",

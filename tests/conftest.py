@@ -8,6 +8,7 @@ import contextlib
 import functools
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -134,6 +135,31 @@ def peers() -> dict[str, Peer]:
         )
         for entry in json.loads(listing)
     }
+
+
+def one_byte_at_a_time(raw: bytes) -> list[bytes]:
+    return [raw[i : i + 1] for i in range(len(raw))]
+
+
+def random_chunks(raw: bytes, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    chunks, start = [], 0
+    while start < len(raw):
+        end = start + rng.randint(1, max(1, len(raw) // 3))
+        chunks.append(raw[start:end])
+        start = end
+    return chunks
+
+
+def chunkings(raw: bytes) -> Iterator[list[bytes]]:
+    """Every way of cutting ``raw`` that the byte-level tests use: whole, one
+    byte at a time, at every split point, and under seeded random chunkings."""
+    yield [raw] if raw else []
+    yield one_byte_at_a_time(raw)
+    for split in range(1, len(raw)):
+        yield [raw[:split], raw[split:]]
+    for seed in range(20):
+        yield random_chunks(raw, seed)
 
 
 async def start_server(

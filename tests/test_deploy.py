@@ -297,16 +297,18 @@ def test_haproxy_in_front_of_two_instances(spawn: Spawn, tmp_path: Path) -> None
 
 # -- platforms without a feature: the server falls back, or says so -----------
 
+WITHOUT_SO_REUSEPORT = (
+    "import socket, sys, trio; del socket.SO_REUSEPORT; "
+    "from trio_echo._cli import main; sys.exit(main(sys.argv[1:]))"
+)
+"""The command line, on a platform whose socket module has no SO_REUSEPORT."""
+
 
 def test_workers_fall_back_to_inherited_sockets_without_so_reuseport(tmp_path: Path) -> None:
     # Where the socket module has no SO_REUSEPORT, the parent listens and
     # the workers inherit its sockets.
-    no_reuseport = (
-        "import socket, sys, trio; del socket.SO_REUSEPORT; "
-        "from trio_echo._cli import main; sys.exit(main(sys.argv[1:]))"
-    )
     parent = ChildProcess(
-        [sys.executable, "-c", no_reuseport, "server", "--port", "0", "--workers", "2"],
+        [sys.executable, "-c", WITHOUT_SO_REUSEPORT, "server", "--port", "0", "--workers", "2"],
         tmp_path,
     )
     try:
@@ -321,12 +323,8 @@ def test_workers_fall_back_to_inherited_sockets_without_so_reuseport(tmp_path: P
 
 
 def test_reuse_port_without_so_reuseport_is_one_sentence() -> None:
-    no_reuseport = (
-        "import socket, sys, trio; del socket.SO_REUSEPORT; "
-        "from trio_echo._cli import main; sys.exit(main(sys.argv[1:]))"
-    )
     result = subprocess.run(
-        [sys.executable, "-c", no_reuseport, "server", "--port", "0", "--reuse-port"],
+        [sys.executable, "-c", WITHOUT_SO_REUSEPORT, "server", "--port", "0", "--reuse-port"],
         capture_output=True,
         timeout=30,
         check=False,

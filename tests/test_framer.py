@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.conftest import chunkings, one_byte_at_a_time
 from trio_echo import (
     DEFAULT_MAX_MESSAGE_SIZE,
     NEED_DATA,
@@ -65,30 +66,6 @@ def frame(
         framer.receive_data(b"")
         events.extend(drain(framer))
     return normalise(events)
-
-
-def one_byte_at_a_time(raw: bytes) -> list[bytes]:
-    return [raw[i : i + 1] for i in range(len(raw))]
-
-
-def random_chunks(raw: bytes, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    chunks, start = [], 0
-    while start < len(raw):
-        end = start + rng.randint(1, max(1, len(raw) // 3))
-        chunks.append(raw[start:end])
-        start = end
-    return chunks
-
-
-def chunkings(raw: bytes) -> Iterator[list[bytes]]:
-    """Every way of cutting ``raw`` that the tests use."""
-    yield [raw]
-    yield one_byte_at_a_time(raw)
-    for split in range(1, len(raw)):
-        yield [raw[:split], raw[split:]]
-    for seed in range(20):
-        yield random_chunks(raw, seed)
 
 
 def message(payload: bytes) -> list[Event]:

@@ -8,13 +8,11 @@ explicit times, as the protocol reads no clock.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.conftest import chunkings
 from trio_echo import (
     EchoProtocol,
     LocalProtocolError,
@@ -24,22 +22,6 @@ from trio_echo import (
     RemoteProtocolError,
     encode_message,
 )
-
-
-def chunkings(raw: bytes) -> Iterator[list[bytes]]:
-    """Whole, one byte at a time, at every split point, and seeded at random."""
-    yield [raw] if raw else []
-    yield [raw[i : i + 1] for i in range(len(raw))]
-    for cut in range(1, len(raw)):
-        yield [raw[:cut], raw[cut:]]
-    for seed in range(5):
-        rng = random.Random(seed)
-        chunks, start = [], 0
-        while start < len(raw):
-            end = start + rng.randint(1, max(1, len(raw) // 3))
-            chunks.append(raw[start:end])
-            start = end
-        yield chunks
 
 
 def run(mode: Mode, chunks: list[bytes], *, eof: bool) -> tuple[bytes, EchoProtocol]:

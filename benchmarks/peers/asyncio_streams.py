@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 from _common import BUFFER_LIMIT, LINGER, READ_SIZE, announce, parse_args
 
@@ -27,23 +28,35 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mod
             await writer.drain()
             if protocol.reading_done:
                 break
-        if mode == "count" and data and protocol.trailing:  # bytes came after it: linger
-            writer.write_eof()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(LINGER):
-                    while await reader.read(READ_SIZE):
-                        pass
+        if mode == "count" and protocol.trailing:
+            await linger(reader, writer)
     except (RemoteProtocolError, ConnectionError):
         writer.transport.abort()
     finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+        await close(writer)
 
 
-async def serve(host: str, port: int, mode: str) -> None:
+async def linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Bytes came after a count message: half-close, and discard what comes."""
+    writer.write_eof()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(LINGER):
+            while await reader.read(READ_SIZE):
+                pass
+
+
+async def close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Awaitable[None]]
+
+
+async def serve(host: str, port: int, mode: str, handler: Handler = handle) -> None:
     server = await asyncio.start_server(
-        lambda r, w: handle(r, w, mode), host, port, backlog=4096, limit=READ_SIZE
+        lambda r, w: handler(r, w, mode), host, port, backlog=4096, limit=READ_SIZE
     )
     announce(host, server.sockets[0].getsockname()[1], mode)
     async with server:

@@ -9,9 +9,9 @@ writer drains the transport after each write.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
-from _common import LINGER, QUEUED_READS, READ_SIZE, announce, parse_args
+from _common import QUEUED_READS, READ_SIZE, parse_args
+from asyncio_streams import close, linger, serve
 
 from trio_echo import EchoProtocol, Mode, RemoteProtocolError
 
@@ -32,29 +32,14 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mod
                 data = await reader.read(READ_SIZE)
                 await queue.put(protocol.receive_data(data))
             await queue.put(None)
-        if mode == "count" and protocol.trailing:  # bytes came after it: linger
-            writer.write_eof()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(LINGER):
-                    while await reader.read(READ_SIZE):
-                        pass
+        if mode == "count" and protocol.trailing:
+            await linger(reader, writer)
     except* (RemoteProtocolError, ConnectionError):
         writer.transport.abort()
     finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-
-
-async def serve(host: str, port: int, mode: str) -> None:
-    server = await asyncio.start_server(
-        lambda r, w: handle(r, w, mode), host, port, backlog=4096, limit=READ_SIZE
-    )
-    announce(host, server.sockets[0].getsockname()[1], mode)
-    async with server:
-        await server.serve_forever()
+        await close(writer)
 
 
 if __name__ == "__main__":
     args = parse_args(__doc__.splitlines()[0])
-    asyncio.run(serve(args.host, args.port, args.mode))
+    asyncio.run(serve(args.host, args.port, args.mode, handle))
