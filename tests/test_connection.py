@@ -553,3 +553,21 @@ def test_config_owns_its_defaults() -> None:
     assert ServerConfig(max_message_size=1 << 20).connection_buffer == 1 << 20
     with pytest.raises(ValueError, match="may not exceed"):
         ServerConfig(connection_buffer=2, memory_budget=1)
+
+
+async def test_a_keyboard_interrupt_is_not_absorbed_as_a_bug() -> None:
+    # Only bugs (Exceptions) end just their connection; an interrupt of the
+    # whole program goes on up, after the connection is closed and logged.
+    client, server = trio.testing.memory_stream_pair()
+
+    async def interrupted(max_bytes: int | None = None) -> bytes:
+        raise KeyboardInterrupt
+
+    server.receive_stream.receive_some = interrupted  # type: ignore[method-assign]
+    connection = Connection(server, ServerConfig(), MemoryBudget(1 << 20), "peer")
+    with pytest.raises(BaseExceptionGroup) as caught:
+        await connection.serve()
+    assert caught.group_contains(KeyboardInterrupt)
+    assert connection.report.outcome == Outcome.CANCELLED
+    assert connection.failure is None
+    await client.aclose()

@@ -202,8 +202,8 @@ class Connection:
                 self.report.end(self._expiry, self._expiry_detail())
         except BaseException as error:
             self._note_error(error)
-            if _is_cancellation(error):
-                raise
+            if not _is_bug(error):
+                raise  # a cancellation, or KeyboardInterrupt: not the connection's to absorb
         finally:
             queue.discard()
             if self._nowait is not None:
@@ -373,11 +373,11 @@ class Connection:
     def _note_error(self, error: BaseException) -> None:
         if self.report.outcome is not None:
             return
-        if _is_cancellation(error):
-            self.report.end(Outcome.CANCELLED)
-        else:
+        if _is_bug(error):
             self.report.end(Outcome.INTERNAL_ERROR, f"{type(error).__name__}: {error}")
             self.failure = error
+        else:
+            self.report.end(Outcome.CANCELLED)
 
     def _closed(self) -> None:
         """Log the connection's line, and tell whoever waits for its end."""
@@ -398,13 +398,16 @@ def _describe(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def _is_cancellation(error: BaseException) -> bool:
-    if isinstance(error, trio.Cancelled):
-        return True
+def _is_bug(error: BaseException) -> bool:
+    """Whether ``error`` is a bug: Exceptions, perhaps among cancellations.
+
+    A cancellation or a KeyboardInterrupt is not: it is the program's, not
+    one connection's, to handle.
+    """
     if isinstance(error, BaseExceptionGroup):
         _cancelled, rest = error.split(trio.Cancelled)
-        return rest is None
-    return False
+        return rest is not None and rest.split(Exception)[1] is None
+    return isinstance(error, Exception)
 
 
 async def handle_connection(
