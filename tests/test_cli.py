@@ -235,8 +235,22 @@ def test_client_reset() -> None:
             ["server", "--connection-buffer", "2G"], b"may not exceed", id="buffer-over-budget"
         ),
         pytest.param(["server", "--idle-timeout", "0"], b"positive", id="zero-idle-timeout"),
-        pytest.param(["server", "--grace", "-3"], b"--grace", id="negative-grace"),
+        pytest.param(
+            ["server", "--grace", "-3"], b"'-3' is not zero or a positive", id="negative-grace"
+        ),
         pytest.param(["server", "--max-connections", "0"], b"at least 1", id="zero-connections"),
+        pytest.param(["server", "--workers", "0"], b"'0' is not a whole number", id="no-workers"),
+        pytest.param(
+            ["server", "--max-message-size", "0"], b"from 1 byte to 1TiB", id="zero-message-size"
+        ),
+        pytest.param(
+            ["server", "--max-message-size", "99999999999999999999GiB"],
+            b"from 1 byte to 1TiB",
+            id="huge-message-size",
+        ),
+        pytest.param(["client", "--size", "1K", "x"], b"give --repeat N too", id="size-alone"),
+        pytest.param(["--bogus"], b"unrecognized arguments: --bogus", id="top-level-bogus"),
+        pytest.param([], b"give a COMMAND", id="no-command"),
     ],
 )
 def test_usage_errors(args: list[str], words: bytes) -> None:
@@ -244,6 +258,14 @@ def test_usage_errors(args: list[str], words: bytes) -> None:
     assert result.returncode == ExitStatus.USAGE
     assert words in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["server", "client"])
+def test_an_unknown_flag_shows_its_commands_usage(command: str) -> None:
+    result = run(command, "--bogus")
+    assert result.returncode == ExitStatus.USAGE
+    assert result.stderr.startswith(f"usage: trio-echo {command} ".encode())
+    assert b"unrecognized arguments: --bogus" in result.stderr
 
 
 def test_client_unreadable_file(tmp_path: Path) -> None:
