@@ -364,3 +364,24 @@ def test_workers_drain_and_exit_when_the_supervisor_is_killed(spawn: Spawn) -> N
     parent.popen.wait(timeout=10)
     wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers))
     assert parent.stderr.count(b"the supervisor exited: not accepting") == 2
+
+
+def test_an_inherited_unix_socket_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "listener"))
+    listener.listen()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "trio_echo", "server", "--fd", str(listener.fileno())],
+            pass_fds=(listener.fileno(),),
+            capture_output=True,
+            timeout=30,
+            check=False,
+            cwd=ROOT,
+        )
+    finally:
+        listener.close()
+    assert result.returncode == 3
+    (line,) = result.stderr.strip().splitlines()
+    assert b"AF_UNIX" in line
+    assert b"trio_echo serves TCP" in line

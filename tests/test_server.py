@@ -9,6 +9,7 @@ import logging
 import random
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 import trio
@@ -281,3 +282,11 @@ async def test_handler_bug_does_not_stop_the_server(
     assert "internal-error" in errors[0].getMessage()
     assert errors[0].exc_info is not None
     await wait_until(lambda: server.connections == 0)
+
+
+def test_a_unix_listening_socket_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(tmp_path / "listener"))
+        sock.listen()
+        with pytest.raises(ValueError, match="trio_echo serves TCP"):
+            EchoServer(ServerConfig(), [sock])
