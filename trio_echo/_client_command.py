@@ -174,7 +174,10 @@ async def _client_exchange(
         return None
     problem = check.problem()
     if problem and not sent_all:
-        problem += " (the server closed the connection before the whole message was sent)"
+        # Sending failed: the server reset the connection (closing with
+        # unread bytes resets it). Whether the reset reached the client as a
+        # failed send or a failed read is a race; it is a reset either way.
+        raise trio.BrokenResourceError(f"before the whole message was sent; {problem}")
     return problem
 
 

@@ -20,6 +20,8 @@ from _common import BUFFER_LIMIT, LINGER, READ_SIZE, announce, parse_args
 
 from trio_echo import EchoProtocol, Mode, RemoteProtocolError
 
+SEND_SIZE = 1024 * 1024
+
 
 class Outbox:
     """Echo bytes between the reader thread and the writer thread."""
@@ -52,8 +54,14 @@ class Outbox:
                     self.condition.wait()
                 if not self.chunks:
                     return
-                data = b"".join(self.chunks)
-                self.chunks.clear()
+                # Join at most a send's worth: joining everything queued
+                # would hold a second copy of up to BUFFER_LIMIT bytes.
+                pieces = [self.chunks.popleft()]
+                size = len(pieces[0])
+                while self.chunks and size + len(self.chunks[0]) <= SEND_SIZE:
+                    size += len(self.chunks[0])
+                    pieces.append(self.chunks.popleft())
+                data = b"".join(pieces)
             try:
                 sock.sendall(data)
             except OSError:
