@@ -298,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the echo server until SIGINT or SIGTERM.",
     )
     _add_server_arguments(server)
+    server.set_defaults(command_parser=server)
     client = commands.add_parser(
         "client",
         help="send a message and check its echo, or put load on a server",
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     _add_client_arguments(client)
+    client.set_defaults(command_parser=client)
     return parser
 
 
@@ -323,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Unknown arguments are reported by the parser of the command they came
     # with (its usage, not the top level's), and before a missing command.
     args, unknown = parser.parse_known_args(argv)
-    command_parser = _command_parsers(parser).get(args.command, parser)
+    command_parser: argparse.ArgumentParser = getattr(args, "command_parser", parser)
     if unknown:
         command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
@@ -341,13 +343,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 command_parser.error(f"--{flag} is for a load run: give --repeat N too")
         return run_client(args)
     return run_load_command(args)
-
-
-def _command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._subparsers._group_actions if parser._subparsers else ():
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
 
 
 def _server_options(args: argparse.Namespace) -> ServerOptions:

@@ -66,9 +66,8 @@ class Supervisor:
     def __init__(self, command: Sequence[str], count: int, *, pass_fds: Sequence[int] = ()) -> None:
         self._command = list(command)
         self._count = count
-        self._base_fds = tuple(pass_fds)
-        self._pass_fds = self._base_fds
-        self._env: dict[str, str] | None = None
+        self._pass_fds = tuple(pass_fds)
+        self._parent_alive: int | None = None  # the pipe's read end, while run() runs
         self._processes: dict[int, trio.Process] = {}  # by worker number
         self._stopping = trio.Event()
 
@@ -92,8 +91,7 @@ class Supervisor:
                 others are stopped first).
         """
         parent_alive, parent_gone = os.pipe()
-        self._pass_fds = (*self._base_fds, parent_alive)
-        self._env = dict(os.environ, **{SUPERVISOR_FD_VARIABLE: str(parent_alive)})
+        self._parent_alive = parent_alive
         try:
             async with trio.open_nursery() as nursery:
                 for number in range(1, self._count + 1):
@@ -156,14 +154,16 @@ class Supervisor:
 
     async def _spawn(self, number: int, nursery: trio.Nursery) -> trio.Process:
         """Start worker ``number`` and wait for its 'listening on' line."""
+        parent_alive = self._parent_alive
+        assert parent_alive is not None  # set by run()
         process: trio.Process = await nursery.start(
             functools.partial(
                 trio.run_process,
                 self._command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                pass_fds=self._pass_fds,
-                env=self._env,
+                pass_fds=(*self._pass_fds, parent_alive),
+                env=dict(os.environ, **{SUPERVISOR_FD_VARIABLE: str(parent_alive)}),
                 start_new_session=True,
                 check=False,
             )
