@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.conftest import ChildProcess as Process
-from trio_echo._cli import ExitStatus, parse_size
+from trio_echo._cli import ExitStatus, _server_options, build_parser, parse_size
 
 Spawn = Callable[..., Process]
 
@@ -236,6 +236,9 @@ def test_client_reset() -> None:
         ),
         pytest.param(["server", "--idle-timeout", "0"], b"positive", id="zero-idle-timeout"),
         pytest.param(
+            ["server", "--min-data-rate", "-1"], b"bytes per second", id="negative-data-rate"
+        ),
+        pytest.param(
             ["server", "--grace", "-3"], b"'-3' is not zero or a positive", id="negative-grace"
         ),
         pytest.param(["server", "--max-connections", "0"], b"at least 1", id="zero-connections"),
@@ -258,6 +261,13 @@ def test_usage_errors(args: list[str], words: bytes) -> None:
     assert result.returncode == ExitStatus.USAGE
     assert words in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("flag", "rate"), [([], 240.0), (["--min-data-rate", "0"], 0.0)])
+def test_the_minimum_data_rate_reaches_the_config(flag: list[str], rate: float) -> None:
+    args = build_parser().parse_args(["server", *flag])
+    config = _server_options(args).config
+    assert (config.min_data_rate, config.limits.min_data_rate) == (rate, rate)
 
 
 @pytest.mark.parametrize("command", ["server", "client"])

@@ -1,154 +1,479 @@
-"""The EchoProtocol: the rules of each mode, without I/O.
+"""The EchoProtocol: one connection's state machine, without I/O.
 
-Every case runs whole, one byte at a time, at every split point and under
-seeded random chunkings; the echo is compared joined, so it cannot depend on
-how the input was cut. Timing rules (when a header is due) are checked with
-explicit times, as the protocol reads no clock.
+Every rule runs whole, one byte at a time, at every split point and under
+seeded random chunkings, through `pump`: a pump in memory that does what the
+protocol says, as the server's does over a stream. The echo is compared
+joined, and the ending (close at once, or half-close and linger) must not
+depend on how the input was cut. Times are explicit: the protocol reads no
+clock.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import chunkings
 from trio_echo import (
+    CHECK_UNREAD,
+    CLOSE,
+    PAUSED,
+    SEND_EOF,
+    YIELD,
+    Deadline,
     EchoProtocol,
+    Expiry,
+    Limits,
     LocalProtocolError,
     Mode,
     Outcome,
     Reason,
-    RemoteProtocolError,
+    Receive,
+    Unread,
     encode_message,
 )
+from trio_echo._protocol import BUFFER_OVERHEAD, MAX_MESSAGES_PER_STEP
+
+LIMITS = Limits(max_message_size=1000)
 
 
-def run(mode: Mode, chunks: list[bytes], *, eof: bool) -> tuple[bytes, EchoProtocol]:
-    """Feed ``chunks`` (then the end of stream) until reading is done."""
-    protocol = EchoProtocol(mode, max_message_size=1000)
-    echo = b""
-    for chunk in [*chunks, *([b""] if eof else [])]:
-        if protocol.reading_done:
+@attrs.define
+class Run:
+    """What a pump saw: the echo, how it ended, and the protocol."""
+
+    echo: bytes
+    ending: str  # "close", "linger" (half-closed, waiting for the peer) or "waiting"
+    protocol: EchoProtocol
+    actions: list[object] = attrs.field(factory=list)
+    read: int = 0  # bytes the pump read
+
+
+def pump(
+    protocol: EchoProtocol,
+    chunks: list[bytes],
+    *,
+    eof: bool,
+    knows_unread: bool = True,
+    times: list[float] | None = None,
+    send: bool = True,
+) -> Run:
+    """Do what ``protocol`` says over a transport in memory.
+
+    The peer's ``chunks`` arrive one read each (split further when a read
+    asks for less), then its end of stream if ``eof``. Chunk ``i`` arrives at
+    ``times[i]`` (its index by default). Answers are sent as soon as they are
+    queued, unless ``send`` is false (a peer that never reads). Returns when
+    the protocol says CLOSE, or must wait for the peer.
+    """
+    pending = deque(chunks)
+    arrival = deque(times if times is not None else [float(i) for i in range(len(chunks))])
+    now = 0.0
+    echo = bytearray()
+    run = Run(b"", "waiting", protocol)
+    ended = False  # the end of stream was read
+
+    def read(max_bytes: int) -> bytes:
+        nonlocal now, ended
+        if pending:
+            chunk = pending.popleft()
+            now = max(now, arrival.popleft())
+            if len(chunk) > max_bytes:
+                pending.appendleft(chunk[max_bytes:])
+                arrival.appendleft(now)
+                chunk = chunk[:max_bytes]
+            run.read += len(chunk)
+            return chunk
+        ended = True
+        return b""
+
+    while True:
+        action = protocol.next_action(now)
+        run.actions.append(action)
+        sent = 0
+        while send and (data := protocol.data_to_send()) is not None:
+            echo += data
+            sent += len(data)
+            protocol.sent(len(data), now)
+        if type(action) is Receive:
+            if not pending and (ended or not eof):
+                break  # the peer has nothing more to say, for now
+            protocol.receive_data(read(action.max_bytes), now)
+        elif action is YIELD:
+            continue
+        elif action is PAUSED:
+            if not sent:
+                break  # the peer must read first
+        elif action is CHECK_UNREAD:
+            if not knows_unread:
+                protocol.report_unread(Unread.UNKNOWN)
+            elif pending or (eof and not ended):
+                protocol.receive_data(read(64 * 1024), now)
+            else:
+                protocol.report_unread(Unread.NO)
+        elif action is SEND_EOF:
+            protocol.eof_sent(now)
+            run.ending = "linger"
+        else:
+            assert action is CLOSE
+            run.ending = "close"
             break
-        echo += b"".join(bytes(piece) for piece in protocol.receive_data(chunk))
-    return echo, protocol
+    run.echo = bytes(echo)
+    return run
 
 
 CASES = [
-    # mode, input, end of stream after it, echo, outcome, messages
-    pytest.param(Mode.COUNT, b"5 hello", False, b"hello", Outcome.COMPLETE, 1, id="count"),
-    pytest.param(Mode.COUNT, b"0 ", False, b"", Outcome.COMPLETE, 1, id="count-zero"),
+    # mode, input, end of stream after it, echo, outcome, messages, ending
+    pytest.param(Mode.COUNT, b"5 hello", False, b"hello", "complete", 1, "close", id="count"),
+    pytest.param(Mode.COUNT, b"0 ", False, b"", "complete", 1, "close", id="count-zero"),
     pytest.param(
-        Mode.COUNT, b"5 hello and more", False, b"hello", Outcome.COMPLETE, 1, id="count-trailing"
+        Mode.COUNT, b"5 hello", True, b"hello", "complete", 1, "close", id="count-then-eof"
     ),
-    pytest.param(Mode.COUNT, b"3 1 2", False, b"1 2", Outcome.COMPLETE, 1, id="count-spaces"),
-    pytest.param(Mode.COUNT, b"", True, b"", Outcome.NO_MESSAGE, 0, id="count-no-message"),
-    pytest.param(Mode.ECHO, b"any 12 bytes", True, b"any 12 bytes", Outcome.CLOSED, 0, id="echo"),
-    pytest.param(Mode.ECHO, b"", True, b"", Outcome.CLOSED, 0, id="echo-nothing"),
-    pytest.param(Mode.FRAMED, b"2 ab3 cde0 ", True, b"2 ab3 cde0 ", Outcome.CLOSED, 3, id="framed"),
-    pytest.param(Mode.FRAMED, b"", True, b"", Outcome.CLOSED, 0, id="framed-nothing"),
+    pytest.param(
+        Mode.COUNT, b"5 helloMORE", False, b"hello", "complete", 1, "linger", id="count-trailing"
+    ),
+    pytest.param(
+        Mode.COUNT, b"5 helloMORE", True, b"hello", "complete", 1, "close", id="count-trailing-eof"
+    ),
+    pytest.param(Mode.COUNT, b"3 1 2", False, b"1 2", "complete", 1, "close", id="count-spaces"),
+    pytest.param(Mode.COUNT, b"", True, b"", "no-message", 0, "close", id="count-no-message"),
+    pytest.param(Mode.COUNT, b"12", True, b"", "eof-in-header", 0, "close", id="count-eof-header"),
+    pytest.param(Mode.COUNT, b"5 ab", True, b"ab", "eof-in-payload", 0, "close", id="count-eof"),
+    pytest.param(Mode.COUNT, b"-1 ", False, b"", "bad-length", 0, "close", id="count-sign"),
+    pytest.param(Mode.COUNT, b"10000 ", False, b"", "too-many-digits", 0, "close", id="digits"),
+    pytest.param(Mode.COUNT, b"1001 ", False, b"", "length-too-large", 0, "close", id="large"),
+    pytest.param(
+        Mode.ECHO, b"any 12 bytes", True, b"any 12 bytes", "closed", 0, "close", id="echo"
+    ),
+    pytest.param(Mode.ECHO, b"", True, b"", "closed", 0, "close", id="echo-nothing"),
+    pytest.param(
+        Mode.FRAMED, b"2 ab3 cde0 ", True, b"2 ab3 cde0 ", "closed", 3, "close", id="framed"
+    ),
+    pytest.param(Mode.FRAMED, b"", True, b"", "closed", 0, "close", id="framed-nothing"),
+    pytest.param(Mode.FRAMED, b"1 a2", True, None, "eof-in-header", 1, "close", id="framed-eof"),
+    pytest.param(Mode.FRAMED, b"1 a-", False, None, "bad-length", 1, "close", id="framed-bad"),
 ]
 
 
-@pytest.mark.parametrize(("mode", "raw", "eof", "echo", "outcome", "messages"), CASES)
+@pytest.mark.parametrize(("mode", "raw", "eof", "echo", "outcome", "messages", "ending"), CASES)
 def test_every_mode_under_every_chunking(
-    *, mode: Mode, raw: bytes, eof: bool, echo: bytes, outcome: Outcome, messages: int
+    *,
+    mode: Mode,
+    raw: bytes,
+    eof: bool,
+    echo: bytes | None,
+    outcome: str,
+    messages: int,
+    ending: str,
 ) -> None:
     for chunks in chunkings(raw):
-        got, protocol = run(mode, chunks, eof=eof)
-        assert (got, protocol.outcome, protocol.messages) == (echo, outcome, messages), chunks
+        run = pump(EchoProtocol(mode, limits=LIMITS), chunks, eof=eof)
+        got = (run.protocol.outcome, run.protocol.messages, run.ending)
+        assert got == (outcome, messages, ending), chunks
+        if echo is not None:  # a bad framed message may cut its answers short
+            assert run.echo == echo, chunks
+        assert run.protocol.bytes_in == run.read, chunks  # every byte read is counted
+        if run.protocol.clean:
+            assert run.read == len(raw), chunks
+        assert run.protocol.bytes_out == len(run.echo)
+        assert run.protocol.held == 0  # it closed, or holds nothing while lingering
 
 
-def test_count_stops_reading_at_the_end_of_its_message() -> None:
-    protocol = EchoProtocol(Mode.COUNT)
-    assert protocol.receive_data(b"2 ab") == [b"ab"]
-    assert protocol.reading_done
+@pytest.mark.parametrize("trailing", [b"X", b"later bytes"])
+def test_bytes_after_a_count_message_make_it_linger_at_every_split(trailing: bytes) -> None:
+    raw = b"5 hello" + trailing
+    for chunks in chunkings(raw):
+        run = pump(EchoProtocol(Mode.COUNT, limits=LIMITS), chunks, eof=False)
+        assert (run.ending, run.echo) == ("linger", b"hello"), chunks
+        # What comes while it lingers is read, counted and dropped.
+        protocol = run.protocol
+        assert protocol.next_action(10.0) == Receive(4096)
+        protocol.receive_data(b"still more", 10.0)
+        assert (protocol.held, protocol.bytes_in) == (0, len(raw) + 10)
+        protocol.receive_data(b"", 11.0)
+        assert protocol.next_action(11.0) is CLOSE
+        assert protocol.outcome is Outcome.COMPLETE
+
+
+def test_bytes_that_arrive_before_the_ending_is_decided_are_seen() -> None:
+    # The message ends a read exactly; the next bytes are already there: the
+    # check for unread bytes reads them (it does not drop them unseen), and
+    # the connection lingers instead of resetting.
+    protocol = EchoProtocol(Mode.COUNT, limits=LIMITS)
+    assert isinstance(protocol.next_action(0.0), Receive)
+    protocol.receive_data(b"5 hello", 0.0)
+    assert protocol.next_action(0.0) is PAUSED  # the echo goes out first
+    protocol.sent(len(protocol.data_to_send() or b""), 0.0)
+    assert protocol.next_action(0.0) is CHECK_UNREAD
+    protocol.receive_data(b"junk", 0.0)
+    assert protocol.next_action(0.0) is SEND_EOF
+    assert protocol.bytes_in == 11
+
+
+@pytest.mark.parametrize(
+    ("can_half_close", "ending"), [(True, "linger"), (False, "close")], ids=["tcp", "no-half-close"]
+)
+def test_a_transport_that_cannot_tell_what_is_unread(can_half_close: bool, ending: str) -> None:
+    # Nothing unread cannot be known: half-close and linger where the stream
+    # can; where it cannot, close (gracefully) is the best there is.
+    for chunks in chunkings(b"5 hello"):
+        protocol = EchoProtocol(Mode.COUNT, limits=LIMITS, can_half_close=can_half_close)
+        run = pump(protocol, chunks, eof=False, knows_unread=False)
+        assert (run.ending, run.echo, protocol.outcome) == (ending, b"hello", "complete")
+
+
+def test_the_protocol_takes_nothing_after_it_closed_or_the_stream_ended() -> None:
+    protocol = EchoProtocol(Mode.ECHO)
+    protocol.receive_data(b"", 0.0)
     with pytest.raises(LocalProtocolError):
-        protocol.receive_data(b"more")
-
-
-def test_count_notes_bytes_after_its_message() -> None:
+        protocol.receive_data(b"more", 0.0)
     protocol = EchoProtocol(Mode.COUNT)
-    protocol.receive_data(b"2 ab")
-    assert not protocol.trailing
-    protocol = EchoProtocol(Mode.COUNT)
-    protocol.receive_data(b"2 abX")
-    assert protocol.trailing
-    assert not EchoProtocol(Mode.ECHO).trailing
+    protocol.receive_data(b"x", 0.0)
+    assert protocol.next_action(0.0) is CLOSE  # bad-length
+    with pytest.raises(LocalProtocolError):
+        protocol.receive_data(b"1", 0.0)
 
 
-def test_echo_mode_skips_the_framer() -> None:
-    protocol = EchoProtocol(Mode.ECHO, max_message_size=1)
+def test_echo_mode_passes_each_read_through_as_it_came() -> None:
+    protocol = EchoProtocol(Mode.ECHO, limits=Limits(max_message_size=1))
     data = b"99999 not a length"
-    (piece,) = protocol.receive_data(data)
-    assert piece is data  # passed through as it came
-    assert protocol.header_since is None
+    protocol.receive_data(data, 0.0)
+    assert protocol.data_to_send() is data
+    assert protocol.deadline.expiry is Expiry.IDLE  # no header, no rate
 
 
-@pytest.mark.parametrize("mode", [Mode.COUNT, Mode.FRAMED])
-@pytest.mark.parametrize(
-    ("raw", "reason"),
-    [
-        pytest.param(b"-1 ", Reason.BAD_LENGTH, id="sign"),
-        pytest.param(b"10000 ", Reason.TOO_MANY_DIGITS, id="digits"),
-        pytest.param(b"1001 ", Reason.LENGTH_TOO_LARGE, id="too-large"),
-    ],
-)
-def test_bad_lengths_raise_under_every_chunking(mode: Mode, raw: bytes, reason: Reason) -> None:
-    for chunks in chunkings(raw):
-        with pytest.raises(RemoteProtocolError) as caught:
-            run(mode, chunks, eof=False)
-        assert caught.value.reason is reason
+def test_a_reused_buffer_is_copied() -> None:
+    protocol = EchoProtocol(Mode.ECHO)
+    buffer = bytearray(b"abc")
+    protocol.receive_data(buffer, 0.0)
+    buffer[:] = b"xyz"
+    assert protocol.data_to_send() == b"abc"
 
 
-@pytest.mark.parametrize(
-    ("mode", "raw", "reason"),
-    [
-        (Mode.COUNT, b"12", Reason.EOF_IN_HEADER),
-        (Mode.COUNT, b"5 abc", Reason.EOF_IN_PAYLOAD),
-        (Mode.FRAMED, b"1 a2", Reason.EOF_IN_HEADER),
-        (Mode.FRAMED, b"1 a2 b", Reason.EOF_IN_PAYLOAD),
-    ],
-)
-def test_end_of_stream_inside_a_message(mode: Mode, raw: bytes, reason: Reason) -> None:
-    for chunks in chunkings(raw):
-        with pytest.raises(RemoteProtocolError) as caught:
-            run(mode, chunks, eof=True)
-        assert caught.value.reason is reason
+# -- Deadlines ----------------------------------------------------------------
 
 
 def test_count_header_is_due_from_the_start_until_it_is_complete() -> None:
-    protocol = EchoProtocol(Mode.COUNT, now=100.0)
-    assert protocol.header_since == 100.0
-    protocol.receive_data(b"1", now=101.0)
-    assert protocol.header_since == 100.0  # from the start, not the first digit
-    protocol.receive_data(b"0 abc", now=102.0)
-    assert protocol.header_since is None
-    assert protocol.length == 10
+    limits = Limits(header_timeout=10.0, idle_timeout=60.0, min_data_rate=0)
+    for chunks in chunkings(b"12 "):
+        protocol = EchoProtocol(Mode.COUNT, limits=limits, now=100.0)
+        assert protocol.deadline == Deadline(110.0, Expiry.HEADER)
+        times = [101.0 + i for i in range(len(chunks))]
+        pump(protocol, chunks, eof=False, times=times)
+        assert protocol.length == 12  # complete: the header timer is gone
+        assert protocol.deadline.expiry is Expiry.IDLE
 
 
-def test_framed_header_is_due_from_its_first_byte() -> None:
-    protocol = EchoProtocol(Mode.FRAMED, now=100.0)
-    assert protocol.header_since is None  # nothing is due before a byte comes
-    protocol.receive_data(b"1", now=105.0)
-    assert protocol.header_since == 105.0
-    protocol.receive_data(b"1", now=107.0)
-    assert protocol.header_since == 105.0  # the same header: still due from its first byte
-    protocol.receive_data(b" abcdefghijk", now=108.0)
-    assert protocol.header_since is None  # complete, and the message too
-    assert protocol.messages == 1
-    protocol.receive_data(b"2", now=110.0)  # the next message's header
-    assert protocol.header_since == 110.0
-    protocol.receive_data(b" ab3 ", now=111.0)
-    assert protocol.header_since is None  # in the payload of the third message
-    assert (protocol.messages, protocol.headers, protocol.length) == (2, 3, 3)
+def test_framed_header_is_due_from_its_first_byte_at_every_split() -> None:
+    limits = Limits(header_timeout=10.0, idle_timeout=60.0, min_data_rate=0)
+    raw = b"2 ab12 "  # the second header begins at byte 4
+    for chunks in chunkings(raw):
+        protocol = EchoProtocol(Mode.FRAMED, limits=limits, now=0.0)
+        assert protocol.deadline.expiry is Expiry.IDLE  # nothing is due before a byte
+        offset = 0
+        for index, chunk in enumerate(chunks):
+            pump(protocol, [chunk], eof=False, times=[float(index)])
+            offset += len(chunk)
+            if 4 < offset < len(raw):
+                # Due from the read that brought the second header's first digit.
+                first = next(i for i in range(len(chunks)) if sum(map(len, chunks[: i + 1])) > 4)
+                assert protocol.deadline == Deadline(first + 10.0, Expiry.HEADER), chunks
+            elif offset == 1:
+                assert protocol.deadline == Deadline(0.0 + 10.0, Expiry.HEADER), chunks
+            else:
+                assert protocol.deadline.expiry is Expiry.IDLE, chunks
 
 
-def test_framed_header_begun_and_completed_in_one_read_is_never_due() -> None:
-    protocol = EchoProtocol(Mode.FRAMED, now=0.0)
-    protocol.receive_data(b"2 ab2 cd", now=1.0)
-    assert protocol.header_since is None
+def test_idle_deadline_moves_with_progress_at_its_granularity() -> None:
+    limits = Limits(idle_timeout=60.0)
+    protocol = EchoProtocol(Mode.ECHO, limits=limits, now=0.0)
+    assert protocol.deadline == Deadline(60.5, Expiry.IDLE)
+    protocol.receive_data(b"a", 0.3)
+    assert protocol.deadline.when == 60.5  # within the granularity: not moved
+    protocol.receive_data(b"b", 0.6)
+    assert protocol.deadline.when == pytest.approx(61.1)
+    protocol.next_action(0.6)
+    protocol.sent(2, 2.0)  # sending is progress too
+    assert protocol.deadline.when == pytest.approx(62.5)
+
+
+def test_a_payload_must_keep_the_minimum_data_rate() -> None:
+    limits = Limits(min_data_rate=100.0, min_data_rate_grace=5.0, idle_timeout=60.0)
+    protocol = EchoProtocol(Mode.COUNT, limits=limits, now=0.0)
+    pump(protocol, [b"100000 x"], eof=False, times=[1.0])
+    assert protocol.deadline == Deadline(6.0, Expiry.TOO_SLOW)  # the grace, from the header
+    pump(protocol, [b"y" * 999], eof=False, times=[2.0])
+    assert protocol.deadline == Deadline(11.0, Expiry.TOO_SLOW)  # 1,000 bytes earn 10 s
+    protocol.expired(11.0)
+    assert protocol.next_action(11.0) is CLOSE
+    assert protocol.outcome is Outcome.TOO_SLOW
+
+
+def test_a_trickle_of_framed_payload_is_too_slow_but_not_between_messages() -> None:
+    limits = Limits(min_data_rate=240.0, idle_timeout=60.0)
+    protocol = EchoProtocol(Mode.FRAMED, limits=limits, now=0.0)
+    pump(protocol, [b"2 ab"], eof=False, times=[1.0])
+    assert protocol.deadline.expiry is Expiry.IDLE  # between messages: idle only
+    pump(protocol, [b"100 a"], eof=False, times=[2.0])
+    assert protocol.deadline == Deadline(7.0, Expiry.TOO_SLOW)
+
+
+@pytest.mark.parametrize("rate", [0.0, 240.0])
+def test_echo_mode_and_a_rate_of_zero_have_the_idle_timeout_alone(rate: float) -> None:
+    limits = Limits(min_data_rate=rate)
+    protocol = EchoProtocol(Mode.ECHO, limits=limits)
+    pump(protocol, [b"x"], eof=False, times=[1.0])
+    assert protocol.deadline.expiry is Expiry.IDLE
+    protocol = EchoProtocol(Mode.COUNT, limits=attrs.evolve(limits, min_data_rate=0.0))
+    pump(protocol, [b"100 x"], eof=False, times=[1.0])
+    assert protocol.deadline.expiry is Expiry.IDLE
+
+
+def test_waiting_for_the_budget_stops_the_peers_timers_not_the_idle_one() -> None:
+    limits = Limits(header_timeout=10.0, idle_timeout=60.0)
+    protocol = EchoProtocol(Mode.COUNT, limits=limits, now=0.0)
+    protocol.budget_wait(3.0)
+    assert protocol.deadline == Deadline(60.5, Expiry.BUDGET)  # no header timer: not its fault
+    protocol.budget_granted(8.0)
+    assert protocol.deadline == Deadline(15.0, Expiry.HEADER)  # 5 s held up, added on
+    protocol.budget_wait(9.0)
+    protocol.expired(60.5)
+    assert protocol.next_action(60.5) is CLOSE
+    assert protocol.outcome is Outcome.BUDGET_TIMEOUT
+
+
+def test_a_full_buffer_stops_the_peers_timers() -> None:
+    limits = Limits(max_held=8 * 1024, header_timeout=10.0, min_data_rate=0)
+    protocol = EchoProtocol(Mode.FRAMED, limits=limits, now=0.0)
+    run = pump(protocol, [encode_message(b"x" * 7600) + b"1"], eof=False, send=False)
+    assert run.actions[-1] is PAUSED  # it holds all it may
+    assert protocol.deadline.expiry is Expiry.IDLE  # the header in progress is not timed
+    protocol.sent(len(protocol.data_to_send() or b""), 4.0)
+    assert isinstance(protocol.next_action(4.0), Receive)
+    assert protocol.deadline == Deadline(14.0, Expiry.HEADER)  # from when reading resumed
+
+
+def test_lingering_has_its_own_deadline_and_keeps_the_outcome() -> None:
+    protocol = EchoProtocol(Mode.COUNT, limits=Limits(linger_timeout=2.0))
+    run = pump(protocol, [b"1 aZ"], eof=False)
+    assert run.ending == "linger"
+    assert protocol.deadline == Deadline(2.0, Expiry.LINGER)
+    protocol.expired(2.0)
+    assert protocol.next_action(2.0) is CLOSE
+    assert protocol.outcome is Outcome.COMPLETE  # the echo was delivered: it is complete
+
+
+@pytest.mark.parametrize(
+    ("expiry", "outcome"),
+    [
+        (Expiry.HEADER, Outcome.HEADER_TIMEOUT),
+        (Expiry.IDLE, Outcome.IDLE_TIMEOUT),
+        (Expiry.BUDGET, Outcome.BUDGET_TIMEOUT),
+        (Expiry.TOO_SLOW, Outcome.TOO_SLOW),
+    ],
+)
+def test_each_expiry_is_an_outcome_with_its_words(expiry: Expiry, outcome: Outcome) -> None:
+    protocol = EchoProtocol(Mode.COUNT)
+    protocol.deadline = Deadline(1.0, expiry)
+    protocol.expired(1.0)
+    assert protocol.next_action(1.0) is CLOSE
+    assert protocol.outcome is outcome
+    assert protocol.detail
+
+
+def test_the_first_ending_is_the_one_that_counts() -> None:
+    protocol = EchoProtocol(Mode.ECHO)
+    protocol.expired(61.0)
+    protocol.abort(Outcome.RESET, "reset while closing")
+    assert (protocol.outcome, protocol.clean) == (Outcome.IDLE_TIMEOUT, False)
+    protocol = EchoProtocol(Mode.ECHO)
+    protocol.abort(Outcome.CANCELLED)
+    assert protocol.next_action(0.0) is CLOSE
+    assert protocol.outcome is Outcome.CANCELLED
+
+
+# -- Memory and work ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"0 " * 5000, b"1 x" * 3000, encode_message(b"y" * 50_000) * 3],
+    ids=["empty-frames", "one-byte-frames", "large-frames"],
+)
+def test_what_it_holds_never_exceeds_its_limit(raw: bytes) -> None:
+    # A peer that never reads: the protocol asks for reads that cannot take
+    # it past its limit, however the bytes are cut, and then pauses.
+    limits = Limits(max_held=16 * 1024, max_message_size=100_000)
+    for seed, chunks in enumerate(chunkings(raw)):
+        if seed > 30:
+            break
+        protocol = EchoProtocol(Mode.FRAMED, limits=limits)
+        pending = deque(chunks)
+        highest = 0
+        while pending:
+            action = protocol.next_action(0.0)
+            highest = max(highest, protocol.held)
+            if action is PAUSED:
+                break
+            if type(action) is Receive:
+                chunk = pending.popleft()
+                if len(chunk) > action.max_bytes:
+                    pending.appendleft(chunk[action.max_bytes :])
+                    chunk = chunk[: action.max_bytes]
+                protocol.receive_data(chunk, 0.0)
+                highest = max(highest, protocol.held)
+        assert highest <= limits.max_held
+        assert protocol.held > limits.max_held // 2  # it did read ahead
+
+
+def test_tiny_answers_cost_their_bytes_not_an_object_each() -> None:
+    protocol = EchoProtocol(Mode.FRAMED, limits=Limits(max_held=1 << 30))
+    raw = b"0 " * 100_000
+    protocol.receive_data(raw, 0.0)
+    steps = 0
+    while protocol.next_action(0.0) is YIELD:
+        steps += 1
+    answers = protocol.held
+    assert protocol.messages == 100_000
+    # The answers are the 200,000 bytes, in one buffer per step at most.
+    assert len(raw) <= answers <= len(raw) + (steps + 1) * BUFFER_OVERHEAD
+    assert answers < len(raw) * 1.1
+
+
+def test_a_step_frames_a_bounded_number_of_messages() -> None:
+    protocol = EchoProtocol(Mode.FRAMED)
+    protocol.receive_data(b"0 " * 10_000, 0.0)
+    done = 0
+    while protocol.next_action(0.0) is YIELD:
+        assert protocol.messages - done == MAX_MESSAGES_PER_STEP
+        done = protocol.messages
+    assert protocol.messages == 10_000
+
+
+def test_answers_are_released_as_they_are_sent() -> None:
+    protocol = EchoProtocol(Mode.ECHO)
+    protocol.receive_data(b"x" * 10_000, 0.0)
+    protocol.next_action(0.0)
+    assert protocol.held == 10_000 + BUFFER_OVERHEAD
+    protocol.sent(4_000, 0.0)  # partly sent: the buffer is alive until all of it is
+    assert protocol.held == 10_000 + BUFFER_OVERHEAD
+    assert protocol.data_to_send() == b"x" * 6_000
+    protocol.sent(6_000, 0.0)
+    assert (protocol.held, protocol.data_to_send()) == (0, None)
+
+
+def test_small_answers_join_those_waiting_before_them() -> None:
+    protocol = EchoProtocol(Mode.ECHO)
+    for piece in (b"a", b"b", b"c", b"d"):
+        protocol.receive_data(piece, 0.0)
+    # The first may be under way, so it stays whole; the others are joined.
+    assert protocol.data_to_send() == b"a"
+    protocol.sent(1, 0.0)
+    assert protocol.data_to_send() == b"bcd"
+    assert protocol.held == 3 + BUFFER_OVERHEAD
 
 
 def test_mode_is_converted_and_validated() -> None:
@@ -157,7 +482,18 @@ def test_mode_is_converted_and_validated() -> None:
         EchoProtocol("nope")  # type: ignore[arg-type]
 
 
+def test_bad_lengths_say_why() -> None:
+    run = pump(EchoProtocol(Mode.COUNT), [b"+5 hello"], eof=False)
+    assert run.protocol.outcome is Reason.BAD_LENGTH
+    assert "not a digit" in run.protocol.detail
+
+
 messages = st.lists(st.binary(max_size=30), max_size=5)
+
+
+def cut(raw: bytes, data: st.DataObject) -> list[bytes]:
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(raw)), max_size=8)))
+    return [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True) if b > a]
 
 
 @given(payloads=messages, data=st.data())
@@ -165,11 +501,9 @@ def test_framed_answers_are_the_messages_under_any_chunking(
     payloads: list[bytes], data: st.DataObject
 ) -> None:
     raw = b"".join(encode_message(payload) for payload in payloads)
-    cuts = sorted(data.draw(st.sets(st.integers(0, len(raw)), max_size=8)))
-    chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True) if b > a]
-    echo, protocol = run(Mode.FRAMED, chunks, eof=True)
-    assert echo == raw
-    assert (protocol.outcome, protocol.messages) == (Outcome.CLOSED, len(payloads))
+    run = pump(EchoProtocol(Mode.FRAMED, limits=LIMITS), cut(raw, data), eof=True)
+    assert run.echo == raw
+    assert (run.protocol.outcome, run.protocol.messages) == (Outcome.CLOSED, len(payloads))
 
 
 @given(payload=st.binary(max_size=60), extra=st.binary(max_size=10), data=st.data())
@@ -177,8 +511,8 @@ def test_count_echoes_exactly_the_payload_under_any_chunking(
     payload: bytes, extra: bytes, data: st.DataObject
 ) -> None:
     raw = encode_message(payload) + extra
-    cuts = sorted(data.draw(st.sets(st.integers(0, len(raw)), max_size=8)))
-    chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True) if b > a]
-    echo, protocol = run(Mode.COUNT, chunks, eof=False)
-    assert echo == payload
-    assert protocol.outcome is Outcome.COMPLETE
+    run = pump(EchoProtocol(Mode.COUNT, limits=LIMITS), cut(raw, data), eof=False)
+    assert run.echo == payload
+    assert run.protocol.outcome is Outcome.COMPLETE
+    assert run.ending == ("linger" if extra else "close")
+    assert run.protocol.bytes_in == len(raw)

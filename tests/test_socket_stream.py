@@ -292,3 +292,29 @@ async def test_send_nowait_and_reset() -> None:
 def test_needs_a_stream_socket() -> None:
     with socket.socket(type=socket.SOCK_DGRAM) as sock, pytest.raises(ValueError, match="stream"):
         FastSocketStream(sock)
+
+
+async def test_send_eof_holds_the_send_side_across_its_checkpoint() -> None:
+    # send_eof yields at its checkpoint before it half-closes; a send_all
+    # started meanwhile must be told the stream is busy, as trio's own
+    # SocketStream tells it, and the other way round. trio runs the two
+    # tasks in either order, so the race is run many times: each time,
+    # exactly one call is refused and the other goes through.
+    for _ in range(20):
+        left, right = stream_pair()
+        results: list[str] = []
+
+        async def call(method: Callable[[], Awaitable[None]], results: list[str]) -> None:
+            try:
+                await method()
+            except trio.BusyResourceError:
+                results.append("busy")
+            else:
+                results.append("done")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, left.send_eof, results)
+            nursery.start_soon(call, functools.partial(left.send_all, b"payload"), results)
+        assert sorted(results) == ["busy", "done"]
+        await left.aclose()
+        await right.aclose()

@@ -54,14 +54,14 @@ def _size(text: str) -> int:
     return size
 
 
-def _number(text: str, *, zero: bool) -> float:
+def _number(text: str, *, zero: bool, unit: str = "seconds") -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not (value >= 0 if zero else value > 0) or math.isinf(value):
         kind = "zero or a positive number" if zero else "a positive number"
-        raise argparse.ArgumentTypeError(f"{text!r} is not {kind} of seconds")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {kind} of {unit}")
     return value
 
 
@@ -71,6 +71,10 @@ def _seconds(text: str) -> float:
 
 def _seconds_or_zero(text: str) -> float:
     return _number(text, zero=True)
+
+
+def _rate(text: str) -> float:
+    return _number(text, zero=True, unit="bytes per second")
 
 
 def _port(text: str) -> int:
@@ -156,6 +160,18 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help=(
             "close a connection after this long with nothing received or sent "
             f"(default: {defaults.idle_timeout:g})"
+        ),
+    )
+    parser.add_argument(
+        "--min-data-rate",
+        type=_rate,
+        default=defaults.min_data_rate,
+        metavar="BYTES_PER_SECOND",
+        help=(
+            "close a connection whose message payload, after a grace of "
+            f"{defaults.min_data_rate_grace:g} s, averages less than this; 0 turns it off; "
+            f"echo mode has no messages, so only the idle timeout (default: "
+            f"{defaults.min_data_rate:g})"
         ),
     )
     parser.add_argument(
@@ -364,6 +380,7 @@ def _server_options(args: argparse.Namespace) -> ServerOptions:
         memory_budget=args.memory_budget,
         header_timeout=args.header_timeout,
         idle_timeout=args.idle_timeout,
+        min_data_rate=args.min_data_rate,
         **given,  # type: ignore[arg-type]
     )
     return ServerOptions(

@@ -9,7 +9,7 @@ import resource
 import attrs
 
 from ._framer import DEFAULT_MAX_MESSAGE_SIZE
-from ._protocol import Mode
+from ._protocol import Limits, Mode
 
 __all__ = [
     "DEFAULT_PORT",
@@ -24,6 +24,13 @@ MiB = 1024 * 1024
 
 MIN_CONNECTION_BUFFER = 64 * 1024
 """The default connection buffer is never less than one full read."""
+
+
+def _default_connection_buffer(config: ServerConfig) -> int:
+    # A whole message, with room for what holding it costs besides its bytes
+    # (a buffer's overhead per read, at most 1/64 of it) and for a read more.
+    wanted = config.max_message_size + config.max_message_size // 16 + MIN_CONNECTION_BUFFER
+    return min(wanted, config.memory_budget)
 
 
 def default_max_connections() -> int:
@@ -58,21 +65,28 @@ class ServerConfig:
             announce.
         memory_budget: The most echo bytes all connections together may hold
             unsent. Past it, connections stop reading until bytes drain.
-        connection_buffer: The most echo bytes one connection may hold unsent;
-            at most ``memory_budget``. By default ``max_message_size`` (so that
-            a client which sends a whole message before reading any of the
-            echo, as the original's client did, completes), but at least one
-            full read (64 KiB), and within the budget.
+        connection_buffer: The most bytes one connection may hold: received
+            bytes not yet framed and answers not yet sent, each buffer charged
+            with its overhead. At most ``memory_budget``. By default a
+            whole message and what holding it costs (``max_message_size``
+            plus a sixteenth, plus 64 KiB), so that a client which sends a
+            whole message before reading any of the echo, as the original's
+            client did, completes; within the budget.
         header_timeout: Seconds a length prefix has to arrive in full: from
             the connection's start in count mode, from its first byte in
             framed mode.
         idle_timeout: Seconds a connection may go without a byte received or
             sent before it is closed.
         linger_timeout: Seconds a count connection waits for the peer to
-            close when the peer sent bytes after its message: the server
-            half-closes and discards them, so that unread bytes cannot turn
-            its close into a reset that destroys the echo. (With nothing
+            close when the peer may still send after its message: the server
+            half-closes and discards what comes, so that unread bytes cannot
+            turn its close into a reset that destroys the echo. (With nothing
             unread, it closes at once.)
+        min_data_rate: Bytes per second a message's payload must average once
+            ``min_data_rate_grace`` has passed since its length prefix, or
+            the connection is closed (``too-slow``); 0 turns it off. Echo
+            mode, which has no messages, has the idle timeout alone.
+        min_data_rate_grace: Seconds a payload has before its rate counts.
         max_connections: The most connections served at once; past it the
             server stops accepting until one ends.
     """
@@ -83,18 +97,20 @@ class ServerConfig:
     )
     memory_budget: int = attrs.field(default=256 * MiB, validator=attrs.validators.ge(1))
     connection_buffer: int = attrs.field(
-        default=attrs.Factory(
-            lambda self: min(max(self.max_message_size, MIN_CONNECTION_BUFFER), self.memory_budget),
-            takes_self=True,
-        ),
+        default=attrs.Factory(_default_connection_buffer, takes_self=True),
         validator=attrs.validators.ge(1),
     )
     header_timeout: float = attrs.field(default=10.0, validator=_positive)
     idle_timeout: float = attrs.field(default=60.0, validator=_positive)
     linger_timeout: float = attrs.field(default=2.0, validator=_non_negative)
+    min_data_rate: float = attrs.field(default=240.0, validator=_non_negative)
+    min_data_rate_grace: float = attrs.field(default=5.0, validator=_non_negative)
     max_connections: int = attrs.field(
         factory=default_max_connections, validator=attrs.validators.ge(1)
     )
+
+    limits: Limits = attrs.field(init=False, repr=False, eq=False)
+    """The bounds of each connection, as its `EchoProtocol` takes them."""
 
     def __attrs_post_init__(self) -> None:
         if self.connection_buffer > self.memory_budget:
@@ -102,3 +118,13 @@ class ServerConfig:
                 f"connection_buffer ({self.connection_buffer}) may not exceed "
                 f"memory_budget ({self.memory_budget})"
             )
+        limits = Limits(
+            max_message_size=self.max_message_size,
+            max_held=self.connection_buffer,
+            header_timeout=self.header_timeout,
+            idle_timeout=self.idle_timeout,
+            linger_timeout=self.linger_timeout,
+            min_data_rate=self.min_data_rate,
+            min_data_rate_grace=self.min_data_rate_grace,
+        )
+        object.__setattr__(self, "limits", limits)

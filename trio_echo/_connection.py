@@ -1,90 +1,79 @@
-# One connection, from its first byte to its close.
+# One connection, from its first byte to its close: a pump.
 #
-# The handler moves bytes; the EchoProtocol says what they mean. It reads,
-# hands each read to the protocol, queues the echo the protocol returns, and
-# sends it. Reading goes on while the echo waits for the peer (a client that
-# sends a whole message before it reads must complete), so the echo queue is
-# bounded: per connection, and by a budget shared with every connection of
-# the server. Past either bound the reader waits, and TCP pushes back.
+# The EchoProtocol decides; this module moves bytes. It asks the protocol
+# what to do next, does it, and reports back what happened, with the time.
+# It owns what the protocol cannot: the stream, the cancel scope (whose
+# deadline it keeps at the protocol's), the connection's charge on the
+# server's memory budget, and the log line.
 #
-# A connection pays only for the structure it uses:
-#
-# - What has arrived already is served at once, without waiting
-#   (`Connection.serve_ready`), when the stream has the `NowaitStream`
-#   calls. A count connection whose message is there when it is accepted
-#   ends right there, with no task of its own.
-# - A connection that has to wait does so in its own task (`serve`), in a
-#   nursery whose cancel scope carries its timeouts.
-# - The echo goes out inline while the stream takes it; a writer task is
-#   started in the nursery only once an echo has to wait for the peer.
-#
-# The handler takes any trio.abc.Stream, so tests drive it with memory
-# streams, which take the task path only, as well as with socket streams.
+# A connection pays only for the structure it uses. What has arrived already
+# is served in the accepting task (`serve_ready`: one read and one step of
+# the protocol), when the stream has the `NowaitStream` calls; a count
+# connection whose message is there ends right there. A connection that has
+# to wait does so in its own task (`serve`), in a nursery whose scope
+# carries the deadline. Answers go out inline while the stream takes them; a
+# writer task is started only once one has to wait for the peer. Both paths
+# end in `_finish`, the one place that turns an exception into an ending.
 from __future__ import annotations
 
-import functools
-import logging
 from collections.abc import Callable
 from typing import cast
 
 import trio
 
 from ._config import ServerConfig
-from ._errors import Reason, RemoteProtocolError
-from ._memory import EchoQueue, MemoryBudget
-from ._protocol import EchoProtocol, Mode
-from ._report import ConnectionReport, Outcome, log_report
-from ._socket_stream import NowaitStream
+from ._memory import Account, MemoryBudget
+from ._protocol import (
+    BUFFER_OVERHEAD,
+    CHECK_UNREAD,
+    CLOSE,
+    PAUSED,
+    YIELD,
+    Action,
+    Deadline,
+    EchoProtocol,
+    Outcome,
+    Receive,
+    Unread,
+)
+from ._report import ConnectionReport, describe_failure, log_chunk, log_report, split_failure
+from ._socket_stream import NowaitStream, has_nowait_calls
 
-__all__ = ["Connection", "handle_connection"]
+__all__ = ["Connection", "HandlerError", "handle_connection"]
 
-logger = logging.getLogger("trio_echo.server")
 
-READ_SIZE_MIN = 4 * 1024
-"""A quiet connection reads (and reserves) this much at a time."""
+MIN_GRANT = 1024
+"""The fewest bytes worth a read when the memory budget is short."""
 
-READ_SIZE_MAX = 256 * 1024
-"""A streaming connection doubles its reads up to this much."""
 
-IDLE_GRANULARITY = 0.5
-"""Seconds by which the idle deadline may land late (see `Connection`)."""
+class HandlerError(Exception):
+    """A bug in trio_echo ended a connection; the bug is the ``__cause__``."""
 
 
 class Connection:
     """One connection, served by `serve_ready` and then, if needed, `serve`.
 
-    The idle deadline moves forward at most once per granularity (half a
-    second, or a sixteenth of the idle timeout if that is less), so that
-    progress costs a clock read rather than a deadline update per read: an
-    idle connection is closed between ``idle_timeout`` and ``idle_timeout``
-    plus the granularity after its last byte.
-
     Args:
-        stream: The connection; the handler closes it when it ends.
+        stream: The connection; it is closed when the connection ends.
         config: How to serve it.
-        budget: The memory budget shared with the server's other
-            connections.
+        budget: The memory budget shared with the server's other connections.
         peer: The peer's address, for the log.
-        on_close: Called once the connection is closed and logged, however
-            it ended (a server frees its slot there).
+        on_close: Called once the connection is closed and logged.
     """
 
     __slots__ = (
-        "_config",
-        "_expiry",
-        "_granularity",
-        "_idle_deadline",
-        "_lingering",
+        "_account",
+        "_deadline",
         "_nowait",
         "_on_close",
+        "_peer",
         "_protocol",
-        "_queue",
-        "_read_size",
+        "_reader_lot",
         "_scope",
         "_start",
         "_stream",
+        "_writer_lot",
         "_writer_sending",
-        "_writer_started",
         "failure",
         "report",
     )
@@ -98,316 +87,230 @@ class Connection:
         *,
         on_close: Callable[[], object] | None = None,
     ) -> None:
-        now = trio.current_time()
-        self.report = ConnectionReport(peer=peer, mode=config.mode)
-        """What happened, as logged when the connection ends."""
+        self._start = now = trio.current_time()
         self._stream = stream
-        self._nowait = cast("NowaitStream", stream) if _has_nowait_calls(type(stream)) else None
-        self._config = config
+        self._nowait = cast("NowaitStream", stream) if has_nowait_calls(type(stream)) else None
+        half_closeable = isinstance(stream, trio.abc.HalfCloseableStream)
         self._protocol = EchoProtocol(
-            config.mode, max_message_size=config.max_message_size, now=now
+            config.mode, limits=config.limits, now=now, can_half_close=half_closeable
         )
-        self._queue = EchoQueue(config.connection_buffer, budget)
-        self._start = now
-        self._granularity = min(IDLE_GRANULARITY, config.idle_timeout / 16)
-        self._idle_deadline = now + config.idle_timeout + self._granularity
-        self._read_size = READ_SIZE_MIN
+        self._account = Account(budget, overhead=BUFFER_OVERHEAD, minimum=MIN_GRANT)
+        self._peer = peer
         self._scope: trio.CancelScope | None = None
-        self._expiry = Outcome.IDLE_TIMEOUT  # what the scope's deadline means
-        self._lingering = False
-        self._writer_started = False
+        self._deadline: Deadline | None = None  # the protocol's, as set on the scope
+        self._writer_lot: trio.lowlevel.ParkingLot | None = None  # made with the writer
+        self._reader_lot: trio.lowlevel.ParkingLot | None = None
         self._writer_sending = False
         self._on_close = on_close
         self.failure: BaseException | None = None
-        """A bug in the handler that ended the connection, if one did."""
+        """A bug that ended the connection, if one did."""
+        self.report: ConnectionReport | None = None
+        """What happened, as logged, once the connection has ended."""
+
+    @property
+    def messages(self) -> int:
+        """Messages received in full so far."""
+        return self._protocol.messages
 
     def serve_ready(self) -> bool:
         """Serve what has arrived already, without waiting.
 
-        One read and its echo, through the stream's `NowaitStream` calls (a
-        stream without them is left to `serve`).
-
         Returns:
-            True if the connection has ended: it is closed and logged. If
+            True if the connection has ended (it is closed and logged); if
             False, `serve` carries on from where this stopped.
         """
-        nowait, queue, protocol = self._nowait, self._queue, self._protocol
-        if nowait is None:
+        if self._nowait is None:
             return False
         try:
-            granted = queue.reserve_nowait(self._read_size)
-            if not granted:
+            if self._advance(None) is not CLOSE:
                 return False
-            try:
-                data = nowait.receive_nowait(granted)
-                if data is None:
-                    return False
-                self._received(data, granted)
-            finally:
-                queue.end_read()
-            self._echo_nowait(nowait)
-            if queue or not protocol.reading_done or not self._may_close_now():
-                return False
-            self.report.end(self._clean_outcome())
-        except RemoteProtocolError as error:
-            self.report.end(error.reason, error.detail)
-        except trio.BrokenResourceError as error:
-            self.report.end(Outcome.RESET, _describe(error))
-        except Exception as error:  # a bug: logged, with its traceback, below
-            self._note_error(error)
-        queue.discard()
-        nowait.close_nowait()
-        self._closed()
+        except Exception as error:  # the peer broke the connection, or a bug
+            self._finish(error)
+        else:
+            self._finish(None)
         return True
 
     async def serve(self) -> None:
         """Serve the connection until it ends; then close it and log it.
 
-        Faults of the peer end the connection and are recorded in `report`;
-        a bug in the handler is logged with its traceback and kept in
-        `failure`. Neither is raised: one connection cannot take its server
-        down.
+        The peer's faults and bugs in the handler end the connection, and
+        are logged (a bug with its traceback, and kept in `failure`); neither
+        is raised: one connection cannot take its server down.
 
         Raises:
             trio.Cancelled: If the surrounding scope was cancelled; the
                 connection is closed and logged (``cancelled``) first.
         """
-        queue, stream, protocol = self._queue, self._stream, self._protocol
+        protocol, account, stream = self._protocol, self._account, self._stream
+        error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
                 self._scope = nursery.cancel_scope
-                self._update_deadline()
-                if queue:  # serve_ready left echo the stream did not take
-                    self._start_writer(nursery)
-                try:
-                    while not protocol.reading_done:
-                        read_size = self._read_size
-                        granted = queue.reserve_nowait(read_size) or await queue.reserve(read_size)
-                        try:
-                            data = await stream.receive_some(granted)
-                            self._received(data, granted)
-                        finally:
-                            queue.end_read()
-                        if queue:
-                            self._echo(nursery)
-                except RemoteProtocolError as error:
-                    self._fail(error.reason, error.detail)
-                except trio.BrokenResourceError as error:
-                    self._fail(Outcome.RESET, _describe(error))
-                finally:
-                    queue.finish()
-                if not self._writer_started:
-                    await self._end()
+                # Do what the protocol says until it says CLOSE. (Inline, not
+                # in a method of its own: a frame less for every waiting
+                # connection.)
+                while (action := self._advance(nursery)) is not CLOSE:
+                    if type(action) is Receive:
+                        if not (size := account.reserve_nowait(action.max_bytes)):
+                            protocol.budget_wait(trio.current_time())
+                            self._sync_deadline()
+                            size = await account.reserve(action.max_bytes)
+                            protocol.budget_granted(trio.current_time())
+                            self._sync_deadline()
+                        self._received(await stream.receive_some(size))
+                    elif action is YIELD:
+                        await trio.lowlevel.checkpoint()
+                    elif action is PAUSED:
+                        if self._reader_lot is None:
+                            self._reader_lot = trio.lowlevel.ParkingLot()
+                        await self._reader_lot.park()  # until the writer has sent some
+                    else:  # SEND_EOF: asked of a half-closeable stream only
+                        await cast("trio.abc.HalfCloseableStream", stream).send_eof()
+                        protocol.eof_sent(trio.current_time())
+                nursery.cancel_scope.cancel()  # the writer, if one waits
             if nursery.cancel_scope.cancelled_caught:
-                self.report.end(self._expiry, self._expiry_detail())
-        except BaseException as error:
-            self._note_error(error)
-            if not _is_bug(error):
-                raise  # a cancellation, or KeyboardInterrupt: not the connection's to absorb
-        finally:
-            queue.discard()
-            if self._nowait is not None:
-                self._nowait.close_nowait()
+                self._protocol.expired(trio.current_time())  # unless it had ended already
+            if self._nowait is None and self._protocol.clean:
+                # Gracefully (a TLS stream says close_notify), within the linger time.
+                with trio.move_on_after(self._protocol.limits.linger_timeout):
+                    await self._stream.aclose()
+        except BaseException as caught:
+            error = caught
+        if self._nowait is None:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self._stream)  # a no-op once closed
+        if (uncaught := self._finish(error)) is not None:
+            raise uncaught
+
+    def _advance(self, nursery: trio.Nursery | None) -> Action:
+        """Do what the protocol asks while that needs no wait; return what does.
+
+        In the accepting task (no nursery) that includes one read, if bytes
+        are there.
+        """
+        protocol, nowait = self._protocol, self._nowait
+        read_once = nursery is None
+        while True:
+            headers = protocol.headers
+            action = protocol.next_action(trio.current_time())
+            if protocol.headers != headers:
+                log_chunk(self._peer, "extracted", protocol.length)
+            if self._send_ready(nursery) and action is PAUSED:
+                continue
+            if action is CHECK_UNREAD:
+                if nowait is None or not (size := self._account.reserve_nowait(MIN_GRANT)):
+                    protocol.report_unread(Unread.UNKNOWN)
+                elif (data := nowait.receive_nowait(size)) is None:
+                    protocol.report_unread(Unread.NO)
+                    self._account.settle(protocol.held)
+                else:
+                    self._received(data)
+                continue
+            if read_once and type(action) is Receive and nowait is not None:
+                read_once = False
+                if size := self._account.reserve_nowait(action.max_bytes):
+                    if (data := nowait.receive_nowait(size)) is not None:
+                        self._received(data)
+                        continue
+                    self._account.settle(protocol.held)
+            self._sync_deadline()
+            return action
+
+    def _received(self, data: bytes | bytearray) -> None:
+        protocol = self._protocol
+        protocol.receive_data(data, trio.current_time())
+        self._account.settle(protocol.held)
+        log_chunk(self._peer, "received", len(data), protocol.bytes_in)
+
+    def _send_ready(self, nursery: trio.Nursery | None) -> bool:
+        """Send what the stream takes now, and leave the rest to the writer.
+
+        Returns:
+            Whether any bytes were sent.
+        """
+        protocol, nowait = self._protocol, self._nowait
+        sent = False
+        if nowait is not None and not self._writer_sending:
+            while (data := protocol.data_to_send()) is not None:
+                if count := nowait.send_nowait(data):
+                    self._sent(count)
+                    sent = True
+                if count < len(data):
+                    break
             else:
-                # Forceful, so it cannot block; shielded, so that a
-                # cancellation (which is why we may be here) cannot cut the
-                # cleanup short.
-                with trio.CancelScope(shield=True):
-                    await trio.aclose_forcefully(stream)
-            self._closed()
-
-    def _received(self, data: bytes | bytearray, granted: int) -> None:
-        """Hand one read to the protocol, and queue its echo."""
-        now = trio.current_time()
-        report, protocol = self.report, self._protocol
-        if data:
-            report.bytes_in += len(data)
-            self._progress(now)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s: received data with len %d (total received=%d)",
-                    report.peer,
-                    len(data),
-                    report.bytes_in,
-                )
-        headers = protocol.headers
-        for piece in protocol.receive_data(data, now):
-            self._queue.put(piece)
-        report.messages = protocol.messages
-        if protocol.headers != headers:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("%s: extracted content length=%d", report.peer, protocol.length)
-            self._update_deadline()
-        elif protocol.header_since == now:  # a framed header began: it is now due
-            self._update_deadline()
-        # A read that filled its reservation suggests a stream: read more.
-        self._read_size = min(granted * 2, READ_SIZE_MAX) if len(data) == granted else READ_SIZE_MIN
-
-    def _echo(self, nursery: trio.Nursery) -> None:
-        """Send the queued echo: inline while the stream takes it, else through the writer."""
-        if self._nowait is not None and not self._writer_sending:
-            self._echo_nowait(self._nowait)
-            if not self._queue:
-                return
-        if self._writer_started:
-            self._queue.wake_writer()
-        else:
-            self._start_writer(nursery)
-
-    def _echo_nowait(self, nowait: NowaitStream) -> None:
-        """Send the queued echo as far as the stream takes it without waiting."""
-        queue = self._queue
-        while queue:
-            piece = queue.next_piece()
-            sent = nowait.send_nowait(piece)
-            if sent:
-                self._sent(sent)
-            if sent < len(piece):
-                queue.put_back(memoryview(piece)[sent:])
-                return
-
-    def _start_writer(self, nursery: trio.Nursery) -> None:
-        self._writer_started = True
-        nursery.start_soon(self._write)
+                return sent
+        elif protocol.data_to_send() is None:
+            return False
+        if nursery is not None:  # in the accepting task, the rest waits for the task
+            if self._writer_lot is None:
+                self._writer_lot = trio.lowlevel.ParkingLot()
+                nursery.start_soon(self._write)
+            self._writer_lot.unpark()
+        return sent
 
     async def _write(self) -> None:
-        """The writer task: send the echo as the peer takes it, then end."""
-        queue, stream = self._queue, self._stream
-        try:
-            while (piece := await queue.wait_piece()) is not None:
-                self._writer_sending = True
-                await stream.send_all(piece)
-                self._writer_sending = False
-                self._sent(len(piece))
-                self._progress(trio.current_time())
-        except trio.BrokenResourceError as error:
-            self._fail(Outcome.RESET, _describe(error))
-            return
-        await self._end()
+        """The writer task: send the answers as the peer takes them."""
+        protocol, stream, lot = self._protocol, self._stream, self._writer_lot
+        assert lot is not None
+        while True:
+            if (data := protocol.data_to_send()) is None:
+                await lot.park()
+                continue
+            self._writer_sending = True
+            await stream.send_all(data)
+            self._writer_sending = False
+            self._sent(len(data))
+            self._sync_deadline()
+            if self._reader_lot is not None:
+                self._reader_lot.unpark()
 
     def _sent(self, count: int) -> None:
-        self._queue.sent(count)
-        report = self.report
-        report.bytes_out += count
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s: echoed data with len %d (total sent=%d)", report.peer, count, report.bytes_out
-            )
-
-    async def _end(self) -> None:
-        """Once every echo byte is sent, end a connection that read to its end.
-
-        Closing a TCP socket with unread bytes in it sends a reset, and a
-        reset can destroy echo bytes the peer has not read yet. So a count
-        connection closes at once only if the peer sent nothing after its
-        message. Otherwise the server sends its end of stream, and discards
-        what the peer still sends until the peer closes or the linger time
-        ends.
-        """
-        if self.report.outcome is not None or not self._protocol.reading_done:
-            return  # it failed: there is nothing to end well
-        self.report.end(self._clean_outcome())
-        stream = self._stream
-        try:
-            if self._may_close_now() or not isinstance(stream, trio.abc.HalfCloseableStream):
-                return
-            self._lingering = True
-            assert self._scope is not None
-            self._scope.deadline = min(
-                self._scope.deadline, trio.current_time() + self._config.linger_timeout
-            )
-            await stream.send_eof()
-            while await stream.receive_some(READ_SIZE_MAX):
-                pass
-        except trio.BrokenResourceError:
-            pass  # the peer is gone, which is all the linger waits for
-
-    def _may_close_now(self) -> bool:
-        """Whether closing now cannot reset the connection: nothing is unread."""
         protocol = self._protocol
-        if protocol.mode is not Mode.COUNT or not protocol.messages:
-            return True
-        if self._nowait is None or protocol.trailing:
-            return False
-        # None: nothing unread; b"": the peer has closed. Either way,
-        # closing now sends no reset.
-        return not self._nowait.receive_nowait(READ_SIZE_MAX)
+        protocol.sent(count, trio.current_time())
+        self._account.hold(protocol.held)
+        log_chunk(self._peer, "echoed", count, protocol.bytes_out)
 
-    def _clean_outcome(self) -> Outcome:
-        outcome = self._protocol.outcome
-        assert outcome is not None
-        return outcome
+    def _sync_deadline(self) -> None:
+        deadline = self._protocol.deadline
+        if deadline is not self._deadline and self._scope is not None:
+            self._deadline = deadline
+            self._scope.deadline = deadline.when
 
-    def _progress(self, now: float) -> None:
-        """Note that bytes moved: push the idle deadline on, now and then."""
-        if now + self._config.idle_timeout >= self._idle_deadline:
-            self._idle_deadline = now + self._config.idle_timeout + self._granularity
-            self._update_deadline()
+    def _finish(self, error: BaseException | None) -> BaseException | None:
+        """The one ending: what ended it, the budget given back, the log line.
 
-    def _update_deadline(self) -> None:
-        """Set the scope's deadline to the earlier timeout, and say which it is."""
-        scope = self._scope
-        if scope is None or self._lingering:
-            return
-        header_since = self._protocol.header_since
-        if header_since is not None and (
-            header_since + self._config.header_timeout <= self._idle_deadline
-        ):
-            scope.deadline = header_since + self._config.header_timeout
-            self._expiry = Outcome.HEADER_TIMEOUT
-        else:
-            scope.deadline = self._idle_deadline
-            self._expiry = Outcome.IDLE_TIMEOUT
-
-    def _expiry_detail(self) -> str:
-        if self._expiry is Outcome.HEADER_TIMEOUT:
-            return f"no complete length prefix within {self._config.header_timeout:g} s"
-        return f"nothing received or sent for {self._config.idle_timeout:g} s"
-
-    def _fail(self, outcome: Outcome | Reason, detail: str) -> None:
-        """End the connection now, with ``outcome`` (if it is the first)."""
-        self.report.end(outcome, detail)
-        if self._scope is not None:
-            self._scope.cancel()
-
-    def _note_error(self, error: BaseException) -> None:
-        if self.report.outcome is not None:
-            return
-        if _is_bug(error):
-            self.report.end(Outcome.INTERNAL_ERROR, f"{type(error).__name__}: {error}")
-            self.failure = error
-        else:
-            self.report.end(Outcome.CANCELLED)
-
-    def _closed(self) -> None:
-        """Log the connection's line, and tell whoever waits for its end."""
-        self.report.duration = trio.current_time() - self._start
+        Returns:
+            What of ``error`` is not the connection's to absorb (a
+            cancellation, an interrupt), to be raised on.
+        """
+        protocol = self._protocol
+        if self._nowait is not None:
+            self._nowait.close_nowait()
+        bugs = uncaught = None
+        if error is not None:
+            bugs, uncaught = split_failure(error)
+            if bugs is not None:
+                self.failure = bugs
+                protocol.abort(Outcome.INTERNAL_ERROR, f"{type(bugs).__name__}: {bugs}")
+            elif uncaught is not None:
+                protocol.abort(Outcome.CANCELLED)
+            else:
+                protocol.abort(Outcome.RESET, describe_failure(error))
+        self._account.settle(0)
+        self.report = ConnectionReport(
+            peer=self._peer,
+            mode=protocol.mode,
+            outcome=protocol.outcome,
+            detail=protocol.detail,
+            bytes_in=protocol.bytes_in,
+            bytes_out=protocol.bytes_out,
+            messages=protocol.messages,
+            duration=trio.current_time() - self._start,
+        )
         log_report(self.report, self.failure)
         if self._on_close is not None:
             self._on_close()
-
-
-@functools.cache
-def _has_nowait_calls(stream_type: type) -> bool:
-    return issubclass(stream_type, NowaitStream)
-
-
-def _describe(error: BaseException) -> str:
-    cause = error.__cause__ or error.__context__
-    text = str(cause) if cause is not None else str(error)
-    return text or type(error).__name__
-
-
-def _is_bug(error: BaseException) -> bool:
-    """Whether ``error`` is a bug: Exceptions, perhaps among cancellations.
-
-    A cancellation or a KeyboardInterrupt is not: it is the program's, not
-    one connection's, to handle.
-    """
-    if isinstance(error, BaseExceptionGroup):
-        _cancelled, rest = error.split(trio.Cancelled)
-        return rest is not None and rest.split(Exception)[1] is None
-    return isinstance(error, Exception)
+        return uncaught
 
 
 async def handle_connection(
@@ -425,25 +328,24 @@ async def handle_connection(
     Args:
         stream: The connection.
         config: How to serve it; the defaults if None.
-        budget: The memory budget shared with the server's other
-            connections; a budget of this connection's own if None.
+        budget: The memory budget shared with other connections; one of
+            its own if None.
         peer: The peer's address, for the log.
 
     Returns:
         What happened, as logged.
 
     Raises:
+        HandlerError: A bug in the handler, after the connection is closed
+            and logged with its traceback.
         trio.Cancelled: If the surrounding scope was cancelled; the
             connection is closed and logged first.
-        Exception: A bug in the handler, after the connection is closed and
-            logged with its traceback.
     """
     config = config if config is not None else ServerConfig()
-    if budget is None:
-        budget = MemoryBudget(config.memory_budget)
-    connection = Connection(stream, config, budget, peer)
+    connection = Connection(stream, config, budget or MemoryBudget(config.memory_budget), peer)
     if not connection.serve_ready():
         await connection.serve()
     if connection.failure is not None:
-        raise connection.failure
+        raise HandlerError(f"a bug ended the connection from {peer}") from connection.failure
+    assert connection.report is not None
     return connection.report

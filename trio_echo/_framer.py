@@ -113,6 +113,7 @@ class CountFramer:
         "_digits",
         "_eof",
         "_error",
+        "_held",
         "_max_digits",
         "_max_message_size",
         "_offset",
@@ -128,6 +129,7 @@ class CountFramer:
         # README).
         self._chunks: deque[bytes] = _NO_CHUNKS
         self._offset = 0  # into self._chunks[0]
+        self._held = 0  # the size of the chunks in self._chunks, whole
         self._position = 0  # stream offset of the next byte not yet framed
         self._eof = False
         self._error: RemoteProtocolError | None = None
@@ -144,6 +146,26 @@ class CountFramer:
     def buffered(self) -> int:
         """Bytes received and not yet framed into events."""
         return sum(map(len, self._chunks)) - self._offset
+
+    @property
+    def held(self) -> int:
+        """Bytes the framer keeps alive.
+
+        Its received chunks, whole, and the digits of a length prefix in
+        progress. A chunk is held whole until its last byte is framed, so this is what
+        the framer costs in payload memory, not only what is left to frame.
+        """
+        return self._held + len(self._digits)
+
+    @property
+    def chunks(self) -> int:
+        """How many received chunks the framer holds."""
+        return len(self._chunks)
+
+    @property
+    def in_header(self) -> bool:
+        """Whether part of a length prefix has arrived, and not its space."""
+        return bool(self._digits)
 
     @property
     def in_message(self) -> bool:
@@ -171,7 +193,9 @@ class CountFramer:
             raise LocalProtocolError("data received after the end of the stream")
         if self._chunks is _NO_CHUNKS:
             self._chunks = deque()
-        self._chunks.append(data if type(data) is bytes else bytes(data))
+        chunk = data if type(data) is bytes else bytes(data)
+        self._chunks.append(chunk)
+        self._held += len(chunk)
 
     def next_event(self) -> Event | type[NEED_DATA]:
         """Return the next event, or `NEED_DATA` if more bytes are needed.
@@ -191,7 +215,8 @@ class CountFramer:
             return EndOfStream()
         except RemoteProtocolError as error:
             self._error = error
-            self._chunks.clear()
+            self._chunks = _NO_CHUNKS
+            self._held = 0
             raise
 
     def _next_payload_event(self) -> Event | type[NEED_DATA]:
@@ -213,6 +238,7 @@ class CountFramer:
         if available <= remaining:
             data = chunk if offset == 0 else chunk[offset:]
             self._chunks.popleft()
+            self._held -= len(chunk)
             self._offset = 0
             taken = available
         else:
@@ -264,7 +290,7 @@ class CountFramer:
         self._position += count
         offset = self._offset + count
         if offset == len(self._chunks[0]):
-            self._chunks.popleft()
+            self._held -= len(self._chunks.popleft())
             offset = 0
         self._offset = offset
 

@@ -1,24 +1,30 @@
-# Every bound on the echo bytes a server holds: a budget shared by all its
-# connections, and a queue per connection within its own limit.
+# The memory budget that every connection of a server shares.
 #
 # A connection reserves bytes before it reads, so the bytes a read returns
-# are always paid for, and gives them back once they are echoed.
-# Reservations are exact: the bounds are never exceeded, they only make
-# readers wait (and TCP then pushes back on the peer). Reads are sized by the
-# reader (small while a connection is quiet, larger while it streams), so
-# quiet connections hold little of the budget.
+# are always paid for, and gives back what it no longer holds (its
+# EchoProtocol says how much that is): its Account keeps that charge. Past
+# the budget, readers wait, and TCP pushes back on their peers.
+#
+# Waiters are served in the order they came, and a release hands the freed
+# bytes straight to as many waiters as they cover: nobody is woken to find
+# the room taken (no thundering herd), and a newcomer cannot take room ahead
+# of those already waiting.
 from __future__ import annotations
 
 from collections import deque
 
+import attrs
 import trio
 
-from ._protocol import Chunk
+__all__ = ["Account", "MemoryBudget"]
 
-__all__ = ["EchoQueue", "MemoryBudget"]
 
-SEND_SIZE = 64 * 1024
-"""Small queued echo pieces are joined up to this size for one send."""
+@attrs.define(eq=False)
+class _Waiter:
+    task: trio.lowlevel.Task
+    wanted: int
+    minimum: int
+    granted: int = 0
 
 
 class MemoryBudget:
@@ -33,7 +39,7 @@ class MemoryBudget:
             raise ValueError(f"a memory budget needs at least one byte, not {total}")
         self._total = total
         self._used = 0
-        self._waiters = trio.lowlevel.ParkingLot()
+        self._waiters: deque[_Waiter] = deque()
 
     @property
     def total(self) -> int:
@@ -45,188 +51,142 @@ class MemoryBudget:
         """The bytes reserved now."""
         return self._used
 
-    def try_reserve(self, wanted: int) -> int:
-        """Reserve between 1 and ``wanted`` bytes if any is free, without waiting.
+    @property
+    def waiting(self) -> int:
+        """How many reservations are waiting for room."""
+        return len(self._waiters)
+
+    def try_reserve(self, wanted: int, minimum: int = 1) -> int:
+        """Reserve between ``minimum`` and ``wanted`` bytes, if that is free now.
+
+        Nothing is granted while others wait: they are served first.
 
         Returns:
-            How many bytes were reserved; 0 if none is free.
+            How many bytes were reserved; 0 if not enough is free.
         """
         free = self._total - self._used
-        if free <= 0:
+        if self._waiters or free < min(minimum, wanted):
             return 0
         granted = wanted if wanted <= free else free
         self._used += granted
         return granted
 
-    async def reserve_up_to(self, wanted: int) -> int:
-        """Reserve between 1 and ``wanted`` bytes, waiting while none is free.
+    async def reserve(self, wanted: int, minimum: int = 1) -> int:
+        """Reserve between ``minimum`` and ``wanted`` bytes, waiting in turn.
 
         Args:
             wanted: The most bytes to reserve; at least 1.
+            minimum: The fewest bytes worth having (at most ``wanted``).
 
         Returns:
-            How many bytes were reserved: ``wanted``, or less if less is free.
+            How many bytes were reserved.
         """
-        while not (granted := self.try_reserve(wanted)):
-            await self._waiters.park()
-        return granted
+        granted = self.try_reserve(wanted, minimum)
+        if granted:
+            await trio.lowlevel.checkpoint()
+            return granted
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waiter = _Waiter(trio.lowlevel.current_task(), wanted, min(minimum, wanted))
+        self._waiters.append(waiter)
+
+        def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
+            self._waiters.remove(waiter)
+            self._serve()  # the next one in line may fit now
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        return waiter.granted
 
     def take(self, count: int) -> None:
         """Charge ``count`` bytes at once, without waiting.
 
-        For the few bytes a connection must hold beyond what it reserved (a
-        framed answer's header, at most a length prefix's size); the budget
-        may then be exceeded by that much until they are released.
+        For the few bytes a connection holds beyond what it reserved (a
+        buffer's overhead, a length prefix carried over); the budget may then
+        be exceeded by that much until they are released.
         """
         self._used += count
 
     def release(self, count: int) -> None:
-        """Give back ``count`` reserved bytes, and wake those waiting for them."""
+        """Give back ``count`` reserved bytes, and serve those waiting in turn."""
         self._used -= count
         if self._waiters:
-            self._waiters.unpark_all()
+            self._serve()
+
+    def _serve(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters[0]
+            free = self._total - self._used
+            if free < waiter.minimum:
+                return
+            waiter.granted = waiter.wanted if waiter.wanted <= free else free
+            self._used += waiter.granted
+            waiters.popleft()
+            trio.lowlevel.reschedule(waiter.task)
 
 
-class EchoQueue:
-    """One connection's bytes received and not yet echoed, within its bounds.
+class Account:
+    """One connection's charge on a `MemoryBudget`.
 
-    The reader reserves room before each read (`reserve_nowait`, else
-    `reserve`), queues the echo of what it read (`put`) and gives back the
-    rest of its reservation (`end_read`). Whoever sends takes pieces from the
-    front (`next_piece`, or `wait_piece` to wait for one) and reports them
-    sent (`sent`).
+    It charges what the connection holds (`settle`, with the connection's
+    own count) and, before each read, what the read may bring in
+    (`reserve_nowait`, else `reserve`), each read's bytes and the overhead
+    of the buffer that will hold them.
 
     Args:
-        limit: The most bytes this connection may hold.
-        budget: The server's budget, which every byte held is charged to.
+        budget: The budget shared with the server's other connections.
+        overhead: Bytes charged for a read's buffer, besides its contents.
+        minimum: The fewest bytes worth a read when the budget is short.
     """
 
-    __slots__ = (
-        "_budget",
-        "_finished",
-        "_held",
-        "_limit",
-        "_pieces",
-        "_reader",
-        "_reserved",
-        "_writer",
-    )
+    __slots__ = ("_budget", "_charged", "_minimum", "_overhead", "_reserved")
 
-    def __init__(self, limit: int, budget: MemoryBudget) -> None:
-        self._limit = limit
+    def __init__(self, budget: MemoryBudget, *, overhead: int, minimum: int) -> None:
         self._budget = budget
-        self._pieces: deque[Chunk] | None = None  # made with the first piece
-        self._held = 0  # bytes queued or reserved, charged to the budget
-        self._reserved = 0  # of those, reserved by the current read, not queued
-        self._writer: trio.lowlevel.ParkingLot | None = None
-        self._reader: trio.lowlevel.ParkingLot | None = None
-        self._finished = False
+        self._overhead = overhead
+        self._minimum = minimum
+        self._charged = 0  # what is held, and the reservation
+        self._reserved = 0  # of which, for the read under way
 
-    def __bool__(self) -> bool:
-        """Whether echo bytes are waiting to be sent."""
-        return bool(self._pieces)
-
-    def reserve_nowait(self, wanted: int) -> int:
-        """Reserve up to ``wanted`` bytes for a read; 0 if none is free now."""
-        room = self._limit - self._held
-        if room <= 0:
-            return 0
-        granted = self._budget.try_reserve(min(wanted, room))
-        self._held += granted
-        self._reserved = granted
-        return granted
-
-    async def reserve(self, wanted: int) -> int:
-        """Reserve up to ``wanted`` bytes for a read, waiting for room."""
-        while self._held >= self._limit:
-            if self._reader is None:
-                self._reader = trio.lowlevel.ParkingLot()
-            await self._reader.park()
-        granted = await self._budget.reserve_up_to(min(wanted, self._limit - self._held))
-        self._held += granted
-        self._reserved = granted
-        return granted
-
-    def put(self, piece: Chunk) -> None:
-        """Queue ``piece`` to be echoed, out of the current read's reservation."""
-        if self._pieces is None:
-            self._pieces = deque()
-        self._pieces.append(piece)
-        self._reserved -= len(piece)
-
-    def wake_writer(self) -> None:
-        """Wake the task waiting in `wait_piece`, if one is."""
-        if self._writer:
-            self._writer.unpark()
-
-    def end_read(self) -> None:
-        """Give back what the read reserved and did not queue.
-
-        A framed answer's header is echoed when its space arrives, which may
-        be a read after its digits: then a read queues up to a header's
-        length more than it reserved, and the difference is charged here.
-        """
-        reserved = self._reserved
-        if reserved > 0:
-            self._budget.release(reserved)
-        elif reserved < 0:
-            self._budget.take(-reserved)
-        self._held -= reserved
-        self._reserved = 0
-
-    def next_piece(self) -> Chunk:
-        """Remove and return the front of the queue, to send as one piece.
-
-        That is one queued piece, or small ones joined up to `SEND_SIZE`.
-        The queue must not be empty.
-        """
-        pieces = self._pieces
-        assert pieces
-        first = pieces.popleft()
-        if not pieces or len(first) >= SEND_SIZE:
-            return first
-        joined, size = [first], len(first)
-        while pieces and size + len(pieces[0]) <= SEND_SIZE:
-            size += len(pieces[0])
-            joined.append(pieces.popleft())
-        return b"".join(joined)
-
-    def put_back(self, rest: Chunk) -> None:
-        """Return the unsent end of a piece to the front of the queue."""
-        assert self._pieces is not None
-        self._pieces.appendleft(rest)
-
-    def finish(self) -> None:
-        """Say that nothing more will be queued: `wait_piece` then ends."""
-        self._finished = True
-        self.wake_writer()
-
-    async def wait_piece(self) -> Chunk | None:
-        """Wait for a piece; remove and return it (`next_piece`).
+    def reserve_nowait(self, max_bytes: int) -> int:
+        """Reserve for a read of at most ``max_bytes``, if the budget has room now.
 
         Returns:
-            The piece, or None once the queue is empty and `finish` was
-            called.
+            How many bytes the read may take; 0 if there is no room.
         """
-        while not self._pieces:
-            if self._finished:
-                return None
-            if self._writer is None:
-                self._writer = trio.lowlevel.ParkingLot()
-            await self._writer.park()
-        return self.next_piece()
+        granted = self._budget.try_reserve(*self._wanted(max_bytes))
+        return self._granted(granted)
 
-    def sent(self, count: int) -> None:
-        """Report ``count`` bytes sent: they leave the bounds."""
-        self._held -= count
-        self._budget.release(count)
-        if self._reader:
-            self._reader.unpark()
+    async def reserve(self, max_bytes: int) -> int:
+        """Reserve for a read of at most ``max_bytes``, waiting in turn for room.
 
-    def discard(self) -> None:
-        """Drop everything, and give the budget back."""
-        self._pieces = None
+        Returns:
+            How many bytes the read may take.
+        """
+        granted = await self._budget.reserve(*self._wanted(max_bytes))
+        return self._granted(granted)
+
+    def settle(self, held: int) -> None:
+        """Charge exactly ``held`` bytes (and no reservation any more)."""
         self._reserved = 0
-        if self._held:
-            self._budget.release(self._held)
-            self._held = 0
+        self.hold(held)
+
+    def hold(self, held: int) -> None:
+        """Charge ``held`` bytes besides the reservation of the read under way."""
+        target = held + self._reserved
+        change = target - self._charged
+        if change > 0:
+            self._budget.take(change)
+        elif change < 0:
+            self._budget.release(-change)
+        self._charged = target
+
+    def _wanted(self, max_bytes: int) -> tuple[int, int]:
+        return max_bytes + self._overhead, self._overhead + min(max_bytes, self._minimum)
+
+    def _granted(self, granted: int) -> int:
+        if not granted:
+            return 0
+        self._reserved = granted
+        self._charged += granted
+        return granted - self._overhead

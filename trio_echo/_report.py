@@ -1,54 +1,29 @@
 # What happened on one connection, and the one log line that says so.
 #
 # Every way a connection can end is an Outcome (or, for a peer that broke the
-# protocol, the Reason of its error). The handler decides the outcome where
-# it happens, records it in the connection's report, and logs the report
-# once, when the connection is closed.
+# protocol, the Reason of its error). The connection's EchoProtocol decides
+# it; the handler copies it, with the connection's counts, into a report
+# and logs the report once, when the connection is closed.
 from __future__ import annotations
 
-import enum
 import logging
-from typing import TYPE_CHECKING
 
 import attrs
+import trio
 
 from ._errors import Reason
+from ._protocol import CLEAN_OUTCOMES, Mode, Outcome
 
-if TYPE_CHECKING:
-    from ._protocol import Mode
-
-__all__ = ["ConnectionReport", "Outcome", "log_report"]
+__all__ = [
+    "ConnectionReport",
+    "Outcome",
+    "describe_failure",
+    "log_chunk",
+    "log_report",
+    "split_failure",
+]
 
 logger = logging.getLogger("trio_echo.server")
-
-
-class Outcome(enum.StrEnum):
-    """How a connection ended, as it appears in the log.
-
-    Besides these, a connection that broke the protocol ends with the
-    `trio_echo.Reason` of its error (``bad-length``, ``too-many-digits``,
-    ``length-too-large``, ``eof-in-header``, ``eof-in-payload``).
-    """
-
-    COMPLETE = "complete"
-    """Count mode: the payload was echoed in full."""
-    NO_MESSAGE = "no-message"
-    """Count mode: the peer closed before sending a byte."""
-    CLOSED = "closed"
-    """Echo and framed modes: the peer closed and every answer was sent."""
-    HEADER_TIMEOUT = "header-timeout"
-    """A length prefix did not arrive within the header timeout."""
-    IDLE_TIMEOUT = "idle-timeout"
-    """Nothing was received or sent for the idle timeout."""
-    RESET = "reset"
-    """The peer went away (a reset, or a broken pipe) mid-transfer."""
-    CANCELLED = "cancelled"
-    """The server cut the connection short (shutdown after the grace period)."""
-    INTERNAL_ERROR = "internal-error"
-    """A bug in this server; logged with its traceback."""
-
-
-_CLEAN = frozenset({Outcome.COMPLETE, Outcome.NO_MESSAGE, Outcome.CLOSED})
 
 
 @attrs.define
@@ -79,17 +54,7 @@ class ConnectionReport:
     @property
     def clean(self) -> bool:
         """Whether the connection ended the way the protocol intends."""
-        return self.outcome in _CLEAN
-
-    def end(self, outcome: Outcome | Reason, detail: str = "") -> None:
-        """Record how the connection ended, unless an outcome is recorded already.
-
-        The first outcome is the one that counts: a reset noticed while a
-        timeout is closing the connection does not replace the timeout.
-        """
-        if self.outcome is None:
-            self.outcome = outcome
-            self.detail = detail
+        return self.outcome in CLEAN_OUTCOMES
 
     def log_fields(self) -> dict[str, object]:
         """Return the report as the structured fields of a log record."""
@@ -124,3 +89,52 @@ def log_report(report: ConnectionReport, failure: BaseException | None = None) -
     if report.detail:
         text += f": {report.detail}"
     logger.log(level, text, exc_info=failure, extra={"report": report})
+
+
+def log_chunk(peer: str, what: str, count: int | None, total: int = 0) -> None:
+    """Log, at DEBUG, one of the lines the original printed for every chunk.
+
+    Args:
+        peer: The peer's address.
+        what: ``received`` or ``echoed`` (``count`` bytes, ``total`` so far),
+            or ``extracted`` (a length prefix announcing ``count`` bytes).
+        count: The chunk's length, or the announced length.
+        total: The bytes received, or sent, so far.
+    """
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    if what == "extracted":
+        logger.debug("%s: extracted content length=%d", peer, count)
+    else:
+        direction = "received" if what == "received" else "sent"
+        logger.debug("%s: %s data with len %d (total %s=%d)", peer, what, count, direction, total)
+
+
+def split_failure(error: BaseException) -> tuple[BaseException | None, BaseException | None]:
+    """Split what ended a connection into bugs, and what goes on up.
+
+    What goes on up is a cancellation or an interrupt: the program's, not
+    the connection's. What is neither, a `trio.BrokenResourceError`, is the
+    peer going away.
+
+    Returns:
+        The bugs (one exception, or a group of them) and what goes on up;
+        either may be None.
+    """
+    if not isinstance(error, BaseExceptionGroup):
+        if isinstance(error, trio.BrokenResourceError):
+            return None, None
+        return (error, None) if isinstance(error, Exception) else (None, error)
+    exceptions, uncaught = error.split(Exception)
+    bugs = exceptions.split(trio.BrokenResourceError)[1] if exceptions is not None else None
+    if bugs is not None and len(bugs.exceptions) == 1:
+        return bugs.exceptions[0], uncaught
+    return bugs, uncaught
+
+
+def describe_failure(error: BaseException) -> str:
+    """Say in words what broke a connection: the system's error, if there is one."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    cause = error.__cause__ or error.__context__
+    return str(cause if cause is not None else error) or type(error).__name__

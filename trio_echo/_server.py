@@ -5,7 +5,10 @@
 # The accept loop waits until a listening socket is readable, then accepts
 # the pending connections (up to ACCEPT_BATCH per wakeup, so that a flood of
 # connections cannot starve the tasks already running) instead of one per
-# wakeup. It never holds a connection slot while it waits: it takes slots
+# wakeup. It serves what has arrived on them inline only until they have
+# framed MAX_MESSAGES_PER_STEP messages in that wakeup; the rest are served
+# in their own tasks, so the accepting task's step stays about as short as a
+# connection's. It never holds a connection slot while it waits: it takes slots
 # only for connections that are already there, so one listener (say IPv4)
 # cannot keep another (IPv6) from accepting.
 #
@@ -29,6 +32,7 @@ import trio
 from ._config import ServerConfig
 from ._connection import Connection
 from ._memory import MemoryBudget
+from ._protocol import MAX_MESSAGES_PER_STEP
 from ._socket_stream import FastSocketStream
 
 __all__ = ["ALL_INTERFACES", "EchoServer", "ListenAddress", "open_listeners"]
@@ -41,8 +45,9 @@ ALL_INTERFACES = "*"
 BACKLOG = 4096
 """Pending connections the kernel may queue (it caps this at somaxconn)."""
 
-ACCEPT_BATCH = 64
-"""Connections accepted per wakeup of a listener, at most."""
+ACCEPT_BATCH = 16
+"""Connections accepted (and served inline, if they can be) per wakeup of a
+listener, at most: about a millisecond of work for short connections."""
 
 # Accept errors that say the process or the machine is out of something: wait
 # a moment and try again, as trio's own serve_listeners does.
@@ -272,6 +277,7 @@ class EchoServer:
         config, budget, closed = self.config, self._budget, self._connection_closed
         while True:
             await trio.lowlevel.wait_readable(listener)
+            framed = 0  # messages framed in this step, inline
             for _ in range(ACCEPT_BATCH):
                 if self._active >= config.max_connections:
                     await self._wait_for_slot()
@@ -303,8 +309,9 @@ class EchoServer:
                     continue
                 connection = Connection(stream, config, budget, peer, on_close=closed)
                 self._active += 1
-                if not connection.serve_ready():
+                if framed >= MAX_MESSAGES_PER_STEP or not connection.serve_ready():
                     connections.start_soon(connection.serve, name=peer)
+                framed += connection.messages
 
     def _connection_closed(self) -> None:
         self._active -= 1

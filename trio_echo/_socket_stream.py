@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import socket
 from typing import Protocol, runtime_checkable
 
 import trio
 
-__all__ = ["DEFAULT_RECEIVE_SIZE", "FastSocketStream", "NowaitStream"]
+__all__ = ["DEFAULT_RECEIVE_SIZE", "FastSocketStream", "NowaitStream", "has_nowait_calls"]
 
 DEFAULT_RECEIVE_SIZE = 64 * 1024
 
@@ -50,6 +51,12 @@ class NowaitStream(Protocol):
 
     def close_nowait(self) -> None:
         """Close at once; bytes already sent are the kernel's to deliver."""
+
+
+@functools.cache
+def has_nowait_calls(stream_type: type) -> bool:
+    """Whether streams of ``stream_type`` have the `NowaitStream` calls (asked once a type)."""
+    return issubclass(stream_type, NowaitStream)
 
 
 class FastSocketStream(trio.abc.HalfCloseableStream):
@@ -225,20 +232,28 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError("this stream was closed")
 
     async def send_eof(self) -> None:
-        """Half-close: send an end of stream after the bytes already sent."""
+        """Half-close: send an end of stream after the bytes already sent.
+
+        Like `send_all`, it holds the send side for its whole call: a
+        `send_all` started meanwhile raises `trio.BusyResourceError`.
+        """
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")
-        await trio.lowlevel.checkpoint()
-        if self._closed:
-            raise trio.ClosedResourceError("this stream was closed")
-        if self._eof_sent:
-            return
-        self._eof_sent = True
+        self._sending = True
         try:
-            self._sock.shutdown(socket.SHUT_WR)
-        except OSError as error:
-            if error.errno != errno.ENOTCONN:  # the peer reset first: nothing to end
-                raise trio.BrokenResourceError(str(error)) from error
+            await trio.lowlevel.checkpoint()
+            if self._closed:
+                raise trio.ClosedResourceError("this stream was closed")
+            if self._eof_sent:
+                return
+            self._eof_sent = True
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError as error:
+                if error.errno != errno.ENOTCONN:  # the peer reset first: nothing to end
+                    raise trio.BrokenResourceError(str(error)) from error
+        finally:
+            self._sending = False
 
     def close_nowait(self) -> None:
         """Close the socket at once (unsent bytes are the kernel's to send).
