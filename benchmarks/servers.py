@@ -8,6 +8,7 @@ HOST:PORT mode=MODE`` once it listens (port 0 lets the system pick).
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -98,6 +99,20 @@ def trio_echo_command(
         "--workers",
         str(workers),
     ]
+
+
+BASELINE = os.environ.get("TRIO_ECHO_BASELINE")
+"""A checkout of trio_echo to compare with (its top folder), if one is named:
+the harness then also runs it, as ``trio-echo-baseline``."""
+
+
+def _baseline_command(port: int, mode: str) -> list[str]:
+    command = trio_echo_command(port, mode)
+    start = (
+        f"import runpy, sys; sys.path.insert(0, {BASELINE!r}); "
+        "runpy.run_module('trio_echo', run_name='__main__', alter_sys=True)"
+    )
+    return [command[0], "-c", start, *command[3:]]
 
 
 def _c_epoll(port: int, mode: str) -> list[str]:
@@ -194,6 +209,18 @@ SERVERS: dict[str, Server] = {
             "C, one thread on epoll (the physical reference)",
             _c_epoll,
             compiled=True,
+        ),
+        *(
+            [
+                Server(
+                    "trio-echo-baseline",
+                    "trio_echo (baseline)",
+                    f"trio_echo as checked out in {BASELINE}",
+                    _baseline_command,
+                )
+            ]
+            if BASELINE
+            else []
         ),
     ]
 }

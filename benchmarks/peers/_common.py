@@ -1,33 +1,51 @@
-"""What every Python peer shares: its command line and its start-up line.
+"""What every Python peer shares: its command line, its start-up line, its
+bounds, and its answer to the protocol's CHECK_UNREAD.
 
 Every peer takes the same arguments (``--port``, ``--mode``, ``--host``,
 ``--quiet``) and prints ``listening on HOST:PORT mode=MODE`` once it
 listens, so the conformance suite and the benchmark harness can start any
-of them the same way.
+of them the same way. Each drives trio_echo's EchoProtocol: it does what
+``next_action`` says, and the protocol decides every ending.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import sys
+import termios
+from typing import Protocol
+
+from trio_echo import Unread
 
 BUFFER_LIMIT = 64 * 1024 * 1024
 """Unsent echo bytes a connection may hold before the peer stops reading:
 the maximum message size, so a send-everything-then-read client completes."""
 
-LINGER = 2.0
-"""Seconds a count connection waits, after its half-close, for the client
-to close, when the client sent bytes after its message (closing on unread
-bytes would send a reset). With nothing after the message, the peers close
-at once, as trio_echo does."""
-
 READ_SIZE = 64 * 1024
+"""The most a peer that reads for itself reads at once (less when the
+protocol's `Receive` asks for less)."""
 
 QUEUED_READS = BUFFER_LIMIT // READ_SIZE
-"""Peers that queue the echo of each read between a reader and a writer
-(trio, AnyIO, asyncio TaskGroup, gevent) queue at most this many reads:
-about BUFFER_LIMIT bytes, since a read's echo is at most the read (and, in
-framed mode, a header)."""
+"""Peers that queue the echo between a reader and a writer (trio, AnyIO,
+asyncio TaskGroup, gevent) queue at most this many buffers of
+`EchoProtocol.data_to_send`: about BUFFER_LIMIT bytes, since each is at most
+about the echo of one read."""
+
+
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+def unread(sock: _HasFileno) -> Unread:
+    """Answer the protocol's CHECK_UNREAD: whether the peer's bytes wait in
+    the kernel unread (closing then would send a reset), asked without
+    reading them."""
+    try:
+        waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, bytes(4))
+    except OSError:
+        return Unread.UNKNOWN
+    return Unread.YES if int.from_bytes(waiting, sys.byteorder) else Unread.NO
 
 
 def parse_args(

@@ -2,53 +2,70 @@
 
 Flow control the asyncio way: the transport's write buffer has a high-water
 mark of 64 MiB; above it asyncio calls pause_writing(), and the protocol
-stops reading until resume_writing(). A count connection half-closes with
-write_eof() once the payload is echoed, discards what follows, and closes
-when the client does (or after a linger time).
+stops reading until resume_writing(). Each callback feeds the protocol
+object and does what it says, in a loop, until it says to read (the next
+data_received) or to close; the transport orders write_eof() and close()
+after the echo it buffers.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from _common import BUFFER_LIMIT, LINGER, announce, parse_args
+from _common import BUFFER_LIMIT, announce, parse_args, unread
 
-from trio_echo import EchoProtocol, Mode, RemoteProtocolError
+from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, EchoProtocol, Mode, Receive
 
 
 class EchoServerProtocol(asyncio.Protocol):
     def __init__(self, mode: str) -> None:
-        self.protocol = EchoProtocol(Mode(mode))
+        self.loop = asyncio.get_running_loop()
+        self.protocol = EchoProtocol(Mode(mode), now=self.loop.time())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
         transport.set_write_buffer_limits(high=BUFFER_LIMIT)
 
     def data_received(self, data: bytes) -> None:
-        if self.protocol.reading_done:
-            return  # after a count message: discard
-        try:
-            pieces = self.protocol.receive_data(data)
-        except RemoteProtocolError:
-            self.transport.abort()
-            return
-        self.transport.writelines(pieces)
-        if self.protocol.reading_done:  # a count message is complete
-            if not self.protocol.trailing:
-                self.transport.close()  # after the echo is written
-                return
-            self.transport.write_eof()
-            asyncio.get_running_loop().call_later(LINGER, self.transport.close)
+        self.protocol.receive_data(data, self.loop.time())
+        self.pump()
 
     def eof_received(self) -> bool:
-        if not self.protocol.reading_done:
-            try:
-                pieces = self.protocol.receive_data(b"")
-            except RemoteProtocolError:
-                self.transport.abort()
-                return False
-            self.transport.writelines(pieces)
-        return False  # close once the buffered echo is written
+        self.protocol.receive_data(b"", self.loop.time())
+        self.pump()
+        return True  # the pump closes
+
+    def pump(self) -> None:
+        """Do what the protocol says until it waits for the peer.
+
+        On YIELD it loops on: a callback frames the one read the transport
+        made, as asyncio protocols do.
+        """
+        protocol, transport = self.protocol, self.transport
+        while True:
+            now = self.loop.time()
+            action = protocol.next_action(now)
+            while (data := protocol.data_to_send()) is not None:
+                transport.write(data)
+                protocol.sent(len(data), now)  # buffered: the write buffer is the bound
+            if type(action) is Receive:
+                return  # the next data_received (or eof_received) brings it
+            if action is CHECK_UNREAD:
+                protocol.report_unread(unread(transport.get_extra_info("socket")))
+            elif action is SEND_EOF:
+                transport.write_eof()
+                protocol.eof_sent(self.loop.time())
+                self.loop.call_at(protocol.deadline.when, self.expire)
+            elif action is CLOSE:
+                if protocol.clean:
+                    transport.close()  # after the echo is written
+                else:
+                    transport.abort()
+                return
+
+    def expire(self) -> None:
+        self.protocol.expired(self.loop.time())
+        self.pump()
 
     def pause_writing(self) -> None:
         self.transport.pause_reading()

@@ -1,9 +1,10 @@
 """The count protocol on asyncio streams (StreamReader/StreamWriter).
 
-One coroutine per connection reads, echoes and drains. The writer's
-high-water mark is 64 MiB, so drain() waits only when that much echo is
-unsent: reading goes on ahead of a client that sends a whole message before
-reading, and stops (backpressure) past the bound.
+One coroutine per connection does what the protocol says: reads, writes the
+echo and drains. The writer's high-water mark is 64 MiB, so drain() waits
+only when that much echo is unsent: reading goes on ahead of a client that
+sends a whole message before reading, and stops (backpressure) past the
+bound.
 """
 
 from __future__ import annotations
@@ -12,37 +13,72 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-from _common import BUFFER_LIMIT, LINGER, READ_SIZE, announce, parse_args
+from _common import BUFFER_LIMIT, READ_SIZE, announce, parse_args, unread
 
-from trio_echo import EchoProtocol, Mode, RemoteProtocolError
+from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, YIELD, EchoProtocol, Mode, Receive
+
+Send = Callable[[bytes], Awaitable[None]]
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mode: str) -> None:
     writer.transport.set_write_buffer_limits(high=BUFFER_LIMIT)
-    protocol = EchoProtocol(Mode(mode))
+    protocol = EchoProtocol(Mode(mode), now=asyncio.get_running_loop().time())
+
+    async def send(data: bytes) -> None:
+        writer.write(data)
+        await writer.drain()
+
     try:
-        while True:
-            data = await reader.read(READ_SIZE)
-            pieces = protocol.receive_data(data)
-            writer.writelines(pieces)
-            await writer.drain()
-            if protocol.reading_done:
-                break
-        if mode == "count" and protocol.trailing:
-            await linger(reader, writer)
-    except (RemoteProtocolError, ConnectionError):
+        await pump(protocol, reader, writer, send)
+        if not protocol.clean:
+            writer.transport.abort()
+    except ConnectionError:
         writer.transport.abort()
     finally:
         await close(writer)
 
 
-async def linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Bytes came after a count message: half-close, and discard what comes."""
-    writer.write_eof()
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(LINGER):
-            while await reader.read(READ_SIZE):
-                pass
+async def pump(
+    protocol: EchoProtocol,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    send: Send,
+    flush: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Do what the protocol says until it says CLOSE.
+
+    ``send`` takes the echo (bytes it took count as sent); ``flush``, if
+    given, waits until what it took is written, before the half-close.
+    """
+    loop = asyncio.get_running_loop()
+    linger = None  # the protocol's deadline, once it has half-closed
+    while True:
+        now = loop.time()
+        action = protocol.next_action(now)
+        while (data := protocol.data_to_send()) is not None:
+            await send(data)
+            protocol.sent(len(data), now)
+        if type(action) is Receive:
+            try:
+                async with asyncio.timeout_at(linger):
+                    data = await reader.read(min(action.max_bytes, READ_SIZE))
+            except TimeoutError:
+                protocol.expired(loop.time())
+            else:
+                protocol.receive_data(data, loop.time())
+        elif action is YIELD:
+            await asyncio.sleep(0)
+        elif action is CHECK_UNREAD:
+            protocol.report_unread(unread(writer.get_extra_info("socket")))
+        elif action is SEND_EOF:
+            if flush is not None:
+                await flush()  # the echo goes out first
+            writer.write_eof()
+            protocol.eof_sent(loop.time())
+            linger = protocol.deadline.when
+        elif action is CLOSE:
+            return
+        # PAUSED: what it waits for was sent above
 
 
 async def close(writer: asyncio.StreamWriter) -> None:

@@ -3,55 +3,76 @@ written as blocking code.
 
 A greenlet that reads, then sends, deadlocks with a client that sends a
 whole message before reading, once the kernel's buffers fill; so each
-connection's greenlet reads while a writer greenlet sends, and the
-gevent.queue.Queue between them holds at most QUEUED_READS reads (about
-64 MiB): past it the reader blocks (backpressure).
+connection's greenlet does what the protocol says while a writer greenlet
+sends, and the gevent.queue.JoinableQueue between them holds at most
+QUEUED_READS buffers (about 64 MiB): past it the reader blocks
+(backpressure).
 """
 
 from __future__ import annotations
 
-import contextlib
+import math
 import socket
+import time
 
 import gevent
-from _common import LINGER, QUEUED_READS, READ_SIZE, announce, parse_args
-from gevent.queue import Queue
+from _common import QUEUED_READS, READ_SIZE, announce, parse_args, unread
+from gevent.queue import JoinableQueue
 from gevent.server import StreamServer
 
-from trio_echo import EchoProtocol, Mode, RemoteProtocolError
+from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, YIELD, EchoProtocol, Mode, Receive
 
 
 def handle(sock: socket.socket, mode: str) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    protocol = EchoProtocol(Mode(mode))
-    outbox: Queue[list[bytes]] = Queue(QUEUED_READS)
+    protocol = EchoProtocol(Mode(mode), now=time.monotonic())
+    outbox: JoinableQueue[bytes] = JoinableQueue(QUEUED_READS)
 
-    def write() -> bool:
+    def write() -> None:
         sent_all = True
-        for pieces in outbox:  # until StopIteration is put
+        for data in outbox:  # until StopIteration is put
             if sent_all:
                 try:
-                    sock.sendall(b"".join(pieces))
+                    sock.sendall(data)
                 except OSError:
                     sent_all = False  # keep taking, so that the reader never blocks
-        return sent_all
+            outbox.task_done()
 
     writer = gevent.spawn(write)
-    clean = False
+    linger = math.inf  # the protocol's deadline, once it has half-closed
     try:
-        while not protocol.reading_done:
-            outbox.put(protocol.receive_data(sock.recv(READ_SIZE)))
-        clean = True
-    except (RemoteProtocolError, OSError):
+        while True:
+            now = time.monotonic()
+            if now >= linger:
+                protocol.expired(now)
+            action = protocol.next_action(now)
+            while (data := protocol.data_to_send()) is not None:
+                outbox.put(data)
+                protocol.sent(len(data), now)  # handed over: the queue is the bound
+            if type(action) is Receive:
+                if linger < math.inf:
+                    sock.settimeout(linger - now)
+                try:
+                    data = sock.recv(min(action.max_bytes, READ_SIZE))
+                except TimeoutError:
+                    continue  # the deadline has passed
+                protocol.receive_data(data, time.monotonic())
+            elif action is YIELD:
+                gevent.sleep(0)
+            elif action is CHECK_UNREAD:
+                protocol.report_unread(unread(sock))
+            elif action is SEND_EOF:
+                outbox.join()  # the echo goes out first
+                sock.shutdown(socket.SHUT_WR)
+                protocol.eof_sent(time.monotonic())
+                linger = protocol.deadline.when
+            elif action is CLOSE:
+                break
+            # PAUSED: what it waits for was handed to the writer above
+    except OSError:
         pass
     outbox.put(StopIteration)
-    sent_all = writer.get()
-    if clean and sent_all and mode == "count" and protocol.trailing:  # linger
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_WR)
-            sock.settimeout(LINGER)
-            while sock.recv(READ_SIZE):
-                pass
+    writer.join()
     sock.close()
 
 

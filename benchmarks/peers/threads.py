@@ -3,22 +3,23 @@ writer thread per connection.
 
 A single thread that reads, then sends, deadlocks with a client that sends
 a whole message before reading, once the kernel's buffers fill; so each
-connection's handler thread reads and frames while a second thread sends,
-and the queue between them holds at most 64 MiB (the reader blocks past
-it: backpressure).
+connection's handler thread does what the protocol says while a second
+thread sends, and the queue between them holds at most 64 MiB (the reader
+blocks past it: backpressure).
 """
 
 from __future__ import annotations
 
-import contextlib
+import math
 import socket
 import socketserver
 import threading
+import time
 from collections import deque
 
-from _common import BUFFER_LIMIT, LINGER, READ_SIZE, announce, parse_args
+from _common import BUFFER_LIMIT, READ_SIZE, announce, parse_args, unread
 
-from trio_echo import EchoProtocol, Mode, RemoteProtocolError
+from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, EchoProtocol, Mode, Receive
 
 SEND_SIZE = 1024 * 1024
 
@@ -33,14 +34,21 @@ class Outbox:
         self.broken = False
         self.condition = threading.Condition()
 
-    def put(self, pieces: list[bytes]) -> None:
+    def put(self, data: bytes) -> None:
         with self.condition:
             while self.size >= BUFFER_LIMIT and not self.broken:
                 self.condition.wait()
-            for piece in pieces:
-                self.chunks.append(piece)
-                self.size += len(piece)
+            if self.broken:
+                raise BrokenPipeError("the writer could not send")
+            self.chunks.append(data)
+            self.size += len(data)
             self.condition.notify_all()
+
+    def flush(self) -> None:
+        """Wait until everything put is sent (or the writer broke)."""
+        with self.condition:
+            while self.size and not self.broken:
+                self.condition.wait()
 
     def close(self) -> None:
         with self.condition:
@@ -80,29 +88,42 @@ class Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        protocol = EchoProtocol(Mode(self.mode))
+        protocol = EchoProtocol(Mode(self.mode), now=time.monotonic())
         outbox = Outbox()
         writer = threading.Thread(target=outbox.pump, args=(sock,), daemon=True)
         writer.start()
-        clean = False
+        linger = math.inf  # the protocol's deadline, once it has half-closed
         try:
-            while not outbox.broken:
-                data = sock.recv(READ_SIZE)
-                pieces = protocol.receive_data(data)
-                outbox.put(pieces)
-                if protocol.reading_done:
-                    clean = True
+            while True:
+                now = time.monotonic()
+                if now >= linger:
+                    protocol.expired(now)
+                action = protocol.next_action(now)
+                while (data := protocol.data_to_send()) is not None:
+                    outbox.put(data)
+                    protocol.sent(len(data), now)  # handed over: the outbox is the bound
+                if type(action) is Receive:
+                    if linger < math.inf:
+                        sock.settimeout(linger - now)
+                    try:
+                        data = sock.recv(min(action.max_bytes, READ_SIZE))
+                    except TimeoutError:
+                        continue  # the deadline has passed
+                    protocol.receive_data(data, time.monotonic())
+                elif action is CHECK_UNREAD:
+                    protocol.report_unread(unread(sock))
+                elif action is SEND_EOF:
+                    outbox.flush()  # the echo goes out first
+                    sock.shutdown(socket.SHUT_WR)
+                    protocol.eof_sent(time.monotonic())
+                    linger = protocol.deadline.when
+                elif action is CLOSE:
                     break
-        except (RemoteProtocolError, OSError):
+                # YIELD: this thread holds no one up; PAUSED: handed to the writer above
+        except OSError:
             pass
         outbox.close()
         writer.join()
-        if clean and self.mode == "count" and not outbox.broken and protocol.trailing:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_WR)
-                sock.settimeout(LINGER)
-                while sock.recv(READ_SIZE):
-                    pass
 
 
 class Server(socketserver.ThreadingTCPServer):

@@ -1,46 +1,67 @@
 """The count protocol as a trio user would write it: serve_tcp, SocketStream,
 and a nursery per connection.
 
-Each connection's task reads and sends the echo of each read to a writer
-task through a memory channel of QUEUED_READS reads (about 64 MiB): past it
-the reader waits, which is backpressure in trio's idiom. Nothing of
+Each connection's task does what the protocol says, and sends the echo to a
+writer task through a memory channel of QUEUED_READS buffers (about 64 MiB):
+past it the reader waits, which is backpressure in trio's idiom. Nothing of
 trio_echo's own server is used, only its protocol object.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import trio
-from _common import LINGER, QUEUED_READS, READ_SIZE, announce, parse_args
+from _common import QUEUED_READS, READ_SIZE, announce, parse_args, unread
 
-from trio_echo import EchoProtocol, Mode, RemoteProtocolError
+from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, YIELD, EchoProtocol, Mode, Receive
 
 
 async def handle(stream: trio.SocketStream, mode: str) -> None:
-    protocol = EchoProtocol(Mode(mode))
-    to_writer, from_reader = trio.open_memory_channel[list[bytes]](QUEUED_READS)
+    protocol = EchoProtocol(Mode(mode), now=trio.current_time())
+    to_writer, from_reader = trio.open_memory_channel[bytes](QUEUED_READS)
+    written = trio.Event()
 
     async def write() -> None:
         async with from_reader:
-            async for pieces in from_reader:
-                for piece in pieces:
-                    await stream.send_all(piece)
+            async for data in from_reader:
+                await stream.send_all(data)
+        written.set()
 
+    linger = math.inf  # the protocol's deadline, once it has half-closed
     async with stream:
         try:
-            async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as nursery, to_writer:
                 nursery.start_soon(write)
-                async with to_writer:
-                    while not protocol.reading_done:
-                        data = await stream.receive_some(READ_SIZE)
-                        await to_writer.send(protocol.receive_data(data))
-            if mode == "count" and protocol.trailing:  # bytes came after it: linger
-                await stream.send_eof()
-                with trio.move_on_after(LINGER):
-                    while await stream.receive_some(READ_SIZE):
-                        pass
-        except* (RemoteProtocolError, trio.BrokenResourceError):
+                while True:
+                    now = trio.current_time()
+                    action = protocol.next_action(now)
+                    while (data := protocol.data_to_send()) is not None:
+                        await to_writer.send(data)
+                        protocol.sent(len(data), now)  # handed over: the channel is the bound
+                    if type(action) is Receive:
+                        with trio.move_on_at(linger):
+                            data = await stream.receive_some(min(action.max_bytes, READ_SIZE))
+                            protocol.receive_data(data, trio.current_time())
+                            continue
+                        protocol.expired(trio.current_time())
+                    elif action is YIELD:
+                        await trio.lowlevel.checkpoint()
+                    elif action is CHECK_UNREAD:
+                        protocol.report_unread(unread(stream.socket))
+                    elif action is SEND_EOF:
+                        await to_writer.aclose()  # the echo goes out first
+                        await written.wait()
+                        await stream.send_eof()
+                        protocol.eof_sent(trio.current_time())
+                        linger = protocol.deadline.when
+                    elif action is CLOSE:
+                        if not protocol.clean:  # a protocol error: drop the rest
+                            nursery.cancel_scope.cancel()
+                        break
+                    # PAUSED: what it waits for was handed to the writer above
+        except* trio.BrokenResourceError:
             pass  # closing is all there is to do
 
 
