@@ -516,3 +516,62 @@ def test_count_echoes_exactly_the_payload_under_any_chunking(
     assert run.protocol.outcome is Outcome.COMPLETE
     assert run.ending == ("linger" if extra else "close")
     assert run.protocol.bytes_in == len(raw)
+
+
+def test_a_large_framed_payload_goes_out_as_it_came_after_its_header() -> None:
+    protocol = EchoProtocol(Mode.FRAMED)
+    payload = b"p" * 5000
+    chunk = encode_message(payload)[5:]
+    protocol.receive_data(b"5000 ", 0.0)
+    protocol.receive_data(chunk, 0.0)
+    protocol.next_action(0.0)
+    assert protocol.data_to_send() == b"5000 "
+    protocol.sent(5, 0.0)
+    assert protocol.data_to_send() is chunk  # the received object itself: no copy
+    assert protocol.held == 5000 + BUFFER_OVERHEAD
+
+
+def test_sends_are_counted_even_after_the_connection_closed() -> None:
+    protocol = EchoProtocol(Mode.ECHO)
+    protocol.receive_data(b"abc", 0.0)
+    protocol.sent(0, 0.0)  # nothing sent: nothing changes
+    assert protocol.data_to_send() == b"abc"
+    protocol.abort(Outcome.RESET)  # while the writer was sending
+    protocol.sent(3, 1.0)
+    assert (protocol.bytes_out, protocol.held, protocol.data_to_send()) == (3, 0, None)
+
+
+def test_unread_bytes_once_seen_stay_seen() -> None:
+    protocol = EchoProtocol(Mode.COUNT)
+    protocol.receive_data(b"1 aMORE", 0.0)
+    assert protocol.next_action(0.0) is PAUSED
+    protocol.sent(1, 0.0)
+    protocol.report_unread(Unread.NO)  # a later look finds nothing: they were there
+    assert protocol.next_action(0.0) is SEND_EOF
+
+
+def test_held_up_twice_and_resumed_in_a_payload() -> None:
+    limits = Limits(min_data_rate=100.0, min_data_rate_grace=5.0)
+    protocol = EchoProtocol(Mode.COUNT, limits=limits, now=0.0)
+    pump(protocol, [b"1000 x"], eof=False, times=[1.0])
+    assert protocol.deadline == Deadline(6.0, Expiry.TOO_SLOW)
+    protocol.budget_wait(2.0)
+    protocol.budget_wait(3.0)  # still the same wait: held up since 2.0
+    assert protocol.deadline.expiry is Expiry.BUDGET
+    protocol.budget_granted(4.0)
+    assert protocol.deadline == Deadline(8.0, Expiry.TOO_SLOW)  # 2 s held up, added on
+
+
+def test_the_idle_deadline_comes_first_when_the_header_timeout_is_longer() -> None:
+    limits = Limits(header_timeout=100.0, idle_timeout=60.0)
+    protocol = EchoProtocol(Mode.COUNT, limits=limits, now=0.0)
+    assert protocol.deadline == Deadline(60.5, Expiry.IDLE)
+
+
+def test_a_bug_is_told_even_after_a_clean_ending() -> None:
+    protocol = EchoProtocol(Mode.ECHO, limits=LIMITS)
+    assert protocol.limits is LIMITS
+    pump(protocol, [b"x"], eof=True)
+    assert protocol.outcome is Outcome.CLOSED
+    protocol.abort(Outcome.INTERNAL_ERROR, "ZeroDivisionError")
+    assert (protocol.outcome, protocol.detail) == (Outcome.INTERNAL_ERROR, "ZeroDivisionError")
