@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import chunkings
+from tests.conftest import chunkings, random_chunks
 from trio_echo import (
     CHECK_UNREAD,
     CLOSE,
@@ -346,14 +346,17 @@ def test_waiting_for_the_budget_stops_the_peers_timers_not_the_idle_one() -> Non
 
 
 def test_a_full_buffer_stops_the_peers_timers() -> None:
-    limits = Limits(max_held=8 * 1024, header_timeout=10.0, min_data_rate=0)
-    protocol = EchoProtocol(Mode.FRAMED, limits=limits, now=0.0)
-    run = pump(protocol, [encode_message(b"x" * 7600) + b"1"], eof=False, send=False)
+    # A peer that does not read fills the connection's buffer mid-payload:
+    # the server stops reading, and the data-rate timer stops with it.
+    limits = Limits(max_held=8 * 1024, min_data_rate=10_000, min_data_rate_grace=5.0)
+    protocol = EchoProtocol(Mode.COUNT, limits=limits, now=0.0)
+    run = pump(protocol, [encode_message(b"x" * 20_000)], eof=False, send=False, times=[0.0])
     assert run.actions[-1] is PAUSED  # it holds all it may
-    assert protocol.deadline.expiry is Expiry.IDLE  # the header in progress is not timed
-    protocol.sent(len(protocol.data_to_send() or b""), 4.0)
+    assert protocol.deadline.expiry is Expiry.IDLE  # the payload in progress is not timed
+    while (data := protocol.data_to_send()) is not None:
+        protocol.sent(len(data), 4.0)
     assert isinstance(protocol.next_action(4.0), Receive)
-    assert protocol.deadline == Deadline(14.0, Expiry.HEADER)  # from when reading resumed
+    assert protocol.deadline == Deadline(9.0, Expiry.TOO_SLOW)  # 4 s held up, added on
 
 
 def test_lingering_has_its_own_deadline_and_keeps_the_outcome() -> None:
@@ -398,18 +401,24 @@ def test_the_first_ending_is_the_one_that_counts() -> None:
 # -- Memory and work ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("max_held", [16 * 1024, 1024 * 1024])
 @pytest.mark.parametrize(
     "raw",
-    [b"0 " * 5000, b"1 x" * 3000, encode_message(b"y" * 50_000) * 3],
-    ids=["empty-frames", "one-byte-frames", "large-frames"],
+    [
+        b"0 " * 400_000,
+        b"1 x" * 300_000,
+        encode_message(b"y" * 4096) * 300,
+        encode_message(b"y" * 50_000) * 30,
+    ],
+    ids=["empty-frames", "one-byte-frames", "4-KiB-frames", "large-frames"],
 )
-def test_what_it_holds_never_exceeds_its_limit(raw: bytes) -> None:
+def test_what_it_holds_never_exceeds_its_limit(raw: bytes, max_held: int) -> None:
     # A peer that never reads: the protocol asks for reads that cannot take
-    # it past its limit, however the bytes are cut, and then pauses.
-    limits = Limits(max_held=16 * 1024, max_message_size=100_000)
-    for seed, chunks in enumerate(chunkings(raw)):
-        if seed > 30:
-            break
+    # it past its limit, however the bytes are cut (a read's chunk is held
+    # whole while its answers are made, over many steps), and then pauses.
+    limits = Limits(max_held=max_held, max_message_size=100_000)
+    for seed in range(4):
+        chunks = [raw] if seed == 0 else random_chunks(raw, seed)
         protocol = EchoProtocol(Mode.FRAMED, limits=limits)
         pending = deque(chunks)
         highest = 0

@@ -65,6 +65,7 @@ async def test_every_async_call_is_a_checkpoint_even_when_it_need_not_wait() -> 
     for call in (
         functools.partial(right.receive_some, 5),
         functools.partial(right.receive_some, 5),  # the read before was not short
+        right.wait_receivable,
         functools.partial(right.send_all, b"y"),
         right.wait_send_all_might_not_block,
         right.send_eof,
@@ -80,10 +81,46 @@ async def test_the_nowait_calls_never_yield() -> None:
     with trio.testing.assert_no_checkpoints():
         assert right.receive_nowait(10) is None
         assert left.send_nowait(b"abc") == 3
+        assert left.unacknowledged() in (0, 3, None)
     await trio.sleep(0.01)
     with trio.testing.assert_no_checkpoints():
         assert right.receive_nowait(10) == b"abc"
         left.close_nowait()
+        assert left.unacknowledged() is None  # closed: nothing to tell
+    await right.aclose()
+
+
+@pytest.mark.skipif(not hasattr(__import__("termios"), "TIOCOUTQ"), reason="needs TIOCOUTQ")
+async def test_unacknowledged_counts_what_the_peer_has_not_taken() -> None:
+    # The peer reads nothing, and its receive buffer is small: most of what
+    # was sent stays unacknowledged in the kernel.
+    client, server = tcp_socket_pair()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stream = accepted_stream(server)
+    sent = stream.send_nowait(b"u" * 300_000)
+    assert sent > 100_000
+    assert 0 < (stream.unacknowledged() or 0) <= sent
+    client.close()
+    await stream.aclose()
+
+
+async def test_waiting_until_receivable_after_a_short_read() -> None:
+    left, right = stream_pair()
+    assert right.receive_nowait(10) is None  # empty: the next wait waits
+    async with trio.open_nursery() as nursery:
+        done = trio.Event()
+
+        async def wait() -> None:
+            await right.wait_receivable()
+            done.set()
+
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not done.is_set()
+        left.send_nowait(b"abc")
+        await done.wait()
+    assert right.receive_nowait(10) == b"abc"
+    await left.aclose()
     await right.aclose()
 
 

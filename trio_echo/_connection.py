@@ -142,6 +142,7 @@ class Connection:
                 connection is closed and logged (``cancelled``) first.
         """
         protocol, account, stream = self._protocol, self._account, self._stream
+        nowait = self._nowait
         error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -151,13 +152,20 @@ class Connection:
                 # connection.)
                 while (action := self._advance(nursery)) is not CLOSE:
                     if type(action) is Receive:
+                        if nowait is not None:  # a read that waits holds no reservation
+                            await nowait.wait_receivable()
                         if not (size := account.reserve_nowait(action.max_bytes)):
                             protocol.budget_wait(trio.current_time())
                             self._sync_deadline()
                             size = await account.reserve(action.max_bytes)
                             protocol.budget_granted(trio.current_time())
                             self._sync_deadline()
-                        self._received(await stream.receive_some(size))
+                        if nowait is None:
+                            self._received(await stream.receive_some(size))
+                        elif (data := nowait.receive_nowait(size)) is not None:
+                            self._received(data)
+                        else:
+                            account.settle(protocol.held)  # not there after all
                     elif action is YIELD:
                         await trio.lowlevel.checkpoint()
                     elif action is PAUSED:
@@ -193,6 +201,7 @@ class Connection:
         while True:
             headers = protocol.headers
             action = protocol.next_action(trio.current_time())
+            self._account.hold(protocol.held)  # framing moved bytes about
             if protocol.headers != headers:
                 log_chunk(self._peer, "extracted", protocol.length)
             if self._send_ready(nursery) and action is PAUSED:
@@ -201,7 +210,10 @@ class Connection:
                 if nowait is None or not (size := self._account.reserve_nowait(MIN_GRANT)):
                     protocol.report_unread(Unread.UNKNOWN)
                 elif (data := nowait.receive_nowait(size)) is None:
-                    protocol.report_unread(Unread.NO)
+                    # Nothing unread; but a byte that comes after the close
+                    # would reset what is still on its way.
+                    delivered = nowait.unacknowledged() == 0
+                    protocol.report_unread(Unread.NO if delivered else Unread.UNKNOWN)
                     self._account.settle(protocol.held)
                 else:
                     self._received(data)

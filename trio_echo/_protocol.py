@@ -27,9 +27,10 @@
 # - Work between checkpoints. Bytes are taken in O(1) by `receive_data`;
 #   they are framed by `next_action`, at most MAX_MESSAGES_PER_STEP messages
 #   a call. When more is left it says YIELD, and the pump lets others run.
-# - Endings. Closing a TCP socket that has unread bytes sends a reset,
-#   which destroys echo bytes the peer has not read yet. So a connection
-#   closes at once only when it knows nothing is unread; otherwise it
+# - Endings. Closing a TCP socket that has unread bytes sends a reset (as
+#   do bytes that arrive after the close), which destroys echo bytes the
+#   peer has not read yet. So a connection closes at once only when it knows
+#   nothing is unread and every byte it sent has arrived; otherwise it
 #   half-closes, reads and discards (counted) until the peer closes or the
 #   linger time ends, and then closes. Bytes read on the way are never
 #   dropped unseen.
@@ -215,11 +216,19 @@ class Limits:
 
 
 class Unread(enum.Enum):
-    """What the transport knows of bytes the peer sent that were not read."""
+    """Whether closing now could reset the connection, as the transport knows.
+
+    A close resets the connection if bytes of the peer's wait unread, or
+    arrive later while answers are still on their way (the reset then
+    destroys them).
+    """
 
     YES = "yes"
+    """Bytes wait unread."""
     NO = "no"
+    """Nothing waits unread, and every byte sent has been acknowledged."""
     UNKNOWN = "unknown"
+    """The transport cannot tell, or answers are still on their way."""
 
 
 @attrs.frozen
@@ -247,11 +256,12 @@ class PAUSED(metaclass=_SentinelBase):
 
 
 class CHECK_UNREAD(metaclass=_SentinelBase):  # noqa: N801
-    """Say whether the peer sent bytes not yet read, without waiting.
+    """Say, without waiting, whether closing now could reset the connection.
 
-    Pass them to `EchoProtocol.receive_data`, or call
-    `EchoProtocol.report_unread` (`Unread.UNKNOWN` if the transport cannot
-    tell).
+    Pass bytes that wait unread to `EchoProtocol.receive_data`, or call
+    `EchoProtocol.report_unread`: `Unread.NO` only if nothing waits and
+    everything sent is acknowledged, `Unread.UNKNOWN` if the transport
+    cannot tell.
     """
 
 
@@ -565,9 +575,12 @@ class EchoProtocol:
             return YIELD
         state = self._state
         if state is _READING:
-            # A read of n bytes costs at most n and two buffers' overhead:
-            # its chunk, and then the answers made from it.
-            room = self._limits.max_held - self.held - 2 * BUFFER_OVERHEAD
+            room = self._limits.max_held - self.held - 3 * BUFFER_OVERHEAD
+            if self._framer is not None:
+                # A read's chunk is held whole while answers are made from it,
+                # over several steps: a read of n bytes may cost 2n, and an
+                # overhead per answer buffer of at least 4 KiB (n/32 in all).
+                room = room * 32 // 65
             if room < READ_SIZE_LEAST and self._out:
                 self._hold_up(now)
                 return PAUSED

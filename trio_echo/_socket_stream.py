@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import functools
 import socket
+import struct
+import termios
 from typing import Protocol, runtime_checkable
 
 import trio
@@ -32,6 +35,10 @@ DEFAULT_RECEIVE_SIZE = 64 * 1024
 # made non-blocking, which saves a system call on every connection.
 _DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 
+# Bytes sent and not yet acknowledged by the peer (Linux's SIOCOUTQ), where
+# the platform can tell.
+_OUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if hasattr(fcntl, "ioctl") else None
+
 
 @runtime_checkable
 class NowaitStream(Protocol):
@@ -39,15 +46,22 @@ class NowaitStream(Protocol):
 
     A connection handler checks for them once per connection: with them it
     echoes and closes inline; without them (a memory stream, a TLS stream)
-    it goes through the `trio.abc.Stream` calls only. None of them is a
-    checkpoint: they are plain functions, and return at once.
+    it goes through the `trio.abc.Stream` calls only. `wait_receivable` is
+    a checkpoint, as every async call is; the others are plain functions,
+    and return at once.
     """
+
+    async def wait_receivable(self) -> None:
+        """Wait until `receive_nowait` has something to say (maybe, at once)."""
 
     def receive_nowait(self, max_bytes: int) -> bytes | None:
         """Return what has arrived (``b""`` at its end); None if nothing has."""
 
     def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
         """Send what the kernel takes now; return how many bytes that was."""
+
+    def unacknowledged(self) -> int | None:
+        """Bytes sent that the peer has not acknowledged; None if unknown here."""
 
     def close_nowait(self) -> None:
         """Close at once; bytes already sent are the kernel's to deliver."""
@@ -138,6 +152,32 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         finally:
             self._receiving = False
 
+    async def wait_receivable(self) -> None:
+        """Wait until a receive would most likely not block.
+
+        A reader that must pay for its read before it makes it (as a server
+        with a memory budget does) waits here first, so that a connection
+        with nothing to read holds nothing. After a short read it waits for
+        trio's readiness; otherwise it only checkpoints, as the socket may
+        well have more. `receive_nowait` may still find nothing.
+
+        Raises:
+            trio.BusyResourceError: If another task is receiving.
+            trio.ClosedResourceError: If this stream was closed.
+        """
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this stream")
+        self._receiving = True
+        try:
+            if self._drained:
+                self._check_open()
+                self._waited = True
+                await trio.lowlevel.wait_readable(self._sock)
+            else:
+                await trio.lowlevel.checkpoint()
+        finally:
+            self._receiving = False
+
     def receive_nowait(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes | None:
         """Receive what has arrived, without waiting; None if nothing has.
 
@@ -159,6 +199,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         try:
             data = self._sock.recv(max_bytes, _DONTWAIT)
         except BlockingIOError:
+            self._drained = True
             return None
         except OSError as error:
             raise _translate(error, self._closed) from error
@@ -178,6 +219,19 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")
         return self._send_now(data)
+
+    def unacknowledged(self) -> int | None:
+        """Bytes sent that the peer has not acknowledged yet; None if unknown.
+
+        Not a checkpoint. Known where the platform has ``TIOCOUTQ`` (Linux).
+        """
+        if _OUTQ is None or self._closed:
+            return None
+        try:
+            answer = fcntl.ioctl(self._sock.fileno(), _OUTQ, b"\0\0\0\0")
+        except OSError:
+            return None
+        return int(struct.unpack("i", answer)[0])
 
     def _send_now(self, data: bytes | bytearray | memoryview) -> int:
         if self._closed or self._eof_sent:
