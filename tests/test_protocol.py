@@ -369,6 +369,17 @@ def test_lingering_has_its_own_deadline_and_keeps_the_outcome() -> None:
     assert protocol.outcome is Outcome.COMPLETE  # the echo was delivered: it is complete
 
 
+def in_each_expiry(expiry: Expiry) -> EchoProtocol:
+    """A protocol whose deadline has ``expiry`` as its meaning."""
+    protocol = EchoProtocol(Mode.ECHO if expiry is not Expiry.HEADER else Mode.COUNT)
+    if expiry is Expiry.BUDGET:
+        protocol.budget_wait(0.0)
+    elif expiry is Expiry.TOO_SLOW:
+        protocol = EchoProtocol(Mode.COUNT)
+        pump(protocol, [b"100 x"], eof=False)
+    return protocol
+
+
 @pytest.mark.parametrize(
     ("expiry", "outcome"),
     [
@@ -379,10 +390,10 @@ def test_lingering_has_its_own_deadline_and_keeps_the_outcome() -> None:
     ],
 )
 def test_each_expiry_is_an_outcome_with_its_words(expiry: Expiry, outcome: Outcome) -> None:
-    protocol = EchoProtocol(Mode.COUNT)
-    protocol.deadline = Deadline(1.0, expiry)
-    protocol.expired(1.0)
-    assert protocol.next_action(1.0) is CLOSE
+    protocol = in_each_expiry(expiry)
+    assert protocol.deadline.expiry is expiry
+    protocol.expired(protocol.deadline.when)
+    assert protocol.next_action(protocol.deadline.when) is CLOSE
     assert protocol.outcome is outcome
     assert protocol.detail
 
@@ -584,3 +595,10 @@ def test_a_bug_is_told_even_after_a_clean_ending() -> None:
     assert protocol.outcome is Outcome.CLOSED
     protocol.abort(Outcome.INTERNAL_ERROR, "ZeroDivisionError")
     assert (protocol.outcome, protocol.detail) == (Outcome.INTERNAL_ERROR, "ZeroDivisionError")
+
+
+def test_a_payload_well_ahead_of_the_rate_is_timed_by_the_idle_timeout() -> None:
+    limits = Limits(min_data_rate=10.0, idle_timeout=60.0)
+    protocol = EchoProtocol(Mode.COUNT, limits=limits, now=0.0)
+    pump(protocol, [b"100000 " + b"x" * 1000], eof=False)  # 1,000 bytes earn 100 s
+    assert protocol.deadline == Deadline(60.5, Expiry.IDLE)

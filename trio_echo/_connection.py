@@ -16,6 +16,7 @@
 # end in `_finish`, the one place that turns an exception into an ending.
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import cast
 
@@ -30,13 +31,22 @@ from ._protocol import (
     PAUSED,
     YIELD,
     Action,
+    Chunk,
     Deadline,
     EchoProtocol,
     Outcome,
     Receive,
     Unread,
 )
-from ._report import ConnectionReport, describe_failure, log_chunk, log_report, split_failure
+from ._report import (
+    ConnectionReport,
+    debugging,
+    describe_failure,
+    log_chunk,
+    log_report,
+    logged,
+    split_failure,
+)
 from ._socket_stream import NowaitStream, has_nowait_calls
 
 __all__ = ["Connection", "HandlerError", "handle_connection"]
@@ -44,6 +54,9 @@ __all__ = ["Connection", "HandlerError", "handle_connection"]
 
 MIN_GRANT = 1024
 """The fewest bytes worth a read when the memory budget is short."""
+
+# The transport's answer to CHECK_UNREAD: would closing now reset?
+_UNREAD = {True: Unread.YES, False: Unread.NO, None: Unread.UNKNOWN}
 
 
 class HandlerError(Exception):
@@ -64,6 +77,8 @@ class Connection:
     __slots__ = (
         "_account",
         "_deadline",
+        "_debug",
+        "_duration",
         "_nowait",
         "_on_close",
         "_peer",
@@ -75,7 +90,6 @@ class Connection:
         "_writer_lot",
         "_writer_sending",
         "failure",
-        "report",
     )
 
     def __init__(
@@ -90,7 +104,7 @@ class Connection:
         self._start = now = trio.current_time()
         self._stream = stream
         self._nowait = cast("NowaitStream", stream) if has_nowait_calls(type(stream)) else None
-        half_closeable = isinstance(stream, trio.abc.HalfCloseableStream)
+        half_closeable = _can_half_close(type(stream))
         self._protocol = EchoProtocol(
             config.mode, limits=config.limits, now=now, can_half_close=half_closeable
         )
@@ -102,10 +116,27 @@ class Connection:
         self._reader_lot: trio.lowlevel.ParkingLot | None = None
         self._writer_sending = False
         self._on_close = on_close
+        self._debug = debugging()  # the original's per-chunk lines
+        self._duration: float | None = None  # set when it has ended
         self.failure: BaseException | None = None
         """A bug that ended the connection, if one did."""
-        self.report: ConnectionReport | None = None
+
+    @property
+    def report(self) -> ConnectionReport | None:
         """What happened, as logged, once the connection has ended."""
+        if self._duration is None:
+            return None
+        protocol = self._protocol
+        return ConnectionReport(
+            peer=self._peer,
+            mode=protocol.mode,
+            outcome=protocol.outcome,
+            detail=protocol.detail,
+            bytes_in=protocol.bytes_in,
+            bytes_out=protocol.bytes_out,
+            messages=protocol.messages,
+            duration=self._duration,
+        )
 
     @property
     def messages(self) -> int:
@@ -161,9 +192,9 @@ class Connection:
                             protocol.budget_granted(trio.current_time())
                             self._sync_deadline()
                         if nowait is None:
-                            self._received(await stream.receive_some(size))
-                        elif (data := nowait.receive_nowait(size)) is not None:
-                            self._received(data)
+                            self._received(await stream.receive_some(size), trio.current_time())
+                        elif (ready := nowait.receive_nowait(size)) is not None:
+                            self._received(ready, trio.current_time())
                         else:
                             account.settle(protocol.held)  # not there after all
                     elif action is YIELD:
@@ -197,45 +228,44 @@ class Connection:
         are there.
         """
         protocol, nowait = self._protocol, self._nowait
+        now = trio.current_time()  # nothing here waits: one reading serves
         read_once = nursery is None
         while True:
-            headers = protocol.headers
-            action = protocol.next_action(trio.current_time())
-            self._account.hold(protocol.held)  # framing moved bytes about
-            if protocol.headers != headers:
-                log_chunk(self._peer, "extracted", protocol.length)
-            if self._send_ready(nursery) and action is PAUSED:
+            if self._debug:
+                headers = protocol.headers
+                action = protocol.next_action(now)
+                if protocol.headers != headers:
+                    log_chunk(self._peer, "extracted", protocol.length)
+            else:
+                action = protocol.next_action(now)
+            data = protocol.data_to_send()
+            if data is not None and self._send_ready(data, nursery, now) and action is PAUSED:
                 continue
             if action is CHECK_UNREAD:
-                if nowait is None or not (size := self._account.reserve_nowait(MIN_GRANT)):
-                    protocol.report_unread(Unread.UNKNOWN)
-                elif (data := nowait.receive_nowait(size)) is None:
-                    # Nothing unread; but a byte that comes after the close
-                    # would reset what is still on its way.
-                    delivered = nowait.unacknowledged() == 0
-                    protocol.report_unread(Unread.NO if delivered else Unread.UNKNOWN)
-                    self._account.settle(protocol.held)
-                else:
-                    self._received(data)
+                would_reset = None if nowait is None else nowait.close_would_reset()
+                protocol.report_unread(_UNREAD[would_reset])
                 continue
             if read_once and type(action) is Receive and nowait is not None:
                 read_once = False
-                if size := self._account.reserve_nowait(action.max_bytes):
-                    if (data := nowait.receive_nowait(size)) is not None:
-                        self._received(data)
-                        continue
-                    self._account.settle(protocol.held)
+                size = self._account.reserve_nowait(action.max_bytes)
+                if size and (data := nowait.receive_nowait(size)) is not None:
+                    self._received(data, now)
+                    continue
+            self._account.settle(protocol.held)  # what framing and sending left
             self._sync_deadline()
             return action
 
-    def _received(self, data: bytes | bytearray) -> None:
+    def _received(self, data: bytes | bytearray, now: float) -> None:
         protocol = self._protocol
-        protocol.receive_data(data, trio.current_time())
+        protocol.receive_data(data, now)
         self._account.settle(protocol.held)
-        log_chunk(self._peer, "received", len(data), protocol.bytes_in)
+        if self._debug:
+            log_chunk(self._peer, "received", len(data), protocol.bytes_in)
 
-    def _send_ready(self, nursery: trio.Nursery | None) -> bool:
-        """Send what the stream takes now, and leave the rest to the writer.
+    def _send_ready(self, data: Chunk, nursery: trio.Nursery | None, now: float) -> bool:
+        """Send ``data``, and what follows, while the stream takes them.
+
+        The rest is left to the writer; the caller settles the budget.
 
         Returns:
             Whether any bytes were sent.
@@ -243,16 +273,18 @@ class Connection:
         protocol, nowait = self._protocol, self._nowait
         sent = False
         if nowait is not None and not self._writer_sending:
-            while (data := protocol.data_to_send()) is not None:
-                if count := nowait.send_nowait(data):
-                    self._sent(count)
+            following: Chunk | None = data
+            while following is not None:
+                if count := nowait.send_nowait(following):
+                    protocol.sent(count, now)
                     sent = True
-                if count < len(data):
+                    if self._debug:
+                        log_chunk(self._peer, "echoed", count, protocol.bytes_out)
+                if count < len(following):
                     break
+                following = protocol.data_to_send()
             else:
                 return sent
-        elif protocol.data_to_send() is None:
-            return False
         if nursery is not None:  # in the accepting task, the rest waits for the task
             if self._writer_lot is None:
                 self._writer_lot = trio.lowlevel.ParkingLot()
@@ -271,20 +303,19 @@ class Connection:
             self._writer_sending = True
             await stream.send_all(data)
             self._writer_sending = False
-            self._sent(len(data))
+            protocol.sent(len(data), trio.current_time())
+            self._account.hold(protocol.held)
+            if self._debug:
+                log_chunk(self._peer, "echoed", len(data), protocol.bytes_out)
             self._sync_deadline()
             if self._reader_lot is not None:
                 self._reader_lot.unpark()
 
-    def _sent(self, count: int) -> None:
-        protocol = self._protocol
-        protocol.sent(count, trio.current_time())
-        self._account.hold(protocol.held)
-        log_chunk(self._peer, "echoed", count, protocol.bytes_out)
-
     def _sync_deadline(self) -> None:
+        if self._scope is None:
+            return  # served in the accepting task: nothing waits, no deadline
         deadline = self._protocol.deadline
-        if deadline is not self._deadline and self._scope is not None:
+        if deadline is not self._deadline:
             self._deadline = deadline
             self._scope.deadline = deadline.when
 
@@ -309,20 +340,19 @@ class Connection:
             else:
                 protocol.abort(Outcome.RESET, describe_failure(error))
         self._account.settle(0)
-        self.report = ConnectionReport(
-            peer=self._peer,
-            mode=protocol.mode,
-            outcome=protocol.outcome,
-            detail=protocol.detail,
-            bytes_in=protocol.bytes_in,
-            bytes_out=protocol.bytes_out,
-            messages=protocol.messages,
-            duration=trio.current_time() - self._start,
-        )
-        log_report(self.report, self.failure)
+        self._duration = trio.current_time() - self._start
+        if logged(protocol.outcome):
+            report = self.report
+            assert report is not None
+            log_report(report, self.failure)
         if self._on_close is not None:
             self._on_close()
         return uncaught
+
+
+@functools.cache
+def _can_half_close(stream_type: type) -> bool:
+    return issubclass(stream_type, trio.abc.HalfCloseableStream)
 
 
 async def handle_connection(

@@ -154,7 +154,9 @@ class Account:
         Returns:
             How many bytes the read may take; 0 if there is no room.
         """
-        granted = self._budget.try_reserve(*self._wanted(max_bytes))
+        overhead = self._overhead
+        wanted = max_bytes + overhead
+        granted = self._budget.try_reserve(wanted, min(wanted, overhead + self._minimum))
         return self._granted(granted)
 
     async def reserve(self, max_bytes: int) -> int:

@@ -208,10 +208,11 @@ class Limits:
     linger_timeout: float = 2.0
     min_data_rate: float = 240.0
     min_data_rate_grace: float = 5.0
+    idle_granularity: float = attrs.field(init=False)
+    """Seconds by which the idle deadline may land late: see `EchoProtocol`."""
 
-    @property
-    def idle_granularity(self) -> float:
-        """Seconds by which the idle deadline may land late: see `EchoProtocol`."""
+    @idle_granularity.default
+    def _idle_granularity(self) -> float:
         return min(IDLE_GRANULARITY, self.idle_timeout / 16)
 
 
@@ -273,6 +274,9 @@ class CLOSE(metaclass=_SentinelBase):
     """Close the connection: `EchoProtocol.outcome` says how it ended."""
 
 
+_RECEIVES = {size: Receive(size) for size in (READ_SIZE_MIN << i for i in range(7))}
+"""The reads of the usual sizes, made once (up to READ_SIZE_MAX)."""
+
 Action = Receive | type[YIELD] | type[PAUSED] | type[CHECK_UNREAD] | type[SEND_EOF] | type[CLOSE]
 
 _READING = "reading"  # the protocol wants the peer's bytes
@@ -281,6 +285,24 @@ _LINGERING = "lingering"  # half-closed, discarding until the peer closes
 _DONE = "done"  # the outcome is known and the connection must close
 
 _NEVER = Deadline(math.inf, Expiry.IDLE)
+
+# What each expiry ends a connection with, and says (a linger's expiry only
+# closes: the connection ended well already).
+_EXPIRY_OUTCOMES = {
+    Expiry.HEADER: (
+        Outcome.HEADER_TIMEOUT,
+        "no complete length prefix within {limits.header_timeout:g} s",
+    ),
+    Expiry.IDLE: (Outcome.IDLE_TIMEOUT, "nothing received or sent for {limits.idle_timeout:g} s"),
+    Expiry.BUDGET: (
+        Outcome.BUDGET_TIMEOUT,
+        "the server's memory budget stayed full for {limits.idle_timeout:g} s",
+    ),
+    Expiry.TOO_SLOW: (
+        Outcome.TOO_SLOW,
+        "the payload came slower than {limits.min_data_rate:g} bytes/s",
+    ),
+}
 
 
 class EchoProtocol:
@@ -319,6 +341,8 @@ class EchoProtocol:
 
     __slots__ = (
         "_can_half_close",
+        "_deadline",
+        "_deadline_stale",
         "_framer",
         "_header_due",
         "_held_up_since",
@@ -338,7 +362,6 @@ class EchoProtocol:
         "_work",
         "bytes_in",
         "bytes_out",
-        "deadline",
         "detail",
         "headers",
         "length",
@@ -355,7 +378,7 @@ class EchoProtocol:
         now: float = 0.0,
         can_half_close: bool = True,
     ) -> None:
-        self.mode = Mode(mode)
+        self.mode = mode if type(mode) is Mode else Mode(mode)
         self._limits = limits
         self._can_half_close = can_half_close
         self._framer = (
@@ -380,8 +403,8 @@ class EchoProtocol:
         self._held_up_since: float | None = None
         self._waiting_for_budget = False
         self._linger_deadline = math.inf
-        self.deadline = _NEVER
-        """The current `Deadline`: a new object whenever it changes."""
+        self._deadline = _NEVER
+        self._deadline_stale = True  # worked out when asked for: a pump may never ask
         self.outcome: Outcome | Reason | None = None
         """How the connection ended (or is ending); None while it is open."""
         self.detail = ""
@@ -396,7 +419,6 @@ class EchoProtocol:
         """Length prefixes received in full."""
         self.length: int | None = None
         """The length the last length prefix announced."""
-        self._update_deadline()
 
     # -- What the pump reads ------------------------------------------------
 
@@ -504,7 +526,7 @@ class EchoProtocol:
         """
         self._state = _LINGERING
         self._linger_deadline = now + self._limits.linger_timeout
-        self._update_deadline()
+        self._deadline_stale = True
 
     def budget_wait(self, now: float) -> None:
         """Report that reading waits for a memory budget shared with others.
@@ -523,27 +545,9 @@ class EchoProtocol:
 
     def expired(self, now: float) -> None:
         """Report that `deadline` has passed: the connection must close."""
-        expiry = self.deadline.expiry
-        if expiry is Expiry.HEADER:
-            self._end(
-                Outcome.HEADER_TIMEOUT,
-                f"no complete length prefix within {self._limits.header_timeout:g} s",
-            )
-        elif expiry is Expiry.IDLE:
-            self._end(
-                Outcome.IDLE_TIMEOUT,
-                f"nothing received or sent for {self._limits.idle_timeout:g} s",
-            )
-        elif expiry is Expiry.BUDGET:
-            self._end(
-                Outcome.BUDGET_TIMEOUT,
-                f"the server's memory budget stayed full for {self._limits.idle_timeout:g} s",
-            )
-        elif expiry is Expiry.TOO_SLOW:
-            self._end(
-                Outcome.TOO_SLOW,
-                f"the payload came slower than {self._limits.min_data_rate:g} bytes/s",
-            )
+        if (ending := _EXPIRY_OUTCOMES.get(self.deadline.expiry)) is not None:
+            outcome, words = ending
+            self._end(outcome, words.format(limits=self._limits))
         self._close()
 
     def abort(self, outcome: Outcome, detail: str = "") -> None:
@@ -585,7 +589,8 @@ class EchoProtocol:
                 self._hold_up(now)
                 return PAUSED
             self._resume(now)
-            return Receive(max(1, min(self._read_size, room)))
+            size = self._read_size if room >= self._read_size else max(1, room)
+            return _RECEIVES.get(size) or Receive(size)
         if state is _DONE:
             return CLOSE
         if self._out:
@@ -593,7 +598,7 @@ class EchoProtocol:
         if state is _LINGERING:
             if self._peer_closed:
                 return self._close()
-            return Receive(READ_SIZE_MIN)  # to discard: no need to hold much
+            return _RECEIVES[READ_SIZE_MIN]  # to discard: no need to hold much
         # Every answer is out: the protocol's part went as it intends.
         if self.mode is not Mode.COUNT:
             self._end(Outcome.CLOSED)
@@ -656,7 +661,7 @@ class EchoProtocol:
             self._end_reading()  # a count message, or the end of the stream
         elif self._header_due is None and framer.in_header:
             self._header_due = now  # a framed message's prefix has begun
-        self._update_deadline()
+        self._deadline_stale = True
         return self._work
 
     def _end_reading(self) -> None:
@@ -708,13 +713,13 @@ class EchoProtocol:
         limits = self._limits
         if now + limits.idle_timeout >= self._idle_deadline:
             self._idle_deadline = now + limits.idle_timeout + limits.idle_granularity
-            self._update_deadline()
+            self._deadline_stale = True
 
     def _hold_up(self, now: float) -> None:
         """The server stops reading: the peer's timers stop."""
         if self._held_up_since is None:
             self._held_up_since = now
-            self._update_deadline()
+            self._deadline_stale = True
 
     def _resume(self, now: float) -> None:
         """The server reads again: the peer's timers go on where they stopped."""
@@ -726,7 +731,19 @@ class EchoProtocol:
             self._header_due += now - since
         if self._payload_since is not None:
             self._payload_since += now - since
-        self._update_deadline()
+        self._deadline_stale = True
+
+    @property
+    def deadline(self) -> Deadline:
+        """When the connection must end if nothing happens first, and why.
+
+        A new object whenever it changes, so that a pump can tell by
+        identity whether to move its timer.
+        """
+        if self._deadline_stale:
+            self._deadline_stale = False
+            self._update_deadline()
+        return self._deadline
 
     def _update_deadline(self) -> None:
         """Set `deadline` to the earliest timer that applies, and say which."""
@@ -747,6 +764,6 @@ class EchoProtocol:
                     )
                     if rate < when:
                         when, expiry = rate, Expiry.TOO_SLOW
-        deadline = self.deadline
+        deadline = self._deadline
         if when != deadline.when or expiry is not deadline.expiry:
-            self.deadline = Deadline(when, expiry)
+            self._deadline = Deadline(when, expiry)

@@ -17,9 +17,11 @@ from ._protocol import CLEAN_OUTCOMES, Mode, Outcome
 __all__ = [
     "ConnectionReport",
     "Outcome",
+    "debugging",
     "describe_failure",
     "log_chunk",
     "log_report",
+    "logged",
     "split_failure",
 ]
 
@@ -73,12 +75,7 @@ def log_report(report: ConnectionReport, failure: BaseException | None = None) -
     INFO for a clean end, ERROR (with ``failure``'s traceback) for a bug in
     the server, WARNING for everything else.
     """
-    if report.clean:
-        level = logging.INFO
-    elif report.outcome is Outcome.INTERNAL_ERROR:
-        level = logging.ERROR
-    else:
-        level = logging.WARNING
+    level = _level(report.outcome)
     if not logger.isEnabledFor(level):
         return
     text = (
@@ -91,6 +88,22 @@ def log_report(report: ConnectionReport, failure: BaseException | None = None) -
     logger.log(level, text, exc_info=failure, extra={"report": report})
 
 
+def _level(outcome: Outcome | Reason | None) -> int:
+    if outcome in CLEAN_OUTCOMES:
+        return logging.INFO
+    return logging.ERROR if outcome is Outcome.INTERNAL_ERROR else logging.WARNING
+
+
+def logged(outcome: Outcome | Reason | None) -> bool:
+    """Whether a connection that ended with ``outcome`` gets a log line."""
+    return logger.isEnabledFor(_level(outcome))
+
+
+def debugging() -> bool:
+    """Whether the per-chunk lines (`log_chunk`) are logged."""
+    return logger.isEnabledFor(logging.DEBUG)
+
+
 def log_chunk(peer: str, what: str, count: int | None, total: int = 0) -> None:
     """Log, at DEBUG, one of the lines the original printed for every chunk.
 
@@ -101,8 +114,6 @@ def log_chunk(peer: str, what: str, count: int | None, total: int = 0) -> None:
         count: The chunk's length, or the announced length.
         total: The bytes received, or sent, so far.
     """
-    if not logger.isEnabledFor(logging.DEBUG):
-        return
     if what == "extracted":
         logger.debug("%s: extracted content length=%d", peer, count)
     else:

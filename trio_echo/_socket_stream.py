@@ -60,8 +60,8 @@ class NowaitStream(Protocol):
     def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
         """Send what the kernel takes now; return how many bytes that was."""
 
-    def unacknowledged(self) -> int | None:
-        """Bytes sent that the peer has not acknowledged; None if unknown here."""
+    def close_would_reset(self) -> bool | None:
+        """Whether closing now could reset the connection; None if unknown here."""
 
     def close_nowait(self) -> None:
         """Close at once; bytes already sent are the kernel's to deliver."""
@@ -219,6 +219,34 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")
         return self._send_now(data)
+
+    def close_would_reset(self) -> bool | None:
+        """Whether closing now could reset the connection, asked without reading.
+
+        It could if the peer's bytes wait unread, or if bytes sent are not yet
+        acknowledged (a byte the peer sends after the close would then draw
+        a reset that destroys them). Not a checkpoint.
+
+        Returns:
+            True or False; None where the platform cannot tell what is
+            acknowledged.
+
+        Raises:
+            trio.ClosedResourceError: If this stream was closed.
+            trio.BrokenResourceError: If the connection broke.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("this stream was closed")
+        try:
+            waiting = self._sock.recv(1, socket.MSG_PEEK | _DONTWAIT)
+        except BlockingIOError:
+            pass
+        except OSError as error:
+            raise _translate(error, self._closed) from error
+        else:
+            return bool(waiting)  # b"": the peer has closed, nothing more can come
+        unacknowledged = self.unacknowledged()
+        return None if unacknowledged is None else unacknowledged > 0
 
     def unacknowledged(self) -> int | None:
         """Bytes sent that the peer has not acknowledged yet; None if unknown.
