@@ -355,3 +355,21 @@ async def test_send_eof_holds_the_send_side_across_its_checkpoint() -> None:
         assert sorted(results) == ["busy", "done"]
         await left.aclose()
         await right.aclose()
+
+
+@pytest.mark.skipif(not hasattr(__import__("termios"), "TIOCOUTQ"), reason="needs TIOCOUTQ")
+async def test_close_would_reset_says_when_a_close_could_destroy_echo() -> None:
+    client, server = tcp_socket_pair()
+    stream = accepted_stream(server)
+    assert stream.close_would_reset() is False  # nothing unread, nothing in flight
+    client.sendall(b"more")
+    await trio.sleep(0.01)  # arrived (loopback)
+    assert stream.close_would_reset() is True  # a byte waits unread
+    assert stream.receive_nowait(10) == b"more"  # and the check did not take it
+    client.shutdown(socket.SHUT_WR)
+    await trio.sleep(0.01)
+    assert stream.close_would_reset() is False  # the peer is done sending
+    client.close()
+    await stream.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        stream.close_would_reset()
