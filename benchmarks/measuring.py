@@ -1,8 +1,9 @@
 """Measuring: the loads (cells), how each is measured, and what /proc says.
 
 Each server runs pinned to CPU 0 and the load generator to CPU 1. A run
-records the server's CPU time (from /proc, the process and its children)
-and memory next to the generator's own figures; a run whose generator used
+records the server's CPU time (all of it: the process, its threads and its
+child processes, exited ones included; see `running.CpuMeter`) and memory
+next to the generator's own figures; a run whose generator used
 `CLIENT_LIMIT` of its core or more is flagged: its figure is a lower bound.
 """
 
@@ -22,6 +23,7 @@ from benchmarks.build import NoCompilerError
 from benchmarks.running import (
     LoadFigures,
     ServerProcess,
+    descendants,
     loadgen_command,
     run_loadgen,
     start,
@@ -31,8 +33,13 @@ from benchmarks.servers import Server, trio_echo_command
 
 SERVER_CPU = 0
 CLIENT_LIMIT = 0.90  # load generator CPU utilisation that flags a run
-FIXED_RATE = 5_000
-"""Connections per second of the fixed-rate load: below every server's limit."""
+FIXED_RATES = (5_000, 1_000)
+"""Connections per second of the fixed-rate loads. A server that does not
+reach the offered rate is marked saturated: its CPU figure was then taken at
+its limit, not at that rate."""
+
+SATURATED = 0.95
+"""A fixed-rate run that achieved less than this share of its rate is saturated."""
 KiB, MiB = 1024, 1024 * 1024
 
 
@@ -90,14 +97,17 @@ def full_settings() -> Settings:
         Cell("echo 1 KiB", "echo", KiB, 50),
         Cell("framed 100 B x16", "framed", 100, 50, pipeline=16),
         Cell("count 10 MB", "count", 10_000_000, 4, metric="megabytes_per_second"),
-        Cell(
-            f"count 100 B at {FIXED_RATE:,}/s",
-            "count",
-            100,
-            50,
-            rate=FIXED_RATE,
-            metric="server_cpu_us_per_message",
-            group="cpu",
+        *(
+            Cell(
+                f"count 100 B at {rate:,}/s",
+                "count",
+                100,
+                50,
+                rate=rate,
+                metric="server_cpu_us_per_message",
+                group="cpu",
+            )
+            for rate in FIXED_RATES
         ),
     ]
     for size in (64, 4 * KiB, 64 * KiB, MiB, 10_000_000):
@@ -130,7 +140,7 @@ def quick_settings() -> Settings:
         Cell("idle connections", "idle", group="memory"),
     ]
     return Settings(
-        duration=0.4, warmup=0.1, repeat=1, idle_connections=200, cells=cells, scaling=True
+        duration=0.4, warmup=0.1, repeat=1, idle_connections=200, cells=cells, scaling=False
     )
 
 
@@ -150,43 +160,13 @@ class Run:
     server_cpu_utilization: float = 0.0
     client_cpu_utilization: float = 0.0
     client_limited: bool = False
+    saturated: bool = False  # a fixed-rate run that fell short of its rate
     peak_rss: int = 0
     bytes_per_idle_connection: float = 0.0
     note: str = ""
 
 
 # -- what /proc says ------------------------------------------------------------
-
-
-def descendants(pid: int) -> list[int]:
-    """A process and its descendants, found through every thread (a trio
-    program starts its children from a worker thread)."""
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        found.append(current)
-        for path in Path(f"/proc/{current}/task").glob("*/children"):
-            try:
-                pending += [int(child) for child in path.read_text().split()]
-            except OSError:
-                continue
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) used by a process and its descendants.
-
-    Read from each thread's schedstat (nanoseconds; /proc/PID/stat counts
-    10 ms ticks, too coarse for a short run at a low rate).
-    """
-    total = 0
-    for process in descendants(pid):
-        for task in Path(f"/proc/{process}/task").glob("*"):
-            try:
-                total += int((task / "schedstat").read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-    return total / 1e9
 
 
 def memory(pid: int) -> tuple[int, int]:
@@ -217,7 +197,7 @@ class Bench:
     """What a measurement needs: the load generator, and the server under test."""
 
     binary: Path
-    process: ServerProcess
+    process: ServerProcess | None  # None until it is started
     server: Server
     settings: Settings
 
@@ -225,18 +205,19 @@ class Bench:
 def measure_load(bench: Bench, cell: Cell, rep: int) -> Run:
     """Throughput, latency and CPU of one load for the settings' duration."""
     binary, process, settings = bench.binary, bench.process, bench.settings
+    assert process is not None
     run = Run(bench.server.name, cell.name, rep)
     if settings.warmup > 0:
         run_loadgen(
             cell.loadgen(binary, process.port, duration=settings.warmup),
             timeout=60 + settings.warmup,
         )
-    cpu_before, wall_before = cpu_seconds(process.pid), time.monotonic()
+    cpu_before, wall_before = process.cpu_seconds(), time.monotonic()
     figures = run_loadgen(
         cell.loadgen(binary, process.port, duration=settings.duration),
         timeout=120 + settings.duration,
     )
-    cpu = cpu_seconds(process.pid) - cpu_before
+    cpu = process.cpu_seconds() - cpu_before
     wall = time.monotonic() - wall_before
     run.messages_per_second = figures.messages_per_second
     run.megabytes_per_second = figures.megabytes_per_second
@@ -246,15 +227,47 @@ def measure_load(bench: Bench, cell: Cell, rep: int) -> Run:
     run.server_cpu_utilization = cpu / wall if wall > 0 else 0.0
     run.client_cpu_utilization = figures.client_cpu_utilization
     run.client_limited = run.client_cpu_utilization >= CLIENT_LIMIT
+    run.saturated = bool(cell.rate) and run.messages_per_second < SATURATED * cell.rate
     run.figure = getattr(run, cell.metric)
     run.peak_rss = memory(process.pid)[1]
     run.note = figures.first_error
     return run
 
 
+def accepted_connections(pid: int, port: int) -> int:
+    """Connections to ``port`` that the server (``pid`` and its descendants) holds.
+
+    A connection the kernel completed but the server has not accepted (its
+    listen backlog) is not the server's, and is not counted.
+    """
+    inodes = set()
+    for process in descendants(pid):
+        for fd in Path(f"/proc/{process}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:  # established
+                count += 1
+    return count
+
+
 def measure_idle(bench: Bench, cell: Cell, rep: int) -> Run:
-    """The server's resident memory per open connection that sends nothing."""
+    """The server's resident memory per connection it accepted that sends nothing.
+
+    On a fresh server process (see `run_matrix`), divided by the connections
+    the server actually holds: a cap that stops it accepting, and connect
+    errors, are said in the run's note and counted as errors.
+    """
     binary, process, settings = bench.binary, bench.process, bench.settings
+    assert process is not None
     run = Run(bench.server.name, cell.name, rep)
     count = settings.idle_connections
     before = memory(process.pid)[0]
@@ -266,14 +279,22 @@ def measure_idle(bench: Bench, cell: Cell, rep: int) -> Run:
     opened = int(ready[1]) if len(ready) == 2 and ready[0] == "ready" else 0
     time.sleep(1.0)  # let the server settle every connection it accepted
     after = memory(process.pid)[0]
+    accepted = accepted_connections(process.pid, process.port)
     out, _err = loadgen.communicate(timeout=60)
     first_error = LoadFigures.parse(out).first_error if out.strip() else ""
-    run.errors = count - opened
+    run.errors = count - accepted
     run.peak_rss = memory(process.pid)[1]
-    if opened:
-        run.bytes_per_idle_connection = max(0.0, (after - before) / opened)
+    if accepted:
+        run.bytes_per_idle_connection = max(0.0, (after - before) / accepted)
         run.figure = run.bytes_per_idle_connection
-    run.note = f"{opened} of {count} connections open" + (f"; {first_error}" if first_error else "")
+    notes = [f"{accepted:,} of {count:,} connections accepted"]
+    if opened < count:
+        notes.append(f"{count - opened:,} connect errors")
+    if accepted < opened:
+        notes.append(f"{opened - accepted:,} connected but not accepted (a cap blocks accepting)")
+    if first_error:
+        notes.append(first_error)
+    run.note = "; ".join(notes)
     return run
 
 
@@ -281,6 +302,7 @@ def measure_fairness(bench: Bench, cell: Cell, rep: int) -> Run:
     """A small-message client's latency while another connection streams
     10 MB messages flat out."""
     binary, process, settings = bench.binary, bench.process, bench.settings
+    assert process is not None
     run = Run(bench.server.name, cell.name, rep)
     hog = start_loadgen(
         loadgen_command(
@@ -329,30 +351,42 @@ def run_matrix(
                 if mode not in server.modes:
                     continue
                 cells = [cell for cell in settings.cells if cell.mode == mode]
-                try:
-                    process = start(server, mode, cpu=SERVER_CPU)
-                except (RuntimeError, NoCompilerError) as error:
-                    runs.extend(Run(server.name, c.name, rep, note=str(error)) for c in cells)
-                    continue
-                bench = Bench(binary, process, server, settings)
-                try:
-                    for cell in cells:
-                        measure = MEASURE.get(cell.workload, measure_load)
-                        try:
-                            run = measure(bench, cell, rep)
-                        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
-                            run = Run(server.name, cell.name, rep, note=f"failed: {error}")
-                        runs.append(run)
-                        if log:
-                            flag = " (client-limited)" if run.client_limited else ""
-                            print(
-                                f"  [{rep + 1}/{settings.repeat}] {server.name:<17} "
-                                f"{cell.name:<22} {run.figure or 0:>14,.1f}{flag} {run.note}",
-                                file=sys.stderr,
-                                flush=True,
-                            )
-                finally:
-                    process.stop()
+                # Memory is measured on a fresh process: one that served the
+                # other loads has grown its heaps.
+                batches = [[c for c in cells if c.workload != "idle"]]
+                batches += [[c] for c in cells if c.workload == "idle"]
+                for batch in filter(None, batches):
+                    bench = Bench(binary, None, server, settings)
+                    runs += _measure_batch(bench, mode, batch, rep, log=log)
+    return runs
+
+
+def _measure_batch(bench: Bench, mode: str, cells: list[Cell], rep: int, *, log: bool) -> list[Run]:
+    """Measure ``cells`` on one server process, started for them."""
+    server, settings = bench.server, bench.settings
+    try:
+        bench.process = process = start(server, mode, cpu=SERVER_CPU)
+    except (RuntimeError, NoCompilerError) as error:
+        return [Run(server.name, c.name, rep, note=str(error)) for c in cells]
+    runs = []
+    try:
+        for cell in cells:
+            measure = MEASURE.get(cell.workload, measure_load)
+            try:
+                run = measure(bench, cell, rep)
+            except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
+                run = Run(server.name, cell.name, rep, note=f"failed: {error}")
+            runs.append(run)
+            if log:
+                flags = " (client-limited)" * run.client_limited + " (saturated)" * run.saturated
+                print(
+                    f"  [{rep + 1}/{settings.repeat}] {server.name:<17} "
+                    f"{cell.name:<22} {run.figure or 0:>14,.1f}{flags} {run.note}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        process.stop()
     return runs
 
 
@@ -388,14 +422,14 @@ def measure_scaling(binary: Path, settings: Settings, log: bool = True) -> list[
                     timeout=60,
                     pinned=False,
                 )
-                before = cpu_seconds(process.pid)
+                before = process.cpu_seconds()
                 figures = run_loadgen(
                     cell.loadgen(binary, port, duration=settings.duration),
                     timeout=120,
                     pinned=False,
                 )
                 rates.append(figures.messages_per_second)
-                cpu_used.append((cpu_seconds(process.pid) - before) / settings.duration)
+                cpu_used.append((process.cpu_seconds() - before) / settings.duration)
                 client.append(figures.client_cpu_utilization)
             finally:
                 process.drain()

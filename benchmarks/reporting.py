@@ -48,6 +48,9 @@ def summarise(
                 "server_cpu_utilization": median(r.server_cpu_utilization for r in good),
                 "client_cpu_utilization": median(r.client_cpu_utilization for r in good),
                 "client_limited": any(r.client_limited for r in good),
+                "saturated": any(r.saturated for r in good),
+                "offered_rate": cell.rate,
+                "achieved_rate": median(r.messages_per_second for r in good),
                 "peak_rss": max(r.peak_rss for r in good),
                 "errors": sum(r.errors for r in mine),
                 "note": next((r.note for r in good if r.note), ""),
@@ -80,6 +83,10 @@ def _figure_text(entry: dict[str, object], cell: Cell) -> str:
         text += f" ({ratio:.2f}x)"
     if entry.get("client_limited"):
         text += " ⚠"
+    if entry.get("saturated"):
+        text += f" (saturated: {entry['achieved_rate']:,.0f}/s of {entry['offered_rate']:,.0f}/s)"
+    if cell.rate and entry.get("errors"):
+        text += f" ({entry['errors']:,} errors)"
     return text
 
 
@@ -108,9 +115,10 @@ def markdown(
         ("concurrency", "Echo throughput by connections, 1 KiB messages (messages/s)"),
         (
             "cpu",
-            "Server CPU per connection at a fixed rate, below every server's limit "
-            "(µs of user + system time; machine-robust: it does not depend on the "
-            "load generator's headroom)",
+            "Server CPU per connection at a fixed rate (µs of user + system time of the "
+            "server and everything it started, exited threads and processes included). "
+            "A server that did not reach the offered rate is marked saturated, with the "
+            "rate it reached: its CPU was taken at its limit",
         ),
         ("memory", f"Server memory per idle connection ({settings.idle_connections:,} open)"),
         (
@@ -198,6 +206,11 @@ def _figure(
     return value if isinstance(value, float) else None
 
 
+def _saturated(summary: dict[str, dict[str, object]], cell: str | None, server: str) -> bool:
+    entry = summary.get(cell or "", {}).get(server)
+    return isinstance(entry, dict) and bool(entry.get("saturated"))
+
+
 def per_model_table(
     summary: dict[str, dict[str, object]],
     servers: list[Server],
@@ -238,7 +251,9 @@ def per_model_table(
                 if "count 10 MB" in names
                 else "n/a | "
             )
-            + f"{number(_figure(summary, cpu_cell or '', server.name, 'figure'), 1)} | "
+            + f"{number(_figure(summary, cpu_cell or '', server.name, 'figure'), 1)}"
+            + (" (saturated)" if _saturated(summary, cpu_cell, server.name) else "")
+            + " | "
             f"{number(_figure(summary, 'echo 1 KiB', server.name, 'server_cpu_us_per_message'), 1)}"
             f" | {number(_figure(summary, idle, server.name, 'figure'), 1, 1024)} |"
         )

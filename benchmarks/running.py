@@ -6,20 +6,132 @@ parsed into a `LoadFigures` here, once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from benchmarks.servers import LISTENING, ROOT, Server
 
 CLIENT_CPU = 1
 """The CPU the load generator is pinned to (the server gets CPU 0)."""
+
+
+CGROUP_ROOTS = (
+    Path("/sys/fs/cgroup/cpuacct"),  # cgroup v1: cpuacct.usage, nanoseconds
+    Path("/sys/fs/cgroup/unified"),  # cgroup v2 beside v1: cpu.stat's usage_usec
+    Path("/sys/fs/cgroup"),  # cgroup v2 alone
+)
+
+
+class CpuMeter:
+    """All the CPU time a process and everything it starts use, alive or exited.
+
+    The process joins a control group of its own before it runs its
+    program, and the kernel counts there the CPU of every task that was ever
+    in the group: threads and child processes that have exited included, in
+    nanoseconds. Where no group can be made (no cgroup file system, or no
+    right to write it), the meter reads /proc instead: the process's own
+    time (which counts its exited threads) and what its waited-for children
+    used, and its live descendants' time, in 10 ms ticks; children that
+    exit unwaited-for are lost there, and the harness says so.
+    ``TRIO_ECHO_BENCH_CGROUPS=off`` makes it read /proc even where it could
+    make a group.
+    """
+
+    def __init__(self) -> None:
+        self.group: Path | None = None
+        roots = () if os.environ.get("TRIO_ECHO_BENCH_CGROUPS") == "off" else CGROUP_ROOTS
+        for root in roots:
+            if not ((root / "cpuacct.usage").exists() or (root / "cpu.stat").exists()):
+                continue
+            with contextlib.suppress(OSError):
+                self.group = Path(tempfile.mkdtemp(prefix="trio-echo-bench-", dir=root))
+                break
+        self._pid = 0
+
+    @property
+    def exact(self) -> bool:
+        """Whether the meter counts every task, exited ones included."""
+        return self.group is not None
+
+    def join(self) -> None:
+        """Put the calling process in the group (run in the child, before exec)."""
+        if self.group is not None:
+            (self.group / "cgroup.procs").write_text(str(os.getpid()))
+
+    def watch(self, pid: int) -> None:
+        """Say which process the /proc fallback reads."""
+        self._pid = pid
+
+    def seconds(self) -> float:
+        """CPU seconds (user and system) used so far."""
+        if self.group is not None:
+            if (usage := self.group / "cpuacct.usage").exists():
+                return int(usage.read_text()) / 1e9
+            stat = (self.group / "cpu.stat").read_text()
+            match = re.search(r"^usage_usec (\d+)", stat, re.MULTILINE)
+            return int(match[1]) / 1e6 if match else 0.0
+        return _proc_cpu_seconds(self._pid)
+
+    def close(self) -> None:
+        """Kill whatever is left in the group, and remove the group."""
+        if self.group is None:
+            return
+        for _ in range(50):
+            try:
+                pids = (self.group / "cgroup.procs").read_text().split()
+            except OSError:
+                return
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.02)
+        with contextlib.suppress(OSError):
+            self.group.rmdir()
+
+
+def _proc_cpu_seconds(pid: int) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for index, process in enumerate(descendants(pid)):
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime; and for the process itself cutime, cstime (its
+        # waited-for children; its descendants' own are added as they come).
+        total += sum(int(value) for value in fields[11 : 15 if index == 0 else 13])
+    return total / ticks
+
+
+def descendants(pid: int) -> list[int]:
+    """A process and its descendants, found through every thread (a trio
+    program starts its children from a worker thread)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for path in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                pending += [int(child) for child in path.read_text().split()]
+            except OSError:
+                continue
+    return found
 
 
 class ServerProcess:
@@ -41,7 +153,13 @@ class ServerProcess:
         self.stdout_path = self._dir / "stdout"
         self.stderr_path = self._dir / "stderr"
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+        self.meter = meter = CpuMeter()
+
+        def preexec() -> None:
+            meter.join()
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})
+
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.popen = subprocess.Popen(
                 list(command),
@@ -50,9 +168,10 @@ class ServerProcess:
                 stdin=subprocess.DEVNULL,
                 cwd=ROOT,
                 env=env,
-                preexec_fn=preexec,  # noqa: PLW1509  (only sets CPU affinity)
+                preexec_fn=preexec,  # noqa: PLW1509  (joins a cgroup, sets CPU affinity)
                 pass_fds=tuple(pass_fds),
             )
+        self.meter.watch(self.popen.pid)
         self.port = 0
 
     @property
@@ -67,6 +186,10 @@ class ServerProcess:
     def pid(self) -> int:
         return self.popen.pid
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds used by the server and everything it started, so far."""
+        return self.meter.seconds()
+
     def wait_for_port(self, timeout: float = 30.0) -> int:
         """Wait for the 'listening on HOST:PORT' line; return the port."""
         deadline = time.monotonic() + timeout
@@ -78,17 +201,20 @@ class ServerProcess:
             if self.popen.poll() is not None:
                 break
             time.sleep(0.02)
+        said = f"stdout={self.stdout[-500:]!r} stderr={self.stderr[-2000:]!r}"
         self.stop()
-        raise RuntimeError(
-            f"no 'listening on' line from {self.popen.args}: "
-            f"stdout={self.stdout[-500:]!r} stderr={self.stderr[-2000:]!r}"
-        )
+        raise RuntimeError(f"no 'listening on' line from {self.popen.args}: {said}")
 
     def stop(self) -> None:
-        """Kill the process (and wait for it)."""
+        """Kill the process and what it started (and wait); remove its files."""
         if self.popen.poll() is None:
             self.popen.kill()
         self.popen.wait(timeout=30)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        self.meter.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def drain(self) -> None:
         """Ask the process to stop (SIGINT), then to stop at once; kill it after 20 s."""
@@ -99,6 +225,8 @@ class ServerProcess:
             self.popen.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.stop()
+        else:
+            self._cleanup()
 
 
 def start(server: Server, mode: str, *, cpu: int | None = None) -> ServerProcess:
@@ -217,3 +345,29 @@ __all__ = [
     "start",
     "start_loadgen",
 ]
+
+
+def main() -> None:
+    """Measure a server's CPU the harness's way: ``running.py cpu -- COMMAND``.
+
+    Starts COMMAND as the harness starts a server, waits for its
+    ``listening on`` line, and prints, as JSON, the CPU seconds it and
+    everything it started have used by then, and whether that count is
+    exact (a cgroup) or read from /proc.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["cpu"])
+    parser.add_argument("command", nargs="+")
+    args = parser.parse_args()
+    process = ServerProcess(args.command)
+    try:
+        process.wait_for_port()
+        print(json.dumps({"cpu_seconds": process.cpu_seconds(), "exact": process.meter.exact}))
+    finally:
+        process.stop()
+
+
+if __name__ == "__main__":
+    main()

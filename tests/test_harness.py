@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -48,9 +49,12 @@ def test_quick_run_reports_every_server(tmp_path: Path) -> None:
     ]
     (tmp_path / "conformance.json").write_text(json.dumps(conformance))
     committed = {path: path.read_bytes() for path in (ROOT / "benchmarks" / "results").iterdir()}
-    result = harness("--quick", "--out", str(tmp_path))
+    left_before = set(Path(tempfile.gettempdir()).glob("trio-echo-peer-*"))
+    result = harness("--quick", "--scaling", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     assert {p: p.read_bytes() for p in (ROOT / "benchmarks" / "results").iterdir()} == committed
+    # Every server start cleaned up after itself.
+    assert set(Path(tempfile.gettempdir()).glob("trio-echo-peer-*")) <= left_before
 
     report = (tmp_path / "benchmark.md").read_text()
     results = json.loads((tmp_path / "benchmark.json").read_text())
@@ -82,7 +86,58 @@ def test_quick_run_reports_every_server(tmp_path: Path) -> None:
     assert all(0 <= run["client_cpu_utilization"] <= 1.5 for run in runs if run["figure"])
 
 
+def test_a_cells_filter_that_matches_nothing_is_an_error() -> None:
+    result = harness("--quick", "--cells", "no-such-load")
+    assert result.returncode == 2
+    assert "--cells 'no-such-load' matches no load" in result.stderr
+
+
 def test_only_a_full_run_writes_the_committed_results() -> None:
     result = harness("--commit-results", "--quick")
     assert result.returncode == 2
     assert "--commit-results writes the full report" in result.stderr
+
+
+BURNER = """
+import os, threading, time
+
+def burn(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+worker = threading.Thread(target=burn, args=(0.3,))  # a thread that exits
+worker.start()
+worker.join()
+child = os.fork()
+if child == 0:  # a child process that exits, and is reaped
+    burn(0.3)
+    os._exit(0)
+os.waitpid(child, 0)
+print("listening on 127.0.0.1:1 mode=count", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("cgroups", ["on", "off"])
+def test_the_cpu_of_exited_threads_and_children_is_counted(tmp_path: Path, cgroups: str) -> None:
+    # A server-like program burns 0.3 s of CPU in a thread and 0.3 s in a
+    # child process; both have exited when its CPU is read. Burned CPU time
+    # (not wall time) is what it waits for, so the figure cannot depend on
+    # how busy the machine is.
+    burner = tmp_path / "burner.py"
+    burner.write_text(BURNER)
+    result = subprocess.run(
+        [sys.executable, "benchmarks/running.py", "cpu", "--", sys.executable, str(burner)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env=dict(os.environ, TRIO_ECHO_BENCH_CGROUPS=cgroups),
+    )
+    measured = json.loads(result.stdout)
+    if cgroups == "on" and not measured["exact"]:
+        pytest.skip("no cgroup can be made here: the harness reads /proc instead")
+    assert measured["exact"] is (cgroups == "on")
+    assert 0.6 <= measured["cpu_seconds"] < 5.0
