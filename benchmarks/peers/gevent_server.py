@@ -7,6 +7,12 @@ connection's greenlet does what the protocol says while a writer greenlet
 sends, and the gevent.queue.JoinableQueue between them holds at most
 QUEUED_READS buffers (about 64 MiB): past it the reader blocks
 (backpressure).
+
+A gevent socket call that need not wait does not switch greenlets, so a
+connection whose reads and sends keep succeeding would run on and starve
+the others: both loops yield with ``gevent.sleep(0)`` after each call, as
+its docstring advises ("a value of 0 ... means to yield execution to any
+other runnable greenlets", gevent/hub.py).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ def handle(sock: socket.socket, mode: str) -> None:
             if sent_all:
                 try:
                     sock.sendall(data)
+                    gevent.sleep(0)  # a send that did not block did not yield: yield
                 except OSError:
                     sent_all = False  # keep taking, so that the reader never blocks
             outbox.task_done()
@@ -57,6 +64,7 @@ def handle(sock: socket.socket, mode: str) -> None:
                 except TimeoutError:
                     continue  # the deadline has passed
                 protocol.receive_data(data, time.monotonic())
+                gevent.sleep(0)  # a read that did not block did not yield: yield
             elif action is YIELD:
                 gevent.sleep(0)
             elif action is CHECK_UNREAD:

@@ -39,6 +39,7 @@ class CountEcho(Protocol):
         self.reading_paused = False
 
     def connectionMade(self) -> None:  # noqa: N802  (Twisted's names)
+        self.transport.setTcpNoDelay(True)  # as every peer: answers go out at once
         self.transport.registerProducer(self, True)
 
     # IPushProducer: Twisted's word on its write buffer.
