@@ -14,6 +14,7 @@
  * framed: persistent connections, K framed messages in flight on each
  *         (--pipeline K, sent back to back; 1 by default);
  * idle:   open N connections, say "ready N" on standard error, hold them
+ *         (until SIGTERM, if it comes first)
  *         for the duration (the harness measures the server meanwhile).
  *
  * Closed loop by default: each connection starts its next message when the
@@ -63,6 +64,12 @@ static size_t nlat, caplat;
 static uint64_t completed, errors, connect_errors;
 static char first_error[160];
 static double warmup_end, stop_at;
+static volatile sig_atomic_t cut_short; /* SIGTERM: an idle hold ends now */
+
+static void on_sigterm(int sig) {
+    (void)sig;
+    cut_short = 1;
+}
 static int recording;
 
 static double now(void) {
@@ -260,6 +267,7 @@ int main(int argc, char **argv) {
     if (port <= 0 || nconn <= 0 || pipeline < 1 || (pipeline > 1 && workload != FRAMED)) usage();
     batch = (size_t)pipeline;
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_sigterm);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
@@ -335,7 +343,7 @@ int main(int argc, char **argv) {
             measure_end = t;
         }
         if (stopping && (inflight <= 0 || t > measure_end + 10)) break;
-        if (workload == IDLE && announced && t >= stop_at) break;
+        if (workload == IDLE && announced && (t >= stop_at || cut_short)) break;
 
         if (rate_mode && !stopping) {
             /* Open loop: queue what is due, hand it to free connections. */

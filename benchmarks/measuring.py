@@ -259,6 +259,22 @@ def accepted_connections(pid: int, port: int) -> int:
     return count
 
 
+def settled_connections(process: ServerProcess, opened: int) -> int:
+    """Wait until the server holds every connection, or holds no more for a
+    second (a cap that stops it accepting); return how many it holds."""
+    accepted, steady_since = -1, time.monotonic()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now_accepted = accepted_connections(process.pid, process.port)
+        if now_accepted != accepted:
+            accepted, steady_since = now_accepted, time.monotonic()
+        if accepted >= opened or time.monotonic() - steady_since >= 1.0:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)  # and let it settle what it holds
+    return accepted
+
+
 def measure_idle(bench: Bench, cell: Cell, rep: int) -> Run:
     """The server's resident memory per connection it accepted that sends nothing.
 
@@ -271,18 +287,19 @@ def measure_idle(bench: Bench, cell: Cell, rep: int) -> Run:
     run = Run(bench.server.name, cell.name, rep)
     count = settings.idle_connections
     before = memory(process.pid)[0]
+    # The generator holds its connections until told (SIGTERM), or 60 s.
     loadgen = start_loadgen(
-        loadgen_command(binary, process.port, workload="idle", connections=count, duration=2)
+        loadgen_command(binary, process.port, workload="idle", connections=count, duration=60)
     )
     assert loadgen.stderr is not None
     ready = loadgen.stderr.readline().split()
     opened = int(ready[1]) if len(ready) == 2 and ready[0] == "ready" else 0
-    time.sleep(1.0)  # let the server settle every connection it accepted
+    accepted = settled_connections(process, opened)
     after = memory(process.pid)[0]
-    accepted = accepted_connections(process.pid, process.port)
+    loadgen.terminate()
     out, _err = loadgen.communicate(timeout=60)
     first_error = LoadFigures.parse(out).first_error if out.strip() else ""
-    run.errors = count - accepted
+    run.errors = count - opened
     run.peak_rss = memory(process.pid)[1]
     if accepted:
         run.bytes_per_idle_connection = max(0.0, (after - before) / accepted)
