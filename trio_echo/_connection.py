@@ -126,17 +126,7 @@ class Connection:
         """What happened, as logged, once the connection has ended."""
         if self._duration is None:
             return None
-        protocol = self._protocol
-        return ConnectionReport(
-            peer=self._peer,
-            mode=protocol.mode,
-            outcome=protocol.outcome,
-            detail=protocol.detail,
-            bytes_in=protocol.bytes_in,
-            bytes_out=protocol.bytes_out,
-            messages=protocol.messages,
-            duration=self._duration,
-        )
+        return ConnectionReport.of(self._protocol, self._peer, self._duration)
 
     @property
     def messages(self) -> int:

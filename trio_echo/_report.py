@@ -12,7 +12,7 @@ import attrs
 import trio
 
 from ._errors import Reason
-from ._protocol import CLEAN_OUTCOMES, Mode, Outcome
+from ._protocol import CLEAN_OUTCOMES, EchoProtocol, Mode, Outcome
 
 __all__ = [
     "ConnectionReport",
@@ -52,6 +52,20 @@ class ConnectionReport:
     bytes_out: int = 0
     messages: int = 0
     duration: float = 0.0
+
+    @classmethod
+    def of(cls, protocol: EchoProtocol, peer: str, duration: float) -> ConnectionReport:
+        """The report of a connection whose state machine is ``protocol``."""
+        return cls(
+            peer=peer,
+            mode=protocol.mode,
+            outcome=protocol.outcome,
+            detail=protocol.detail,
+            bytes_in=protocol.bytes_in,
+            bytes_out=protocol.bytes_out,
+            messages=protocol.messages,
+            duration=duration,
+        )
 
     @property
     def clean(self) -> bool:
