@@ -139,8 +139,16 @@ SERVERS: dict[str, Server] = {
         Server(
             "trio",
             "trio (plain)",
-            "Trio as its tutorial writes it: serve_tcp, SocketStream, a nursery per connection",
+            "Trio, conforming: serve_tcp, SocketStream, a nursery per connection with a"
+            " writer task",
             _python_peer("trio_plain.py"),
+        ),
+        Server(
+            "trio-tutorial",
+            "trio (tutorial)",
+            "Trio as its tutorial writes an echo server: serve_tcp, one task per connection"
+            " that reads, then sends",
+            _python_peer("trio_tutorial.py"),
         ),
         *(
             Server(
@@ -196,6 +204,12 @@ SERVERS: dict[str, Server] = {
             "threads",
             "a thread per connection (socketserver) plus a writer thread",
             _python_peer("threads.py"),
+        ),
+        Server(
+            "threads-tutorial",
+            "threads (tutorial)",
+            "a thread per connection (socketserver) that reads, then sends",
+            _python_peer("threads_tutorial.py"),
         ),
         Server(
             "forking",
