@@ -65,19 +65,25 @@ UNITS = {
 }
 
 
+def _number_text(value: float, cell: Cell) -> str:
+    if cell.workload == "idle":
+        return f"{value / 1024:,.1f} KiB"
+    if cell.workload == "fairness":
+        return f"{value:,.2f} ms"
+    if cell.group == "cpu":
+        return f"{value:,.1f} µs"
+    return f"{value:,.0f}"
+
+
 def _figure_text(entry: dict[str, object], cell: Cell) -> str:
     figure = entry.get("figure")
     if figure is None:
         return "n/a"
     assert isinstance(figure, float)
-    if cell.workload == "idle":
-        text = f"{figure / 1024:,.1f} KiB"
-    elif cell.workload == "fairness":
-        text = f"{figure:,.2f} ms"
-    elif cell.group == "cpu":
-        text = f"{figure:,.1f} µs"
-    else:
-        text = f"{figure:,.0f}"
+    text = _number_text(figure, cell)
+    low, high = entry.get("min"), entry.get("max")
+    if isinstance(low, float) and isinstance(high, float) and low != high:
+        text += f" [{_number_text(low, cell)} to {_number_text(high, cell)}]"
     ratio = entry.get("ratio")
     if isinstance(ratio, float):
         text += f" ({ratio:.2f}x)"
@@ -88,6 +94,34 @@ def _figure_text(entry: dict[str, object], cell: Cell) -> str:
     if cell.rate and entry.get("errors"):
         text += f" ({entry['errors']:,} errors)"
     return text
+
+
+def noise(summary: dict[str, dict[str, object]], servers: list[Server]) -> str:
+    """How much repetitions of one server on one load differed, in words.
+
+    The spread of a cell is (max - min) / median; the sentence gives the
+    median spread over every server and load measured more than once, and
+    the largest.
+    """
+    spreads = []
+    for cell, row in summary.items():
+        for server in servers:
+            entry = row.get(server.name)
+            if not isinstance(entry, dict):
+                continue
+            figure, low, high = entry.get("figure"), entry.get("min"), entry.get("max")
+            if isinstance(figure, float) and figure and isinstance(low, float):
+                assert isinstance(high, float)
+                spreads.append(((high - low) / figure, server.label, cell))
+    if not spreads or max(spread for spread, _, _ in spreads) == 0:
+        return "Each figure is one measurement: this run says nothing of its noise."
+    widest = max(spreads)
+    return (
+        "Between repetitions, one server's figure on one load varied by a median of "
+        f"{median(spread for spread, _, _ in spreads):.0%} of its median (at most "
+        f"{widest[0]:.0%}: {widest[1]}, {widest[2]}). Square brackets give each figure's "
+        "lowest and highest; read two servers whose ranges overlap as a tie."
+    )
 
 
 def markdown(
@@ -104,9 +138,11 @@ def markdown(
         f"Python {environment['python']}; {environment['date']}.",
         f"Each server pinned to CPU {SERVER_CPU}, the C load generator to CPU {CLIENT_CPU}. "
         f"Median of {settings.repeat} interleaved repetition(s) of {settings.duration:g} s "
-        f"(after {settings.warmup:g} s of warm-up); in brackets, the ratio to the Twisted "
+        f"(after {settings.warmup:g} s of warm-up); in parentheses, the ratio to the Twisted "
         "original in the same run. ⚠: the load generator used 90% or more of its CPU, so "
         "the figure is a lower bound on what the server can do.",
+        "",
+        noise(summary, servers),
         "",
     ]
     groups = [

@@ -86,6 +86,17 @@ def test_quick_run_reports_every_server(tmp_path: Path) -> None:
     assert all(0 <= run["client_cpu_utilization"] <= 1.5 for run in runs if run["figure"])
 
 
+def test_the_report_gives_each_figures_spread_and_the_runs_noise(tmp_path: Path) -> None:
+    only = ["--servers", "trio-echo", "--cells", "count 100 B", "--repeat", "2"]
+    result = harness("--quick", *only, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (tmp_path / "benchmark.md").read_text()
+    entry = json.loads((tmp_path / "benchmark.json").read_text())["summary"]["count 100 B"]
+    low, high = entry["trio-echo"]["min"], entry["trio-echo"]["max"]
+    assert f"[{low:,.0f} to {high:,.0f}]" in report
+    assert "varied by a median of" in report
+
+
 def test_a_cells_filter_that_matches_nothing_is_an_error() -> None:
     result = harness("--quick", "--cells", "no-such-load")
     assert result.returncode == 2
