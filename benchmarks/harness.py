@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -38,6 +39,7 @@ if __package__ in (None, ""):
 
 from benchmarks.build import CACHE, LOADGEN_SOURCE, NoCompilerError, compile_c
 from benchmarks.measuring import (
+    Journal,
     full_settings,
     measure_scaling,
     quick_settings,
@@ -83,13 +85,25 @@ def main(argv: list[str] | None = None) -> int:
         "--cells",
         help="only the loads whose names contain one of these comma-separated words",
     )
-    parser.add_argument("--repeat", type=int, help="repetitions (default: 3, quick: 1)")
+    parser.add_argument("--repeat", type=int, help="repetitions (default: 5, quick: 1)")
     parser.add_argument("--duration", type=float, help="seconds per measurement")
     parser.add_argument(
         "--scaling",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="measure trio_echo with 1..N workers (default: in the full run, not in --quick)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="start no new measurement after this long; what was measured is kept, and"
+        " --resume carries on (exit status 3 while runs are missing)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="carry on from the runs already measured in the output folder's runs.jsonl",
     )
     parser.add_argument(
         "--conformance",
@@ -152,7 +166,16 @@ def main(argv: list[str] | None = None) -> int:
             check=False,
         )
     started = time.monotonic()
-    runs = run_matrix(servers, settings, binary)
+    journal = Journal.open(out / "runs.jsonl", resume=args.resume)
+    until = started + args.time_budget if args.time_budget else math.inf
+    if not run_matrix(servers, settings, binary, journal, until=until):
+        print(
+            f"harness: the time budget is spent with {len(journal.runs)} runs measured, in"
+            f" {journal.path}; run again with --resume to carry on",
+            file=sys.stderr,
+        )
+        return 3
+    runs = [run for run in journal.runs if run.server in {s.name for s in servers}]
     scaling = measure_scaling(binary, settings) if settings.scaling else []
     summary = summarise(runs, servers, settings)
     env = environment()

@@ -9,6 +9,8 @@ next to the generator's own figures; a run whose generator used
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import statistics
@@ -16,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.build import NoCompilerError
@@ -119,7 +121,7 @@ def full_settings() -> Settings:
         )
     cells.append(Cell("idle connections", "idle", group="memory"))
     cells.append(Cell("fairness", "fairness", group="fairness"))
-    return Settings(duration=2.0, warmup=0.5, repeat=3, idle_connections=10_000, cells=cells)
+    return Settings(duration=2.0, warmup=0.5, repeat=5, idle_connections=10_000, cells=cells)
 
 
 def quick_settings() -> Settings:
@@ -355,27 +357,74 @@ MEASURE: dict[str, Callable[[Bench, Cell, int], Run]] = {
 }
 
 
+@dataclass
+class Journal:
+    """The runs measured so far, kept in a file as they are made (one JSON
+    object a line), so that a run stopped part way can carry on."""
+
+    path: Path
+    runs: list[Run] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, path: Path, *, resume: bool) -> Journal:
+        """The journal at ``path``: what it holds if resuming, else empty."""
+        journal = cls(path)
+        if resume and path.exists():
+            journal.runs = [Run(**json.loads(line)) for line in path.read_text().splitlines()]
+        else:
+            path.write_text("")
+        return journal
+
+    def measured(self, server: str, cell: str, rep: int) -> bool:
+        return any((r.server, r.cell, r.repetition) == (server, cell, rep) for r in self.runs)
+
+    def add(self, runs: list[Run]) -> None:
+        self.runs += runs
+        with self.path.open("a") as file:
+            file.writelines(json.dumps(asdict(run)) + "\n" for run in runs)
+
+
 def run_matrix(
-    servers: list[Server], settings: Settings, binary: Path, log: bool = True
-) -> list[Run]:
-    """Every server on every cell, interleaved over the repetitions."""
-    runs: list[Run] = []
+    servers: list[Server],
+    settings: Settings,
+    binary: Path,
+    journal: Journal,
+    *,
+    until: float = math.inf,
+    log: bool = True,
+) -> bool:
+    """Every server on every cell, interleaved over the repetitions.
+
+    Runs the journal already holds are not measured again, and no new
+    server process is started after ``until`` (a `time.monotonic` time).
+
+    Returns:
+        Whether every run is in the journal now.
+    """
     modes = sorted({cell.mode for cell in settings.cells}, key=["count", "echo", "framed"].index)
+    complete = True
     for rep in range(settings.repeat):
         order = servers if rep % 2 == 0 else list(reversed(servers))
         for server in order:
             for mode in modes:
                 if mode not in server.modes:
                     continue
-                cells = [cell for cell in settings.cells if cell.mode == mode]
+                cells = [
+                    cell
+                    for cell in settings.cells
+                    if cell.mode == mode and not journal.measured(server.name, cell.name, rep)
+                ]
                 # Memory is measured on a fresh process: one that served the
                 # other loads has grown its heaps.
                 batches = [[c for c in cells if c.workload != "idle"]]
                 batches += [[c] for c in cells if c.workload == "idle"]
                 for batch in filter(None, batches):
+                    if time.monotonic() >= until:
+                        complete = False
+                        continue
                     bench = Bench(binary, None, server, settings)
-                    runs += _measure_batch(bench, mode, batch, rep, log=log)
-    return runs
+                    journal.add(_measure_batch(bench, mode, batch, rep, log=log))
+    return complete
 
 
 def _measure_batch(bench: Bench, mode: str, cells: list[Cell], rep: int, *, log: bool) -> list[Run]:

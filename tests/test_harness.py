@@ -97,6 +97,26 @@ def test_the_report_gives_each_figures_spread_and_the_runs_noise(tmp_path: Path)
     assert "varied by a median of" in report
 
 
+def test_a_run_stopped_by_its_time_budget_carries_on_where_it_stopped(tmp_path: Path) -> None:
+    only = ["--servers", "trio-echo", "--cells", "count 100 B", "--repeat", "3"]
+    stopped = harness("--quick", *only, "--out", str(tmp_path), "--time-budget", "0.5")
+    assert stopped.returncode == 3, stopped.stderr[-2000:]
+    assert "run again with --resume" in stopped.stderr
+    journal = tmp_path / "runs.jsonl"
+    kept = journal.read_text().splitlines()
+    assert 0 < len(kept) < 6  # some of the 2 loads x 3 repetitions, not all
+    assert not (tmp_path / "benchmark.json").exists()
+    resumed = harness("--quick", *only, "--out", str(tmp_path), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    lines = journal.read_text().splitlines()
+    assert lines[: len(kept)] == kept  # measured once, kept as it was
+    assert len(lines) == 6
+    runs = json.loads((tmp_path / "benchmark.json").read_text())["runs"]
+    assert sorted((r["cell"], r["repetition"]) for r in runs) == sorted(
+        (cell, rep) for cell in ("count 100 B", "count 100 B at 1,000/s") for rep in range(3)
+    )
+
+
 def test_a_cells_filter_that_matches_nothing_is_an_error() -> None:
     result = harness("--quick", "--cells", "no-such-load")
     assert result.returncode == 2
