@@ -325,6 +325,21 @@ def conformance_table(outcomes: list[dict[str, str]], servers: list[Server]) -> 
     return lines
 
 
+_MARKERS = "osD^v<>pXh*P8d"
+
+
+def _line_style(index: int) -> dict[str, object]:
+    """A colour and a marker of its own for the server at ``index`` (up to 20 x 13)."""
+    import matplotlib.pyplot as plt
+
+    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
+    return {
+        "color": colours[index % len(colours)],
+        "marker": _MARKERS[index % len(_MARKERS)],
+        "linestyle": "-" if index < len(_MARKERS) else "--",
+    }
+
+
 def plots(
     summary: dict[str, dict[str, object]], servers: list[Server], settings: Settings, out: Path
 ) -> list[Path]:
@@ -343,8 +358,9 @@ def plots(
         cells = [cell for cell in settings.cells if cell.group == group]
         if len(cells) < 2:
             continue
-        figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-        for server in servers:
+        figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
+        for index, server in enumerate(servers):
+            style = _line_style(index)
             xs, throughput, p99 = [], [], []
             for cell in cells:
                 entry = summary[cell.name].get(server.name)
@@ -353,17 +369,18 @@ def plots(
                     throughput.append(entry["figure"])
                     p99.append(entry["latency_us"]["p99"] / 1000)  # type: ignore[index]
             if xs:
-                left.plot(xs, throughput, marker="o", label=server.label)
-                right.plot(xs, p99, marker="o", label=server.label)
+                left.plot(xs, throughput, label=server.label, **style)
+                right.plot(xs, p99, label=server.label, **style)
         for axis, ylabel in ((left, "messages/s"), (right, "p99 latency (ms)")):
             axis.set_xscale("log")
             axis.set_yscale("log")
             axis.set_xlabel(xlabel)
             axis.set_ylabel(ylabel)
             axis.grid(True, which="both", alpha=0.3)
-        left.legend(fontsize=8)
         figure.suptitle(f"echo, by {xlabel}")
-        figure.tight_layout()
+        # Outside the axes, so that it covers no line.
+        figure.legend(*left.get_legend_handles_labels(), loc="center right", fontsize=8)
+        figure.tight_layout(rect=(0, 0, 0.84, 1))
         path = out / f"echo-by-{group}.png"
         figure.savefig(path, dpi=100)
         plt.close(figure)
