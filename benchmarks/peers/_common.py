@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import math
+import socket
 import sys
 import termios
+import time
+from collections.abc import Callable
 from typing import Protocol
 
-from trio_echo import Unread
+from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, YIELD, EchoProtocol, Receive, Unread
 
 BUFFER_LIMIT = 64 * 1024 * 1024
 """Unsent echo bytes a connection may hold before the peer stops reading:
@@ -46,6 +50,64 @@ def unread(sock: _HasFileno) -> Unread:
     except OSError:
         return Unread.UNKNOWN
     return Unread.YES if int.from_bytes(waiting, sys.byteorder) else Unread.NO
+
+
+def pump_blocking(
+    sock: socket.socket,
+    protocol: EchoProtocol,
+    hand_over: Callable[[bytes | bytearray | memoryview], None],
+    *,
+    flush: Callable[[], None] = lambda: None,
+    pause: Callable[[], None] = lambda: None,
+) -> None:
+    """Serve one connection on a blocking socket, doing what ``protocol`` says.
+
+    The threads peers and gevent (whose sockets block cooperatively) share
+    it; they differ in what they do with an answer.
+
+    Args:
+        sock: The connection.
+        protocol: Its state machine.
+        hand_over: Sends an answer, or queues it for a writer (the queue is
+            then the bound: the bytes count as sent once handed over).
+        flush: Returns once every answer handed over is sent (before a
+            half-close).
+        pause: Lets others run (gevent: a call that need not wait does not
+            switch greenlets).
+
+    Raises:
+        OSError: If the connection broke.
+    """
+    linger = math.inf  # the protocol's deadline, once it has half-closed
+    while True:
+        now = time.monotonic()
+        if now >= linger:
+            protocol.expired(now)
+        action = protocol.next_action(now)
+        while (data := protocol.data_to_send()) is not None:
+            hand_over(data)
+            protocol.sent(len(data), time.monotonic())
+        if type(action) is Receive:
+            if linger < math.inf:
+                sock.settimeout(linger - now)
+            try:
+                data = sock.recv(min(action.max_bytes, READ_SIZE))
+            except TimeoutError:
+                continue  # the deadline has passed
+            protocol.receive_data(data, time.monotonic())
+            pause()
+        elif action is YIELD:
+            pause()
+        elif action is CHECK_UNREAD:
+            protocol.report_unread(unread(sock))
+        elif action is SEND_EOF:
+            flush()  # the echo goes out first
+            sock.shutdown(socket.SHUT_WR)
+            protocol.eof_sent(time.monotonic())
+            linger = protocol.deadline.when
+        elif action is CLOSE:
+            return
+        # PAUSED: what it waits for was handed over above
 
 
 def parse_args(

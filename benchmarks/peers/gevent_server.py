@@ -17,16 +17,16 @@ other runnable greenlets", gevent/hub.py).
 
 from __future__ import annotations
 
-import math
+import contextlib
 import socket
 import time
 
 import gevent
-from _common import QUEUED_READS, READ_SIZE, announce, parse_args, unread
+from _common import QUEUED_READS, announce, parse_args, pump_blocking
 from gevent.queue import JoinableQueue
 from gevent.server import StreamServer
 
-from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, YIELD, EchoProtocol, Mode, Receive
+from trio_echo import EchoProtocol, Mode
 
 
 def handle(sock: socket.socket, mode: str) -> None:
@@ -46,39 +46,8 @@ def handle(sock: socket.socket, mode: str) -> None:
             outbox.task_done()
 
     writer = gevent.spawn(write)
-    linger = math.inf  # the protocol's deadline, once it has half-closed
-    try:
-        while True:
-            now = time.monotonic()
-            if now >= linger:
-                protocol.expired(now)
-            action = protocol.next_action(now)
-            while (data := protocol.data_to_send()) is not None:
-                outbox.put(data)
-                protocol.sent(len(data), now)  # handed over: the queue is the bound
-            if type(action) is Receive:
-                if linger < math.inf:
-                    sock.settimeout(linger - now)
-                try:
-                    data = sock.recv(min(action.max_bytes, READ_SIZE))
-                except TimeoutError:
-                    continue  # the deadline has passed
-                protocol.receive_data(data, time.monotonic())
-                gevent.sleep(0)  # a read that did not block did not yield: yield
-            elif action is YIELD:
-                gevent.sleep(0)
-            elif action is CHECK_UNREAD:
-                protocol.report_unread(unread(sock))
-            elif action is SEND_EOF:
-                outbox.join()  # the echo goes out first
-                sock.shutdown(socket.SHUT_WR)
-                protocol.eof_sent(time.monotonic())
-                linger = protocol.deadline.when
-            elif action is CLOSE:
-                break
-            # PAUSED: what it waits for was handed to the writer above
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # the peer went away: closing is all there is
+        pump_blocking(sock, protocol, outbox.put, flush=outbox.join, pause=gevent.sleep)
     outbox.put(StopIteration)
     writer.join()
     sock.close()

@@ -10,16 +10,16 @@ blocks past it: backpressure).
 
 from __future__ import annotations
 
-import math
+import contextlib
 import socket
 import socketserver
 import threading
 import time
 from collections import deque
 
-from _common import BUFFER_LIMIT, READ_SIZE, announce, parse_args, unread
+from _common import BUFFER_LIMIT, announce, parse_args, pump_blocking
 
-from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, EchoProtocol, Mode, Receive
+from trio_echo import EchoProtocol, Mode
 
 SEND_SIZE = 1024 * 1024
 
@@ -92,36 +92,8 @@ class Handler(socketserver.BaseRequestHandler):
         outbox = Outbox()
         writer = threading.Thread(target=outbox.pump, args=(sock,), daemon=True)
         writer.start()
-        linger = math.inf  # the protocol's deadline, once it has half-closed
-        try:
-            while True:
-                now = time.monotonic()
-                if now >= linger:
-                    protocol.expired(now)
-                action = protocol.next_action(now)
-                while (data := protocol.data_to_send()) is not None:
-                    outbox.put(data)
-                    protocol.sent(len(data), now)  # handed over: the outbox is the bound
-                if type(action) is Receive:
-                    if linger < math.inf:
-                        sock.settimeout(linger - now)
-                    try:
-                        data = sock.recv(min(action.max_bytes, READ_SIZE))
-                    except TimeoutError:
-                        continue  # the deadline has passed
-                    protocol.receive_data(data, time.monotonic())
-                elif action is CHECK_UNREAD:
-                    protocol.report_unread(unread(sock))
-                elif action is SEND_EOF:
-                    outbox.flush()  # the echo goes out first
-                    sock.shutdown(socket.SHUT_WR)
-                    protocol.eof_sent(time.monotonic())
-                    linger = protocol.deadline.when
-                elif action is CLOSE:
-                    break
-                # YIELD: this thread holds no one up; PAUSED: handed to the writer above
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):  # the peer went away: closing is all there is
+            pump_blocking(sock, protocol, outbox.put, flush=outbox.flush)
         outbox.close()
         writer.join()
 

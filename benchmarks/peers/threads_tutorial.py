@@ -12,14 +12,14 @@ threads.py, adds a writer thread for that case.
 from __future__ import annotations
 
 import contextlib
-import math
 import socket
 import socketserver
 import time
 
-from _common import READ_SIZE, announce, parse_args, unread
+from _common import announce, parse_args, pump_blocking
+from threads import Server
 
-from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, EchoProtocol, Mode, Receive
+from trio_echo import EchoProtocol, Mode
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -29,39 +29,8 @@ class Handler(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         protocol = EchoProtocol(Mode(self.mode), now=time.monotonic())
-        linger = math.inf  # the protocol's deadline, once it has half-closed
         with contextlib.suppress(OSError):
-            while True:
-                now = time.monotonic()
-                if now >= linger:
-                    protocol.expired(now)
-                action = protocol.next_action(now)
-                while (data := protocol.data_to_send()) is not None:
-                    sock.sendall(data)  # the reading waits meanwhile
-                    protocol.sent(len(data), time.monotonic())
-                if type(action) is Receive:
-                    if linger < math.inf:
-                        sock.settimeout(linger - now)
-                    try:
-                        data = sock.recv(min(action.max_bytes, READ_SIZE))
-                    except TimeoutError:
-                        continue  # the deadline has passed
-                    protocol.receive_data(data, time.monotonic())
-                elif action is CHECK_UNREAD:
-                    protocol.report_unread(unread(sock))
-                elif action is SEND_EOF:
-                    sock.shutdown(socket.SHUT_WR)
-                    protocol.eof_sent(time.monotonic())
-                    linger = protocol.deadline.when
-                elif action is CLOSE:
-                    break
-                # YIELD: threads are preempted; PAUSED: what it waits for was sent above
-
-
-class Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 4096
+            pump_blocking(sock, protocol, sock.sendall)  # the reading waits meanwhile
 
 
 if __name__ == "__main__":
