@@ -433,12 +433,14 @@ int main(int argc, char **argv) {
     printf("{\"workload\": \"%s\", \"size\": %zu, \"connections\": %d, \"pipeline\": %zu, \"rate\": %.1f, "
            "\"seconds\": %.6f, \"messages\": %zu, \"messages_per_second\": %.1f, "
            "\"megabytes_per_second\": %.3f, "
-           "\"latency_us\": {\"p50\": %.0f, \"p99\": %.0f, \"p999\": %.0f, \"max\": %.0f}, "
+           "\"latency_us\": {\"p1\": %.0f, \"p10\": %.0f, \"p25\": %.0f, \"p50\": %.0f, "
+           "\"p75\": %.0f, \"p90\": %.0f, \"p95\": %.0f, \"p99\": %.0f, \"p999\": %.0f, \"max\": %.0f}, "
            "\"errors\": %llu, \"connect_errors\": %llu, \"open_connections\": %d, "
            "\"client_cpu_seconds\": %.6f, \"client_cpu_utilization\": %.3f, "
            "\"first_error\": \"%s\"}\n",
            workload == COUNT ? "count" : workload == ECHO ? "echo" : workload == FRAMED ? "framed" : "idle",
-           size, nconn, batch, rate, elapsed, nlat, mps, mps * size / 1e6, pct(0.5), pct(0.99), pct(0.999),
+           size, nconn, batch, rate, elapsed, nlat, mps, mps * size / 1e6, pct(0.01), pct(0.1), pct(0.25), pct(0.5),
+           pct(0.75), pct(0.9), pct(0.95), pct(0.99), pct(0.999),
            nlat ? (double)latencies[nlat - 1] : 0.0, (unsigned long long)errors,
            (unsigned long long)connect_errors, open_count, cpu_end - cpu_at_warmup,
            (cpu_end - cpu_at_warmup) / (end - measure_start), first_error);
