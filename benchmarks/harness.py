@@ -45,14 +45,8 @@ from benchmarks.measuring import (
     quick_settings,
     run_matrix,
 )
-from benchmarks.reporting import (
-    environment,
-    markdown,
-    plots,
-    scaling_table,
-    servers_table,
-    summarise,
-)
+from benchmarks.pages import Results, write_pages, write_report
+from benchmarks.reporting import environment, summarise
 from benchmarks.servers import ROOT, SERVERS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -106,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         help="carry on from the runs already measured in the output folder's runs.jsonl",
     )
     parser.add_argument(
+        "--report",
+        action="store_true",
+        help="measure nothing: write the report and plots again from the output folder's"
+        " benchmark.json (with --commit-results, also the generated parts of README.md and"
+        " docs/models.md)",
+    )
+    parser.add_argument(
         "--conformance",
         action="store_true",
         help="run the conformance suite first, for the report's conformance table",
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         args.quick or args.cells or args.servers != parser.get_default("servers")
     ):
         parser.error("--commit-results writes the full report: no --quick, --cells or --servers")
+    if args.report:
+        return publish(RESULTS if args.commit_results else args.out, commit=args.commit_results)
     settings = quick_settings() if args.quick else full_settings()
     if args.repeat:
         settings.repeat = args.repeat
@@ -177,10 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     runs = [run for run in journal.runs if run.server in {s.name for s in servers}]
     scaling = measure_scaling(binary, settings) if settings.scaling else []
-    summary = summarise(runs, servers, settings)
     env = environment()
     env["seconds"] = round(time.monotonic() - started, 1)
-    conformance = json.loads(conformance_path.read_text()) if conformance_path.exists() else None
     (out / "benchmark.json").write_text(
         json.dumps(
             {
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                     "idle_connections": settings.idle_connections,
                     "cells": [asdict(cell) for cell in settings.cells],
                 },
-                "summary": summary,
+                "summary": summarise(runs, servers, settings),
                 "scaling": [asdict(entry) for entry in scaling],
                 "runs": [asdict(run) for run in runs],
             },
@@ -200,15 +201,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         + "\n"
     )
-    report = markdown(summary, servers, settings, conformance, env)
-    not_measured = ["## Not measured here", "", *skipped, ""] if skipped else []
-    report += "\n".join([*servers_table(servers), *not_measured, *scaling_table(scaling)])
-    (out / "benchmark.md").write_text(report)
-    written = plots(summary, servers, settings, out)
-    print(report)
+    return publish(out, commit=args.commit_results, skipped=skipped)
+
+
+def publish(out: Path, *, commit: bool, skipped: list[str] | None = None) -> int:
+    """Write the report and plots from ``out``'s results, and the pages'
+    generated parts too if they are the committed results."""
+    try:
+        results = Results.load(out)
+    except FileNotFoundError:
+        print(f"harness: no results in {out} (benchmark.json)", file=sys.stderr)
+        return 2
+    written = write_report(results, out, skipped)
+    if commit:
+        written += write_pages(results)
+    print(written[0].read_text())
     print(
-        f"harness: {len(runs)} runs in {env['seconds']} s; wrote {out / 'benchmark.json'}, "
-        f"{out / 'benchmark.md'}" + "".join(f", {path}" for path in written),
+        f"harness: {len(results.runs)} runs; wrote "
+        + ", ".join(
+            str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path) for path in written
+        ),
         file=sys.stderr,
     )
     return 0

@@ -6,13 +6,17 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
+from benchmarks.lines import count as count_lines
 from benchmarks.measuring import SERVER_CPU, Cell, Run, Scaling, Settings, median
 from benchmarks.running import CLIENT_CPU
-from benchmarks.servers import SERVERS, Server
+from benchmarks.servers import Server
 
 BASELINE = "twisted-original"
 MiB = 1024 * 1024
+LATENCY_KEYS = ("p1", "p10", "p25", "p50", "p75", "p90", "p95", "p99", "p999", "max")
+"""The latency percentiles the load generator reports, in order."""
 
 
 def summarise(
@@ -41,16 +45,20 @@ def summarise(
                 "max": max(figures),
                 "ratio": figure / baseline if baseline else None,
                 "latency_us": {
-                    key: median(r.latency_us.get(key, 0.0) for r in good)
-                    for key in ("p50", "p99", "p999", "max")
+                    key: median(r.latency_us[key] for r in good if key in r.latency_us)
+                    for key in LATENCY_KEYS
+                    if any(key in r.latency_us for r in good)
                 },
                 "server_cpu_us_per_message": median(r.server_cpu_us_per_message for r in good),
+                "cpu_min": min(r.server_cpu_us_per_message for r in good),
+                "cpu_max": max(r.server_cpu_us_per_message for r in good),
                 "server_cpu_utilization": median(r.server_cpu_utilization for r in good),
                 "client_cpu_utilization": median(r.client_cpu_utilization for r in good),
                 "client_limited": any(r.client_limited for r in good),
                 "saturated": any(r.saturated for r in good),
                 "offered_rate": cell.rate,
                 "achieved_rate": median(r.messages_per_second for r in good),
+                "megabytes_per_second": median(r.megabytes_per_second for r in good),
                 "peak_rss": max(r.peak_rss for r in good),
                 "errors": sum(r.errors for r in mine),
                 "note": next((r.note for r in good if r.note), ""),
@@ -65,34 +73,26 @@ UNITS = {
 }
 
 
-def _number_text(value: float, cell: Cell) -> str:
+def _number_text(value: float, cell: Cell, *, unit: bool = True) -> str:
     if cell.workload == "idle":
-        return f"{value / 1024:,.1f} KiB"
+        return f"{value / 1024:,.1f}" + " KiB" * unit
     if cell.workload == "fairness":
-        return f"{value:,.2f} ms"
+        return f"{value:,.2f}" + " ms" * unit
     if cell.group == "cpu":
-        return f"{value:,.1f} µs"
+        return f"{value:,.1f}" + " µs" * unit
     return f"{value:,.0f}"
 
 
 def _figure_text(entry: dict[str, object], cell: Cell) -> str:
-    figure = entry.get("figure")
-    if figure is None:
+    if entry.get("figure") is None:
         return "n/a"
-    assert isinstance(figure, float)
-    text = _number_text(figure, cell)
-    low, high = entry.get("min"), entry.get("max")
-    if isinstance(low, float) and isinstance(high, float) and low != high:
-        text += f" [{_number_text(low, cell)} to {_number_text(high, cell)}]"
-    ratio = entry.get("ratio")
-    if isinstance(ratio, float):
-        text += f" ({ratio:.2f}x)"
-    if entry.get("client_limited"):
-        text += " ⚠"
+    text = value_text(entry, cell, ratio=True)
     if entry.get("saturated"):
         text += f" (saturated: {entry['achieved_rate']:,.0f}/s of {entry['offered_rate']:,.0f}/s)"
     if cell.rate and entry.get("errors"):
         text += f" ({entry['errors']:,} errors)"
+    if cell.workload == "fairness":
+        text += f" (stream: {entry['megabytes_per_second']:,.0f} MB/s)"
     return text
 
 
@@ -206,32 +206,106 @@ def markdown(
                     f"{entry['peak_rss'] / MiB:,.0f} | {entry['client_cpu_utilization']:.0%} |"
                 )
         lines.append("")
-    leaders = []
-    for cell in settings.cells:
-        row = summary[cell.name]
-        scored = [
-            (entry["figure"], name)
-            for name, entry in row.items()
-            if isinstance(entry, dict) and isinstance(entry.get("figure"), float)
-        ]
-        if not scored:
-            continue
-        lower_is_better = cell.lower_is_better
-        best = min(scored) if lower_is_better else max(scored)
-        python_only = [s for s in scored if s[1] != "c-epoll"]
-        best_python = (
-            (min(python_only) if lower_is_better else max(python_only)) if python_only else None
-        )
-        text = f"- {cell.name}: {SERVERS[best[1]].label}"
-        if best_python and best_python[1] != best[1]:
-            text += f"; among the Python servers, {SERVERS[best_python[1]].label}"
-        leaders.append(text)
+    leaders = [
+        f"- {cell.name}: {text}"
+        for cell in settings.cells
+        if (text := who_leads(summary, servers, cell))
+    ]
     if leaders:
-        lines += ["## Who leads", "", *leaders, ""]
+        lines += [
+            "## Who leads",
+            "",
+            "The best median; a server whose lowest-to-highest range overlaps the"
+            " leader's is a tie. At a fixed rate, only servers that kept up with it count.",
+            "",
+            *leaders,
+            "",
+        ]
     lines += per_model_table(summary, servers, settings, conformance)
     if conformance:
         lines += conformance_table(conformance, servers)
     return "\n".join(lines) + "\n"
+
+
+def ranked(
+    summary: dict[str, dict[str, object]], servers: list[Server], cell: Cell
+) -> list[tuple[Server, dict[str, object]]]:
+    """The servers measured on ``cell``, the best first.
+
+    At a fixed rate, a server that did not keep up is left out: its figure
+    was taken at its own limit, not at that rate.
+    """
+    entries = []
+    for server in servers:
+        entry = summary.get(cell.name, {}).get(server.name)
+        if not isinstance(entry, dict) or not isinstance(entry.get("figure"), float):
+            continue
+        if cell.rate and entry.get("saturated"):
+            continue
+        entries.append((server, entry))
+    sign = 1.0 if cell.lower_is_better else -1.0
+    entries.sort(key=lambda pair: sign * _number(pair[1], "figure"))
+    return entries
+
+
+def _number(entry: dict[str, object], key: str) -> float:
+    value = entry.get(key, entry["figure"])
+    assert isinstance(value, float)
+    return value
+
+
+def overlaps(one: dict[str, object], other: dict[str, object]) -> bool:
+    """Whether two figures' lowest-to-highest ranges overlap: a tie."""
+    return _number(one, "min") <= _number(other, "max") and _number(other, "min") <= _number(
+        one, "max"
+    )
+
+
+def value_text(entry: dict[str, object], cell: Cell, *, ratio: bool = False) -> str:
+    """A figure with its unit and its range (``12.3 µs [11.0 to 14.1]``), its
+    ratio to the original if asked, and ⚠ if the load generator was the limit."""
+    figure = entry["figure"]
+    assert isinstance(figure, float)
+    text = _number_text(figure, cell)
+    low, high = entry.get("min"), entry.get("max")
+    if isinstance(low, float) and isinstance(high, float) and low != high:
+        bounds = _number_text(low, cell, unit=False), _number_text(high, cell, unit=False)
+        text += f" [{bounds[0]} to {bounds[1]}]"
+    if ratio and isinstance(entry.get("ratio"), float):
+        text += f" ({entry['ratio']:.2f}x)"
+    if entry.get("client_limited"):
+        text += " ⚠"
+    return text
+
+
+def and_list(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def leader_text(ranking: list[tuple[Server, dict[str, object]]], cell: Cell) -> str:
+    """The leader of ``ranking`` with its figure, and who ties with it."""
+    (best, entry), rest = ranking[0], ranking[1:]
+    text = f"{best.label}, {value_text(entry, cell)}"
+    tied = [server.label for server, other in rest if overlaps(entry, other)]
+    if tied:
+        text += f", tied with {and_list(tied)}"
+    return text
+
+
+def who_leads(
+    summary: dict[str, dict[str, object]], servers: list[Server], cell: Cell
+) -> str | None:
+    """Who leads on ``cell``, and who ties with the leader; among the Python
+    servers too, when the leader is the C one."""
+    ranking = ranked(summary, servers, cell)
+    if not ranking:
+        return None
+    text = leader_text(ranking, cell)
+    python = [(server, entry) for server, entry in ranking if not server.compiled]
+    if python and python[0][0] is not ranking[0][0]:
+        text += f"; among the Python servers, {leader_text(python, cell)}"
+    return text
 
 
 def _figure(
@@ -242,9 +316,20 @@ def _figure(
     return value if isinstance(value, float) else None
 
 
-def _saturated(summary: dict[str, dict[str, object]], cell: str | None, server: str) -> bool:
-    entry = summary.get(cell or "", {}).get(server)
-    return isinstance(entry, dict) and bool(entry.get("saturated"))
+def conformance_counts(
+    conformance: list[dict[str, str]] | None, server: Server
+) -> tuple[int, int, list[str]]:
+    """Cases ``server`` passed, cases run, and the names of those it failed."""
+    mine = [o for o in conformance or [] if o["server"] == server.name]
+    run = [o for o in mine if o["outcome"] != "skipped"]
+    failed = [o["case"] for o in run if o["outcome"] not in ("passed", "xpass")]
+    return len(run) - len(failed), len(run), failed
+
+
+def lines_of_code(server: Server) -> tuple[int, int]:
+    """Lines of code of ``server``'s handler, and of its whole program."""
+    outside = tuple(p for p in server.handler if p.partition("::")[0] not in server.program)
+    return count_lines(server.handler), count_lines((*server.program, *outside))
 
 
 def per_model_table(
@@ -253,46 +338,67 @@ def per_model_table(
     settings: Settings,
     conformance: list[dict[str, str]] | None,
 ) -> list[str]:
-    """One row per model: what it passes, and what it costs, side by side."""
-    names = {cell.name for cell in settings.cells}
-    cpu_cell = next((cell.name for cell in settings.cells if cell.group == "cpu"), None)
+    """One row per model: what it passes, what it costs, and how long it is."""
+    by_name = {cell.name: cell for cell in settings.cells}
+    columns = [
+        name
+        for name in (
+            "count 100 B",
+            "echo 1 KiB",
+            *(cell.name for cell in settings.cells if cell.group == "cpu"),
+            "idle connections",
+            "fairness",
+        )
+        if name in by_name
+    ]
+    titles = {
+        "count 100 B": "count 100 B, msg/s",
+        "echo 1 KiB": "echo 1 KiB, msg/s",
+        "idle connections": "memory per idle connection",
+        "fairness": "p99 beside a 10 MB stream",
+    }
     lines = [
         "## Per model",
         "",
-        "Conformance: cases passed of those run. CPU µs per connection at a fixed rate"
-        " (count 100 B), and per message on echo 1 KiB; memory per idle connection.",
+        "Conformance: cases passed of those run. CPU: µs of server CPU per connection at a"
+        " fixed rate of count 100 B connections, and per message on echo 1 KiB. Lines of"
+        " code (no blank lines, comments or docstrings): the handler, the code that serves"
+        " one connection, and the whole server program; neither counts `EchoProtocol`,"
+        " which every server but the original and the C one drives. trio_echo's handler is"
+        " its whole connection module: it also keeps a memory budget, deadlines, and a"
+        " report per connection.",
         "",
-        "| model | conformance | count 100 B msg/s | echo 1 KiB msg/s | count 10 MB MB/s |"
-        " CPU µs/conn (fixed rate) | CPU µs/msg (echo 1 KiB) | KiB per idle conn. |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-
-    def number(value: float | None, digits: int = 0, scale: float = 1.0) -> str:
-        return "n/a" if value is None else f"{value / scale:,.{digits}f}"
-
-    for server in servers:
-        passed = "n/a"
-        if conformance:
-            mine = [o for o in conformance if o["server"] == server.name]
-            run = [o for o in mine if o["outcome"] != "skipped"]
-            good = [o for o in run if o["outcome"] in ("passed", "xpass")]
-            passed = f"{len(good)} of {len(run)}" if run else "n/a"
-        idle = next((c.name for c in settings.cells if c.group == "memory"), "")
-        lines.append(
-            f"| {server.label} | {passed} | "
-            f"{number(_figure(summary, 'count 100 B', server.name, 'figure'))} | "
-            f"{number(_figure(summary, 'echo 1 KiB', server.name, 'figure'))} | "
-            + (
-                f"{number(_figure(summary, 'count 10 MB', server.name, 'figure'))} | "
-                if "count 10 MB" in names
-                else "n/a | "
-            )
-            + f"{number(_figure(summary, cpu_cell or '', server.name, 'figure'), 1)}"
-            + (" (saturated)" if _saturated(summary, cpu_cell, server.name) else "")
-            + " | "
-            f"{number(_figure(summary, 'echo 1 KiB', server.name, 'server_cpu_us_per_message'), 1)}"
-            f" | {number(_figure(summary, idle, server.name, 'figure'), 1, 1024)} |"
+        "| model | conformance | "
+        + " | ".join(
+            titles.get(name, f"CPU per conn., {name.split(' at ')[-1]}") for name in columns
         )
+        + " | CPU per message, echo 1 KiB | lines: handler / program |",
+        "|---" * (len(columns) + 4) + "|",
+    ]
+    echo = by_name.get("echo 1 KiB")
+    for server in servers:
+        passed, run, _ = conformance_counts(conformance, server)
+        cells = [f"{passed} of {run}" if run else "n/a"]
+        for name in columns:
+            entry = summary[name].get(server.name)
+            if not isinstance(entry, dict) or entry.get("figure") is None:
+                cells.append("n/a")
+                continue
+            text = value_text(entry, by_name[name])
+            if entry.get("saturated"):
+                text += f" (saturated: {entry['achieved_rate']:,.0f}/s)"
+            cells.append(text)
+        entry = summary["echo 1 KiB"].get(server.name) if echo else None
+        if echo and isinstance(entry, dict) and entry.get("figure") is not None:
+            low, high = entry["cpu_min"], entry["cpu_max"]
+            cells.append(
+                f"{entry['server_cpu_us_per_message']:,.1f} µs [{low:,.1f} to {high:,.1f}]"
+            )
+        else:
+            cells.append("n/a")
+        handler, program = lines_of_code(server)
+        cells.append(f"{handler} / {program}")
+        lines.append(f"| {server.label} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
@@ -385,6 +491,12 @@ def plots(
         figure.savefig(path, dpi=100)
         plt.close(figure)
         written.append(path)
+    cdf = latency_cdf(summary, servers, settings, plt)
+    if cdf:
+        path = out / "latency-cdf.png"
+        cdf.savefig(path, dpi=100)
+        plt.close(cdf)
+        written.append(path)
     cpu = [
         (server.label, _figure(summary, "echo 1 KiB", server.name, "server_cpu_us_per_message"))
         for server in servers
@@ -402,6 +514,55 @@ def plots(
         plt.close(figure)
         written.append(path)
     return written
+
+
+CDF_CELLS = ("count 100 B at 1,000/s", "fairness")
+"""The loads whose latency distribution is plotted: short connections at a
+rate every server should keep up with, and a small client beside a stream."""
+
+
+def latency_cdf(
+    summary: dict[str, dict[str, object]], servers: list[Server], settings: Settings, plt: Any
+) -> Any:
+    """A figure of the latency distribution on `CDF_CELLS`, one line a server
+    (each percentile the median over the repetitions), or None if none was run."""
+    cells = [cell for cell in settings.cells if cell.name in CDF_CELLS]
+    if not cells:
+        return None
+    figure, axes = plt.subplots(1, len(cells), figsize=(7 * len(cells), 5), squeeze=False)
+    for axis, cell in zip(axes[0], cells, strict=True):
+        for index, server in enumerate(servers):
+            entry = summary[cell.name].get(server.name)
+            if not isinstance(entry, dict) or entry.get("figure") is None:
+                continue
+            latency = entry["latency_us"]
+            assert isinstance(latency, dict)
+            points = [
+                (latency[key] / 1000, key)
+                for key in LATENCY_KEYS
+                if key in latency and key != "max"  # the maximum is not a share
+            ]
+            shares = [_share(key) for _, key in points]
+            label = server.label + (" (saturated)" if entry.get("saturated") else "")
+            axis.plot([ms for ms, _ in points], shares, label=label, **_line_style(index))
+        axis.set_xscale("log")
+        axis.set_yscale("logit")
+        shares = [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999]
+        axis.set_yticks(shares, [f"{share:.1%}".replace(".0%", "%") for share in shares])
+        axis.minorticks_off()
+        axis.set_xlabel("latency (ms)")
+        axis.set_ylabel("share of messages at or below")
+        axis.set_title(cell.name)
+        axis.grid(True, which="both", alpha=0.3)
+    figure.legend(*axes[0][0].get_legend_handles_labels(), loc="center right", fontsize=8)
+    figure.tight_layout(rect=(0, 0, 0.84, 1))
+    return figure
+
+
+def _share(key: str) -> float:
+    """The share of messages a percentile key stands for (``p999``: 0.999)."""
+    digits = key[1:]
+    return int(digits) / 10 ** len(digits) if len(digits) > 2 else int(digits) / 100
 
 
 def environment() -> dict[str, object]:

@@ -37,6 +37,10 @@ class Server:
         modes: The modes it serves.
         requires: Python modules it needs (optional extras).
         build: Makes its command from (port, mode).
+        handler: The code that serves one connection, for counting its lines
+            (see `benchmarks.lines.count`: ``"path"`` or ``"path::name"``).
+        program: The files of the whole server program (the handler's places
+            outside them are added).
     """
 
     name: str
@@ -46,6 +50,8 @@ class Server:
     modes: tuple[str, ...] = ALL_MODES
     requires: tuple[str, ...] = field(default=())
     compiled: bool = False
+    handler: tuple[str, ...] = ()
+    program: tuple[str, ...] = ()
 
     def missing(self) -> str | None:
         """Why this server cannot run here, or None if it can."""
@@ -119,6 +125,17 @@ def _c_epoll(port: int, mode: str) -> list[str]:
     return [str(compile_c(C_EPOLL_SOURCE)), "--port", str(port), "--mode", mode]
 
 
+def _in(peer: str, *names: str) -> tuple[str, ...]:
+    """Places in the peer file ``peer``: the whole file, or ``names`` in it."""
+    path = f"benchmarks/peers/{peer}"
+    return tuple(f"{path}::{name}" for name in names) or (path,)
+
+
+_THREADS_HANDLER = (
+    *_in("threads.py", "Outbox", "Handler"),
+    *_in("_common.py", "pump_blocking", "unread"),
+)
+
 SERVERS: dict[str, Server] = {
     server.name: server
     for server in [
@@ -129,12 +146,16 @@ SERVERS: dict[str, Server] = {
             _python_peer("twisted_original.py"),
             modes=("count", "echo"),
             requires=("twisted",),
+            handler=_in("twisted_original.py", "log", "Echo", "EchoCount"),
+            program=_in("twisted_original.py"),
         ),
         Server(
             "trio-echo",
             "trio_echo",
             "Trio, a nursery per connection",
             trio_echo_command,
+            handler=("trio_echo/_connection.py",),
+            program=("trio_echo/_connection.py", "trio_echo/_server.py"),
         ),
         Server(
             "trio",
@@ -142,6 +163,8 @@ SERVERS: dict[str, Server] = {
             "Trio, conforming: serve_tcp, SocketStream, a nursery per connection with a"
             " writer task",
             _python_peer("trio_plain.py"),
+            handler=(*_in("trio_plain.py", "handle"), *_in("_common.py", "unread")),
+            program=_in("trio_plain.py"),
         ),
         Server(
             "trio-tutorial",
@@ -149,6 +172,8 @@ SERVERS: dict[str, Server] = {
             "Trio as its tutorial writes an echo server: serve_tcp, one task per connection"
             " that reads, then sends",
             _python_peer("trio_tutorial.py"),
+            handler=(*_in("trio_tutorial.py", "handle"), *_in("_common.py", "unread")),
+            program=_in("trio_tutorial.py"),
         ),
         *(
             Server(
@@ -157,6 +182,8 @@ SERVERS: dict[str, Server] = {
                 f"AnyIO task group per connection, on its {backend} backend",
                 _python_peer("anyio_peer.py", "--backend", backend),
                 requires=("anyio",),
+                handler=(*_in("anyio_peer.py", "receive", "handle"), *_in("_common.py", "unread")),
+                program=_in("anyio_peer.py"),
             )
             for backend in ("trio", "asyncio")
         ),
@@ -165,6 +192,12 @@ SERVERS: dict[str, Server] = {
             "asyncio TaskGroup",
             "asyncio streams, a TaskGroup per connection (reader and writer tasks)",
             _python_peer("asyncio_taskgroup.py"),
+            handler=(
+                *_in("asyncio_taskgroup.py", "handle"),
+                *_in("asyncio_streams.py", "pump", "close"),
+                *_in("_common.py", "unread"),
+            ),
+            program=_in("asyncio_taskgroup.py"),
         ),
         Server(
             "twisted",
@@ -172,18 +205,30 @@ SERVERS: dict[str, Server] = {
             "Twisted reactor, a Protocol on the CountFramer",
             _python_peer("twisted_framer.py"),
             requires=("twisted",),
+            handler=(*_in("twisted_framer.py", "CountEcho"), *_in("_common.py", "unread")),
+            program=_in("twisted_framer.py"),
         ),
         Server(
             "asyncio-streams",
             "asyncio streams",
             "asyncio, a coroutine per connection (StreamReader/Writer)",
             _python_peer("asyncio_streams.py"),
+            handler=(
+                *_in("asyncio_streams.py", "handle", "pump", "close"),
+                *_in("_common.py", "unread"),
+            ),
+            program=_in("asyncio_streams.py"),
         ),
         Server(
             "asyncio-protocol",
             "asyncio protocol",
             "asyncio Protocol/Transport callbacks",
             _python_peer("asyncio_protocol.py"),
+            handler=(
+                *_in("asyncio_protocol.py", "EchoServerProtocol"),
+                *_in("_common.py", "unread"),
+            ),
+            program=_in("asyncio_protocol.py"),
         ),
         Server(
             "uvloop-protocol",
@@ -191,6 +236,11 @@ SERVERS: dict[str, Server] = {
             "asyncio Protocol/Transport on uvloop",
             _python_peer("asyncio_protocol.py", "--uvloop"),
             requires=("uvloop",),
+            handler=(
+                *_in("asyncio_protocol.py", "EchoServerProtocol"),
+                *_in("_common.py", "unread"),
+            ),
+            program=_in("asyncio_protocol.py"),
         ),
         Server(
             "gevent",
@@ -198,24 +248,38 @@ SERVERS: dict[str, Server] = {
             "gevent StreamServer: a greenlet per connection plus a writer greenlet",
             _python_peer("gevent_server.py"),
             requires=("gevent",),
+            handler=(
+                *_in("gevent_server.py", "handle"),
+                *_in("_common.py", "pump_blocking", "unread"),
+            ),
+            program=_in("gevent_server.py"),
         ),
         Server(
             "threads",
             "threads",
             "a thread per connection (socketserver) plus a writer thread",
             _python_peer("threads.py"),
+            handler=_THREADS_HANDLER,
+            program=_in("threads.py"),
         ),
         Server(
             "threads-tutorial",
             "threads (tutorial)",
             "a thread per connection (socketserver) that reads, then sends",
             _python_peer("threads_tutorial.py"),
+            handler=(
+                *_in("threads_tutorial.py", "Handler"),
+                *_in("_common.py", "pump_blocking", "unread"),
+            ),
+            program=_in("threads_tutorial.py"),
         ),
         Server(
             "forking",
             "forking",
             "a process per connection (socketserver.ForkingTCPServer), threads' handler in it",
             _python_peer("forking.py"),
+            handler=_THREADS_HANDLER,
+            program=_in("forking.py"),
         ),
         Server(
             "c-epoll",
@@ -223,6 +287,20 @@ SERVERS: dict[str, Server] = {
             "C, one thread on epoll (the physical reference)",
             _c_epoll,
             compiled=True,
+            handler=tuple(
+                f"benchmarks/peers/c_epoll.c::{name}"
+                for name in (
+                    "set_events",
+                    "conn_close",
+                    "queue",
+                    "frame",
+                    "flush",
+                    "settle",
+                    "on_readable",
+                    "on_writable",
+                )
+            ),
+            program=("benchmarks/peers/c_epoll.c",),
         ),
         *(
             [

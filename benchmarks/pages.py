@@ -1,0 +1,476 @@
+"""The pages a run's results write: the report, the plots, and the parts of
+README.md and docs/models.md between markers.
+
+A generated part sits between two markers, and nothing else in the page is
+touched::
+
+    <!-- generated: NAME (benchmarks/pages.py writes this part) -->
+    ...
+    <!-- end of generated: NAME -->
+
+``python benchmarks/harness.py --report --commit-results`` writes them
+again from ``benchmarks/results/``, and ``tests/test_pages.py`` fails when a
+committed page differs from what the committed results write. Every number
+in a generated part comes from the results; the prose around it names no
+figure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.measuring import Cell, Run, Scaling, Settings, median
+from benchmarks.reporting import (
+    and_list,
+    conformance_counts,
+    conformance_table,
+    markdown,
+    noise,
+    overlaps,
+    per_model_table,
+    plots,
+    ranked,
+    scaling_table,
+    servers_table,
+    summarise,
+    value_text,
+    who_leads,
+)
+from benchmarks.servers import ROOT, SERVERS, Server
+
+Summary = dict[str, dict[str, object]]
+
+
+@dataclass
+class Results:
+    """One harness run, as its folder keeps it."""
+
+    environment: dict[str, object]
+    settings: Settings
+    runs: list[Run]
+    scaling: list[Scaling]
+    conformance: list[dict[str, str]] | None
+    servers: list[Server]
+    summary: Summary
+
+    @classmethod
+    def load(cls, folder: Path) -> Results:
+        """The results in ``folder`` (its benchmark.json and conformance.json)."""
+        data = json.loads((folder / "benchmark.json").read_text())
+        saved = data["settings"]
+        scaling = [Scaling(**entry) for entry in data["scaling"]]
+        settings = Settings(
+            duration=saved["duration"],
+            warmup=saved["warmup"],
+            repeat=saved["repeat"],
+            idle_connections=saved["idle_connections"],
+            cells=[Cell(**cell) for cell in saved["cells"]],
+            scaling=bool(scaling),
+        )
+        runs = [Run(**run) for run in data["runs"]]
+        measured = {run.server for run in runs}
+        servers = [server for name, server in SERVERS.items() if name in measured]
+        conformance_path = folder / "conformance.json"
+        conformance = (
+            json.loads(conformance_path.read_text()) if conformance_path.exists() else None
+        )
+        return cls(
+            environment=data["environment"],
+            settings=settings,
+            runs=runs,
+            scaling=scaling,
+            conformance=conformance,
+            servers=servers,
+            summary=summarise(runs, servers, settings),
+        )
+
+    def cell(self, name: str) -> Cell | None:
+        return next((cell for cell in self.settings.cells if cell.name == name), None)
+
+    def entry(self, cell: str, server: str) -> dict[str, object] | None:
+        entry = self.summary.get(cell, {}).get(server)
+        return entry if isinstance(entry, dict) and entry.get("figure") is not None else None
+
+
+# -- the report -------------------------------------------------------------------
+
+
+def report(results: Results, skipped: list[str] | None = None) -> str:
+    """The whole report, benchmark.md.
+
+    Args:
+        results: The run.
+        skipped: A line for each server the run could not measure, and why;
+            by default, every known server it has no runs of.
+    """
+    if skipped is None:
+        names = {server.name for server in results.servers}
+        skipped = [
+            f"- {server.label}: not measured in this run"
+            for name, server in SERVERS.items()
+            if name not in names and not name.endswith("-baseline")
+        ]
+    text = markdown(
+        results.summary,
+        results.servers,
+        results.settings,
+        results.conformance,
+        results.environment,
+    )
+    not_measured = ["## Not measured here", "", *skipped, ""] if skipped else []
+    return text + "\n".join(
+        [*servers_table(results.servers), *not_measured, *scaling_table(results.scaling)]
+    )
+
+
+def write_report(results: Results, folder: Path, skipped: list[str] | None = None) -> list[Path]:
+    """Write benchmark.md and the plots into ``folder``; return what was written."""
+    path = folder / "benchmark.md"
+    path.write_text(report(results, skipped))
+    return [path, *plots(results.summary, results.servers, results.settings, folder)]
+
+
+# -- the generated parts of the pages ----------------------------------------
+
+
+def run_line(results: Results) -> str:
+    """Where the figures come from, in one sentence."""
+    env, settings = results.environment, results.settings
+    return (
+        f"From the run committed in `benchmarks/results/` ({env['date']}; {env['cpus']} CPUs,"
+        f" {env['machine']}, Python {env['python']}; each server on one core, the load"
+        f" generator on another): the median of {settings.repeat} interleaved repetitions of"
+        f" {settings.duration:g} s, in square brackets the lowest and the highest; ⚠: the"
+        " load generator used 90% or more of its core, so the figure is a lower bound."
+    )
+
+
+def _cell_text(results: Results, cell: Cell, server: Server) -> str:
+    entry = results.entry(cell.name, server.name)
+    if entry is None:
+        return "n/a"
+    text = value_text(entry, cell)
+    if entry.get("saturated"):
+        text += f" (saturated: {entry['achieved_rate']:,.0f}/s)"
+    return text
+
+
+def figures_table(results: Results, names: list[str], titles: dict[str, str]) -> list[str]:
+    """A table with a row per server and a column per load in ``names``."""
+    cells = [cell for name in names if (cell := results.cell(name))]
+    lines = [
+        "| server | " + " | ".join(titles.get(cell.name, cell.name) for cell in cells) + " |",
+        "|---" * (len(cells) + 1) + "|",
+    ]
+    for server in results.servers:
+        texts = [_cell_text(results, cell, server) for cell in cells]
+        lines.append(f"| {server.label} | " + " | ".join(texts) + " |")
+    return lines
+
+
+def ratio_text(results: Results, cell_name: str, one: str, other: str) -> str:
+    """``one``'s figure on a load as a multiple of ``other``'s, or a tie."""
+    cell = results.cell(cell_name)
+    a, b = results.entry(cell_name, one), results.entry(cell_name, other)
+    if cell is None or a is None or b is None:
+        return "not measured"
+    figure_a, figure_b = a["figure"], b["figure"]
+    assert isinstance(figure_a, float)
+    assert isinstance(figure_b, float)
+    text = f"{figure_a / figure_b:.2f}x" if figure_b else "n/a"
+    if overlaps(a, b):
+        text += " (the ranges overlap: a tie)"
+    return text
+
+
+def _comparison(results: Results, one: str, other: str) -> str:
+    rate = [cell.name for cell in results.settings.cells if cell.group == "cpu"]
+    parts = [
+        f"{ratio_text(results, 'count 100 B', one, other)} the connection rate",
+        f"{ratio_text(results, 'echo 1 KiB', one, other)} the echo rate (1 KiB)",
+        *(
+            f"{ratio_text(results, name, one, other)} the CPU per connection at"
+            f" {name.split(' at ')[-1]}"
+            for name in rate[-1:]
+        ),
+    ]
+    return and_list(parts)
+
+
+HEADLINE = ["count 100 B", "echo 1 KiB", "framed 100 B x16", "count 10 MB"]
+COSTS = [
+    "count 100 B at 1,000/s",
+    "count 100 B at 5,000/s",
+    "idle connections",
+    "fairness",
+]
+TITLES = {
+    "count 100 B": "count 100 B (50 conn.), msg/s",
+    "echo 1 KiB": "echo 1 KiB (50 conn.), msg/s",
+    "framed 100 B x16": "framed 100 B x16, msg/s",
+    "count 10 MB": "count 10 MB (4 conn.), MB/s",
+    "count 100 B at 1,000/s": "CPU per connection at 1,000/s",
+    "count 100 B at 5,000/s": "CPU per connection at 5,000/s",
+    "idle connections": "memory per idle connection",
+    "fairness": "p99 of a 100 B client beside a 10 MB stream",
+}
+
+
+def readme_sections(results: Results) -> dict[str, list[str]]:
+    """The README's generated parts."""
+    leads = [
+        f"- {cell.name}: {text}"
+        for name in HEADLINE + COSTS
+        if (cell := results.cell(name))
+        and (text := who_leads(results.summary, results.servers, cell))
+    ]
+    trio = [
+        "What trio_echo's design buys over idiomatic trio: against trio's tutorial form (a"
+        " task per connection that reads, then sends), "
+        + _comparison(results, "trio-echo", "trio-tutorial")
+        + "; against its conforming form (with a writer task), "
+        + _comparison(results, "trio-echo", "trio")
+        + ". A ratio of CPU below 1 is less CPU."
+    ]
+    return {
+        "servers": servers_table(list(SERVERS.values()))[2:-1],
+        "conformance": conformance_table(results.conformance or [], list(SERVERS.values()))[2:-1]
+        if results.conformance
+        else ["(no conformance run in these results)"],
+        "headline": [
+            run_line(results),
+            "",
+            noise(results.summary, results.servers),
+            "",
+            "Throughput:",
+            "",
+            *figures_table(results, HEADLINE, TITLES),
+            "",
+            "Costs: server CPU per connection at a fixed rate of count 100 B connections"
+            " (the rate it reached, where it fell short); memory per idle connection"
+            f" ({results.settings.idle_connections:,} open); a small client's p99 latency"
+            " beside a 10 MB stream:",
+            "",
+            *figures_table(results, COSTS, TITLES),
+            "",
+            "Who leads (the best median; a server whose range overlaps the leader's is a"
+            " tie; at a fixed rate, only servers that kept up count):",
+            "",
+            *leads,
+            "",
+            *trio,
+        ],
+    }
+
+
+def _ordinal(number: int) -> str:
+    suffix = (
+        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"
+
+
+def criterion(
+    results: Results, name: str, what: str, words: tuple[str, str] = ("least", "most")
+) -> str:
+    """A "which should I choose" line: who does best and worst on load
+    ``name`` (``words`` for best and worst), and where trio_echo stands."""
+    cell = results.cell(name)
+    if cell is None:
+        return ""
+    ranking = ranked(results.summary, results.servers, cell)
+    if not ranking:
+        return ""
+    best, worst = ranking[0], ranking[-1]
+    (best_server, best_entry), (worst_server, worst_entry) = best, worst
+    tied = [server.label for server, entry in ranking[1:] if overlaps(best_entry, entry)]
+    text = (
+        f"- **{what}** ({name}): {words[0]}, {best_server.label} ({value_text(best_entry, cell)})"
+    )
+    if tied:
+        text += f", tied with {and_list(tied)}"
+    text += f"; {words[1]}, {worst_server.label} ({value_text(worst_entry, cell)})"
+    places = [index for index, (server, _) in enumerate(ranking) if server.name == "trio-echo"]
+    if places:
+        mine = ranking[places[0]][1]
+        text += (
+            f"; trio_echo {_ordinal(places[0] + 1)} of {len(ranking)} ({value_text(mine, cell)})"
+        )
+    behind = [
+        server.label
+        for server in results.servers
+        if (entry := results.entry(name, server.name)) and cell.rate and entry.get("saturated")
+    ]
+    if behind:
+        text += f". Did not keep up with {cell.rate:,.0f}/s: {and_list(behind)}"
+    return text + "."
+
+
+def conformance_line(results: Results) -> str:
+    """Who passes every case, and what the others fail."""
+    if not results.conformance:
+        return "- **Conformance**: not run with these results."
+    clean, failing = [], []
+    for server in results.servers:
+        _passed, run, failed = conformance_counts(results.conformance, server)
+        if not run:
+            continue
+        if failed:
+            failing.append(f"{server.label} fails {len(failed)} of {run} ({', '.join(failed)})")
+        else:
+            clean.append(server.label)
+    text = f"- **Conformance**: {and_list(clean)} pass every case they can run"
+    return text + (f"; {'; '.join(failing)}." if failing else ".")
+
+
+def stream_line(results: Results) -> str:
+    """How fast the 10 MB stream went beside the fairness client: a low p99
+    bought by slowing the stream is a different trade."""
+    rates = {
+        server.name: rate
+        for server in results.servers
+        if (rate := _stream(results, server.name)) is not None
+    }
+    cell = results.cell("fairness")
+    ranking = ranked(results.summary, results.servers, cell) if cell else []
+    if not rates or not ranking:
+        return ""
+    leader = ranking[0][0]
+    (low, slowest), (high, fastest) = (
+        min((rate, name) for name, rate in rates.items()),
+        max((rate, name) for name, rate in rates.items()),
+    )
+    return (
+        f"  The 10 MB stream beside it ran at {rates.get(leader.name, 0.0):,.0f} MB/s beside"
+        f" {leader.label}; across the servers, a median of {median(rates.values()):,.0f} MB/s,"
+        f" from {low:,.0f} ({SERVERS[slowest].label}) to {high:,.0f} ({SERVERS[fastest].label})."
+    )
+
+
+def _stream(results: Results, server: str) -> float | None:
+    """The median rate of the 10 MB stream beside ``server``'s fairness client."""
+    entry = results.entry("fairness", server)
+    rate = entry.get("megabytes_per_second") if entry else None
+    return rate if isinstance(rate, float) else None
+
+
+def cost_of_conforming(results: Results) -> list[str]:
+    """What the writer that makes trio and threads conform costs them."""
+    lines = []
+    for conforming, tutorial, model in (
+        ("trio", "trio-tutorial", "trio"),
+        ("threads", "threads-tutorial", "threads"),
+    ):
+        if not (results.entry("echo 1 KiB", conforming) and results.entry("echo 1 KiB", tutorial)):
+            continue
+        lines.append(
+            f"- **The cost of conforming, {model}**: the form with a writer (which a client"
+            " that sends a whole message before it reads needs) has, against the tutorial"
+            f" form, {_comparison(results, conforming, tutorial)}."
+        )
+    return lines
+
+
+def machine_line(results: Results) -> str:
+    """What this machine lets the figures say."""
+    limited = sorted(
+        {
+            cell
+            for cell, row in results.summary.items()
+            for entry in row.values()
+            if isinstance(entry, dict) and entry.get("client_limited")
+        }
+    )
+    text = (
+        f"- **What this machine can say**: {results.environment['cpus']} shared CPUs, each"
+        " server pinned to one core: the figures compare what one core does under each model."
+        " Models that spread over cores (threads, forking, `trio-echo --workers`) are not"
+        " shown at their multi-core best here, and the shared machine's noise is the spread"
+        " in brackets."
+    )
+    if limited:
+        text += f" The load generator was the limit (⚠) on {and_list(limited)}."
+    return text
+
+
+def models_sections(results: Results) -> dict[str, list[str]]:
+    """docs/models.md's generated parts."""
+    return {
+        "figures": [
+            run_line(results),
+            "",
+            noise(results.summary, results.servers),
+            "",
+            *per_model_table(
+                results.summary, results.servers, results.settings, results.conformance
+            )[4:-1],
+        ],
+        "choose": [
+            line
+            for line in (
+                conformance_line(results),
+                criterion(results, "count 100 B at 1,000/s", "CPU per connection below saturation"),
+                criterion(
+                    results, "echo 1 KiB", "Echo rate, persistent connections", ("most", "least")
+                ),
+                criterion(results, "idle connections", "Memory per idle connection"),
+                criterion(results, "fairness", "p99 beside a 10 MB stream"),
+                stream_line(results),
+                *cost_of_conforming(results),
+                machine_line(results),
+            )
+            if line
+        ],
+    }
+
+
+PAGES: dict[str, Callable[[Results], dict[str, list[str]]]] = {
+    "README.md": readme_sections,
+    "docs/models.md": models_sections,
+}
+
+_MARKED = re.compile(
+    r"(<!-- generated: (?P<name>[\w-]+) \(benchmarks/pages\.py writes this part\) -->\n)"
+    r".*?"
+    r"(<!-- end of generated: (?P=name) -->)",
+    re.DOTALL,
+)
+
+
+def fill(text: str, sections: dict[str, list[str]]) -> str:
+    """``text`` with each marked part replaced by its section.
+
+    Raises:
+        LookupError: If a section has no markers in ``text``, or a marked
+            part has no section.
+    """
+    seen: set[str] = set()
+
+    def replace(match: re.Match[str]) -> str:
+        name = match["name"]
+        if name not in sections:
+            raise LookupError(f"no section {name!r} to write")
+        seen.add(name)
+        return match[1] + "\n".join(sections[name]) + "\n" + match[3]
+
+    filled = _MARKED.sub(replace, text)
+    if missing := set(sections) - seen:
+        raise LookupError(f"no markers for {', '.join(sorted(missing))}")
+    return filled
+
+
+def write_pages(results: Results, root: Path = ROOT) -> list[Path]:
+    """Write the generated parts of README.md and docs/models.md."""
+    written = []
+    for page, sections in PAGES.items():
+        path = root / page
+        text = path.read_text()
+        filled = fill(text, sections(results))
+        if filled != text:
+            path.write_text(filled)
+            written.append(path)
+    return written

@@ -1,0 +1,171 @@
+"""The comparison's pages are written from the results, not typed: the
+committed pages must be exactly what the committed results write, who leads
+is computed (overlapping ranges are a tie), and lines of code are counted."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from benchmarks.lines import code_lines
+from benchmarks.measuring import Cell, Run, Settings
+from benchmarks.pages import PAGES, Results, fill, report
+from benchmarks.reporting import summarise, who_leads
+from benchmarks.servers import SERVERS
+from tests.conftest import ROOT
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@pytest.fixture(scope="module")
+def committed() -> Results:
+    return Results.load(RESULTS)
+
+
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_a_committed_page_is_what_the_committed_results_write(
+    committed: Results, page: str
+) -> None:
+    text = (ROOT / page).read_text()
+    assert fill(text, PAGES[page](committed)) == text, (
+        f"{page} differs from what benchmarks/results/ writes: run"
+        " python benchmarks/harness.py --report --commit-results"
+    )
+
+
+def test_the_committed_report_is_what_the_committed_results_write(committed: Results) -> None:
+    assert (RESULTS / "benchmark.md").read_text() == report(committed)
+
+
+def test_the_committed_results_are_a_full_run_of_every_server(committed: Results) -> None:
+    assert committed.settings.repeat >= 5
+    assert {server.name for server in committed.servers} == {
+        name for name in SERVERS if not name.endswith("-baseline")
+    }
+    assert committed.conformance
+
+
+MARKED = (
+    "before\n"
+    "<!-- generated: one (benchmarks/pages.py writes this part) -->\n"
+    "stale\n"
+    "<!-- end of generated: one -->\n"
+    "after\n"
+)
+
+
+def test_fill_replaces_only_what_is_between_the_markers() -> None:
+    filled = fill(MARKED, {"one": ["new", "lines"]})
+    assert filled == MARKED.replace("stale\n", "new\nlines\n")
+    assert fill(filled, {"one": ["new", "lines"]}) == filled
+
+
+def test_fill_refuses_a_section_without_markers_and_markers_without_a_section() -> None:
+    with pytest.raises(LookupError, match="no markers for two"):
+        fill(MARKED, {"one": [], "two": []})
+    with pytest.raises(LookupError, match="no section 'one'"):
+        fill(MARKED, {})
+
+
+def _results(figures: dict[str, list[float]], cell: Cell) -> dict[str, dict[str, object]]:
+    runs = [
+        Run(name, cell.name, rep, figure=figure)
+        for name, values in figures.items()
+        for rep, figure in enumerate(values)
+    ]
+    servers = [SERVERS[name] for name in figures]
+    return summarise(runs, servers, Settings(1, 0, 3, 1, [cell]))
+
+
+def test_who_leads_calls_overlapping_ranges_a_tie() -> None:
+    cell = Cell("echo 1 KiB", "echo", 1024)
+    summary = _results(
+        {
+            "trio-echo": [100.0, 110.0, 120.0],
+            "twisted": [95.0, 105.0, 101.0],  # overlaps 100..120
+            "threads": [50.0, 60.0, 70.0],  # does not
+        },
+        cell,
+    )
+    servers = [SERVERS[name] for name in ("trio-echo", "twisted", "threads")]
+    assert who_leads(summary, servers, cell) == "trio_echo, 110 [100 to 120], tied with Twisted"
+
+
+def test_who_leads_at_a_fixed_rate_counts_only_servers_that_kept_up() -> None:
+    cell = Cell("count 100 B at 1,000/s", "count", rate=1000, group="cpu")
+    runs = [
+        Run("trio", cell.name, 0, figure=10.0, saturated=True),
+        Run("trio-echo", cell.name, 0, figure=40.0),
+        Run("c-epoll", cell.name, 0, figure=20.0),
+    ]
+    servers = [SERVERS[name] for name in ("trio", "trio-echo", "c-epoll")]
+    summary = summarise(runs, servers, Settings(1, 0, 1, 1, [cell]))
+    assert who_leads(summary, servers, cell) == (
+        "C epoll, 20.0 µs; among the Python servers, trio_echo, 40.0 µs"
+    )
+
+
+def test_lines_of_code_leave_out_blanks_comments_and_docstrings(tmp_path: Path) -> None:
+    source = tmp_path / "peer.py"
+    source.write_text(
+        '"""A module docstring,\n'
+        'over two lines."""\n'
+        "\n"
+        "import socket  # a comment after code counts as code\n"
+        "\n"
+        "# a comment\n"
+        "def handle(\n"
+        "    sock,\n"
+        "):\n"
+        '    """Its docstring."""\n'
+        "    return sock\n"
+        "\n"
+        "\n"
+        "def other():\n"
+        "    pass\n"
+    )
+    assert code_lines(source) == 7
+    assert code_lines(source, ("handle",)) == 4
+    with pytest.raises(LookupError):
+        code_lines(source, ("missing",))
+
+
+def test_lines_of_code_in_c(tmp_path: Path) -> None:
+    source = tmp_path / "peer.c"
+    source.write_text(
+        "/* a comment\n"
+        "   over two lines */\n"
+        "static int queue(int n);\n"
+        "\n"
+        "static int queue(int n) {  // trailing\n"
+        "    if (n) {\n"
+        "        return 1;\n"
+        "    }\n"
+        "    return 0;\n"
+        "}\n"
+        "int main(void) { return queue(0); }\n"
+    )
+    assert code_lines(source) == 8
+    assert code_lines(source, ("queue",)) == 6
+
+
+def test_every_server_counts_its_handler_within_its_program() -> None:
+    from benchmarks.reporting import lines_of_code
+
+    for server in SERVERS.values():
+        handler, program = lines_of_code(server)
+        assert 0 < handler <= program, server.name
+
+
+def test_the_readme_names_every_benchmark_extra() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["bench"]
+    readme = (ROOT / "README.md").read_text().lower()
+    for requirement in extras:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement)
+        assert name is not None
+        assert name[0].lower() in readme, name[0]
