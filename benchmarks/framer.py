@@ -10,7 +10,9 @@ Reports, as medians over repetitions (with the spread as min-max):
 - MB/s feeding 1 MiB one byte at a time (linear cost, not quadratic).
 
 Run: ``python benchmarks/framer.py`` (``--quick`` for a short run, ``--json``
-for machine-readable output).
+for machine-readable output, ``--commit-results`` to write
+``benchmarks/results/framer.json``, from which the README's table is
+written: see benchmarks/pages.py).
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from trio_echo import NEED_DATA, CountFramer, EndOfMessage, encode_message
 
@@ -63,7 +70,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller inputs, fewer repetitions")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--commit-results",
+        action="store_true",
+        help="write benchmarks/results/framer.json (a full run only), for the README",
+    )
     args = parser.parse_args()
+    if args.commit_results and args.quick:
+        parser.error("--commit-results writes the full run: no --quick")
     repeat = 3 if args.quick else 7
     big_size = 8 if args.quick else 64  # MiB in one message
     small_count = 20_000 if args.quick else 200_000
@@ -119,6 +133,12 @@ def main() -> None:
         ),
         measure("1 MiB message, one byte per chunk", "MB/s", one_byte_at_a_time, repeat),
     ]
+    if args.commit_results:
+        from benchmarks.reporting import environment
+
+        path = Path(__file__).resolve().parent / "results" / "framer.json"
+        document = {"environment": environment(), "results": results}
+        path.write_text(json.dumps(document, indent=1) + "\n")
     if args.json:
         print(json.dumps(results, indent=2))
         return

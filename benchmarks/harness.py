@@ -9,13 +9,16 @@ measured in the same run. Every run records the load generator's CPU next
 to the server's: a run whose generator used 90% or more of its core is
 flagged as client-limited (its figure is a lower bound on the server).
 
-    python benchmarks/harness.py            # the full matrix (about 20 minutes)
-    python benchmarks/harness.py --quick    # the whole path, in under two minutes
+    python benchmarks/harness.py            # the full matrix (over an hour here)
+    python benchmarks/harness.py --quick    # the whole path, short
+    python benchmarks/harness.py --report   # write the report again, measure nothing
 
 Results go to a scratch directory (benchmarks/.cache/results/, or --out):
 benchmark.json (every run), benchmark.md (the tables, with the conformance
 table when conformance.json is there), and PNG plots. Only
---commit-results writes benchmarks/results/, the report the README quotes.
+--commit-results writes benchmarks/results/, the report the README quotes,
+and the generated parts of README.md and docs/models.md (see
+benchmarks/pages.py).
 
 The pieces: benchmarks/servers.py (who is compared), running.py (starting
 servers and the load generator), measuring.py (the loads and what each

@@ -56,6 +56,7 @@ class Results:
     conformance: list[dict[str, str]] | None
     servers: list[Server]
     summary: Summary
+    framer: dict[str, object] | None = None
 
     @classmethod
     def load(cls, folder: Path) -> Results:
@@ -78,7 +79,10 @@ class Results:
         conformance = (
             json.loads(conformance_path.read_text()) if conformance_path.exists() else None
         )
+        framer_path = folder / "framer.json"
+        framer = json.loads(framer_path.read_text()) if framer_path.exists() else None
         return cls(
+            framer=framer,
             environment=data["environment"],
             settings=settings,
             runs=runs,
@@ -264,7 +268,33 @@ def readme_sections(results: Results) -> dict[str, list[str]]:
             "",
             *trio,
         ],
+        "framer": framer_table(results),
     }
+
+
+def framer_table(results: Results) -> list[str]:
+    """The framer alone (benchmarks/framer.py --commit-results), as a table."""
+    if not results.framer:
+        return ["(no framer results: python benchmarks/framer.py --commit-results)"]
+    env = results.framer["environment"]
+    rows = results.framer["results"]
+    assert isinstance(env, dict)
+    assert isinstance(rows, list)
+    lines = [
+        f"The framer alone (`python benchmarks/framer.py`; {env['date']}, Python"
+        f" {env['python']}; the median of {rows[0]['repeat']} runs, with the lowest and the"
+        " highest):",
+        "",
+        "| case | median | lowest to highest |",
+        "|---|---|---|",
+    ]
+    for row in rows:
+        digits = 0 if row["median"] >= 100 else 2
+        lines.append(
+            f"| {row['case']} | {row['median']:,.{digits}f} {row['unit']} |"
+            f" {row['min']:,.{digits}f} to {row['max']:,.{digits}f} |"
+        )
+    return lines
 
 
 def _ordinal(number: int) -> str:
