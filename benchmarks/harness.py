@@ -62,7 +62,9 @@ SCRATCH = CACHE / "results"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="the whole path, short, in under two minutes"
+        "--quick",
+        action="store_true",
+        help="the whole path, short (about 70 s with every server on 2 cores)",
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(

@@ -310,7 +310,11 @@ def measure_idle(bench: Bench, cell: Cell, rep: int) -> Run:
     if opened < count:
         notes.append(f"{count - opened:,} connect errors")
     if accepted < opened:
-        notes.append(f"{opened - accepted:,} connected but not accepted (a cap blocks accepting)")
+        notes.append(
+            f"{opened - accepted:,} connected as the client saw it but not accepted within a"
+            " steady second (a cap on connections, or a short listen backlog: the kernel"
+            " completes the client's side before the server's)"
+        )
     if first_error:
         notes.append(first_error)
     run.note = "; ".join(notes)

@@ -176,29 +176,31 @@ def figures_table(results: Results, names: list[str], titles: dict[str, str]) ->
     return lines
 
 
-def ratio_text(results: Results, cell_name: str, one: str, other: str) -> str:
-    """``one``'s figure on a load as a multiple of ``other``'s, or a tie."""
+def ratio_text(results: Results, cell_name: str, one: str, other: str, what: str) -> str:
+    """``one``'s figure on a load as a multiple of ``other``'s: ``1.20x what``,
+    and a tie said so."""
     cell = results.cell(cell_name)
     a, b = results.entry(cell_name, one), results.entry(cell_name, other)
     if cell is None or a is None or b is None:
-        return "not measured"
+        return f"no figure for {what}"
     figure_a, figure_b = a["figure"], b["figure"]
     assert isinstance(figure_a, float)
     assert isinstance(figure_b, float)
-    text = f"{figure_a / figure_b:.2f}x" if figure_b else "n/a"
+    text = f"{figure_a / figure_b:.2f}x {what}" if figure_b else f"no ratio for {what}"
     if overlaps(a, b):
-        text += " (the ranges overlap: a tie)"
+        text += " (a tie: the ranges overlap)"
     return text
 
 
 def _comparison(results: Results, one: str, other: str) -> str:
     rate = [cell.name for cell in results.settings.cells if cell.group == "cpu"]
     parts = [
-        f"{ratio_text(results, 'count 100 B', one, other)} the connection rate",
-        f"{ratio_text(results, 'echo 1 KiB', one, other)} the echo rate (1 KiB)",
+        ratio_text(results, "count 100 B", one, other, "the connection rate"),
+        ratio_text(results, "echo 1 KiB", one, other, "the echo rate (1 KiB)"),
         *(
-            f"{ratio_text(results, name, one, other)} the CPU per connection at"
-            f" {name.split(' at ')[-1]}"
+            ratio_text(
+                results, name, one, other, f"the CPU per connection at {name.split(' at ')[-1]}"
+            )
             for name in rate[-1:]
         ),
     ]
@@ -398,9 +400,9 @@ def cost_of_conforming(results: Results) -> list[str]:
         if not (results.entry("echo 1 KiB", conforming) and results.entry("echo 1 KiB", tutorial)):
             continue
         lines.append(
-            f"- **The cost of conforming, {model}**: the form with a writer (which a client"
-            " that sends a whole message before it reads needs) has, against the tutorial"
-            f" form, {_comparison(results, conforming, tutorial)}."
+            f"- **The cost of conforming, {model}**: against the tutorial form, the form with"
+            " a writer (which a client that sends a whole message before it reads needs) has"
+            f" {_comparison(results, conforming, tutorial)}."
         )
     return lines
 
