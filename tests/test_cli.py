@@ -19,7 +19,10 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.conftest import ChildProcess as Process
+from trio_echo import ServerConfig
 from trio_echo._cli import ExitStatus, _server_options, build_parser, parse_size
+from trio_echo._client_command import ClientOptions
+from trio_echo._server_command import ServerOptions
 
 Spawn = Callable[..., Process]
 
@@ -232,8 +235,20 @@ def test_client_reset() -> None:
         pytest.param(["server", "--mode", "chat"], b"invalid choice", id="bad-mode"),
         pytest.param(["server", "--max-message-size", "lots"], b"not a size", id="bad-size"),
         pytest.param(
-            ["server", "--connection-buffer", "2G"], b"may not exceed", id="buffer-over-budget"
+            ["server", "--connection-buffer", "2G"],
+            b"--connection-buffer (2,147,483,648 bytes) may not exceed --memory-budget",
+            id="buffer-over-budget",
         ),
+        pytest.param(
+            ["server", "--connection-buffer", "1"], b"less than 64KiB", id="buffer-below-a-read"
+        ),
+        pytest.param(
+            ["server", "--memory-budget", "1K"], b"less than 64KiB", id="budget-below-a-read"
+        ),
+        pytest.param(
+            ["server", "--fd", "3", "--fd", "3"], b"--fd 3 is given more than once", id="fd-twice"
+        ),
+        pytest.param(["server", "--linger-timeout", "-1"], b"zero or a positive", id="bad-linger"),
         pytest.param(["server", "--idle-timeout", "0"], b"positive", id="zero-idle-timeout"),
         pytest.param(
             ["server", "--min-data-rate", "-1"], b"bytes per second", id="negative-data-rate"
@@ -252,6 +267,9 @@ def test_client_reset() -> None:
             id="huge-message-size",
         ),
         pytest.param(["client", "--size", "1K", "x"], b"give --repeat N too", id="size-alone"),
+        pytest.param(
+            ["client", "--size", "100", "x"], b"--size is for a load run", id="default-size-alone"
+        ),
         pytest.param(["--bogus"], b"unrecognized arguments: --bogus", id="top-level-bogus"),
         pytest.param([], b"give a COMMAND", id="no-command"),
     ],
@@ -263,11 +281,37 @@ def test_usage_errors(args: list[str], words: bytes) -> None:
     assert b"Traceback" not in result.stderr
 
 
+def options_of(*argv: str) -> ServerOptions:
+    args = vars(build_parser().parse_args(["server", *argv]))
+    return _server_options(
+        {k: v for k, v in args.items() if k not in ("command", "command_parser")}
+    )
+
+
 @pytest.mark.parametrize(("flag", "rate"), [([], 240.0), (["--min-data-rate", "0"], 0.0)])
 def test_the_minimum_data_rate_reaches_the_config(flag: list[str], rate: float) -> None:
-    args = build_parser().parse_args(["server", *flag])
-    config = _server_options(args).config
+    config = options_of(*flag).config
     assert (config.min_data_rate, config.limits.min_data_rate) == (rate, rate)
+
+
+@pytest.mark.parametrize(("flag", "linger"), [([], 2.0), (["--linger-timeout", "0"], 0.0)])
+def test_the_linger_timeout_reaches_the_config(flag: list[str], linger: float) -> None:
+    config = options_of(*flag).config
+    assert (config.linger_timeout, config.limits.linger_timeout) == (linger, linger)
+
+
+def test_the_server_commands_defaults_are_its_options_and_configs() -> None:
+    # No flag sets a value of its own: what is not given is left to
+    # ServerOptions and ServerConfig.
+    assert set(vars(build_parser().parse_args(["server"]))) == {"command", "command_parser"}
+    assert options_of() == ServerOptions()
+    assert options_of("--memory-budget", "1MiB").config == ServerConfig(memory_budget=1 << 20)
+
+
+def test_the_client_commands_defaults_are_its_options() -> None:
+    args = vars(build_parser().parse_args(["client", "x"]))
+    assert set(args) == {"command", "command_parser", "message"}
+    assert ClientOptions(message=args["message"]) == ClientOptions(message=("x",))
 
 
 @pytest.mark.parametrize("command", ["server", "client"])
@@ -393,7 +437,15 @@ def test_load_run_text(server: tuple[Process, int]) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("4096", 4096), ("64KiB", 65536), ("64k", 65536), ("1M", 1 << 20), ("2 GiB", 2 << 30)],
+    [
+        ("4096", 4096),
+        ("64KiB", 65536),
+        ("64k", 65536),
+        ("1M", 1 << 20),
+        ("2 GiB", 2 << 30),
+        ("1TiB", 1 << 40),
+        ("1t", 1 << 40),
+    ],
 )
 def test_parse_size(text: str, size: int) -> None:
     assert parse_size(text) == size

@@ -18,7 +18,7 @@ from ._client import (
     echo_plain,
     exchange,
 )
-from ._config import DEFAULT_PORT, ServerConfig
+from ._config import DEFAULT_PORT, ConfigError, ServerConfig
 from ._connection import HandlerError, handle_connection
 from ._errors import LocalProtocolError, ProtocolError, Reason, RemoteProtocolError
 from ._events import NEED_DATA, EndOfMessage, EndOfStream, Event, Header, Payload
@@ -58,6 +58,7 @@ __all__ = [
     "YIELD",
     "Action",
     "ConnectionReport",
+    "ConfigError",
     "CountFramer",
     "Deadline",
     "EchoCheck",

@@ -1,16 +1,17 @@
 # `trio-echo client`: one exchange checked byte for byte, or a load run.
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from collections.abc import Callable
 
+import attrs
 import trio
 
 from ._client import EchoCheck, EchoMismatchError, FramedAnswers, exchange
+from ._config import DEFAULT_PORT
 from ._errors import RemoteProtocolError
 from ._framer import encode_header
 from ._load import run_load
@@ -18,10 +19,48 @@ from ._protocol import Mode
 from ._server import format_address
 from ._status import ExitStatus, fail
 
-__all__ = ["run_client", "run_load_command"]
+__all__ = ["LOAD_FLAGS", "ClientOptions", "run_client", "run_load_command"]
 
 
-def _read_messages(args: argparse.Namespace) -> list[bytes]:
+@attrs.frozen(kw_only=True)
+class ClientOptions:
+    """What the client command was asked to do, as typed values.
+
+    The command line's defaults are these.
+
+    Attributes:
+        message: The messages to send (``-``: standard input).
+        file: A file whose contents to send instead.
+        host: The server's host.
+        port: The server's port.
+        mode: The server's mode.
+        timeout: Seconds to give up after (in a load run, per message).
+        quiet: Whether to leave the echo out of standard output.
+        repeat: In a load run, the messages to send in all; None for one
+            exchange.
+        concurrency: In a load run, the connections at once.
+        size: In a load run, the payload bytes per message.
+        json: In a load run, whether to print the figures as JSON.
+    """
+
+    message: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    file: str | None = None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    mode: Mode = attrs.field(default=Mode.COUNT, converter=Mode)
+    timeout: float = 60.0
+    quiet: bool = False
+    repeat: int | None = None
+    concurrency: int = 10
+    size: int = 100
+    json: bool = False
+
+
+LOAD_FLAGS = ("concurrency", "size", "json")
+"""The options that only a load run takes."""
+
+
+def _read_messages(options: ClientOptions) -> list[bytes]:
     """Return the payloads the client was asked to send.
 
     Raises:
@@ -29,18 +68,20 @@ def _read_messages(args: argparse.Namespace) -> list[bytes]:
             name several messages outside framed mode.
         OSError: If the input cannot be read.
     """
-    sources = len(args.message) + (args.file is not None)
+    sources = len(options.message) + (options.file is not None)
     if sources == 0:
         raise _UsageError("client: give a MESSAGE, --file PATH, or - for standard input")
-    if args.file is not None and args.message:
+    if options.file is not None and options.message:
         raise _UsageError("client: give either MESSAGE or --file, not both")
-    if sources > 1 and args.mode != Mode.FRAMED:
-        raise _UsageError(f"client: {args.mode} mode sends one message; framed mode sends several")
-    if args.file is not None:
-        with open(args.file, "rb") as file:
+    if sources > 1 and options.mode != Mode.FRAMED:
+        raise _UsageError(
+            f"client: {options.mode} mode sends one message; framed mode sends several"
+        )
+    if options.file is not None:
+        with open(options.file, "rb") as file:
             return [file.read()]
     messages = []
-    for message in args.message:
+    for message in options.message:
         if message == "-":
             messages.append(sys.stdin.buffer.read())
         else:
@@ -98,7 +139,7 @@ HEAD_SIZE = 64
 
 
 async def _client_exchange(
-    args: argparse.Namespace,
+    options: ClientOptions,
     messages: list[bytes],
     write: Callable[[bytes], None],
     head: bytearray,
@@ -110,7 +151,7 @@ async def _client_exchange(
     Raises:
         EchoMismatchError: At the first byte of the echo that differs.
     """
-    mode = Mode(args.mode)
+    mode = Mode(options.mode)
     total = sum(len(message) for message in messages)
     progress = _Progress(0)
 
@@ -143,8 +184,8 @@ async def _client_exchange(
 
         half_close_after = None if mode is Mode.COUNT else total
     progress.total = sum(len(data) for data in outgoing)  # what goes on the wire
-    with trio.fail_after(args.timeout):
-        stream = await trio.open_tcp_stream(args.host, args.port)
+    with trio.fail_after(options.timeout):
+        stream = await trio.open_tcp_stream(options.host, options.port)
         async with stream:
             if not sys.stderr.isatty():
                 sent_all = await exchange(stream, outgoing, sink, half_close_after=half_close_after)
@@ -188,10 +229,10 @@ def _framed_problem(answers: list[bytes], messages: list[bytes]) -> str:
     return f"{len(answers)} answers came back for {len(messages)} messages"
 
 
-def run_client(args: argparse.Namespace) -> int:
+def run_client(options: ClientOptions) -> int:
     """Send the message(s) the command line names; return the exit status."""
     try:
-        messages = _read_messages(args)
+        messages = _read_messages(options)
     except _UsageError as error:
         return fail(str(error), ExitStatus.USAGE)
     except OSError as error:
@@ -203,31 +244,32 @@ def run_client(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
 
     def write(data: bytes) -> None:
-        if not args.quiet:
+        if not options.quiet:
             out.write(data)
             out.flush()
 
-    where = format_address(args.host, args.port)
+    where = format_address(options.host, options.port)
     head = bytearray()
     try:
-        problem = trio.run(_client_exchange, args, messages, write, head)
+        problem = trio.run(_client_exchange, options, messages, write, head)
     except EchoMismatchError as error:
         return fail(f"client: {error}", ExitStatus.MISMATCH)
     except trio.TooSlowError:
         return fail(
-            f"client: no complete echo from {where} within {args.timeout:g} s", ExitStatus.TIMEOUT
+            f"client: no complete echo from {where} within {options.timeout:g} s",
+            ExitStatus.TIMEOUT,
         )
     except trio.BrokenResourceError as error:
         cause = error.__cause__ or error
         return fail(
             f"client: the connection to {where} was reset ({cause})"
-            + _mode_hint(args.mode, messages, bytes(head)),
+            + _mode_hint(options.mode, messages, bytes(head)),
             ExitStatus.RESET,
         )
     except RemoteProtocolError as error:
         return fail(
             f"client: the answers from {where} break the framing: {error}"
-            + _mode_hint(args.mode, messages, bytes(head)),
+            + _mode_hint(options.mode, messages, bytes(head)),
             ExitStatus.PROTOCOL,
         )
     except OSError as error:
@@ -236,7 +278,7 @@ def run_client(args: argparse.Namespace) -> int:
         )
     if problem is not None:
         return fail(
-            f"client: {problem}" + _mode_hint(args.mode, messages, bytes(head)),
+            f"client: {problem}" + _mode_hint(options.mode, messages, bytes(head)),
             ExitStatus.MISMATCH,
         )
     return ExitStatus.OK
@@ -272,26 +314,28 @@ def _connect_failure(error: OSError) -> str:
     return (error.strerror or str(error)).lower()
 
 
-def run_load_command(args: argparse.Namespace) -> int:
+def run_load_command(options: ClientOptions) -> int:
     """Run a load run as the command line asked; return the exit status."""
-    if args.message or args.file is not None:
+    repeat = options.repeat
+    assert repeat is not None, "a load run has --repeat"
+    if options.message or options.file is not None:
         return fail(
             "client: a load run (--repeat) makes its own messages; give no MESSAGE or --file",
             ExitStatus.USAGE,
         )
     report = trio.run(
         lambda: run_load(
-            args.host,
-            args.port,
-            mode=args.mode,
-            repeat=args.repeat,
-            concurrency=args.concurrency,
-            size=args.size,
-            timeout=args.timeout,
+            options.host,
+            options.port,
+            mode=options.mode,
+            repeat=repeat,
+            concurrency=options.concurrency,
+            size=options.size,
+            timeout=options.timeout,
         )
     )
     summary = report.summary()
-    if args.json:
+    if options.json:
         print(json.dumps(summary, indent=2))
     else:
         latency = summary["latency_ms"]

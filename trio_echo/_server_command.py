@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from ._config import ServerConfig
+from ._config import DEFAULT_PORT, ServerConfig
 from ._server import EchoServer, ListenAddress, format_address, open_listeners
 from ._signals import handle_shutdown_signals
 from ._status import ExitStatus, fail
@@ -34,23 +34,30 @@ workers_logger = logging.getLogger("trio_echo.workers")
 class ServerOptions:
     """What the server command was asked to do, as typed values.
 
+    The command line's defaults are these, and `ServerConfig`'s.
+
     Attributes:
         config: How to serve connections.
-        host: The host to listen on.
+        host: The host to listen on: this machine only, by default.
         port: The port to listen on (0: a free one).
         grace: Seconds open connections get to finish on the first signal.
         workers: How many server processes (1: no supervisor).
         fds: Inherited listening sockets to serve on instead of binding.
         reuse_port: Whether to bind with ``SO_REUSEPORT``.
+        log_level: The least severe log records written (``INFO``: one line
+            per connection).
+        log_format: ``text``, or ``json`` for one object per line.
     """
 
-    config: ServerConfig
-    host: str
-    port: int
-    grace: float
+    config: ServerConfig = attrs.Factory(ServerConfig)
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    grace: float = 10.0
     workers: int = 1
-    fds: tuple[int, ...] = ()
+    fds: tuple[int, ...] = attrs.field(default=(), converter=tuple)
     reuse_port: bool = False
+    log_level: str = "INFO"
+    log_format: str = "text"
 
     @property
     def where(self) -> str:
