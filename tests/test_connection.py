@@ -568,7 +568,7 @@ def test_a_config_error_names_its_settings_as_its_caller_does() -> None:
     assert error.describe(lambda name: f"--{name.replace('_', '-')}") == (
         "--connection-buffer (2 bytes) may not exceed --memory-budget (1 bytes)"
     )
-    with pytest.raises(ConfigError, match="^idle_timeout must be positive"):
+    with pytest.raises(ConfigError, match=r"^idle_timeout must be positive"):
         ServerConfig(idle_timeout=0)
 
 
