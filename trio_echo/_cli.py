@@ -23,6 +23,7 @@ from ._logging import LOG_FORMATS, configure_logging
 from ._protocol import Mode
 from ._server import ALL_INTERFACES
 from ._server_command import ServerOptions, run_server
+from ._signals import restore_default_handlers
 from ._status import PROG, ExitStatus, fail
 
 __all__ = ["ExitStatus", "build_parser", "main", "parse_size"]
@@ -223,8 +224,9 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
         type=_seconds_or_zero,
         metavar="SECONDS",
         help=(
-            "on SIGINT or SIGTERM, time open connections have to finish before they "
-            f"are cut; a second signal cuts them at once (default: {option('grace'):g})"
+            "on SIGINT, SIGTERM or SIGHUP, time open connections have to finish before "
+            "they are cut; a second such signal, or SIGQUIT, cuts them at once "
+            f"(default: {option('grace'):g})"
         ),
     )
     parser.add_argument(
@@ -351,7 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     server = commands.add_parser(
         "server",
         help="run the echo server",
-        description="Run the echo server until SIGINT or SIGTERM.",
+        description=(
+            "Run the echo server until a signal stops it: SIGINT, SIGTERM or SIGHUP drain"
+            " (stop accepting, let open connections finish within --grace), a second one"
+            " cuts what is left; SIGQUIT cuts at once."
+        ),
         argument_default=argparse.SUPPRESS,
     )
     _add_server_arguments(server)
@@ -407,8 +413,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in LOAD_FLAGS:
             if name in given:
                 command_parser.error(f"{_flag(name)} is for a load run: give --repeat N too")
-        return run_client(client)
-    return run_load_command(client)
+    status = None
+    try:
+        restore_default_handlers()  # the client has no drain: a signal ends it
+        status = run_client(client) if client.repeat is None else run_load_command(client)
+    except* KeyboardInterrupt:  # alone, or from inside a nursery
+        pass
+    return fail("client: interrupted", ExitStatus.INTERRUPTED) if status is None else status
 
 
 def _flag(name: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ import trio
 
 from ._config import DEFAULT_PORT, ServerConfig
 from ._server import EchoServer, ListenAddress, format_address, open_listeners
-from ._signals import handle_shutdown_signals
+from ._signals import early_signals, handle_shutdown_signals, signal_name
 from ._status import ExitStatus, fail
 from ._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
 from ._workers import Supervisor, WorkerStartError, supervisor_fd, wait_for_supervisor_exit
@@ -81,6 +82,8 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
         options: The server command's options.
         argv: The command line's arguments as given, for the workers.
     """
+    if early := early_signals():
+        return _stopped_before_listening(early[0])
     try:
         if options.workers > 1:
             if not SUPERVISOR_AVAILABLE:
@@ -95,6 +98,16 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
         return fail(str(error), ExitStatus.CANNOT_LISTEN)
     trio.run(_serve_until_signalled, EchoServer(options.config, listeners), options.grace)
     return ExitStatus.OK
+
+
+def _stopped_before_listening(signum: int) -> ExitStatus:
+    """End for a signal that came before anything listened.
+
+    There is nothing to drain. A Ctrl-C ends with the status of an
+    interrupted program.
+    """
+    logger.info("%s before listening: not starting", signal_name(signum))
+    return ExitStatus.INTERRUPTED if signum == signal.SIGINT else ExitStatus.OK
 
 
 def _handed_over(options: ServerOptions) -> list[socket.socket] | None:
@@ -123,7 +136,7 @@ async def _serve_until_signalled(server: EchoServer, grace: float) -> None:
             server.shutdown(grace)
 
         def cut(name: str) -> None:
-            logger.warning("%s again: cutting %d open connection(s) now", name, server.connections)
+            logger.warning("%s: cutting %d open connection(s) now", name, server.connections)
             server.abort()
 
         async def serve(
@@ -168,13 +181,15 @@ def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
         listeners = reserved = _bind(options, reuse_port=False)
         pass_fds = [sock.fileno() for sock in listeners]
         command += [item for fd in pass_fds for item in ("--fd", str(fd))]
-    supervisor = Supervisor(command, options.workers, pass_fds=pass_fds)
+    supervisor = Supervisor(command, options.workers, grace=options.grace, pass_fds=pass_fds)
     try:
         trio.run(_supervise, supervisor, options, listeners)
     except* WorkerStartError as group:
         status = fail(f"server: {group.exceptions[0]}", ExitStatus.CANNOT_LISTEN)
     else:
         status = ExitStatus.OK
+        if supervisor.failure is not None:
+            status = fail(f"server: {supervisor.failure}", ExitStatus.WORKER_FAILED)
     finally:
         for sock in reserved:
             sock.close()
@@ -192,7 +207,7 @@ async def _supervise(
             supervisor.drain()
 
         def cut(name: str) -> None:
-            workers_logger.warning("%s again: asking the workers to stop at once", name)
+            workers_logger.warning("%s: asking the workers to cut their connections now", name)
             supervisor.cut()
 
         async def supervise(
