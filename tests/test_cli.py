@@ -343,14 +343,30 @@ def test_server_unresolvable_host() -> None:
     assert_one_sentence(result.stderr)
 
 
+def recv_exactly(sock: socket.socket, count: int) -> bytes:
+    received = b""
+    while len(received) < count and (data := sock.recv(count - len(received))):
+        received += data
+    return received
+
+
+def wait_for_log(process: Process, line: bytes, seconds: float = 30.0) -> None:
+    """Wait until ``process`` has logged ``line`` (or fail once ``seconds`` pass)."""
+    deadline = time.monotonic() + seconds
+    while line not in process.stderr:
+        assert process.popen.poll() is None, process.stderr
+        assert time.monotonic() < deadline, f"no {line!r} in {process.stderr!r}"
+        time.sleep(0.02)
+
+
 def test_sigterm_during_a_transfer_lets_it_complete(server: tuple[Process, int]) -> None:
     process, port = server
     payload = bytes(range(256)) * 4096  # 1 MiB
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(b"%d " % len(payload) + payload[:1000])
-        time.sleep(0.2)
+        assert recv_exactly(sock, 1000) == payload[:1000]  # it is being served
         process.popen.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
+        wait_for_log(process, b"waiting for 1 connection(s) to end")  # listeners closed
         # Not accepting any more...
         with (
             pytest.raises(ConnectionRefusedError),
@@ -359,7 +375,7 @@ def test_sigterm_during_a_transfer_lets_it_complete(server: tuple[Process, int])
             pass
         # ...but the transfer in progress goes on to the end.
         sock.sendall(payload[1000:])
-        echoed = bytearray()
+        echoed = bytearray(payload[:1000])
         while data := sock.recv(1 << 16):
             echoed += data
     assert echoed == payload
@@ -374,9 +390,9 @@ def test_second_signal_exits_at_once(spawn: Spawn) -> None:
     port = process.wait_for_port()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(b"100 stalled")
-        time.sleep(0.2)
+        assert recv_exactly(sock, 7) == b"stalled"  # it is being served
         process.popen.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_for_log(process, b"waiting for 1 connection(s) to end")
         assert process.popen.poll() is None  # waiting for the stalled connection
         start = time.monotonic()
         process.popen.send_signal(signal.SIGINT)
@@ -457,8 +473,9 @@ def test_echo_server_reads_the_data_behind_tcp_urgent_data(spawn: Spawn) -> None
     # of it is queued at once): the echo must carry on past the urgent mark.
     process = spawn("-m", "trio_echo", "server", "--port", "0", "--mode", "echo")
     port = process.wait_for_port()
-    with socket.create_connection(("127.0.0.1", port)) as client:
-        time.sleep(0.3)  # the connection's reader waits
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(b"x")
+        assert recv_exactly(client, 1) == b"x"  # the connection's reader waits now
         os.kill(process.pid, signal.SIGSTOP)
         try:
             client.send(b"abcd", socket.MSG_OOB)  # "d" is the urgent byte
