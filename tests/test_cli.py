@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import pty
+import random
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from trio_echo._client_command import ClientOptions
 from trio_echo._server_command import ServerOptions
 
 Spawn = Callable[..., Process]
+MiB = 1024 * 1024
 
 
 def run(*args: str, stdin: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -568,3 +570,210 @@ def test_load_run_status_follows_the_first_failure(
     assert words in result.stderr
     assert not result.stderr.rstrip().endswith(b":")  # never an empty reason
     assert_one_sentence(result.stderr)
+
+
+# -- the client streams, and names its own failures ---------------------------
+
+
+def peak_rss_of(command: list[str], **popen: object) -> tuple[int, bytes, int]:
+    """Run ``command`` to its end; return its status, its errors and its peak RSS."""
+    process = subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        **popen,  # type: ignore[arg-type]
+    )
+    assert process.stderr is not None
+    errors = process.stderr.read()
+    _pid, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stderr.close()
+    return process.returncode, errors, usage.ru_maxrss * 1024
+
+
+BIG = 256 * MiB
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("big") / "big.bin"
+    with path.open("wb") as file:
+        block = random.Random(7).randbytes(MiB)
+        for index in range(BIG // MiB):
+            file.write(block[index:] + block[:index])
+    return path
+
+
+@pytest.fixture(scope="module")
+def big_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    process = Process(
+        [sys.executable, "-m", "trio_echo", "server", "--port", "0", "--max-message-size", "1G"],
+        tmp_path_factory.mktemp("big-server"),
+    )
+    try:
+        yield process.wait_for_port()
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("how", ["file", "stdin-pipe", "stdin-file"])
+def test_the_client_streams_a_large_message_in_bounded_memory(
+    big_server: int, big_file: Path, how: str
+) -> None:
+    port = big_server
+    client = [sys.executable, "-m", "trio_echo", "client", "--port", str(port), "--quiet"]
+    if how == "file":
+        status, errors, peak = peak_rss_of([*client, "--file", str(big_file)])
+    elif how == "stdin-file":
+        with big_file.open("rb") as stdin:
+            status, errors, peak = peak_rss_of([*client, "-"], stdin=stdin)
+    else:  # a pipe: spooled to a temporary file, not to memory
+        with subprocess.Popen(["cat", str(big_file)], stdout=subprocess.PIPE) as cat:
+            status, errors, peak = peak_rss_of([*client, "-"], stdin=cat.stdout)
+    assert (status, errors) == (0, b"")
+    assert peak < 64 * MiB, f"{peak / MiB:.0f} MiB of RSS for a {BIG // MiB} MiB message"
+
+
+def test_a_broken_pipe_on_the_output_ends_quietly(big_server: int, big_file: Path) -> None:
+    port = big_server
+    reader = subprocess.Popen(["head", "-c", "5"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert reader.stdin is not None
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_echo", "client", "--port", str(port), "--file", str(big_file)],
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    reader.stdin.close()
+    assert reader.stdout is not None
+    with reader.stdout, big_file.open("rb") as sent:
+        assert reader.stdout.read() == sent.read(5)
+    reader.wait(timeout=30)
+    assert (result.returncode, result.stderr) == (ExitStatus.OUTPUT_ERROR, b"")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_a_full_output_is_named_as_such(server: tuple[Process, int]) -> None:
+    _process, port = server
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "trio_echo", "client", "--port", str(port), "hello"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == ExitStatus.OUTPUT_ERROR
+    assert b"cannot write the echo to standard output: no space left on device" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+def test_a_reset_after_a_message_too_large_says_why(spawn: Spawn) -> None:
+    process = spawn("-m", "trio_echo", "server", "--port", "0", "--max-message-size", "1K")
+    port = process.wait_for_port()
+    result = run("client", "--port", str(port), "x" * 100_000)
+    assert result.returncode in (ExitStatus.RESET, ExitStatus.MISMATCH)
+    assert b"a server refuses a message longer than its --max-message-size" in result.stderr
+    assert b"this one is 100,000 bytes" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("[::1]", "::1", None),
+        ("[::1]:5000", "::1", 5000),
+        ("127.0.0.1:5000", "127.0.0.1", 5000),
+        ("::1", "::1", None),
+        ("localhost", "localhost", None),
+    ],
+)
+def test_the_client_takes_hosts_as_the_server_prints_them(
+    text: str, host: str, port: int | None
+) -> None:
+    args = build_parser().parse_args(["client", "--host", text, "x"])
+    assert args.host == (host, port)
+
+
+def test_a_host_and_a_port_that_disagree_are_refused() -> None:
+    result = run("client", "--host", "[::1]:5000", "--port", "6000", "x")
+    assert result.returncode == ExitStatus.USAGE
+    assert b"--host names port 5000 and --port names 6000" in result.stderr
+
+
+def test_the_client_reaches_an_ipv6_server_by_its_printed_address(spawn: Spawn) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback here: {error}")
+    process = spawn("-m", "trio_echo", "server", "--host", "::1", "--port", "0")
+    port = process.wait_for_port()
+    result = run("client", "--host", f"[::1]:{port}", "over six")
+    assert (result.returncode, result.stdout) == (0, b"over six")
+
+
+def test_a_load_run_with_nothing_completed_shows_no_latency() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, not listening: refused
+        result = run("client", "--port", str(port), "--repeat", "3", "--concurrency", "1")
+    assert result.returncode == ExitStatus.REFUSED
+    assert b"no message completed" in result.stdout
+    assert b"latency (ms)" not in result.stdout
+
+
+def read_terminal(controller: int) -> bytes:
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal is closed and drained
+            return shown
+        if not chunk:
+            return shown
+        shown += chunk
+
+
+@pytest.mark.parametrize(
+    ("mode", "messages", "expected"),
+    [("count", ["hello"], b"hello\r\n"), ("framed", ["one", "two"], b"one\r\ntwo\r\n")],
+)
+def test_on_a_terminal_the_echo_ends_its_lines(
+    spawn: Spawn, mode: str, messages: list[str], expected: bytes
+) -> None:
+    process = spawn("-m", "trio_echo", "server", "--port", "0", "--mode", mode)
+    port = process.wait_for_port()
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "trio_echo",
+                "client",
+                "--port",
+                str(port),
+                "--mode",
+                mode,
+                *messages,
+            ],
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        os.close(terminal)
+        shown = read_terminal(controller)
+    finally:
+        os.close(controller)
+    assert result.returncode == 0, result.stderr
+    assert shown == expected
+    # Into a pipe, the bytes exactly.
+    piped = run("client", "--port", str(port), "--mode", mode, *messages)
+    assert piped.stdout == b"".join(m.encode() for m in messages)

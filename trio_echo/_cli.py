@@ -92,6 +92,23 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _host_and_port(text: str) -> tuple[str, int | None]:
+    """A host, and the port it names if it names one.
+
+    As the server prints its address (``[::1]:5000``, ``127.0.0.1:5000``),
+    or a bracketed, bare name or address (``[::1]``, ``::1``, ``localhost``).
+    """
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not host or (rest and not rest.startswith(":")):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a host ([::1] or [::1]:PORT)")
+        return host, _port(rest[1:]) if rest else None
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, _port(port)
+    return text, None
+
+
 def _fd(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a file descriptor number")
@@ -293,7 +310,14 @@ def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("--file", metavar="PATH", help="send the contents of PATH")
-    parser.add_argument("--host", help=f"the server's host (default: {option('host')})")
+    parser.add_argument(
+        "--host",
+        type=_host_and_port,
+        help=(
+            f"the server's host, or HOST:PORT as the server prints it ([::1]:50007) "
+            f"(default: {option('host')})"
+        ),
+    )
     parser.add_argument("--port", type=_port, help=f"the server's port (default: {option('port')})")
     parser.add_argument(
         "--mode",
@@ -408,6 +432,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return fail(f"server: {error}", ExitStatus.USAGE)
         configure_logging(options.log_level, options.log_format)
         return run_server(options, argv)
+    if "host" in given:
+        given["host"], port = given["host"]
+        if port is not None and given.setdefault("port", port) != port:
+            command_parser.error(
+                f"--host names port {port} and --port names {given['port']}: give one"
+            )
     client = ClientOptions(**given)
     if client.repeat is None:
         for name in LOAD_FLAGS:

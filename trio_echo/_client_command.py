@@ -1,20 +1,22 @@
 # `trio-echo client`: one exchange checked byte for byte, or a load run.
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 
 import attrs
 import trio
 
-from ._client import EchoCheck, EchoMismatchError, FramedAnswers, exchange
+from ._client import EchoCheck, EchoMismatchError, FramedAnswers, exchange, message_pieces
 from ._config import DEFAULT_PORT
 from ._errors import RemoteProtocolError
-from ._framer import encode_header
+from ._framer import DEFAULT_MAX_MESSAGE_SIZE, encode_header
 from ._load import run_load
+from ._messages import Message
 from ._protocol import Mode
 from ._server import format_address
 from ._status import ExitStatus, fail
@@ -60,13 +62,13 @@ LOAD_FLAGS = ("concurrency", "size", "json")
 """The options that only a load run takes."""
 
 
-def _read_messages(options: ClientOptions) -> list[bytes]:
-    """Return the payloads the client was asked to send.
+def _messages(options: ClientOptions) -> list[Message]:
+    """The messages the client was asked to send, none of them read yet.
 
     Raises:
         _UsageError: If the arguments do not name exactly one source, or
             name several messages outside framed mode.
-        OSError: If the input cannot be read.
+        _InputError: If the input cannot be read.
     """
     sources = len(options.message) + (options.file is not None)
     if sources == 0:
@@ -77,16 +79,57 @@ def _read_messages(options: ClientOptions) -> list[bytes]:
         raise _UsageError(
             f"client: {options.mode} mode sends one message; framed mode sends several"
         )
-    if options.file is not None:
-        with open(options.file, "rb") as file:
-            return [file.read()]
-    messages = []
-    for message in options.message:
-        if message == "-":
-            messages.append(sys.stdin.buffer.read())
-        else:
-            messages.append(os.fsencode(message))
-    return messages
+    if options.message.count("-") > 1:
+        raise _UsageError("client: standard input (-) can be read once")
+    try:
+        if options.file is not None:
+            return [Message.from_file(options.file)]
+        return [
+            Message.from_stream(sys.stdin.buffer) if text == "-" else Message(os.fsencode(text))
+            for text in options.message
+        ]
+    except OSError as error:
+        raise _InputError(
+            f"client: cannot read {error.filename or options.file or 'standard input'}: "
+            f"{(error.strerror or str(error)).lower()}"
+        ) from None
+
+
+class _InputError(Exception):
+    pass
+
+
+class _OutputError(Exception):
+    """Writing the echo to standard output failed (the cause says how)."""
+
+
+class _Output:
+    """The echo, written to standard output as it arrives.
+
+    Into a pipe or a file, the bytes exactly; on a terminal, a line ends each
+    framed answer, and the output ends with a line.
+    """
+
+    def __init__(self, *, quiet: bool) -> None:
+        self._out = sys.stdout.buffer
+        self._quiet = quiet
+        self._terminal = not quiet and sys.stdout.isatty()
+        self._line_open = False
+
+    def write(self, data: bytes) -> None:
+        if self._quiet or not data:
+            return
+        try:
+            self._out.write(data)
+            self._out.flush()
+        except OSError as error:
+            raise _OutputError from error
+        self._line_open = not data.endswith(b"\n")
+
+    def end_line(self) -> None:
+        """On a terminal, end the line if one is open."""
+        if self._terminal and self._line_open:
+            self.write(b"\n")
 
 
 class _UsageError(Exception):
@@ -134,14 +177,16 @@ class _Progress:
             self.show()
 
 
+MiB = 1024 * 1024
+
 HEAD_SIZE = 64
 """Bytes of the reply kept to say what kind of server sent it."""
 
 
 async def _client_exchange(
     options: ClientOptions,
-    messages: list[bytes],
-    write: Callable[[bytes], None],
+    messages: list[Message],
+    output: _Output,
     head: bytearray,
 ) -> str | None:
     """Run the client's exchange; return what is wrong with the echo, if anything.
@@ -150,45 +195,80 @@ async def _client_exchange(
 
     Raises:
         EchoMismatchError: At the first byte of the echo that differs.
+        _OutputError: If the echo cannot be written.
     """
     mode = Mode(options.mode)
-    total = sum(len(message) for message in messages)
     progress = _Progress(0)
 
     def echoed(data: bytes) -> None:
-        write(data)
+        output.write(data)
         progress.on_echoed(len(data))
 
     def received(data: bytes) -> None:
         if len(head) < HEAD_SIZE:
             head.extend(data[: HEAD_SIZE - len(head)])
 
+    outgoing: list[bytes | Message] = []
     if mode is Mode.FRAMED:
-        outgoing = [part for m in messages for part in (encode_header(len(m)), m)]
-        answers = FramedAnswers(max_message_size=max(len(m) for m in messages), on_payload=echoed)
+        checks = [EchoCheck(message) for message in messages]
+
+        def answer_ended() -> None:
+            index = answers.count - 1
+            if index >= len(checks):
+                raise EchoMismatchError(f"more answers came back than the {len(checks)} sent")
+            if problem := checks[index].problem():
+                raise EchoMismatchError(f"answer {index + 1}: {problem}")
+            output.end_line()
+
+        def payload(data: bytes) -> None:
+            index = answers.count
+            if index >= len(checks):
+                raise EchoMismatchError(f"more answers came back than the {len(checks)} sent")
+            checks[index](data)
+            echoed(data)
+
+        answers = FramedAnswers(
+            max_message_size=max(m.size for m in messages),
+            on_payload=payload,
+            on_answer=answer_ended,
+            keep=False,
+        )
 
         def sink(data: bytes) -> None:
             received(data)
             answers(data)
 
+        for message in messages:
+            outgoing += [encode_header(message.size), message]
         half_close_after: int | None = 0
     else:
-        header = encode_header(total)
-        check = EchoCheck(messages[0], header=header if mode is Mode.COUNT else b"")
-        outgoing = [header, messages[0]] if mode is Mode.COUNT else messages
+        (message,) = messages
+        header = encode_header(message.size)
+        check = EchoCheck(message, header=header if mode is Mode.COUNT else b"")
+        outgoing = [header, message] if mode is Mode.COUNT else [message]
 
         def sink(data: bytes) -> None:
             received(data)
             check(data)
             echoed(data)
 
-        half_close_after = None if mode is Mode.COUNT else total
-    progress.total = sum(len(data) for data in outgoing)  # what goes on the wire
+        half_close_after = None if mode is Mode.COUNT else message.size
+    progress.total = sum(len(p) if isinstance(p, bytes) else p.size for p in outgoing)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for part in outgoing:
+            if isinstance(part, bytes):
+                yield part
+            else:
+                async with contextlib.aclosing(message_pieces(part)) as from_file:
+                    async for piece in from_file:
+                        yield piece
+
     with trio.fail_after(options.timeout):
         stream = await trio.open_tcp_stream(options.host, options.port)
         async with stream:
             if not sys.stderr.isatty():
-                sent_all = await exchange(stream, outgoing, sink, half_close_after=half_close_after)
+                sent_all = await exchange(stream, pieces(), sink, half_close_after=half_close_after)
             else:
                 failure: Exception | None = None
                 sent_all = False
@@ -197,7 +277,7 @@ async def _client_exchange(
                     try:
                         sent_all = await exchange(
                             stream,
-                            outgoing,
+                            pieces(),
                             sink,
                             half_close_after=half_close_after,
                             on_sent=progress.on_sent,
@@ -208,10 +288,11 @@ async def _client_exchange(
                 progress.finish()
                 if failure is not None:
                     raise failure
+    output.end_line()
     if mode is Mode.FRAMED:
         answers.end()
-        if answers.answers != messages:
-            return _framed_problem(answers.answers, messages)
+        if answers.count != len(messages):
+            return f"{answers.count} answers came back for {len(messages)} messages"
         return None
     problem = check.problem()
     if problem and not sent_all:
@@ -222,36 +303,28 @@ async def _client_exchange(
     return problem
 
 
-def _framed_problem(answers: list[bytes], messages: list[bytes]) -> str:
-    for index, (answer, message) in enumerate(zip(answers, messages, strict=False)):
-        if answer != message:
-            return f"answer {index + 1} differs from message {index + 1}"
-    return f"{len(answers)} answers came back for {len(messages)} messages"
-
-
 def run_client(options: ClientOptions) -> int:
     """Send the message(s) the command line names; return the exit status."""
     try:
-        messages = _read_messages(options)
+        messages = _messages(options)
     except _UsageError as error:
         return fail(str(error), ExitStatus.USAGE)
-    except OSError as error:
-        return fail(
-            f"client: cannot read {error.filename or 'the input'}: "
-            f"{(error.strerror or str(error)).lower()}",
-            ExitStatus.IO_ERROR,
-        )
-    out = sys.stdout.buffer
+    except _InputError as error:
+        return fail(str(error), ExitStatus.IO_ERROR)
+    try:
+        return _run_exchange(options, messages)
+    finally:
+        for message in messages:
+            message.close()
 
-    def write(data: bytes) -> None:
-        if not options.quiet:
-            out.write(data)
-            out.flush()
 
+def _run_exchange(options: ClientOptions, messages: list[Message]) -> int:
     where = format_address(options.host, options.port)
     head = bytearray()
     try:
-        problem = trio.run(_client_exchange, options, messages, write, head)
+        problem = trio.run(_client_exchange, options, messages, _Output(quiet=options.quiet), head)
+    except _OutputError as error:
+        return _output_failed(error.__cause__)
     except EchoMismatchError as error:
         return fail(f"client: {error}", ExitStatus.MISMATCH)
     except trio.TooSlowError:
@@ -263,13 +336,15 @@ def run_client(options: ClientOptions) -> int:
         cause = error.__cause__ or error
         return fail(
             f"client: the connection to {where} was reset ({cause})"
-            + _mode_hint(options.mode, messages, bytes(head)),
+            + (
+                _size_hint(options.mode, messages, head) or _mode_hint(options.mode, messages, head)
+            ),
             ExitStatus.RESET,
         )
     except RemoteProtocolError as error:
         return fail(
             f"client: the answers from {where} break the framing: {error}"
-            + _mode_hint(options.mode, messages, bytes(head)),
+            + _mode_hint(options.mode, messages, head),
             ExitStatus.PROTOCOL,
         )
     except OSError as error:
@@ -278,15 +353,57 @@ def run_client(options: ClientOptions) -> int:
         )
     if problem is not None:
         return fail(
-            f"client: {problem}" + _mode_hint(options.mode, messages, bytes(head)),
+            f"client: {problem}"
+            + (
+                _size_hint(options.mode, messages, head) or _mode_hint(options.mode, messages, head)
+            ),
             ExitStatus.MISMATCH,
         )
     return ExitStatus.OK
 
 
-def _mode_hint(mode: str, messages: list[bytes], head: bytes) -> str:
+def _output_failed(cause: BaseException | None) -> ExitStatus:
+    """End for a failure to write the echo.
+
+    Quietly for a reader that went away (a broken pipe, as ``cat`` does),
+    else with one sentence.
+    """
+    # Nothing more can be written there, not even the interpreter's flush.
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if isinstance(cause, BrokenPipeError):
+        return ExitStatus.OUTPUT_ERROR
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+    return fail(
+        f"client: cannot write the echo to standard output: {reason.lower()}",
+        ExitStatus.OUTPUT_ERROR,
+    )
+
+
+def _size_hint(mode: str, messages: list[Message], head: bytes | bytearray) -> str:
+    """Say what the server's silence may mean.
+
+    A count or framed server that refuses a message's length closes before
+    it echoes a byte.
+    """
+    if mode == Mode.ECHO or head:
+        return ""
+    largest = max(message.size for message in messages)
+    return (
+        f" (nothing came back: a server refuses a message longer than its"
+        f" --max-message-size, {_size_text(DEFAULT_MAX_MESSAGE_SIZE)} by default,"
+        f" and this one is {largest:,} bytes)"
+    )
+
+
+def _size_text(size: int) -> str:
+    return f"{size // MiB}MiB" if size % MiB == 0 else f"{size:,} bytes"
+
+
+def _mode_hint(mode: str, messages: list[Message], head: bytes | bytearray) -> str:
     """Say which mode the server seems to be in, when its reply shows it."""
-    if mode == Mode.FRAMED and head and messages[0][: len(head)] == head[: len(messages[0])]:
+    first = messages[0].read(0, len(head))
+    if mode == Mode.FRAMED and head and first == head[: len(first)]:
         return " (a bare payload came back: the server seems to be in count mode)"
     if mode == Mode.ECHO and not head:
         return (
@@ -335,19 +452,25 @@ def run_load_command(options: ClientOptions) -> int:
         )
     )
     summary = report.summary()
+    if not report.messages:
+        summary["latency_ms"] = None  # no message completed: there is no latency
     if options.json:
         print(json.dumps(summary, indent=2))
     else:
         latency = summary["latency_ms"]
-        assert isinstance(latency, dict)
         print(
             f"{report.mode} mode, {report.size} B messages, {report.concurrency} connections: "
-            f"{report.messages} echoed, {report.errors} errors in {report.seconds:.2f} s\n"
-            f"throughput: {report.messages_per_second:,.0f} messages/s, "
-            f"{report.megabytes_per_second:,.2f} MB/s\n"
-            f"latency (ms): p50 {latency['p50']}, p90 {latency['p90']}, "
-            f"p99 {latency['p99']}, max {latency['max']}"
+            f"{report.messages} echoed, {report.errors} errors in {report.seconds:.2f} s"
         )
+        if isinstance(latency, dict):
+            print(
+                f"throughput: {report.messages_per_second:,.0f} messages/s, "
+                f"{report.megabytes_per_second:,.2f} MB/s\n"
+                f"latency (ms): p50 {latency['p50']}, p90 {latency['p90']}, "
+                f"p99 {latency['p99']}, max {latency['max']}"
+            )
+        else:
+            print("no message completed: no throughput or latency to show")
     if report.errors:
         return fail(
             f"client: {report.errors} of {report.errors + report.messages} messages failed;"

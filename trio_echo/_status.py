@@ -34,6 +34,9 @@ class ExitStatus(enum.IntEnum):
     """Client: the server's answer broke the framing (framed mode)."""
     IO_ERROR = 8
     """Client: the input file could not be read."""
+    OUTPUT_ERROR = 9
+    """Client: the echo could not be written to standard output (a reader
+    that went away, a full disk); a broken pipe ends quietly."""
     INTERRUPTED = 130
     """Interrupted (SIGINT, Ctrl-C): the client at any moment, the server
     before it listened."""
