@@ -20,6 +20,7 @@ from . import __version__
 from ._client_command import LOAD_FLAGS, ClientOptions, run_client, run_load_command
 from ._config import MIN_CONNECTION_BUFFER, ConfigError, ServerConfig, default_max_connections
 from ._logging import LOG_FORMATS, configure_logging
+from ._metrics import MetricsUnavailableError, check_available
 from ._protocol import Mode
 from ._server import ALL_INTERFACES
 from ._server_command import ServerOptions, run_server
@@ -107,6 +108,19 @@ def _host_and_port(text: str) -> tuple[str, int | None]:
         host, _, port = text.partition(":")
         return host, _port(port)
     return text, None
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    """Where to serve metrics: ``HOST:PORT``, or ``:PORT`` (this machine only).
+
+    Hosts as `_host_and_port` takes them: ``[::1]:9100``, ``127.0.0.1:9100``.
+    """
+    if text.startswith(":"):
+        text = "127.0.0.1" + text
+    host, port = _host_and_port(text)
+    if port is None or not host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (127.0.0.1:9100)")
+    return host, port
 
 
 def _fd(text: str) -> int:
@@ -271,6 +285,16 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--reuse-port",
         action="store_true",
         help="bind with SO_REUSEPORT, so that other processes can share the port",
+    )
+    parser.add_argument(
+        "--metrics",
+        type=_metrics_address,
+        metavar="HOST:PORT",
+        help=(
+            "serve Prometheus metrics at http://HOST:PORT/metrics (:PORT: this machine "
+            "only); with --workers, one scrape covers every worker, labelled by worker; "
+            "needs the metrics extra: pip install 'trio_echo[metrics]' (default: off)"
+        ),
     )
     parser.add_argument(
         "--log-level",
@@ -469,6 +493,11 @@ def _server_options(given: dict[str, Any]) -> ServerOptions:
     """
     if given.get("reuse_port") and not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError("--reuse-port needs SO_REUSEPORT, which this platform does not have")
+    if "metrics" in given:
+        try:
+            check_available()
+        except MetricsUnavailableError as error:
+            raise ValueError(str(error)) from None
     fds = given.get("fds", [])
     if repeated := sorted({fd for fd in fds if fds.count(fd) > 1}):
         raise ValueError(f"--fd {repeated[0]} is given more than once; name each socket once")

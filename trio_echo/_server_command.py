@@ -19,6 +19,7 @@ import attrs
 import trio
 
 from ._config import DEFAULT_PORT, ServerConfig
+from ._metrics import Snapshot, answer_snapshots, serve_metrics, worker_channel
 from ._server import EchoServer, ListenAddress, format_address, open_listeners
 from ._signals import early_signals, handle_shutdown_signals, signal_name
 from ._status import ExitStatus, fail
@@ -48,6 +49,8 @@ class ServerOptions:
         log_level: The least severe log records written (``INFO``: one line
             per connection).
         log_format: ``text``, or ``json`` for one object per line.
+        metrics: Where to serve the Prometheus metrics (host, port), if
+            anywhere.
     """
 
     config: ServerConfig = attrs.Factory(ServerConfig)
@@ -59,6 +62,7 @@ class ServerOptions:
     reuse_port: bool = False
     log_level: str = "INFO"
     log_format: str = "text"
+    metrics: tuple[str, int] | None = None
 
     @property
     def where(self) -> str:
@@ -93,11 +97,33 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
                     ExitStatus.USAGE,
                 )
             return _run_workers(options, argv)
+        channel = worker_channel()  # a worker whose supervisor serves the metrics
+        metrics_socket = None if channel is not None else _metrics_listener(options)
         listeners = _handed_over(options) or _bind(options, reuse_port=options.reuse_port)
     except _CannotListenError as error:
         return fail(str(error), ExitStatus.CANNOT_LISTEN)
-    trio.run(_serve_until_signalled, EchoServer(options.config, listeners), options.grace)
+    server = EchoServer(
+        options.config, listeners, metrics=bool(options.metrics) or channel is not None
+    )
+    trio.run(_serve_until_signalled, server, options.grace, metrics_socket, channel)
     return ExitStatus.OK
+
+
+def _metrics_listener(options: ServerOptions) -> socket.socket | None:
+    """The listening socket for --metrics, if asked for."""
+    if options.metrics is None:
+        return None
+    host, port = options.metrics
+    try:
+        (sock, *others) = open_listeners(host, port)
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise _CannotListenError(
+            f"cannot listen for metrics on {format_address(host, port)}: {reason}"
+        ) from None
+    for other in others:  # one address is enough for a scraper
+        other.close()
+    return sock
 
 
 def _stopped_before_listening(signum: int) -> ExitStatus:
@@ -127,7 +153,12 @@ def _bind(options: ServerOptions, *, reuse_port: bool, listen: bool = True) -> l
         raise _CannotListenError(f"cannot listen on {options.where}: {reason}") from None
 
 
-async def _serve_until_signalled(server: EchoServer, grace: float) -> None:
+async def _serve_until_signalled(
+    server: EchoServer,
+    grace: float,
+    metrics_socket: socket.socket | None = None,
+    channel: socket.socket | None = None,
+) -> None:
     async with trio.open_nursery() as nursery:
 
         def drain(name: str) -> None:
@@ -154,14 +185,31 @@ async def _serve_until_signalled(server: EchoServer, grace: float) -> None:
 
             nursery.start_soon(drain_when_orphaned)
         addresses: list[ListenAddress] = await nursery.start(serve)
+        metrics = server.metrics
+        if metrics is not None and channel is not None:
+            nursery.start_soon(answer_snapshots, channel, metrics)
+        elif metrics is not None and metrics_socket is not None:
+
+            async def collect() -> list[tuple[str | None, Snapshot]]:
+                assert metrics is not None
+                return [(None, metrics.snapshot())]
+
+            _log_metrics_address(metrics_socket)
+            nursery.start_soon(serve_metrics, metrics_socket, collect)
         for address in addresses:
             print(f"listening on {address} mode={server.config.mode}", flush=True)
         notify("READY=1")
 
 
+def _log_metrics_address(sock: socket.socket) -> None:
+    host, port = sock.getsockname()[:2]
+    logger.info("metrics on http://%s/metrics", format_address(host, port))
+
+
 def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
     """Run ``options.workers`` servers under a supervisor; return the exit status."""
     command = [sys.executable, "-m", "trio_echo", *argv, "--workers", "1"]
+    metrics_socket = _metrics_listener(options)  # served here, for every worker
     handed_over = _handed_over(options)
     if handed_over:
         # Every worker accepts on the same inherited sockets.
@@ -181,9 +229,15 @@ def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
         listeners = reserved = _bind(options, reuse_port=False)
         pass_fds = [sock.fileno() for sock in listeners]
         command += [item for fd in pass_fds for item in ("--fd", str(fd))]
-    supervisor = Supervisor(command, options.workers, grace=options.grace, pass_fds=pass_fds)
+    supervisor = Supervisor(
+        command,
+        options.workers,
+        grace=options.grace,
+        pass_fds=pass_fds,
+        metrics=metrics_socket is not None,
+    )
     try:
-        trio.run(_supervise, supervisor, options, listeners)
+        trio.run(_supervise, supervisor, options, listeners, metrics_socket)
     except* WorkerStartError as group:
         status = fail(f"server: {group.exceptions[0]}", ExitStatus.CANNOT_LISTEN)
     else:
@@ -197,7 +251,10 @@ def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
 
 
 async def _supervise(
-    supervisor: Supervisor, options: ServerOptions, listeners: list[socket.socket]
+    supervisor: Supervisor,
+    options: ServerOptions,
+    listeners: list[socket.socket],
+    metrics_socket: socket.socket | None = None,
 ) -> None:
     async with trio.open_nursery() as nursery:
 
@@ -218,6 +275,9 @@ async def _supervise(
 
         await nursery.start(handle_shutdown_signals, drain, cut)
         await nursery.start(supervise)
+        if metrics_socket is not None:
+            _log_metrics_address(metrics_socket)
+            nursery.start_soon(serve_metrics, metrics_socket, supervisor.snapshots)
         for sock in listeners:
             host, port = sock.getsockname()[:2]
             print(

@@ -18,10 +18,13 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Sequence
 
 import trio
+
+from ._metrics import METRICS_FD_VARIABLE, Snapshot, SnapshotChannel
 
 __all__ = [
     "SUPERVISOR_FD_VARIABLE",
@@ -91,6 +94,8 @@ class Supervisor:
         count: How many workers.
         grace: Seconds the workers' connections get to finish on a drain.
         pass_fds: File descriptors the workers inherit (listening sockets).
+        metrics: Whether to give each worker a socket to answer `snapshots`
+            on (see `trio_echo._metrics`).
 
     Attributes:
         failure: Why the supervisor gave up, in a sentence, if it did (a
@@ -105,6 +110,7 @@ class Supervisor:
         *,
         grace: float = 10.0,
         pass_fds: Sequence[int] = (),
+        metrics: bool = False,
     ) -> None:
         self._command = list(command)
         self._count = count
@@ -115,6 +121,8 @@ class Supervisor:
         self._stopping = trio.Event()
         self._kill_at = math.inf
         self._watches: set[trio.CancelScope] = set()
+        self._metrics = metrics
+        self._snapshot_channels: dict[int, SnapshotChannel] = {}  # by worker number
         self.failure: str | None = None
 
     @property
@@ -237,6 +245,20 @@ class Supervisor:
         process.kill()
         return await process.wait()
 
+    async def snapshots(self) -> list[tuple[str | None, Snapshot]]:
+        """Each running worker's metrics snapshot, with its number.
+
+        A worker that does not answer in time is left out.
+        """
+        answers: list[tuple[str | None, Snapshot]] = []
+        for number, channel in sorted(self._snapshot_channels.items()):
+            process = self._processes.get(number)
+            if process is not None and process.returncode is None:
+                snapshot = await channel.ask()
+                if snapshot is not None:
+                    answers.append((str(number), snapshot))
+        return answers
+
     async def _cancelled(self, number: int, process: trio.Process) -> None:
         """Stop a worker whose supervisor is cancelled: a cut, then a kill."""
         process.send_signal(CUT_SIGNAL)
@@ -254,19 +276,34 @@ class Supervisor:
         """Start worker ``number`` and wait for its 'listening on' line."""
         parent_alive = self._parent_alive
         assert parent_alive is not None  # set by run()
-        process: trio.Process = await nursery.start(
-            functools.partial(
-                trio.run_process,
-                self._command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                pass_fds=(*self._pass_fds, parent_alive),
-                env=dict(os.environ, **{SUPERVISOR_FD_VARIABLE: str(parent_alive)}),
-                start_new_session=True,
-                check=False,
-                deliver_cancel=functools.partial(self._cancelled, number),
+        env = dict(os.environ, **{SUPERVISOR_FD_VARIABLE: str(parent_alive)})
+        pass_fds = (*self._pass_fds, parent_alive)
+        theirs = None
+        if self._metrics:
+            ours, theirs = socket.socketpair()
+            old = self._snapshot_channels.pop(number, None)
+            if old is not None:
+                old.channel.close()
+            self._snapshot_channels[number] = SnapshotChannel(trio.socket.from_stdlib_socket(ours))
+            env[METRICS_FD_VARIABLE] = str(theirs.fileno())
+            pass_fds += (theirs.fileno(),)
+        try:
+            process: trio.Process = await nursery.start(
+                functools.partial(
+                    trio.run_process,
+                    self._command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    pass_fds=pass_fds,
+                    env=env,
+                    start_new_session=True,
+                    check=False,
+                    deliver_cancel=functools.partial(self._cancelled, number),
+                )
             )
-        )
+        finally:
+            if theirs is not None:
+                theirs.close()  # the worker's end: the worker holds it now
         self._processes[number] = process
         if self._stopping.is_set():  # stopped while it was starting: it must stop too
             process.send_signal(DRAIN_SIGNAL)
