@@ -3,9 +3,12 @@ statuses and signals."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import pty
+import queue
 import random
 import signal
 import socket
@@ -18,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import LISTENING, ROOT
 from tests.conftest import ChildProcess as Process
 from trio_echo import ServerConfig
 from trio_echo._cli import ExitStatus, _server_options, build_parser, parse_size
 from trio_echo._client_command import ClientOptions
+from trio_echo._logging import _DroppingQueueHandler
 from trio_echo._server_command import ServerOptions
 
 Spawn = Callable[..., Process]
@@ -777,3 +781,59 @@ def test_on_a_terminal_the_echo_ends_its_lines(
     # Into a pipe, the bytes exactly.
     piped = run("client", "--port", str(port), "--mode", mode, *messages)
     assert piped.stdout == b"".join(m.encode() for m in messages)
+
+
+def test_a_log_reader_that_stalls_does_not_stall_the_server() -> None:
+    # Standard error is a pipe that is full before the server starts, and
+    # that nobody reads: every log line would block a write to it.
+    reader, writer = os.pipe()
+    os.set_blocking(writer, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(writer, b"x" * 65536)
+    os.set_blocking(writer, True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trio_echo", "server", "--port", "0", "--grace", "1"],
+        stdout=subprocess.PIPE,
+        stderr=writer,
+        cwd=ROOT,
+    )
+    os.close(writer)
+    try:
+        assert process.stdout is not None
+        port = int(LISTENING.search(process.stdout.readline())[1])  # type: ignore[index]
+        for _ in range(20):  # a bad length each: a WARNING line each
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"x ")
+                assert sock.recv(10) == b""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"5 hello")
+            assert sock.recv(10) == b"hello"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()  # type: ignore[union-attr]
+        os.close(reader)
+
+
+def test_log_records_past_the_queue_are_dropped_and_counted() -> None:
+    records: queue.Queue[logging.LogRecord] = queue.Queue(2)
+    handler = _DroppingQueueHandler(records)
+    logger = logging.getLogger("test.dropping")
+
+    def record(message: str) -> logging.LogRecord:
+        return logger.makeRecord(logger.name, logging.INFO, "", 0, message, (), None)
+
+    for index in range(5):
+        handler.handle(record(f"line {index}"))
+    assert handler.dropped == 3
+    assert [records.get().getMessage() for _ in range(2)] == ["line 0", "line 1"]
+    handler.handle(record("line 5"))
+    assert [records.get().getMessage() for _ in range(2)] == [
+        "3 log line(s) dropped: the log's reader is not keeping up",
+        "line 5",
+    ]
+    assert handler.dropped == 0
