@@ -837,3 +837,33 @@ def test_log_records_past_the_queue_are_dropped_and_counted() -> None:
         "line 5",
     ]
     assert handler.dropped == 0
+
+
+def test_a_file_whose_size_is_not_known_is_sent_whole(server: tuple[Process, int]) -> None:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo here")
+    _process, port = server
+    result = run("client", "--port", str(port), "--file", str(cpuinfo))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == cpuinfo.read_bytes() != b""  # it reports a size of 0
+
+
+def test_a_closed_standard_output_is_one_sentence(server: tuple[Process, int]) -> None:
+    _process, port = server
+    result = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m trio_echo client --port {port} hi >&-'],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == ExitStatus.OUTPUT_ERROR
+    assert b"standard output is closed" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+def test_a_load_run_makes_no_message_over_a_gibibyte() -> None:
+    result = run("client", "--repeat", "1", "--size", "1TiB")
+    assert result.returncode == ExitStatus.USAGE
+    assert b"more than 1GiB, the largest message a load run makes" in result.stderr

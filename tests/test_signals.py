@@ -25,8 +25,9 @@ import trio
 
 from tests.conftest import ROOT, ChildProcess
 from trio_echo import _workers
+from trio_echo._server_command import _first_leaf
 from trio_echo._signals import handle_shutdown_signals
-from trio_echo._workers import Supervisor, describe_status
+from trio_echo._workers import Supervisor, WorkerStartError, describe_status
 
 
 def server_command(*args: str) -> list[str]:
@@ -268,3 +269,58 @@ def test_a_workers_end_is_said_in_words() -> None:
     assert describe_status(-signal.SIGKILL) == "killed by SIGKILL"
     assert describe_status(-signal.SIGTERM) == "killed by SIGTERM"
     assert describe_status(3) == "exited with status 3"
+
+
+def test_a_signal_ignored_by_whoever_started_it_stays_ignored(tmp_path: Path) -> None:
+    # nohup starts its command with SIGHUP ignored: a closed terminal must
+    # not stop a server started that way.
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        server = ChildProcess(server_command("--mode", "echo"), tmp_path)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    try:
+        with echo_over(server.wait_for_port()) as sock:
+            server.popen.send_signal(signal.SIGHUP)
+            server.popen.send_signal(signal.SIGTERM)  # after it, in order: the drain
+            while b"SIGTERM: not accepting" not in server.stderr:
+                assert server.popen.poll() is None
+                sock.sendall(b"x")
+                assert sock.recv(100) == b"x"
+        assert server.popen.wait(timeout=60) == 0
+        assert b"SIGHUP" not in server.stderr
+    finally:
+        server.stop()
+
+
+async def test_a_second_drain_is_not_sent_as_a_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_workers, "KILL_MARGIN", 0.2)
+    with StandIn(tmp_path, "stubborn") as stand_in:
+        supervisor = stand_in.supervisor(1, grace=0)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervisor.run)
+            assert await stand_in.next_line() == b"starting"
+            supervisor.drain()
+            supervisor.drain()  # the supervisor gave up, then systemd said stop
+            supervisor.cut()
+            assert {await stand_in.next_line(), await stand_in.next_line()} == {
+                b"SIGTERM",
+                b"SIGQUIT",
+            }
+        # The worker was killed at the deadline, having had no second SIGTERM.
+        assert not stand_in.buffered
+        with pytest.raises(BlockingIOError):
+            stand_in.ours.recv(100)
+
+
+async def test_a_worker_that_never_starts_fails_the_first_start(tmp_path: Path) -> None:
+    with StandIn(tmp_path, "fail") as stand_in:
+        supervisor = stand_in.supervisor(2)
+        with pytest.raises(BaseExceptionGroup) as caught:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(supervisor.run)
+    error = _first_leaf(caught.value)
+    assert isinstance(error, WorkerStartError)
+    assert str(error) == "worker 1 did not start (exited with status 1)"

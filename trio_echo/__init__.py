@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "annotations": "__future__",
     "EchoCheck": "_client",
     "EchoMismatchError": "_client",
     "FramedAnswers": "_client",

@@ -69,6 +69,19 @@ def _number(text: str, *, zero: bool, unit: str = "seconds") -> float:
     return value
 
 
+MAX_LOAD_SIZE = 1 << 30
+"""The largest message of a load run: its messages are made in memory."""
+
+
+def _load_size(text: str) -> int:
+    size = _size(text)
+    if size > MAX_LOAD_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is more than 1GiB, the largest message a load run makes (in memory)"
+        )
+    return size
+
+
 def _seconds(text: str) -> float:
     return _number(text, zero=False)
 
@@ -375,7 +388,7 @@ def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
     )
     load.add_argument(
         "--size",
-        type=_size,
+        type=_load_size,
         metavar="SIZE",
         help=f"payload bytes per message (default: {option('size')})",
     )

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import attrs
 import trio
@@ -16,7 +17,7 @@ from ._config import DEFAULT_PORT
 from ._errors import RemoteProtocolError
 from ._framer import DEFAULT_MAX_MESSAGE_SIZE, encode_header
 from ._load import run_load
-from ._messages import Message
+from ._messages import Message, MessageReadError
 from ._protocol import Mode
 from ._server import format_address
 from ._status import ExitStatus, fail
@@ -85,7 +86,7 @@ def _messages(options: ClientOptions) -> list[Message]:
         if options.file is not None:
             return [Message.from_file(options.file)]
         return [
-            Message.from_stream(sys.stdin.buffer) if text == "-" else Message(os.fsencode(text))
+            _standard_input() if text == "-" else Message(os.fsencode(text))
             for text in options.message
         ]
     except OSError as error:
@@ -93,6 +94,12 @@ def _messages(options: ClientOptions) -> list[Message]:
             f"client: cannot read {error.filename or options.file or 'standard input'}: "
             f"{(error.strerror or str(error)).lower()}"
         ) from None
+
+
+def _standard_input() -> Message:
+    if sys.stdin is None:
+        raise OSError(errno.EBADF, "it is closed", "standard input")
+    return Message.from_stream(sys.stdin.buffer)
 
 
 class _InputError(Exception):
@@ -111,13 +118,15 @@ class _Output:
     """
 
     def __init__(self, *, quiet: bool) -> None:
-        self._out = sys.stdout.buffer
+        if sys.stdout is None and not quiet:
+            raise _OutputError from OSError(errno.EBADF, "standard output is closed")
+        self._out = sys.stdout.buffer if sys.stdout is not None else None
         self._quiet = quiet
-        self._terminal = not quiet and sys.stdout.isatty()
+        self._terminal = self._out is not None and not quiet and sys.stdout.isatty()
         self._line_open = False
 
     def write(self, data: bytes) -> None:
-        if self._quiet or not data:
+        if self._quiet or not data or self._out is None:
             return
         try:
             self._out.write(data)
@@ -178,6 +187,9 @@ class _Progress:
 
 
 MiB = 1024 * 1024
+
+HINT_FROM = 64 * 1024
+"""The least message size for which a silent server's limit is hinted at."""
 
 HEAD_SIZE = 64
 """Bytes of the reply kept to say what kind of server sent it."""
@@ -264,30 +276,14 @@ async def _client_exchange(
                     async for piece in from_file:
                         yield piece
 
-    with trio.fail_after(options.timeout):
-        stream = await trio.open_tcp_stream(options.host, options.port)
-        async with stream:
-            if not sys.stderr.isatty():
-                sent_all = await exchange(stream, pieces(), sink, half_close_after=half_close_after)
-            else:
-                failure: Exception | None = None
-                sent_all = False
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(progress.run)
-                    try:
-                        sent_all = await exchange(
-                            stream,
-                            pieces(),
-                            sink,
-                            half_close_after=half_close_after,
-                            on_sent=progress.on_sent,
-                        )
-                    except Exception as error:  # raised below as itself, not in a group
-                        failure = error
-                    nursery.cancel_scope.cancel()
-                progress.finish()
-                if failure is not None:
-                    raise failure
+    try:
+        sent_all = await _send_and_receive(
+            options, pieces(), sink, half_close_after=half_close_after, progress=progress
+        )
+    except* MessageReadError as group:  # from the sending task: raised as itself
+        while isinstance(error := group.exceptions[0], BaseExceptionGroup):
+            group = error
+        raise error from error.__cause__
     output.end_line()
     if mode is Mode.FRAMED:
         answers.end()
@@ -301,6 +297,41 @@ async def _client_exchange(
         # failed send or a failed read is a race; it is a reset either way.
         raise trio.BrokenResourceError(f"before the whole message was sent; {problem}")
     return problem
+
+
+async def _send_and_receive(
+    options: ClientOptions,
+    outgoing: AsyncIterator[bytes],
+    sink: Callable[[bytes], None],
+    *,
+    half_close_after: int | None,
+    progress: _Progress,
+) -> bool:
+    """Connect, and exchange; with progress on standard error if it is a terminal."""
+    with trio.fail_after(options.timeout):
+        stream = await trio.open_tcp_stream(options.host, options.port)
+        async with stream:
+            if not sys.stderr.isatty():
+                return await exchange(stream, outgoing, sink, half_close_after=half_close_after)
+            failure: Exception | None = None
+            sent_all = False
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(progress.run)
+                try:
+                    sent_all = await exchange(
+                        stream,
+                        outgoing,
+                        sink,
+                        half_close_after=half_close_after,
+                        on_sent=progress.on_sent,
+                    )
+                except Exception as error:  # raised below as itself, not in a group
+                    failure = error
+                nursery.cancel_scope.cancel()
+            progress.finish()
+            if failure is not None:
+                raise failure
+            return sent_all
 
 
 def run_client(options: ClientOptions) -> int:
@@ -322,7 +353,10 @@ def _run_exchange(options: ClientOptions, messages: list[Message]) -> int:
     where = format_address(options.host, options.port)
     head = bytearray()
     try:
-        problem = trio.run(_client_exchange, options, messages, _Output(quiet=options.quiet), head)
+        output = _Output(quiet=options.quiet)
+        problem = trio.run(_client_exchange, options, messages, output, head)
+    except MessageReadError as error:
+        return fail(f"client: cannot read the message: {str(error).lower()}", ExitStatus.IO_ERROR)
     except _OutputError as error:
         return _output_failed(error.__cause__)
     except EchoMismatchError as error:
@@ -370,7 +404,7 @@ def _output_failed(cause: BaseException | None) -> ExitStatus:
     """
     # Nothing more can be written there, not even the interpreter's flush.
     with contextlib.suppress(OSError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno() if sys.stdout else 1)
     if isinstance(cause, BrokenPipeError):
         return ExitStatus.OUTPUT_ERROR
     reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
@@ -386,7 +420,7 @@ def _size_hint(mode: str, messages: list[Message], head: bytes | bytearray) -> s
     A count or framed server that refuses a message's length closes before
     it echoes a byte.
     """
-    if mode == Mode.ECHO or head:
+    if mode == Mode.ECHO or head or max(m.size for m in messages) < HINT_FROM:
         return ""
     largest = max(message.size for message in messages)
     return (

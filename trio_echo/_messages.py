@@ -13,9 +13,13 @@ import stat
 import tempfile
 from typing import BinaryIO
 
-__all__ = ["Message"]
+__all__ = ["Message", "MessageReadError"]
 
 SPOOL_CHUNK = 1024 * 1024
+
+
+class MessageReadError(Exception):
+    """A message's file could not be read (the cause says why)."""
 
 
 class Message:
@@ -75,8 +79,8 @@ class Message:
     @classmethod
     def _in_place(cls, fd: int) -> Message | None:
         status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
-            return None
+        if not stat.S_ISREG(status.st_mode) or status.st_size == 0:
+            return None  # a pipe, or a file whose size is not known (/proc's)
         start = os.lseek(fd, 0, os.SEEK_CUR)
         return cls(fd=fd, start=start, size=max(0, status.st_size - start))
 
@@ -97,12 +101,18 @@ class Message:
         """Up to ``count`` bytes from ``offset`` (fewer only at the end).
 
         Raises:
-            OSError: If the file cannot be read.
+            MessageReadError: If the file cannot be read, or has shrunk.
         """
         count = max(0, min(count, self.size - offset))
         if self._fd is None:
             return bytes(self._data[offset : offset + count])
-        return os.pread(self._fd, count, self._start + offset)
+        try:
+            data = os.pread(self._fd, count, self._start + offset)
+        except OSError as error:
+            raise MessageReadError(error.strerror or str(error)) from error
+        if len(data) < count:
+            raise MessageReadError("it became shorter while it was sent")
+        return data
 
     def close(self) -> None:
         """Close its file, if it owns one."""

@@ -204,7 +204,12 @@ async def serve_metrics(
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     async with listener:
         while True:
-            stream = await listener.accept()
+            try:
+                stream = await listener.accept()
+            except OSError as error:  # out of file descriptors, say: serving comes first
+                logger.warning("cannot accept a scrape: %s", error.strerror or error)
+                await trio.sleep(1.0)
+                continue
             async with stream:
                 # A scraper that goes away is no matter.
                 with (
@@ -286,11 +291,14 @@ async def answer_snapshots(sock: socket.socket, metrics: ServerMetrics) -> None:
     Returns when the supervisor closes its end.
     """
     with trio.socket.from_stdlib_socket(sock) as channel:
-        while request := await channel.recv(1):
-            snapshot = {"request": request[0], **metrics.snapshot()}
-            view = memoryview(json.dumps(snapshot).encode() + b"\n")
-            while view:
-                view = view[await channel.send(view) :]
+        try:
+            while request := await channel.recv(1):
+                snapshot = {"request": request[0], **metrics.snapshot()}
+                view = memoryview(json.dumps(snapshot).encode() + b"\n")
+                while view:
+                    view = view[await channel.send(view) :]
+        except OSError:
+            pass  # the supervisor is gone (its pipe tells the worker to drain)
 
 
 @attrs.define
@@ -321,8 +329,8 @@ class SnapshotChannel:
                     snapshot: Snapshot = json.loads(line)
                     if snapshot.pop("request", None) == self._request:
                         return snapshot
-            except (OSError, ValueError):
-                return None
+            except (OSError, ValueError, trio.ClosedResourceError, trio.BusyResourceError):
+                return None  # replaced by a restart, or gone
         return None
 
 

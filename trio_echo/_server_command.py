@@ -159,9 +159,12 @@ async def _serve_until_signalled(
     metrics_socket: socket.socket | None = None,
     channel: socket.socket | None = None,
 ) -> None:
+    draining = False
     async with trio.open_nursery() as nursery:
 
         def drain(name: str) -> None:
+            nonlocal draining
+            draining = True
             notify("STOPPING=1")
             logger.info("%s: not accepting; open connections have %g s to finish", name, grace)
             server.shutdown(grace)
@@ -185,6 +188,8 @@ async def _serve_until_signalled(
 
             nursery.start_soon(drain_when_orphaned)
         addresses: list[ListenAddress] = await nursery.start(serve)
+        if draining:
+            return  # a signal came first: nothing to announce
         metrics = server.metrics
         if metrics is not None and channel is not None:
             nursery.start_soon(answer_snapshots, channel, metrics)
@@ -236,18 +241,35 @@ def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
         pass_fds=pass_fds,
         metrics=metrics_socket is not None,
     )
+    stopped_by: list[str] = []  # the first signal's name, if one came
     try:
-        trio.run(_supervise, supervisor, options, listeners, metrics_socket)
+        trio.run(_supervise, supervisor, options, listeners, metrics_socket, stopped_by)
     except* WorkerStartError as group:
-        status = fail(f"server: {group.exceptions[0]}", ExitStatus.CANNOT_LISTEN)
+        status = fail(f"server: {_first_leaf(group)}", ExitStatus.CANNOT_LISTEN)
+    except* OSError as group:  # a worker could not even be spawned
+        status = fail(
+            f"server: cannot start a worker: {_first_leaf(group)}", ExitStatus.WORKER_FAILED
+        )
     else:
         status = ExitStatus.OK
         if supervisor.failure is not None:
             status = fail(f"server: {supervisor.failure}", ExitStatus.WORKER_FAILED)
+        elif stopped_by[:1] == ["SIGINT"] and not supervisor.ever_ready:
+            status = ExitStatus.INTERRUPTED  # a Ctrl-C before anything listened
     finally:
         for sock in reserved:
             sock.close()
     return status
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first exception in ``error`` that is not a group.
+
+    trio nests a task's error in a group for each nursery it crosses.
+    """
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 async def _supervise(
@@ -255,10 +277,13 @@ async def _supervise(
     options: ServerOptions,
     listeners: list[socket.socket],
     metrics_socket: socket.socket | None = None,
+    stopped_by: list[str] | None = None,
 ) -> None:
+    stopped_by = [] if stopped_by is None else stopped_by
     async with trio.open_nursery() as nursery:
 
         def drain(name: str) -> None:
+            stopped_by.append(name)
             notify("STOPPING=1")
             workers_logger.info("%s: asking %d workers to drain", name, len(supervisor.pids))
             supervisor.drain()
@@ -275,6 +300,8 @@ async def _supervise(
 
         await nursery.start(handle_shutdown_signals, drain, cut)
         await nursery.start(supervise)
+        if stopped_by:
+            return  # stopped while the workers started: nothing to announce
         if metrics_socket is not None:
             _log_metrics_address(metrics_socket)
             nursery.start_soon(serve_metrics, metrics_socket, supervisor.snapshots)

@@ -34,11 +34,21 @@ __all__ = [
     "signal_name",
 ]
 
-DRAIN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-CUT_SIGNAL = signal.SIGQUIT
-SHUTDOWN_SIGNALS = (*DRAIN_SIGNALS, CUT_SIGNAL)
+DRAIN_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+CUT_SIGNAL = getattr(signal, "SIGQUIT", None)
+"""SIGQUIT; None where there is no such signal (Windows)."""
+SHUTDOWN_SIGNALS = (*DRAIN_SIGNALS, *([CUT_SIGNAL] if CUT_SIGNAL is not None else []))
 
 _early: list[int] = []
+_ignored: set[int] = set()
+"""Shutdown signals this process was started with ignored (``nohup`` ignores
+SIGHUP): they stay ignored."""
+
+
+def _handled() -> list[int]:
+    return [signum for signum in SHUTDOWN_SIGNALS if signum not in _ignored]
 
 
 def _record(signum: int, _frame: FrameType | None) -> None:
@@ -49,11 +59,16 @@ def install_early_handlers() -> None:
     """Record the shutdown signals from now on, instead of dying of them.
 
     Also unblocks them, should this process have been started with them
-    blocked (a mask is inherited across ``exec``).
+    blocked (a mask is inherited across ``exec``). A signal the process was
+    started with ignored stays ignored (``nohup`` ignores SIGHUP).
     """
     for signum in SHUTDOWN_SIGNALS:
-        signal.signal(signum, _record)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
+        if signal.getsignal(signum) == signal.SIG_IGN:
+            _ignored.add(signum)  # as it was asked to be, by whoever started it
+        else:
+            signal.signal(signum, _record)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _handled())
 
 
 def early_signals() -> list[int]:
@@ -124,7 +139,7 @@ async def handle_shutdown_signals(
 
     import trio  # noqa: PLC0415 (this module is imported before trio: see above)
 
-    with trio.open_signal_receiver(*SHUTDOWN_SIGNALS) as received:
+    with trio.open_signal_receiver(*_handled()) as received:
         if task_status is not None:
             task_status.started()
         early = list(_early)

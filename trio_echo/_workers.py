@@ -42,7 +42,7 @@ READY_TIMEOUT = 30.0
 RESTART_DELAY = 0.5
 """Seconds before restarting a worker that failed; doubled (up to
 MAX_RESTART_DELAY) with each failure in a row: a start that fails, or a
-worker that exits within QUICK_EXIT seconds of its start."""
+worker that exits within QUICK_EXIT seconds of listening."""
 
 MAX_RESTART_DELAY = 30.0
 
@@ -57,7 +57,7 @@ KILL_MARGIN = 5.0
 has not exited is killed (SIGKILL)."""
 
 DRAIN_SIGNAL = signal.SIGTERM
-CUT_SIGNAL = signal.SIGQUIT
+CUT_SIGNAL = getattr(signal, "SIGQUIT", signal.SIGTERM)  # the supervisor runs on POSIX only
 """What the supervisor sends its workers: two different signals, which the
 kernel never merges into one (two SIGTERMs sent back to back may be)."""
 
@@ -121,6 +121,9 @@ class Supervisor:
         self._stopping = trio.Event()
         self._kill_at = math.inf
         self._watches: set[trio.CancelScope] = set()
+        self._sent: set[int] = set()  # the signals sent to every worker
+        self._ready: set[int] = set()  # the workers listening now, by number
+        self.ever_ready = False
         self._metrics = metrics
         self._snapshot_channels: dict[int, SnapshotChannel] = {}  # by worker number
         self.failure: str | None = None
@@ -178,6 +181,9 @@ class Supervisor:
         self._kill_at = min(self._kill_at, trio.current_time() + kill_after)
         for scope in self._watches:
             scope.deadline = self._kill_at
+        if signum in self._sent:
+            return  # a second drain is no cut: each signal goes once
+        self._sent.add(signum)
         for process in self._processes.values():
             if process.returncode is None:
                 process.send_signal(signum)
@@ -193,7 +199,6 @@ class Supervisor:
         failures = 0
         try:
             while not self._stopping.is_set():
-                began = trio.current_time()
                 try:
                     process = await self._spawn(number, nursery)
                 except WorkerStartError as error:
@@ -203,14 +208,19 @@ class Supervisor:
                         raise
                     failure = str(error)
                 else:
+                    ready_at = trio.current_time()
                     if not started:
                         started = True
                         task_status.started()
-                    status = await self._watch(number, process)
+                    self._ready.add(number)
+                    try:
+                        status = await self._watch(number, process)
+                    finally:
+                        self._ready.discard(number)
                     if self._stopping.is_set():
                         return
                     failure = f"worker {number} (pid {process.pid}) {describe_status(status)}"
-                    if trio.current_time() - began >= QUICK_EXIT:
+                    if trio.current_time() - ready_at >= QUICK_EXIT:
                         failures = 0  # it served a while: a crash, not a failing start
                 failures += 1
                 if failures >= MAX_FAILURES_IN_A_ROW:
@@ -246,18 +256,23 @@ class Supervisor:
         return await process.wait()
 
     async def snapshots(self) -> list[tuple[str | None, Snapshot]]:
-        """Each running worker's metrics snapshot, with its number.
+        """Each listening worker's metrics snapshot, with its number.
 
-        A worker that does not answer in time is left out.
+        The workers are asked at once; one that does not answer in time is
+        left out.
         """
-        answers: list[tuple[str | None, Snapshot]] = []
-        for number, channel in sorted(self._snapshot_channels.items()):
-            process = self._processes.get(number)
-            if process is not None and process.returncode is None:
-                snapshot = await channel.ask()
-                if snapshot is not None:
-                    answers.append((str(number), snapshot))
-        return answers
+        answers: dict[int, Snapshot] = {}
+
+        async def ask(number: int, channel: SnapshotChannel) -> None:
+            snapshot = await channel.ask()
+            if snapshot is not None:
+                answers[number] = snapshot
+
+        async with trio.open_nursery() as nursery:
+            for number, channel in self._snapshot_channels.items():
+                if number in self._ready:
+                    nursery.start_soon(ask, number, channel)
+        return [(str(number), answers[number]) for number in sorted(answers)]
 
     async def _cancelled(self, number: int, process: trio.Process) -> None:
         """Stop a worker whose supervisor is cancelled: a cut, then a kill."""
@@ -305,8 +320,8 @@ class Supervisor:
             if theirs is not None:
                 theirs.close()  # the worker's end: the worker holds it now
         self._processes[number] = process
-        if self._stopping.is_set():  # stopped while it was starting: it must stop too
-            process.send_signal(DRAIN_SIGNAL)
+        for signum in sorted(self._sent):  # stopped while it was starting: it must stop too
+            process.send_signal(signum)
         line = b""
         assert process.stdout is not None
         with trio.move_on_after(READY_TIMEOUT):
@@ -317,6 +332,7 @@ class Supervisor:
             status = await process.wait()
             raise WorkerStartError(f"worker {number} did not start ({describe_status(status)})")
         logger.info("worker %d (pid %d) started", number, process.pid)
+        self.ever_ready = True
         return process
 
 
