@@ -161,29 +161,33 @@ def test_client_wrong_echo_exits_with_mismatch(
     assert_one_sentence(result.stderr)
 
 
-def test_client_progress_on_a_terminal() -> None:
-    port, thread = altering_server(lambda p: p, delay=1.2)
+def on_a_terminal(stream: str, *args: str) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
+    """Run trio_echo with standard output or error (``stream``) on a pseudo
+    terminal; return the run, with the other stream, and what the terminal
+    showed."""
     controller, terminal = pty.openpty()
+    other = "stderr" if stream == "stdout" else "stdout"
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "trio_echo", "client", "--port", str(port), "slow echo"],
-            stdout=subprocess.PIPE,
-            stderr=terminal,
+            [sys.executable, "-m", "trio_echo", *args],
+            **{stream: terminal, other: subprocess.PIPE},  # type: ignore[arg-type]
+            cwd=ROOT,
             timeout=60,
             check=False,
         )
         os.close(terminal)
         shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # the terminal is closed and drained
-                break
-            if not chunk:
-                break
-            shown += chunk
+        with contextlib.suppress(OSError):  # once the terminal is closed and drained
+            while chunk := os.read(controller, 4096):
+                shown += chunk
     finally:
         os.close(controller)
+    return result, shown
+
+
+def test_client_progress_on_a_terminal() -> None:
+    port, thread = altering_server(lambda p: p, delay=1.2)
+    result, shown = on_a_terminal("stderr", "client", "--port", str(port), "slow echo")
     thread.join(10)
     assert (result.returncode, result.stdout) == (0, b"slow echo")
     assert b"sent 11 of 11 bytes, echoed 0" in shown  # "9 slow echo"
@@ -731,18 +735,6 @@ def test_a_load_run_with_nothing_completed_shows_no_latency() -> None:
     assert b"latency (ms)" not in result.stdout
 
 
-def read_terminal(controller: int) -> bytes:
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:  # the terminal is closed and drained
-            return shown
-        if not chunk:
-            return shown
-        shown += chunk
-
-
 @pytest.mark.parametrize(
     ("mode", "messages", "expected"),
     [("count", ["hello"], b"hello\r\n"), ("framed", ["one", "two"], b"one\r\ntwo\r\n")],
@@ -752,30 +744,9 @@ def test_on_a_terminal_the_echo_ends_its_lines(
 ) -> None:
     process = spawn("-m", "trio_echo", "server", "--port", "0", "--mode", mode)
     port = process.wait_for_port()
-    controller, terminal = pty.openpty()
-    try:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "trio_echo",
-                "client",
-                "--port",
-                str(port),
-                "--mode",
-                mode,
-                *messages,
-            ],
-            stdout=terminal,
-            stderr=subprocess.PIPE,
-            cwd=ROOT,
-            timeout=60,
-            check=False,
-        )
-        os.close(terminal)
-        shown = read_terminal(controller)
-    finally:
-        os.close(controller)
+    result, shown = on_a_terminal(
+        "stdout", "client", "--port", str(port), "--mode", mode, *messages
+    )
     assert result.returncode == 0, result.stderr
     assert shown == expected
     # Into a pipe, the bytes exactly.

@@ -17,21 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, ChildProcess, children
+from tests.conftest import ROOT, ChildProcess, children, round_trip
 from trio_echo._cli import build_parser
 from trio_echo._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
 
 Spawn = Callable[..., ChildProcess]
-
-
-def round_trip(port: int, payload: bytes) -> bytes:
-    """One count message over a blocking socket; the echo back."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"%d " % len(payload) + payload)
-        received = b""
-        while data := sock.recv(65536):
-            received += data
-    return received
 
 
 def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:

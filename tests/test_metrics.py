@@ -5,7 +5,6 @@ serving; without the extra, one sentence."""
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from collections.abc import Callable
 import pytest
 import trio
 
-from tests.conftest import ROOT, ChildProcess, start_server
+from tests.conftest import ROOT, ChildProcess, round_trip, start_server
 from trio_echo import EchoServer, ServerConfig, _metrics, open_listeners
 from trio_echo._metrics import serve_metrics
 
@@ -163,15 +162,6 @@ def metrics_port_of(process: ChildProcess) -> int:
         assert time.monotonic() < deadline, process.stderr
         time.sleep(0.02)
     return int(match[1])
-
-
-def round_trip(port: int, payload: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"%d " % len(payload) + payload)
-        received = b""
-        while data := sock.recv(1024):
-            received += data
-    return received
 
 
 def test_one_scrape_covers_every_worker(spawn: Spawn) -> None:

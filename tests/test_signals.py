@@ -191,24 +191,6 @@ async def test_a_drain_while_a_worker_starts_stops_the_starting_cleanly(tmp_path
         assert supervisor.failure is None
 
 
-async def test_drain_and_cut_reach_a_worker_as_two_signals(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_workers, "KILL_MARGIN", 0.2)
-    with StandIn(tmp_path, "stubborn") as stand_in:
-        supervisor = stand_in.supervisor(1, grace=0)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(supervisor.run)
-            assert await stand_in.next_line() == b"starting"
-            supervisor.drain()
-            supervisor.cut()  # back to back: a second SIGTERM could merge with the first
-            assert {await stand_in.next_line(), await stand_in.next_line()} == {
-                b"SIGTERM",
-                b"SIGQUIT",
-            }
-        # ... and, as it ignores both, the kill deadline ended it.
-
-
 async def test_a_cancelled_supervisor_cuts_its_workers(tmp_path: Path) -> None:
     with StandIn(tmp_path, "polite") as stand_in:
         supervisor = stand_in.supervisor(1)
@@ -293,7 +275,7 @@ def test_a_signal_ignored_by_whoever_started_it_stays_ignored(tmp_path: Path) ->
         server.stop()
 
 
-async def test_a_second_drain_is_not_sent_as_a_cut(
+async def test_drain_and_cut_reach_a_worker_as_two_signals_each_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_workers, "KILL_MARGIN", 0.2)
@@ -304,7 +286,7 @@ async def test_a_second_drain_is_not_sent_as_a_cut(
             assert await stand_in.next_line() == b"starting"
             supervisor.drain()
             supervisor.drain()  # the supervisor gave up, then systemd said stop
-            supervisor.cut()
+            supervisor.cut()  # back to back: a second SIGTERM could merge with the first
             assert {await stand_in.next_line(), await stand_in.next_line()} == {
                 b"SIGTERM",
                 b"SIGQUIT",
