@@ -11,6 +11,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -176,6 +177,16 @@ async def wait_until(predicate: Callable[[], bool], seconds: float = 5.0) -> Non
     with trio.fail_after(seconds):
         while not predicate():  # noqa: ASYNC110  (nothing here to wait on but the state)
             await trio.sleep(0.01)
+
+
+def round_trip(port: int, payload: bytes) -> bytes:
+    """One count message over a blocking socket; the echo back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"%d " % len(payload) + payload)
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+    return received
 
 
 def python_command(*args: str) -> list[str]:

@@ -3,25 +3,34 @@ statuses and signals."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import pty
+import queue
+import random
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import LISTENING, ROOT
 from tests.conftest import ChildProcess as Process
+from trio_echo import ServerConfig
 from trio_echo._cli import ExitStatus, _server_options, build_parser, parse_size
+from trio_echo._client_command import ClientOptions
+from trio_echo._logging import _DroppingQueueHandler
+from trio_echo._server_command import ServerOptions
 
 Spawn = Callable[..., Process]
+MiB = 1024 * 1024
 
 
 def run(*args: str, stdin: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -152,29 +161,33 @@ def test_client_wrong_echo_exits_with_mismatch(
     assert_one_sentence(result.stderr)
 
 
-def test_client_progress_on_a_terminal() -> None:
-    port, thread = altering_server(lambda p: p, delay=1.2)
+def on_a_terminal(stream: str, *args: str) -> tuple[subprocess.CompletedProcess[bytes], bytes]:
+    """Run trio_echo with standard output or error (``stream``) on a pseudo
+    terminal; return the run, with the other stream, and what the terminal
+    showed."""
     controller, terminal = pty.openpty()
+    other = "stderr" if stream == "stdout" else "stdout"
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "trio_echo", "client", "--port", str(port), "slow echo"],
-            stdout=subprocess.PIPE,
-            stderr=terminal,
+            [sys.executable, "-m", "trio_echo", *args],
+            **{stream: terminal, other: subprocess.PIPE},  # type: ignore[arg-type]
+            cwd=ROOT,
             timeout=60,
             check=False,
         )
         os.close(terminal)
         shown = b""
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # the terminal is closed and drained
-                break
-            if not chunk:
-                break
-            shown += chunk
+        with contextlib.suppress(OSError):  # once the terminal is closed and drained
+            while chunk := os.read(controller, 4096):
+                shown += chunk
     finally:
         os.close(controller)
+    return result, shown
+
+
+def test_client_progress_on_a_terminal() -> None:
+    port, thread = altering_server(lambda p: p, delay=1.2)
+    result, shown = on_a_terminal("stderr", "client", "--port", str(port), "slow echo")
     thread.join(10)
     assert (result.returncode, result.stdout) == (0, b"slow echo")
     assert b"sent 11 of 11 bytes, echoed 0" in shown  # "9 slow echo"
@@ -232,8 +245,20 @@ def test_client_reset() -> None:
         pytest.param(["server", "--mode", "chat"], b"invalid choice", id="bad-mode"),
         pytest.param(["server", "--max-message-size", "lots"], b"not a size", id="bad-size"),
         pytest.param(
-            ["server", "--connection-buffer", "2G"], b"may not exceed", id="buffer-over-budget"
+            ["server", "--connection-buffer", "2G"],
+            b"--connection-buffer (2,147,483,648 bytes) may not exceed --memory-budget",
+            id="buffer-over-budget",
         ),
+        pytest.param(
+            ["server", "--connection-buffer", "1"], b"less than 64KiB", id="buffer-below-a-read"
+        ),
+        pytest.param(
+            ["server", "--memory-budget", "1K"], b"less than 64KiB", id="budget-below-a-read"
+        ),
+        pytest.param(
+            ["server", "--fd", "3", "--fd", "3"], b"--fd 3 is given more than once", id="fd-twice"
+        ),
+        pytest.param(["server", "--linger-timeout", "-1"], b"zero or a positive", id="bad-linger"),
         pytest.param(["server", "--idle-timeout", "0"], b"positive", id="zero-idle-timeout"),
         pytest.param(
             ["server", "--min-data-rate", "-1"], b"bytes per second", id="negative-data-rate"
@@ -252,6 +277,9 @@ def test_client_reset() -> None:
             id="huge-message-size",
         ),
         pytest.param(["client", "--size", "1K", "x"], b"give --repeat N too", id="size-alone"),
+        pytest.param(
+            ["client", "--size", "100", "x"], b"--size is for a load run", id="default-size-alone"
+        ),
         pytest.param(["--bogus"], b"unrecognized arguments: --bogus", id="top-level-bogus"),
         pytest.param([], b"give a COMMAND", id="no-command"),
     ],
@@ -263,11 +291,37 @@ def test_usage_errors(args: list[str], words: bytes) -> None:
     assert b"Traceback" not in result.stderr
 
 
+def options_of(*argv: str) -> ServerOptions:
+    args = vars(build_parser().parse_args(["server", *argv]))
+    return _server_options(
+        {k: v for k, v in args.items() if k not in ("command", "command_parser")}
+    )
+
+
 @pytest.mark.parametrize(("flag", "rate"), [([], 240.0), (["--min-data-rate", "0"], 0.0)])
 def test_the_minimum_data_rate_reaches_the_config(flag: list[str], rate: float) -> None:
-    args = build_parser().parse_args(["server", *flag])
-    config = _server_options(args).config
+    config = options_of(*flag).config
     assert (config.min_data_rate, config.limits.min_data_rate) == (rate, rate)
+
+
+@pytest.mark.parametrize(("flag", "linger"), [([], 2.0), (["--linger-timeout", "0"], 0.0)])
+def test_the_linger_timeout_reaches_the_config(flag: list[str], linger: float) -> None:
+    config = options_of(*flag).config
+    assert (config.linger_timeout, config.limits.linger_timeout) == (linger, linger)
+
+
+def test_the_server_commands_defaults_are_its_options_and_configs() -> None:
+    # No flag sets a value of its own: what is not given is left to
+    # ServerOptions and ServerConfig.
+    assert set(vars(build_parser().parse_args(["server"]))) == {"command", "command_parser"}
+    assert options_of() == ServerOptions()
+    assert options_of("--memory-budget", "1MiB").config == ServerConfig(memory_budget=1 << 20)
+
+
+def test_the_client_commands_defaults_are_its_options() -> None:
+    args = vars(build_parser().parse_args(["client", "x"]))
+    assert set(args) == {"command", "command_parser", "message"}
+    assert ClientOptions(message=args["message"]) == ClientOptions(message=("x",))
 
 
 @pytest.mark.parametrize("command", ["server", "client"])
@@ -299,14 +353,30 @@ def test_server_unresolvable_host() -> None:
     assert_one_sentence(result.stderr)
 
 
+def recv_exactly(sock: socket.socket, count: int) -> bytes:
+    received = b""
+    while len(received) < count and (data := sock.recv(count - len(received))):
+        received += data
+    return received
+
+
+def wait_for_log(process: Process, line: bytes, seconds: float = 30.0) -> None:
+    """Wait until ``process`` has logged ``line`` (or fail once ``seconds`` pass)."""
+    deadline = time.monotonic() + seconds
+    while line not in process.stderr:
+        assert process.popen.poll() is None, process.stderr
+        assert time.monotonic() < deadline, f"no {line!r} in {process.stderr!r}"
+        time.sleep(0.02)
+
+
 def test_sigterm_during_a_transfer_lets_it_complete(server: tuple[Process, int]) -> None:
     process, port = server
     payload = bytes(range(256)) * 4096  # 1 MiB
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(b"%d " % len(payload) + payload[:1000])
-        time.sleep(0.2)
+        assert recv_exactly(sock, 1000) == payload[:1000]  # it is being served
         process.popen.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
+        wait_for_log(process, b"waiting for 1 connection(s) to end")  # listeners closed
         # Not accepting any more...
         with (
             pytest.raises(ConnectionRefusedError),
@@ -315,7 +385,7 @@ def test_sigterm_during_a_transfer_lets_it_complete(server: tuple[Process, int])
             pass
         # ...but the transfer in progress goes on to the end.
         sock.sendall(payload[1000:])
-        echoed = bytearray()
+        echoed = bytearray(payload[:1000])
         while data := sock.recv(1 << 16):
             echoed += data
     assert echoed == payload
@@ -330,9 +400,9 @@ def test_second_signal_exits_at_once(spawn: Spawn) -> None:
     port = process.wait_for_port()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(b"100 stalled")
-        time.sleep(0.2)
+        assert recv_exactly(sock, 7) == b"stalled"  # it is being served
         process.popen.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_for_log(process, b"waiting for 1 connection(s) to end")
         assert process.popen.poll() is None  # waiting for the stalled connection
         start = time.monotonic()
         process.popen.send_signal(signal.SIGINT)
@@ -393,7 +463,15 @@ def test_load_run_text(server: tuple[Process, int]) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("4096", 4096), ("64KiB", 65536), ("64k", 65536), ("1M", 1 << 20), ("2 GiB", 2 << 30)],
+    [
+        ("4096", 4096),
+        ("64KiB", 65536),
+        ("64k", 65536),
+        ("1M", 1 << 20),
+        ("2 GiB", 2 << 30),
+        ("1TiB", 1 << 40),
+        ("1t", 1 << 40),
+    ],
 )
 def test_parse_size(text: str, size: int) -> None:
     assert parse_size(text) == size
@@ -405,8 +483,9 @@ def test_echo_server_reads_the_data_behind_tcp_urgent_data(spawn: Spawn) -> None
     # of it is queued at once): the echo must carry on past the urgent mark.
     process = spawn("-m", "trio_echo", "server", "--port", "0", "--mode", "echo")
     port = process.wait_for_port()
-    with socket.create_connection(("127.0.0.1", port)) as client:
-        time.sleep(0.3)  # the connection's reader waits
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(b"x")
+        assert recv_exactly(client, 1) == b"x"  # the connection's reader waits now
         os.kill(process.pid, signal.SIGSTOP)
         try:
             client.send(b"abcd", socket.MSG_OOB)  # "d" is the urgent byte
@@ -499,3 +578,263 @@ def test_load_run_status_follows_the_first_failure(
     assert words in result.stderr
     assert not result.stderr.rstrip().endswith(b":")  # never an empty reason
     assert_one_sentence(result.stderr)
+
+
+# -- the client streams, and names its own failures ---------------------------
+
+
+def peak_rss_of(command: list[str], **popen: object) -> tuple[int, bytes, int]:
+    """Run ``command`` to its end; return its status, its errors and its peak RSS."""
+    process = subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        **popen,  # type: ignore[arg-type]
+    )
+    assert process.stderr is not None
+    errors = process.stderr.read()
+    _pid, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.stderr.close()
+    return process.returncode, errors, usage.ru_maxrss * 1024
+
+
+BIG = 256 * MiB
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("big") / "big.bin"
+    with path.open("wb") as file:
+        block = random.Random(7).randbytes(MiB)
+        for index in range(BIG // MiB):
+            file.write(block[index:] + block[:index])
+    return path
+
+
+@pytest.fixture(scope="module")
+def big_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    process = Process(
+        [sys.executable, "-m", "trio_echo", "server", "--port", "0", "--max-message-size", "1G"],
+        tmp_path_factory.mktemp("big-server"),
+    )
+    try:
+        yield process.wait_for_port()
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("how", ["file", "stdin-pipe", "stdin-file"])
+def test_the_client_streams_a_large_message_in_bounded_memory(
+    big_server: int, big_file: Path, how: str
+) -> None:
+    port = big_server
+    client = [sys.executable, "-m", "trio_echo", "client", "--port", str(port), "--quiet"]
+    if how == "file":
+        status, errors, peak = peak_rss_of([*client, "--file", str(big_file)])
+    elif how == "stdin-file":
+        with big_file.open("rb") as stdin:
+            status, errors, peak = peak_rss_of([*client, "-"], stdin=stdin)
+    else:  # a pipe: spooled to a temporary file, not to memory
+        with subprocess.Popen(["cat", str(big_file)], stdout=subprocess.PIPE) as cat:
+            status, errors, peak = peak_rss_of([*client, "-"], stdin=cat.stdout)
+    assert (status, errors) == (0, b"")
+    assert peak < 64 * MiB, f"{peak / MiB:.0f} MiB of RSS for a {BIG // MiB} MiB message"
+
+
+def test_a_broken_pipe_on_the_output_ends_quietly(big_server: int, big_file: Path) -> None:
+    port = big_server
+    reader = subprocess.Popen(["head", "-c", "5"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert reader.stdin is not None
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_echo", "client", "--port", str(port), "--file", str(big_file)],
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    reader.stdin.close()
+    assert reader.stdout is not None
+    with reader.stdout, big_file.open("rb") as sent:
+        assert reader.stdout.read() == sent.read(5)
+    reader.wait(timeout=30)
+    assert (result.returncode, result.stderr) == (ExitStatus.OUTPUT_ERROR, b"")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_a_full_output_is_named_as_such(server: tuple[Process, int]) -> None:
+    _process, port = server
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "trio_echo", "client", "--port", str(port), "hello"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == ExitStatus.OUTPUT_ERROR
+    assert b"cannot write the echo to standard output: no space left on device" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+def test_a_reset_after_a_message_too_large_says_why(spawn: Spawn) -> None:
+    process = spawn("-m", "trio_echo", "server", "--port", "0", "--max-message-size", "1K")
+    port = process.wait_for_port()
+    result = run("client", "--port", str(port), "x" * 100_000)
+    assert result.returncode in (ExitStatus.RESET, ExitStatus.MISMATCH)
+    assert b"a server refuses a message longer than its --max-message-size" in result.stderr
+    assert b"this one is 100,000 bytes" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [
+        ("[::1]", "::1", None),
+        ("[::1]:5000", "::1", 5000),
+        ("127.0.0.1:5000", "127.0.0.1", 5000),
+        ("::1", "::1", None),
+        ("localhost", "localhost", None),
+    ],
+)
+def test_the_client_takes_hosts_as_the_server_prints_them(
+    text: str, host: str, port: int | None
+) -> None:
+    args = build_parser().parse_args(["client", "--host", text, "x"])
+    assert args.host == (host, port)
+
+
+def test_a_host_and_a_port_that_disagree_are_refused() -> None:
+    result = run("client", "--host", "[::1]:5000", "--port", "6000", "x")
+    assert result.returncode == ExitStatus.USAGE
+    assert b"--host names port 5000 and --port names 6000" in result.stderr
+
+
+def test_the_client_reaches_an_ipv6_server_by_its_printed_address(spawn: Spawn) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback here: {error}")
+    process = spawn("-m", "trio_echo", "server", "--host", "::1", "--port", "0")
+    port = process.wait_for_port()
+    result = run("client", "--host", f"[::1]:{port}", "over six")
+    assert (result.returncode, result.stdout) == (0, b"over six")
+
+
+def test_a_load_run_with_nothing_completed_shows_no_latency() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # bound, not listening: refused
+        result = run("client", "--port", str(port), "--repeat", "3", "--concurrency", "1")
+    assert result.returncode == ExitStatus.REFUSED
+    assert b"no message completed" in result.stdout
+    assert b"latency (ms)" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("mode", "messages", "expected"),
+    [("count", ["hello"], b"hello\r\n"), ("framed", ["one", "two"], b"one\r\ntwo\r\n")],
+)
+def test_on_a_terminal_the_echo_ends_its_lines(
+    spawn: Spawn, mode: str, messages: list[str], expected: bytes
+) -> None:
+    process = spawn("-m", "trio_echo", "server", "--port", "0", "--mode", mode)
+    port = process.wait_for_port()
+    result, shown = on_a_terminal(
+        "stdout", "client", "--port", str(port), "--mode", mode, *messages
+    )
+    assert result.returncode == 0, result.stderr
+    assert shown == expected
+    # Into a pipe, the bytes exactly.
+    piped = run("client", "--port", str(port), "--mode", mode, *messages)
+    assert piped.stdout == b"".join(m.encode() for m in messages)
+
+
+def test_a_log_reader_that_stalls_does_not_stall_the_server() -> None:
+    # Standard error is a pipe that is full before the server starts, and
+    # that nobody reads: every log line would block a write to it.
+    reader, writer = os.pipe()
+    os.set_blocking(writer, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(writer, b"x" * 65536)
+    os.set_blocking(writer, True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trio_echo", "server", "--port", "0", "--grace", "1"],
+        stdout=subprocess.PIPE,
+        stderr=writer,
+        cwd=ROOT,
+    )
+    os.close(writer)
+    try:
+        assert process.stdout is not None
+        port = int(LISTENING.search(process.stdout.readline())[1])  # type: ignore[index]
+        for _ in range(20):  # a bad length each: a WARNING line each
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"x ")
+                assert sock.recv(10) == b""
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"5 hello")
+            assert sock.recv(10) == b"hello"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()  # type: ignore[union-attr]
+        os.close(reader)
+
+
+def test_log_records_past_the_queue_are_dropped_and_counted() -> None:
+    records: queue.Queue[logging.LogRecord] = queue.Queue(2)
+    handler = _DroppingQueueHandler(records)
+    logger = logging.getLogger("test.dropping")
+
+    def record(message: str) -> logging.LogRecord:
+        return logger.makeRecord(logger.name, logging.INFO, "", 0, message, (), None)
+
+    for index in range(5):
+        handler.handle(record(f"line {index}"))
+    assert handler.dropped == 3
+    assert [records.get().getMessage() for _ in range(2)] == ["line 0", "line 1"]
+    handler.handle(record("line 5"))
+    assert [records.get().getMessage() for _ in range(2)] == [
+        "3 log line(s) dropped: the log's reader is not keeping up",
+        "line 5",
+    ]
+    assert handler.dropped == 0
+
+
+def test_a_file_whose_size_is_not_known_is_sent_whole(server: tuple[Process, int]) -> None:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo here")
+    _process, port = server
+    result = run("client", "--port", str(port), "--file", str(cpuinfo))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == cpuinfo.read_bytes() != b""  # it reports a size of 0
+
+
+def test_a_closed_standard_output_is_one_sentence(server: tuple[Process, int]) -> None:
+    _process, port = server
+    result = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m trio_echo client --port {port} hi >&-'],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == ExitStatus.OUTPUT_ERROR
+    assert b"standard output is closed" in result.stderr
+    assert_one_sentence(result.stderr)
+
+
+def test_a_load_run_makes_no_message_over_a_gibibyte() -> None:
+    result = run("client", "--repeat", "1", "--size", "1TiB")
+    assert result.returncode == ExitStatus.USAGE
+    assert b"more than 1GiB, the largest message a load run makes" in result.stderr

@@ -17,6 +17,7 @@ import trio
 import trio.testing
 
 from trio_echo import (
+    ConfigError,
     ConnectionReport,
     HandlerError,
     MemoryBudget,
@@ -557,6 +558,18 @@ def test_config_owns_its_defaults() -> None:
     assert ServerConfig(max_message_size=1 << 20).connection_buffer == (17 << 16) + (1 << 16)
     with pytest.raises(ValueError, match="may not exceed"):
         ServerConfig(connection_buffer=2, memory_budget=1)
+
+
+def test_a_config_error_names_its_settings_as_its_caller_does() -> None:
+    with pytest.raises(ConfigError) as caught:
+        ServerConfig(connection_buffer=2, memory_budget=1)
+    error = caught.value
+    assert str(error) == "connection_buffer (2 bytes) may not exceed memory_budget (1 bytes)"
+    assert error.describe(lambda name: f"--{name.replace('_', '-')}") == (
+        "--connection-buffer (2 bytes) may not exceed --memory-budget (1 bytes)"
+    )
+    with pytest.raises(ConfigError, match=r"^idle_timeout must be positive"):
+        ServerConfig(idle_timeout=0)
 
 
 async def test_a_keyboard_interrupt_is_not_absorbed_as_a_bug() -> None:

@@ -17,21 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, ChildProcess, children
+from tests.conftest import ROOT, ChildProcess, children, round_trip
 from trio_echo._cli import build_parser
 from trio_echo._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
 
 Spawn = Callable[..., ChildProcess]
-
-
-def round_trip(port: int, payload: bytes) -> bytes:
-    """One count message over a blocking socket; the echo back."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"%d " % len(payload) + payload)
-        received = b""
-        while data := sock.recv(65536):
-            received += data
-    return received
 
 
 def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
@@ -80,14 +70,14 @@ def test_workers_drain_a_transfer_on_sigterm(spawn: Spawn) -> None:
     port = parent.wait_for_port()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"10 01234")
-        time.sleep(0.2)
+        assert sock.recv(100) == b"01234"  # it is being served
         parent.popen.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_for(lambda: parent.stderr.count(b"SIGTERM: not accepting") == 2)
         sock.sendall(b"56789")
         received = b""
         while data := sock.recv(100):
             received += data
-    assert received == b"0123456789"
+    assert received == b"56789"
     assert parent.popen.wait(timeout=30) == 0
 
 
@@ -112,7 +102,7 @@ def test_one_ctrl_c_in_a_terminal_drains_every_worker(tmp_path: Path) -> None:
             sock.sendall(b"10 01234")
             assert sock.recv(100) == b"01234"
             os.killpg(parent.pid, signal.SIGINT)
-            time.sleep(0.5)
+            wait_for(lambda: err.read_bytes().count(b"SIGTERM: not accepting") == 2)
             sock.sendall(b"56789")
             received = b""
             while data := sock.recv(100):

@@ -12,21 +12,25 @@ import re
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+import attrs
 
 from . import __version__
-from ._client_command import run_client, run_load_command
-from ._config import DEFAULT_PORT, ServerConfig, default_max_connections
-from ._framer import DEFAULT_MAX_MESSAGE_SIZE
+from ._client_command import LOAD_FLAGS, ClientOptions, run_client, run_load_command
+from ._config import MIN_CONNECTION_BUFFER, ConfigError, ServerConfig, default_max_connections
 from ._logging import LOG_FORMATS, configure_logging
+from ._metrics import MetricsUnavailableError, check_available
 from ._protocol import Mode
 from ._server import ALL_INTERFACES
 from ._server_command import ServerOptions, run_server
+from ._signals import restore_default_handlers
 from ._status import PROG, ExitStatus, fail
 
 __all__ = ["ExitStatus", "build_parser", "main", "parse_size"]
 
-_SIZE = re.compile(r"(?i)^\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)\s*$")
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_SIZE = re.compile(r"(?i)^\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib)\s*$")
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 MAX_SIZE = 1 << 40
 """The largest size a flag takes: 1 TiB."""
@@ -35,7 +39,7 @@ MAX_SIZE = 1 << 40
 def parse_size(text: str) -> int:
     """Parse a byte count such as ``4096``, ``64KiB``, ``64M`` or ``1g``.
 
-    Units are binary: K is 1024 bytes, M is 1024 K, G is 1024 M.
+    Units are binary: K is 1024 bytes, M is 1024 K, G is 1024 M, T is 1024 G.
 
     Raises:
         argparse.ArgumentTypeError: If ``text`` is not such a count.
@@ -65,6 +69,19 @@ def _number(text: str, *, zero: bool, unit: str = "seconds") -> float:
     return value
 
 
+MAX_LOAD_SIZE = 1 << 30
+"""The largest message of a load run: its messages are made in memory."""
+
+
+def _load_size(text: str) -> int:
+    size = _size(text)
+    if size > MAX_LOAD_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is more than 1GiB, the largest message a load run makes (in memory)"
+        )
+    return size
+
+
 def _seconds(text: str) -> float:
     return _number(text, zero=False)
 
@@ -89,95 +106,157 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _host_and_port(text: str) -> tuple[str, int | None]:
+    """A host, and the port it names if it names one.
+
+    As the server prints its address (``[::1]:5000``, ``127.0.0.1:5000``),
+    or a bracketed, bare name or address (``[::1]``, ``::1``, ``localhost``).
+    """
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not host or (rest and not rest.startswith(":")):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a host ([::1] or [::1]:PORT)")
+        return host, _port(rest[1:]) if rest else None
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, _port(port)
+    return text, None
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    """Where to serve metrics: ``HOST:PORT``, or ``:PORT`` (this machine only).
+
+    Hosts as `_host_and_port` takes them: ``[::1]:9100``, ``127.0.0.1:9100``.
+    """
+    if text.startswith(":"):
+        text = "127.0.0.1" + text
+    host, port = _host_and_port(text)
+    if port is None or not host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (127.0.0.1:9100)")
+    return host, port
+
+
 def _fd(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a file descriptor number")
     return int(text)
 
 
+def _at_least_a_read(text: str) -> int:
+    """A size from `MIN_CONNECTION_BUFFER` (one full read) to `MAX_SIZE`."""
+    size = _size(text)
+    if size < MIN_CONNECTION_BUFFER:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is less than 64KiB, one full read: a connection could not keep up"
+        )
+    return size
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of the attrs class ``cls``.
+
+    Only for a field whose default is a value, not a factory.
+    """
+    return attrs.fields_dict(cls)[name].default
+
+
 def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = ServerConfig(max_connections=1)
+    # Every flag defaults to being absent (the parser's argument_default):
+    # ServerConfig and ServerOptions own the defaults, and the help quotes them.
+    def config(name: str) -> Any:
+        return _default(ServerConfig, name)
+
+    def option(name: str) -> Any:
+        return _default(ServerOptions, name)
+
     parser.add_argument(
         "--host",
-        default="127.0.0.1",
         help=(
-            "address or name to listen on (default: 127.0.0.1, this machine only; "
+            f"address or name to listen on (default: {option('host')}, this machine only; "
             f"'{ALL_INTERFACES}' listens on every interface, IPv4 and IPv6; '::' on IPv6)"
         ),
     )
     parser.add_argument(
         "--port",
         type=_port,
-        default=DEFAULT_PORT,
-        help=f"port to listen on; 0 picks a free one (default: {DEFAULT_PORT})",
+        help=f"port to listen on; 0 picks a free one (default: {option('port')})",
     )
     parser.add_argument(
         "--mode",
         choices=[mode.value for mode in Mode],
-        default=Mode.COUNT.value,
         help=(
             "count: echo the payload of one 'length payload' message, then close; "
             "echo: echo everything until the client closes; "
-            "framed: answer each of many messages in kind (default: count)"
+            f"framed: answer each of many messages in kind (default: {config('mode')})"
         ),
     )
     parser.add_argument(
         "--max-message-size",
         type=_size,
-        default=DEFAULT_MAX_MESSAGE_SIZE,
         metavar="SIZE",
-        help="largest length a message may announce (default: 64MiB)",
+        help=(
+            "largest length a message may announce "
+            f"(default: {_size_text(config('max_message_size'))})"
+        ),
     )
     parser.add_argument(
         "--connection-buffer",
-        type=_size,
-        default=None,
+        type=_at_least_a_read,
         metavar="SIZE",
         help=(
-            "most echo bytes one connection may hold unsent "
-            "(default: the maximum message size, so send-all-then-read clients complete)"
+            "most bytes one connection may hold, received or unsent, at least 64KiB "
+            "(default: a whole message and what holding it costs, so that clients which "
+            "send everything before they read complete; at most the memory budget)"
         ),
     )
     parser.add_argument(
         "--memory-budget",
-        type=_size,
-        default=defaults.memory_budget,
+        type=_at_least_a_read,
         metavar="SIZE",
-        help="most echo bytes all connections together may hold unsent (default: 256MiB)",
+        help=(
+            "most bytes all connections together may hold, at least 64KiB "
+            f"(default: {_size_text(config('memory_budget'))})"
+        ),
     )
     parser.add_argument(
         "--header-timeout",
         type=_seconds,
-        default=defaults.header_timeout,
         metavar="SECONDS",
-        help=f"time a length prefix has to arrive in full (default: {defaults.header_timeout:g})",
+        help=f"time a length prefix has to arrive in full (default: {config('header_timeout'):g})",
     )
     parser.add_argument(
         "--idle-timeout",
         type=_seconds,
-        default=defaults.idle_timeout,
         metavar="SECONDS",
         help=(
             "close a connection after this long with nothing received or sent "
-            f"(default: {defaults.idle_timeout:g})"
+            f"(default: {config('idle_timeout'):g})"
+        ),
+    )
+    parser.add_argument(
+        "--linger-timeout",
+        type=_seconds_or_zero,
+        metavar="SECONDS",
+        help=(
+            "after a count message is echoed, how long to wait for a client that may still "
+            "send to close, so that its unread bytes cannot turn the close into a reset "
+            f"that destroys the echo; 0 closes at once (default: {config('linger_timeout'):g})"
         ),
     )
     parser.add_argument(
         "--min-data-rate",
         type=_rate,
-        default=defaults.min_data_rate,
         metavar="BYTES_PER_SECOND",
         help=(
             "close a connection whose message payload, after a grace of "
-            f"{defaults.min_data_rate_grace:g} s, averages less than this; 0 turns it off; "
+            f"{config('min_data_rate_grace'):g} s, averages less than this; 0 turns it off; "
             f"echo mode has no messages, so only the idle timeout (default: "
-            f"{defaults.min_data_rate:g})"
+            f"{config('min_data_rate'):g})"
         ),
     )
     parser.add_argument(
         "--max-connections",
         type=_count,
-        default=None,
         metavar="N",
         help=(
             "most connections served at once; past it, accepting pauses "
@@ -187,26 +266,26 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grace",
         type=_seconds_or_zero,
-        default=10.0,
         metavar="SECONDS",
         help=(
-            "on SIGINT or SIGTERM, time open connections have to finish before they "
-            "are cut; a second signal cuts them at once (default: 10)"
+            "on SIGINT, SIGTERM or SIGHUP, time open connections have to finish before "
+            "they are cut; a second such signal, or SIGQUIT, cuts them at once "
+            f"(default: {option('grace'):g})"
         ),
     )
     parser.add_argument(
         "--workers",
         type=_count,
-        default=1,
         metavar="N",
         help=(
             "serve with N processes, each a single-threaded server, sharing the port "
             "(SO_REUSEPORT) under a supervising parent that restarts one that dies "
-            "(default: 1, no parent)"
+            f"(default: {option('workers')}, no parent)"
         ),
     )
     parser.add_argument(
         "--fd",
+        dest="fds",
         type=_fd,
         action="append",
         metavar="FD",
@@ -221,21 +300,43 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
         help="bind with SO_REUSEPORT, so that other processes can share the port",
     )
     parser.add_argument(
+        "--metrics",
+        type=_metrics_address,
+        metavar="HOST:PORT",
+        help=(
+            "serve Prometheus metrics at http://HOST:PORT/metrics (:PORT: this machine "
+            "only); with --workers, one scrape covers every worker, labelled by worker; "
+            "needs the metrics extra: pip install 'trio_echo[metrics]' (default: off)"
+        ),
+    )
+    parser.add_argument(
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
-        default="INFO",
-        help="INFO logs one line per connection; DEBUG adds every chunk (default: INFO)",
+        help=(
+            "INFO logs one line per connection; DEBUG adds every chunk "
+            f"(default: {option('log_level')})"
+        ),
     )
     parser.add_argument(
         "--log-format",
         choices=LOG_FORMATS,
-        default="text",
-        help="text, or json for one JSON object per line (default: text)",
+        help=f"text, or json for one JSON object per line (default: {option('log_format')})",
     )
 
 
+def _size_text(size: int) -> str:
+    """A byte count as the flags write it: ``64MiB``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return str(size)
+
+
 def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    def option(name: str) -> Any:
+        return _default(ClientOptions, name)
+
     parser.add_argument(
         "message",
         nargs="*",
@@ -247,26 +348,26 @@ def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--file", metavar="PATH", help="send the contents of PATH")
     parser.add_argument(
-        "--host", default="127.0.0.1", help="the server's host (default: 127.0.0.1)"
+        "--host",
+        type=_host_and_port,
+        help=(
+            f"the server's host, or HOST:PORT as the server prints it ([::1]:50007) "
+            f"(default: {option('host')})"
+        ),
     )
-    parser.add_argument(
-        "--port",
-        type=_port,
-        default=DEFAULT_PORT,
-        help=f"the server's port (default: {DEFAULT_PORT})",
-    )
+    parser.add_argument("--port", type=_port, help=f"the server's port (default: {option('port')})")
     parser.add_argument(
         "--mode",
         choices=[mode.value for mode in Mode],
-        default=Mode.COUNT.value,
-        help="the server's mode (default: count)",
+        help=f"the server's mode (default: {option('mode')})",
     )
     parser.add_argument(
         "--timeout",
         type=_seconds,
-        default=60.0,
         metavar="SECONDS",
-        help="give up after this long (default: 60; in a load run, per message)",
+        help=(
+            f"give up after this long (default: {option('timeout'):g}; in a load run, per message)"
+        ),
     )
     parser.add_argument(
         "--quiet",
@@ -282,22 +383,24 @@ def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument(
         "--concurrency",
         type=_count,
-        default=10,
         metavar="C",
-        help="connections at once (default: 10)",
+        help=f"connections at once (default: {option('concurrency')})",
     )
     load.add_argument(
         "--size",
-        type=_size,
-        default=100,
+        type=_load_size,
         metavar="SIZE",
-        help="payload bytes per message (default: 100)",
+        help=f"payload bytes per message (default: {option('size')})",
     )
     load.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the command line's argument parser."""
+    """Return the command line's argument parser.
+
+    A flag not given is absent from the parsed namespace: the defaults are
+    those of `ServerConfig`, `ServerOptions` and `ClientOptions`.
+    """
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
@@ -311,7 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     server = commands.add_parser(
         "server",
         help="run the echo server",
-        description="Run the echo server until SIGINT or SIGTERM.",
+        description=(
+            "Run the echo server until a signal stops it: SIGINT, SIGTERM or SIGHUP drain"
+            " (stop accepting, let open connections finish within --grace), a second one"
+            " cuts what is left; SIGQUIT cuts at once."
+        ),
+        argument_default=argparse.SUPPRESS,
     )
     _add_server_arguments(server)
     server.set_defaults(command_parser=server)
@@ -323,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
             "write the echo to standard output and check it. Exit status 0 only when "
             "the echo matches."
         ),
+        argument_default=argparse.SUPPRESS,
     )
     _add_client_arguments(client)
     client.set_defaults(command_parser=client)
@@ -344,51 +453,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     command_parser: argparse.ArgumentParser = getattr(args, "command_parser", parser)
     if unknown:
         command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if args.command is None:
+    if getattr(args, "command", None) is None:
         parser.error("give a COMMAND: server or client")
+    given = {
+        name: value
+        for name, value in vars(args).items()
+        if name not in ("command", "command_parser")
+    }
     if args.command == "server":
         try:
-            options = _server_options(args)
+            options = _server_options(given)
+        except ConfigError as error:
+            return fail(f"server: {error.describe(_flag)}", ExitStatus.USAGE)
         except ValueError as error:
             return fail(f"server: {error}", ExitStatus.USAGE)
-        configure_logging(args.log_level, args.log_format)
+        configure_logging(options.log_level, options.log_format)
         return run_server(options, argv)
-    if args.repeat is None:
-        for flag in ("concurrency", "size", "json"):
-            if getattr(args, flag) != command_parser.get_default(flag):
-                command_parser.error(f"--{flag} is for a load run: give --repeat N too")
-        return run_client(args)
-    return run_load_command(args)
+    if "host" in given:
+        given["host"], port = given["host"]
+        if port is not None and given.setdefault("port", port) != port:
+            command_parser.error(
+                f"--host names port {port} and --port names {given['port']}: give one"
+            )
+    client = ClientOptions(**given)
+    if client.repeat is None:
+        for name in LOAD_FLAGS:
+            if name in given:
+                command_parser.error(f"{_flag(name)} is for a load run: give --repeat N too")
+    status = None
+    try:
+        restore_default_handlers()  # the client has no drain: a signal ends it
+        status = run_client(client) if client.repeat is None else run_load_command(client)
+    except* KeyboardInterrupt:  # alone, or from inside a nursery
+        pass
+    return fail("client: interrupted", ExitStatus.INTERRUPTED) if status is None else status
 
 
-def _server_options(args: argparse.Namespace) -> ServerOptions:
-    """The server command's arguments as typed values.
+def _flag(name: str) -> str:
+    """The flag that sets the option ``name``: ``--connection-buffer``."""
+    return "--" + name.replace("_", "-")
+
+
+_CONFIG_FIELDS = frozenset(field.name for field in attrs.fields(ServerConfig) if field.init)
+
+
+def _server_options(given: dict[str, Any]) -> ServerOptions:
+    """The server command's options, from the flags ``given``.
 
     Raises:
-        ValueError: If they do not make a valid `ServerConfig`.
+        ConfigError: If they do not make a valid `ServerConfig`.
+        ValueError: If they ask for what this platform does not have.
     """
-    if args.reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+    if given.get("reuse_port") and not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError("--reuse-port needs SO_REUSEPORT, which this platform does not have")
-    given: dict[str, object] = {
-        name: value
-        for name in ("connection_buffer", "max_connections")
-        if (value := getattr(args, name)) is not None
-    }
-    config = ServerConfig(
-        mode=Mode(args.mode),
-        max_message_size=args.max_message_size,
-        memory_budget=args.memory_budget,
-        header_timeout=args.header_timeout,
-        idle_timeout=args.idle_timeout,
-        min_data_rate=args.min_data_rate,
-        **given,  # type: ignore[arg-type]
-    )
+    if "metrics" in given:
+        try:
+            check_available()
+        except MetricsUnavailableError as error:
+            raise ValueError(str(error)) from None
+    fds = given.get("fds", [])
+    if repeated := sorted({fd for fd in fds if fds.count(fd) > 1}):
+        raise ValueError(f"--fd {repeated[0]} is given more than once; name each socket once")
+    config = ServerConfig(**{k: v for k, v in given.items() if k in _CONFIG_FIELDS})
     return ServerOptions(
-        config=config,
-        host=args.host,
-        port=args.port,
-        grace=args.grace,
-        workers=args.workers,
-        fds=tuple(args.fd or ()),
-        reuse_port=args.reuse_port,
+        config=config, **{k: v for k, v in given.items() if k not in _CONFIG_FIELDS}
     )

@@ -17,13 +17,21 @@
 #   then closes.
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 
 import attrs
 import trio
 
 from ._events import NEED_DATA, EndOfMessage, EndOfStream, Payload
 from ._framer import DEFAULT_MAX_MESSAGE_SIZE, CountFramer, encode_header
+from ._messages import Message
 from ._protocol import Mode
 
 __all__ = [
@@ -45,7 +53,7 @@ Sink = Callable[[bytes], None]
 
 async def exchange(
     stream: trio.abc.Stream,
-    outgoing: Sequence[bytes],
+    outgoing: Iterable[bytes] | AsyncIterable[bytes],
     sink: Sink,
     *,
     half_close_after: int | None,
@@ -57,7 +65,8 @@ async def exchange(
 
     Args:
         stream: The connection.
-        outgoing: The byte strings to send, in order.
+        outgoing: The byte strings to send, in order: a sequence, or an
+            (async) iterable that makes them as they are needed.
         sink: Called with each chunk received, in order.
         half_close_after: When to send an end of stream: None for never;
             N for once everything is sent and N bytes have been received
@@ -85,13 +94,14 @@ async def exchange(
     async def send() -> None:
         nonlocal sent_all
         try:
-            for data in outgoing:
-                view = memoryview(data)
-                for start in range(0, len(view), SEND_SIZE):
-                    piece = view[start : start + SEND_SIZE]
-                    await stream.send_all(piece)
-                    if on_sent is not None:
-                        on_sent(len(piece))
+            async with contextlib.aclosing(_pieces(outgoing)) as pieces:
+                async for data in pieces:
+                    view = memoryview(data)
+                    for start in range(0, len(view), SEND_SIZE):
+                        piece = view[start : start + SEND_SIZE]
+                        await stream.send_all(piece)
+                        if on_sent is not None:
+                            on_sent(len(piece))
             sent_all = True
             if isinstance(stream, trio.abc.HalfCloseableStream) and half_close_after is not None:
                 await enough_received.wait()
@@ -119,6 +129,34 @@ async def exchange(
     return sent_all
 
 
+async def _pieces(
+    outgoing: Iterable[bytes] | AsyncIterable[bytes],
+) -> AsyncGenerator[bytes, None]:
+    if isinstance(outgoing, AsyncGenerator):
+        async with contextlib.aclosing(outgoing):
+            async for data in outgoing:
+                yield data
+    elif isinstance(outgoing, AsyncIterable):
+        async for data in outgoing:
+            yield data
+    else:
+        for data in outgoing:
+            yield data
+
+
+async def message_pieces(message: Message, size: int = SEND_SIZE) -> AsyncGenerator[bytes, None]:
+    """``message``'s bytes in pieces of ``size``, read as they are needed.
+
+    From a file, each piece is read in a worker thread, so that a slow disk
+    does not stall the loop.
+    """
+    for offset in range(0, message.size, size):
+        if message.in_memory:
+            yield message.read(offset, size)
+        else:
+            yield await trio.to_thread.run_sync(message.read, offset, size)
+
+
 class EchoMismatchError(Exception):
     """An echo differs from what was sent; the message says where, and how."""
 
@@ -131,14 +169,16 @@ class EchoCheck:
     short can only be known at its end: `problem` says so.
 
     Args:
-        expected: The bytes the echo should be.
+        expected: The bytes the echo should be: in memory, or a `Message`
+            (read again, piece by piece, as the echo arrives: from a file,
+            those pieces come from the page cache, having just been sent).
         header: The length prefix sent before them, if one was (count
             mode): an echo that begins with it comes from a server in
             another mode, and the error says so.
     """
 
-    def __init__(self, expected: bytes, *, header: bytes = b"") -> None:
-        self._expected = memoryview(expected)
+    def __init__(self, expected: bytes | Message, *, header: bytes = b"") -> None:
+        self._expected = expected if isinstance(expected, Message) else Message(expected)
         self._header = header
         self._head = b""  # the first bytes received, as many as the header has
         self.received = 0
@@ -154,13 +194,13 @@ class EchoCheck:
         self.received += len(data)
         if len(self._head) < len(self._header):
             self._head += data[: len(self._header) - len(self._head)]
-        expected = self._expected[start : start + len(data)]
+        expected = self._expected.read(start, len(data))
         if expected == data:
             return
         for index, byte in enumerate(data):
             if index >= len(expected):
                 raise EchoMismatchError(
-                    f"the echo was long: more than the {len(self._expected)} bytes sent came back"
+                    f"the echo was long: more than the {self._expected.size} bytes sent came back"
                 )
             if expected[index] != byte:
                 raise EchoMismatchError(
@@ -176,7 +216,7 @@ class EchoCheck:
 
     def problem(self) -> str | None:
         """Return what is wrong with the echo, now that it has ended, or None."""
-        sent = len(self._expected)
+        sent = self._expected.size
         if self.received < sent:
             return f"the echo was short: {self.received} of {sent} bytes came back"
         return None
@@ -187,13 +227,21 @@ class FramedAnswers:
     """Parses a framed server's answers with a CountFramer.
 
     Attributes:
-        answers: The payload of each complete answer, in order.
-        partial: Whether the stream ended inside an answer.
+        max_message_size: The largest length an answer may announce.
+        answers: The payload of each complete answer, in order (if kept).
+        on_payload: Called with each piece of an answer's payload.
+        on_answer: Called at the end of each answer.
+        keep: Whether to keep the answers in `answers` (a caller that checks
+            them as they come through the callbacks need not).
+        count: How many answers were complete.
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     answers: list[bytes] = attrs.field(factory=list)
     on_payload: Sink | None = None
+    on_answer: Callable[[], None] | None = None
+    keep: bool = True
+    count: int = 0
     _framer: CountFramer = attrs.field(init=False)
     _pieces: list[bytes] = attrs.field(init=False, factory=list)
 
@@ -224,12 +272,17 @@ class FramedAnswers:
             if event is NEED_DATA or isinstance(event, EndOfStream):
                 return
             if isinstance(event, Payload):
-                self._pieces.append(event.data)
+                if self.keep:
+                    self._pieces.append(event.data)
                 if self.on_payload is not None:
                     self.on_payload(event.data)
             elif isinstance(event, EndOfMessage):
-                self.answers.append(b"".join(self._pieces))
-                self._pieces.clear()
+                self.count += 1
+                if self.keep:
+                    self.answers.append(b"".join(self._pieces))
+                    self._pieces.clear()
+                if self.on_answer is not None:
+                    self.on_answer()
 
 
 async def echo_count(stream: trio.abc.Stream, payload: bytes) -> bytes:

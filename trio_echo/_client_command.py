@@ -1,51 +1,144 @@
 # `trio-echo client`: one exchange checked byte for byte, or a load run.
 from __future__ import annotations
 
-import argparse
+import contextlib
+import errno
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
+import attrs
 import trio
 
-from ._client import EchoCheck, EchoMismatchError, FramedAnswers, exchange
+from ._client import EchoCheck, EchoMismatchError, FramedAnswers, exchange, message_pieces
+from ._config import DEFAULT_PORT
 from ._errors import RemoteProtocolError
-from ._framer import encode_header
+from ._framer import DEFAULT_MAX_MESSAGE_SIZE, encode_header
 from ._load import run_load
+from ._messages import Message, MessageReadError
 from ._protocol import Mode
 from ._server import format_address
 from ._status import ExitStatus, fail
 
-__all__ = ["run_client", "run_load_command"]
+__all__ = ["LOAD_FLAGS", "ClientOptions", "run_client", "run_load_command"]
 
 
-def _read_messages(args: argparse.Namespace) -> list[bytes]:
-    """Return the payloads the client was asked to send.
+@attrs.frozen(kw_only=True)
+class ClientOptions:
+    """What the client command was asked to do, as typed values.
+
+    The command line's defaults are these.
+
+    Attributes:
+        message: The messages to send (``-``: standard input).
+        file: A file whose contents to send instead.
+        host: The server's host.
+        port: The server's port.
+        mode: The server's mode.
+        timeout: Seconds to give up after (in a load run, per message).
+        quiet: Whether to leave the echo out of standard output.
+        repeat: In a load run, the messages to send in all; None for one
+            exchange.
+        concurrency: In a load run, the connections at once.
+        size: In a load run, the payload bytes per message.
+        json: In a load run, whether to print the figures as JSON.
+    """
+
+    message: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    file: str | None = None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    mode: Mode = attrs.field(default=Mode.COUNT, converter=Mode)
+    timeout: float = 60.0
+    quiet: bool = False
+    repeat: int | None = None
+    concurrency: int = 10
+    size: int = 100
+    json: bool = False
+
+
+LOAD_FLAGS = ("concurrency", "size", "json")
+"""The options that only a load run takes."""
+
+
+def _messages(options: ClientOptions) -> list[Message]:
+    """The messages the client was asked to send, none of them read yet.
 
     Raises:
         _UsageError: If the arguments do not name exactly one source, or
             name several messages outside framed mode.
-        OSError: If the input cannot be read.
+        _InputError: If the input cannot be read.
     """
-    sources = len(args.message) + (args.file is not None)
+    sources = len(options.message) + (options.file is not None)
     if sources == 0:
         raise _UsageError("client: give a MESSAGE, --file PATH, or - for standard input")
-    if args.file is not None and args.message:
+    if options.file is not None and options.message:
         raise _UsageError("client: give either MESSAGE or --file, not both")
-    if sources > 1 and args.mode != Mode.FRAMED:
-        raise _UsageError(f"client: {args.mode} mode sends one message; framed mode sends several")
-    if args.file is not None:
-        with open(args.file, "rb") as file:
-            return [file.read()]
-    messages = []
-    for message in args.message:
-        if message == "-":
-            messages.append(sys.stdin.buffer.read())
-        else:
-            messages.append(os.fsencode(message))
-    return messages
+    if sources > 1 and options.mode != Mode.FRAMED:
+        raise _UsageError(
+            f"client: {options.mode} mode sends one message; framed mode sends several"
+        )
+    if options.message.count("-") > 1:
+        raise _UsageError("client: standard input (-) can be read once")
+    try:
+        if options.file is not None:
+            return [Message.from_file(options.file)]
+        return [
+            _standard_input() if text == "-" else Message(os.fsencode(text))
+            for text in options.message
+        ]
+    except OSError as error:
+        raise _InputError(
+            f"client: cannot read {error.filename or options.file or 'standard input'}: "
+            f"{(error.strerror or str(error)).lower()}"
+        ) from None
+
+
+def _standard_input() -> Message:
+    if sys.stdin is None:
+        raise OSError(errno.EBADF, "it is closed", "standard input")
+    return Message.from_stream(sys.stdin.buffer)
+
+
+class _InputError(Exception):
+    pass
+
+
+class _OutputError(Exception):
+    """Writing the echo to standard output failed (the cause says how)."""
+
+
+class _Output:
+    """The echo, written to standard output as it arrives.
+
+    Into a pipe or a file, the bytes exactly; on a terminal, a line ends each
+    framed answer, and the output ends with a line.
+    """
+
+    def __init__(self, *, quiet: bool) -> None:
+        if sys.stdout is None and not quiet:
+            raise _OutputError from OSError(errno.EBADF, "standard output is closed")
+        self._out = sys.stdout.buffer if sys.stdout is not None else None
+        self._quiet = quiet
+        self._terminal = self._out is not None and not quiet and sys.stdout.isatty()
+        self._line_open = False
+
+    def write(self, data: bytes) -> None:
+        if self._quiet or not data or self._out is None:
+            return
+        try:
+            self._out.write(data)
+            self._out.flush()
+        except OSError as error:
+            raise _OutputError from error
+        self._line_open = not data.endswith(b"\n")
+
+    def end_line(self) -> None:
+        """On a terminal, end the line if one is open."""
+        if self._terminal and self._line_open:
+            self.write(b"\n")
 
 
 class _UsageError(Exception):
@@ -93,14 +186,19 @@ class _Progress:
             self.show()
 
 
+MiB = 1024 * 1024
+
+HINT_FROM = 64 * 1024
+"""The least message size for which a silent server's limit is hinted at."""
+
 HEAD_SIZE = 64
 """Bytes of the reply kept to say what kind of server sent it."""
 
 
 async def _client_exchange(
-    args: argparse.Namespace,
-    messages: list[bytes],
-    write: Callable[[bytes], None],
+    options: ClientOptions,
+    messages: list[Message],
+    output: _Output,
     head: bytearray,
 ) -> str | None:
     """Run the client's exchange; return what is wrong with the echo, if anything.
@@ -109,68 +207,88 @@ async def _client_exchange(
 
     Raises:
         EchoMismatchError: At the first byte of the echo that differs.
+        _OutputError: If the echo cannot be written.
     """
-    mode = Mode(args.mode)
-    total = sum(len(message) for message in messages)
+    mode = Mode(options.mode)
     progress = _Progress(0)
 
     def echoed(data: bytes) -> None:
-        write(data)
+        output.write(data)
         progress.on_echoed(len(data))
 
     def received(data: bytes) -> None:
         if len(head) < HEAD_SIZE:
             head.extend(data[: HEAD_SIZE - len(head)])
 
+    outgoing: list[bytes | Message] = []
     if mode is Mode.FRAMED:
-        outgoing = [part for m in messages for part in (encode_header(len(m)), m)]
-        answers = FramedAnswers(max_message_size=max(len(m) for m in messages), on_payload=echoed)
+        checks = [EchoCheck(message) for message in messages]
+
+        def answer_ended() -> None:
+            index = answers.count - 1
+            if index >= len(checks):
+                raise EchoMismatchError(f"more answers came back than the {len(checks)} sent")
+            if problem := checks[index].problem():
+                raise EchoMismatchError(f"answer {index + 1}: {problem}")
+            output.end_line()
+
+        def payload(data: bytes) -> None:
+            index = answers.count
+            if index >= len(checks):
+                raise EchoMismatchError(f"more answers came back than the {len(checks)} sent")
+            checks[index](data)
+            echoed(data)
+
+        answers = FramedAnswers(
+            max_message_size=max(m.size for m in messages),
+            on_payload=payload,
+            on_answer=answer_ended,
+            keep=False,
+        )
 
         def sink(data: bytes) -> None:
             received(data)
             answers(data)
 
+        for message in messages:
+            outgoing += [encode_header(message.size), message]
         half_close_after: int | None = 0
     else:
-        header = encode_header(total)
-        check = EchoCheck(messages[0], header=header if mode is Mode.COUNT else b"")
-        outgoing = [header, messages[0]] if mode is Mode.COUNT else messages
+        (message,) = messages
+        header = encode_header(message.size)
+        check = EchoCheck(message, header=header if mode is Mode.COUNT else b"")
+        outgoing = [header, message] if mode is Mode.COUNT else [message]
 
         def sink(data: bytes) -> None:
             received(data)
             check(data)
             echoed(data)
 
-        half_close_after = None if mode is Mode.COUNT else total
-    progress.total = sum(len(data) for data in outgoing)  # what goes on the wire
-    with trio.fail_after(args.timeout):
-        stream = await trio.open_tcp_stream(args.host, args.port)
-        async with stream:
-            if not sys.stderr.isatty():
-                sent_all = await exchange(stream, outgoing, sink, half_close_after=half_close_after)
+        half_close_after = None if mode is Mode.COUNT else message.size
+    progress.total = sum(len(p) if isinstance(p, bytes) else p.size for p in outgoing)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for part in outgoing:
+            if isinstance(part, bytes):
+                yield part
             else:
-                failure: Exception | None = None
-                sent_all = False
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(progress.run)
-                    try:
-                        sent_all = await exchange(
-                            stream,
-                            outgoing,
-                            sink,
-                            half_close_after=half_close_after,
-                            on_sent=progress.on_sent,
-                        )
-                    except Exception as error:  # raised below as itself, not in a group
-                        failure = error
-                    nursery.cancel_scope.cancel()
-                progress.finish()
-                if failure is not None:
-                    raise failure
+                async with contextlib.aclosing(message_pieces(part)) as from_file:
+                    async for piece in from_file:
+                        yield piece
+
+    try:
+        sent_all = await _send_and_receive(
+            options, pieces(), sink, half_close_after=half_close_after, progress=progress
+        )
+    except* MessageReadError as group:  # from the sending task: raised as itself
+        while isinstance(error := group.exceptions[0], BaseExceptionGroup):
+            group = error
+        raise error from error.__cause__
+    output.end_line()
     if mode is Mode.FRAMED:
         answers.end()
-        if answers.answers != messages:
-            return _framed_problem(answers.answers, messages)
+        if answers.count != len(messages):
+            return f"{answers.count} answers came back for {len(messages)} messages"
         return None
     problem = check.problem()
     if problem and not sent_all:
@@ -181,53 +299,86 @@ async def _client_exchange(
     return problem
 
 
-def _framed_problem(answers: list[bytes], messages: list[bytes]) -> str:
-    for index, (answer, message) in enumerate(zip(answers, messages, strict=False)):
-        if answer != message:
-            return f"answer {index + 1} differs from message {index + 1}"
-    return f"{len(answers)} answers came back for {len(messages)} messages"
+async def _send_and_receive(
+    options: ClientOptions,
+    outgoing: AsyncIterator[bytes],
+    sink: Callable[[bytes], None],
+    *,
+    half_close_after: int | None,
+    progress: _Progress,
+) -> bool:
+    """Connect, and exchange; with progress on standard error if it is a terminal."""
+    with trio.fail_after(options.timeout):
+        stream = await trio.open_tcp_stream(options.host, options.port)
+        async with stream:
+            if not sys.stderr.isatty():
+                return await exchange(stream, outgoing, sink, half_close_after=half_close_after)
+            failure: Exception | None = None
+            sent_all = False
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(progress.run)
+                try:
+                    sent_all = await exchange(
+                        stream,
+                        outgoing,
+                        sink,
+                        half_close_after=half_close_after,
+                        on_sent=progress.on_sent,
+                    )
+                except Exception as error:  # raised below as itself, not in a group
+                    failure = error
+                nursery.cancel_scope.cancel()
+            progress.finish()
+            if failure is not None:
+                raise failure
+            return sent_all
 
 
-def run_client(args: argparse.Namespace) -> int:
+def run_client(options: ClientOptions) -> int:
     """Send the message(s) the command line names; return the exit status."""
     try:
-        messages = _read_messages(args)
+        messages = _messages(options)
     except _UsageError as error:
         return fail(str(error), ExitStatus.USAGE)
-    except OSError as error:
-        return fail(
-            f"client: cannot read {error.filename or 'the input'}: "
-            f"{(error.strerror or str(error)).lower()}",
-            ExitStatus.IO_ERROR,
-        )
-    out = sys.stdout.buffer
+    except _InputError as error:
+        return fail(str(error), ExitStatus.IO_ERROR)
+    try:
+        return _run_exchange(options, messages)
+    finally:
+        for message in messages:
+            message.close()
 
-    def write(data: bytes) -> None:
-        if not args.quiet:
-            out.write(data)
-            out.flush()
 
-    where = format_address(args.host, args.port)
+def _run_exchange(options: ClientOptions, messages: list[Message]) -> int:
+    where = format_address(options.host, options.port)
     head = bytearray()
     try:
-        problem = trio.run(_client_exchange, args, messages, write, head)
+        output = _Output(quiet=options.quiet)
+        problem = trio.run(_client_exchange, options, messages, output, head)
+    except MessageReadError as error:
+        return fail(f"client: cannot read the message: {str(error).lower()}", ExitStatus.IO_ERROR)
+    except _OutputError as error:
+        return _output_failed(error.__cause__)
     except EchoMismatchError as error:
         return fail(f"client: {error}", ExitStatus.MISMATCH)
     except trio.TooSlowError:
         return fail(
-            f"client: no complete echo from {where} within {args.timeout:g} s", ExitStatus.TIMEOUT
+            f"client: no complete echo from {where} within {options.timeout:g} s",
+            ExitStatus.TIMEOUT,
         )
     except trio.BrokenResourceError as error:
         cause = error.__cause__ or error
         return fail(
             f"client: the connection to {where} was reset ({cause})"
-            + _mode_hint(args.mode, messages, bytes(head)),
+            + (
+                _size_hint(options.mode, messages, head) or _mode_hint(options.mode, messages, head)
+            ),
             ExitStatus.RESET,
         )
     except RemoteProtocolError as error:
         return fail(
             f"client: the answers from {where} break the framing: {error}"
-            + _mode_hint(args.mode, messages, bytes(head)),
+            + _mode_hint(options.mode, messages, head),
             ExitStatus.PROTOCOL,
         )
     except OSError as error:
@@ -236,15 +387,57 @@ def run_client(args: argparse.Namespace) -> int:
         )
     if problem is not None:
         return fail(
-            f"client: {problem}" + _mode_hint(args.mode, messages, bytes(head)),
+            f"client: {problem}"
+            + (
+                _size_hint(options.mode, messages, head) or _mode_hint(options.mode, messages, head)
+            ),
             ExitStatus.MISMATCH,
         )
     return ExitStatus.OK
 
 
-def _mode_hint(mode: str, messages: list[bytes], head: bytes) -> str:
+def _output_failed(cause: BaseException | None) -> ExitStatus:
+    """End for a failure to write the echo.
+
+    Quietly for a reader that went away (a broken pipe, as ``cat`` does),
+    else with one sentence.
+    """
+    # Nothing more can be written there, not even the interpreter's flush.
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno() if sys.stdout else 1)
+    if isinstance(cause, BrokenPipeError):
+        return ExitStatus.OUTPUT_ERROR
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+    return fail(
+        f"client: cannot write the echo to standard output: {reason.lower()}",
+        ExitStatus.OUTPUT_ERROR,
+    )
+
+
+def _size_hint(mode: str, messages: list[Message], head: bytes | bytearray) -> str:
+    """Say what the server's silence may mean.
+
+    A count or framed server that refuses a message's length closes before
+    it echoes a byte.
+    """
+    if mode == Mode.ECHO or head or max(m.size for m in messages) < HINT_FROM:
+        return ""
+    largest = max(message.size for message in messages)
+    return (
+        f" (nothing came back: a server refuses a message longer than its"
+        f" --max-message-size, {_size_text(DEFAULT_MAX_MESSAGE_SIZE)} by default,"
+        f" and this one is {largest:,} bytes)"
+    )
+
+
+def _size_text(size: int) -> str:
+    return f"{size // MiB}MiB" if size % MiB == 0 else f"{size:,} bytes"
+
+
+def _mode_hint(mode: str, messages: list[Message], head: bytes | bytearray) -> str:
     """Say which mode the server seems to be in, when its reply shows it."""
-    if mode == Mode.FRAMED and head and messages[0][: len(head)] == head[: len(messages[0])]:
+    first = messages[0].read(0, len(head))
+    if mode == Mode.FRAMED and head and first == head[: len(first)]:
         return " (a bare payload came back: the server seems to be in count mode)"
     if mode == Mode.ECHO and not head:
         return (
@@ -272,38 +465,46 @@ def _connect_failure(error: OSError) -> str:
     return (error.strerror or str(error)).lower()
 
 
-def run_load_command(args: argparse.Namespace) -> int:
+def run_load_command(options: ClientOptions) -> int:
     """Run a load run as the command line asked; return the exit status."""
-    if args.message or args.file is not None:
+    repeat = options.repeat
+    assert repeat is not None, "a load run has --repeat"
+    if options.message or options.file is not None:
         return fail(
             "client: a load run (--repeat) makes its own messages; give no MESSAGE or --file",
             ExitStatus.USAGE,
         )
     report = trio.run(
         lambda: run_load(
-            args.host,
-            args.port,
-            mode=args.mode,
-            repeat=args.repeat,
-            concurrency=args.concurrency,
-            size=args.size,
-            timeout=args.timeout,
+            options.host,
+            options.port,
+            mode=options.mode,
+            repeat=repeat,
+            concurrency=options.concurrency,
+            size=options.size,
+            timeout=options.timeout,
         )
     )
     summary = report.summary()
-    if args.json:
+    if not report.messages:
+        summary["latency_ms"] = None  # no message completed: there is no latency
+    if options.json:
         print(json.dumps(summary, indent=2))
     else:
         latency = summary["latency_ms"]
-        assert isinstance(latency, dict)
         print(
             f"{report.mode} mode, {report.size} B messages, {report.concurrency} connections: "
-            f"{report.messages} echoed, {report.errors} errors in {report.seconds:.2f} s\n"
-            f"throughput: {report.messages_per_second:,.0f} messages/s, "
-            f"{report.megabytes_per_second:,.2f} MB/s\n"
-            f"latency (ms): p50 {latency['p50']}, p90 {latency['p90']}, "
-            f"p99 {latency['p99']}, max {latency['max']}"
+            f"{report.messages} echoed, {report.errors} errors in {report.seconds:.2f} s"
         )
+        if isinstance(latency, dict):
+            print(
+                f"throughput: {report.messages_per_second:,.0f} messages/s, "
+                f"{report.megabytes_per_second:,.2f} MB/s\n"
+                f"latency (ms): p50 {latency['p50']}, p90 {latency['p90']}, "
+                f"p99 {latency['p99']}, max {latency['max']}"
+            )
+        else:
+            print("no message completed: no throughput or latency to show")
     if report.errors:
         return fail(
             f"client: {report.errors} of {report.errors + report.messages} messages failed;"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import resource
+from collections.abc import Callable
 
 import attrs
 
@@ -13,6 +14,7 @@ from ._protocol import Limits, Mode
 
 __all__ = [
     "DEFAULT_PORT",
+    "ConfigError",
     "ServerConfig",
     "default_max_connections",
 ]
@@ -45,14 +47,45 @@ def default_max_connections() -> int:
     return max(1, soft - 64)
 
 
+class ConfigError(ValueError):
+    """A setting out of its bounds, or two settings that disagree.
+
+    Its message names settings by their field names; `describe` names them
+    as its caller does (the command line by its flags).
+
+    Attributes:
+        setting: The setting at fault.
+        problem: What is wrong with it, naming any other setting as
+            ``{name}`` (formatted by `describe`).
+        other: That other setting's name, if any.
+    """
+
+    def __init__(self, setting: str, problem: str, other: str | None = None) -> None:
+        self.setting, self.problem, self.other = setting, problem, other
+        super().__init__(self.describe())
+
+    def describe(self, name: Callable[[str], str] = str) -> str:
+        """The error in a sentence, each setting called ``name(setting)``."""
+        other = name(self.other) if self.other else ""
+        return f"{name(self.setting)} {self.problem.format(name=other)}"
+
+
 def _positive(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not value > 0 or math.isnan(value):
-        raise ValueError(f"{attribute.name} must be positive, not {value!r}")
+        raise ConfigError(attribute.name, f"must be positive, not {value!r}")
 
 
 def _non_negative(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not value >= 0:
-        raise ValueError(f"{attribute.name} must be zero or more, not {value!r}")
+        raise ConfigError(attribute.name, f"must be zero or more, not {value!r}")
+
+
+def _at_least(least: int) -> Callable[[object, attrs.Attribute[int], int], None]:
+    def check(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+        if not value >= least:
+            raise ConfigError(attribute.name, f"must be at least {least}, not {value!r}")
+
+    return check
 
 
 @attrs.frozen(kw_only=True)
@@ -92,31 +125,29 @@ class ServerConfig:
     """
 
     mode: Mode = attrs.field(default=Mode.COUNT, converter=Mode)
-    max_message_size: int = attrs.field(
-        default=DEFAULT_MAX_MESSAGE_SIZE, validator=attrs.validators.ge(0)
-    )
-    memory_budget: int = attrs.field(default=256 * MiB, validator=attrs.validators.ge(1))
+    max_message_size: int = attrs.field(default=DEFAULT_MAX_MESSAGE_SIZE, validator=_at_least(0))
+    memory_budget: int = attrs.field(default=256 * MiB, validator=_at_least(1))
     connection_buffer: int = attrs.field(
         default=attrs.Factory(_default_connection_buffer, takes_self=True),
-        validator=attrs.validators.ge(1),
+        validator=_at_least(1),
     )
     header_timeout: float = attrs.field(default=10.0, validator=_positive)
     idle_timeout: float = attrs.field(default=60.0, validator=_positive)
     linger_timeout: float = attrs.field(default=2.0, validator=_non_negative)
     min_data_rate: float = attrs.field(default=240.0, validator=_non_negative)
     min_data_rate_grace: float = attrs.field(default=5.0, validator=_non_negative)
-    max_connections: int = attrs.field(
-        factory=default_max_connections, validator=attrs.validators.ge(1)
-    )
+    max_connections: int = attrs.field(factory=default_max_connections, validator=_at_least(1))
 
     limits: Limits = attrs.field(init=False, repr=False, eq=False)
     """The bounds of each connection, as its `EchoProtocol` takes them."""
 
     def __attrs_post_init__(self) -> None:
         if self.connection_buffer > self.memory_budget:
-            raise ValueError(
-                f"connection_buffer ({self.connection_buffer}) may not exceed "
-                f"memory_budget ({self.memory_budget})"
+            raise ConfigError(
+                "connection_buffer",
+                f"({self.connection_buffer:,} bytes) may not exceed {{name}}"
+                f" ({self.memory_budget:,} bytes)",
+                "memory_budget",
             )
         limits = Limits(
             max_message_size=self.max_message_size,

@@ -99,7 +99,7 @@ class Connection:
         budget: MemoryBudget,
         peer: str,
         *,
-        on_close: Callable[[], object] | None = None,
+        on_close: Callable[[Connection], object] | None = None,
     ) -> None:
         self._start = now = trio.current_time()
         self._stream = stream
@@ -336,7 +336,7 @@ class Connection:
             assert report is not None
             log_report(report, self.failure)
         if self._on_close is not None:
-            self._on_close()
+            self._on_close(self)
         return uncaught
 
 

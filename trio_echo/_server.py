@@ -32,6 +32,7 @@ import trio
 from ._config import ServerConfig
 from ._connection import Connection
 from ._memory import MemoryBudget
+from ._metrics import ServerMetrics
 from ._protocol import MAX_MESSAGES_PER_STEP
 from ._socket_stream import FastSocketStream
 
@@ -187,12 +188,19 @@ class EchoServer:
         config: How to serve connections.
         listeners: Bound, listening TCP sockets (from `open_listeners`, or
             handed over by systemd). The server closes them when it stops.
+        metrics: Whether to count what `metrics` reports (nothing is
+            counted otherwise).
+
+    Attributes:
+        metrics: What the server counts, if asked to (see `serve_metrics`).
 
     Raises:
         ValueError: If there is no listener, or one is not a TCP socket.
     """
 
-    def __init__(self, config: ServerConfig, listeners: Sequence[socket.socket]) -> None:
+    def __init__(
+        self, config: ServerConfig, listeners: Sequence[socket.socket], *, metrics: bool = False
+    ) -> None:
         if not listeners:
             raise ValueError("a server needs at least one listening socket")
         for sock in listeners:
@@ -204,7 +212,15 @@ class EchoServer:
             if sock.family in (socket.AF_INET, socket.AF_INET6):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._budget = MemoryBudget(config.memory_budget)
+        self._budget = budget = MemoryBudget(config.memory_budget)
+        self.metrics = (
+            ServerMetrics(
+                open_connections=lambda: self._active,
+                budget=lambda: (budget.used, budget.total, budget.waiting),
+            )
+            if metrics
+            else None
+        )
         self._active = 0
         self._slot_freed = trio.lowlevel.ParkingLot()
         self._next_limit_warning = -math.inf
@@ -313,12 +329,16 @@ class EchoServer:
                     connections.start_soon(connection.serve, name=peer)
                 framed += connection.messages
 
-    def _connection_closed(self) -> None:
+    def _connection_closed(self, connection: Connection) -> None:
         self._active -= 1
+        if self.metrics is not None and (report := connection.report) is not None:
+            self.metrics.connection_ended(report)
         if self._slot_freed:
             self._slot_freed.unpark_all()
 
     async def _wait_for_slot(self) -> None:
+        if self.metrics is not None:
+            self.metrics.accepting_paused()
         now = trio.current_time()
         if now >= self._next_limit_warning:
             # Said once, not once per connection: a server at its cap may

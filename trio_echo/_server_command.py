@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -17,9 +18,10 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from ._config import ServerConfig
+from ._config import DEFAULT_PORT, ServerConfig
+from ._metrics import Snapshot, answer_snapshots, serve_metrics, worker_channel
 from ._server import EchoServer, ListenAddress, format_address, open_listeners
-from ._signals import handle_shutdown_signals
+from ._signals import early_signals, handle_shutdown_signals, signal_name
 from ._status import ExitStatus, fail
 from ._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
 from ._workers import Supervisor, WorkerStartError, supervisor_fd, wait_for_supervisor_exit
@@ -34,23 +36,33 @@ workers_logger = logging.getLogger("trio_echo.workers")
 class ServerOptions:
     """What the server command was asked to do, as typed values.
 
+    The command line's defaults are these, and `ServerConfig`'s.
+
     Attributes:
         config: How to serve connections.
-        host: The host to listen on.
+        host: The host to listen on: this machine only, by default.
         port: The port to listen on (0: a free one).
         grace: Seconds open connections get to finish on the first signal.
         workers: How many server processes (1: no supervisor).
         fds: Inherited listening sockets to serve on instead of binding.
         reuse_port: Whether to bind with ``SO_REUSEPORT``.
+        log_level: The least severe log records written (``INFO``: one line
+            per connection).
+        log_format: ``text``, or ``json`` for one object per line.
+        metrics: Where to serve the Prometheus metrics (host, port), if
+            anywhere.
     """
 
-    config: ServerConfig
-    host: str
-    port: int
-    grace: float
+    config: ServerConfig = attrs.Factory(ServerConfig)
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    grace: float = 10.0
     workers: int = 1
-    fds: tuple[int, ...] = ()
+    fds: tuple[int, ...] = attrs.field(default=(), converter=tuple)
     reuse_port: bool = False
+    log_level: str = "INFO"
+    log_format: str = "text"
+    metrics: tuple[str, int] | None = None
 
     @property
     def where(self) -> str:
@@ -74,6 +86,8 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
         options: The server command's options.
         argv: The command line's arguments as given, for the workers.
     """
+    if early := early_signals():
+        return _stopped_before_listening(early[0])
     try:
         if options.workers > 1:
             if not SUPERVISOR_AVAILABLE:
@@ -83,11 +97,43 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
                     ExitStatus.USAGE,
                 )
             return _run_workers(options, argv)
+        channel = worker_channel()  # a worker whose supervisor serves the metrics
+        metrics_socket = None if channel is not None else _metrics_listener(options)
         listeners = _handed_over(options) or _bind(options, reuse_port=options.reuse_port)
     except _CannotListenError as error:
         return fail(str(error), ExitStatus.CANNOT_LISTEN)
-    trio.run(_serve_until_signalled, EchoServer(options.config, listeners), options.grace)
+    server = EchoServer(
+        options.config, listeners, metrics=bool(options.metrics) or channel is not None
+    )
+    trio.run(_serve_until_signalled, server, options.grace, metrics_socket, channel)
     return ExitStatus.OK
+
+
+def _metrics_listener(options: ServerOptions) -> socket.socket | None:
+    """The listening socket for --metrics, if asked for."""
+    if options.metrics is None:
+        return None
+    host, port = options.metrics
+    try:
+        (sock, *others) = open_listeners(host, port)
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise _CannotListenError(
+            f"cannot listen for metrics on {format_address(host, port)}: {reason}"
+        ) from None
+    for other in others:  # one address is enough for a scraper
+        other.close()
+    return sock
+
+
+def _stopped_before_listening(signum: int) -> ExitStatus:
+    """End for a signal that came before anything listened.
+
+    There is nothing to drain. A Ctrl-C ends with the status of an
+    interrupted program.
+    """
+    logger.info("%s before listening: not starting", signal_name(signum))
+    return ExitStatus.INTERRUPTED if signum == signal.SIGINT else ExitStatus.OK
 
 
 def _handed_over(options: ServerOptions) -> list[socket.socket] | None:
@@ -107,16 +153,24 @@ def _bind(options: ServerOptions, *, reuse_port: bool, listen: bool = True) -> l
         raise _CannotListenError(f"cannot listen on {options.where}: {reason}") from None
 
 
-async def _serve_until_signalled(server: EchoServer, grace: float) -> None:
+async def _serve_until_signalled(
+    server: EchoServer,
+    grace: float,
+    metrics_socket: socket.socket | None = None,
+    channel: socket.socket | None = None,
+) -> None:
+    draining = False
     async with trio.open_nursery() as nursery:
 
         def drain(name: str) -> None:
+            nonlocal draining
+            draining = True
             notify("STOPPING=1")
             logger.info("%s: not accepting; open connections have %g s to finish", name, grace)
             server.shutdown(grace)
 
         def cut(name: str) -> None:
-            logger.warning("%s again: cutting %d open connection(s) now", name, server.connections)
+            logger.warning("%s: cutting %d open connection(s) now", name, server.connections)
             server.abort()
 
         async def serve(
@@ -134,14 +188,33 @@ async def _serve_until_signalled(server: EchoServer, grace: float) -> None:
 
             nursery.start_soon(drain_when_orphaned)
         addresses: list[ListenAddress] = await nursery.start(serve)
+        if draining:
+            return  # a signal came first: nothing to announce
+        metrics = server.metrics
+        if metrics is not None and channel is not None:
+            nursery.start_soon(answer_snapshots, channel, metrics)
+        elif metrics is not None and metrics_socket is not None:
+
+            async def collect() -> list[tuple[str | None, Snapshot]]:
+                assert metrics is not None
+                return [(None, metrics.snapshot())]
+
+            _log_metrics_address(metrics_socket)
+            nursery.start_soon(serve_metrics, metrics_socket, collect)
         for address in addresses:
             print(f"listening on {address} mode={server.config.mode}", flush=True)
         notify("READY=1")
 
 
+def _log_metrics_address(sock: socket.socket) -> None:
+    host, port = sock.getsockname()[:2]
+    logger.info("metrics on http://%s/metrics", format_address(host, port))
+
+
 def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
     """Run ``options.workers`` servers under a supervisor; return the exit status."""
     command = [sys.executable, "-m", "trio_echo", *argv, "--workers", "1"]
+    metrics_socket = _metrics_listener(options)  # served here, for every worker
     handed_over = _handed_over(options)
     if handed_over:
         # Every worker accepts on the same inherited sockets.
@@ -161,31 +234,62 @@ def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
         listeners = reserved = _bind(options, reuse_port=False)
         pass_fds = [sock.fileno() for sock in listeners]
         command += [item for fd in pass_fds for item in ("--fd", str(fd))]
-    supervisor = Supervisor(command, options.workers, pass_fds=pass_fds)
+    supervisor = Supervisor(
+        command,
+        options.workers,
+        grace=options.grace,
+        pass_fds=pass_fds,
+        metrics=metrics_socket is not None,
+    )
+    stopped_by: list[str] = []  # the first signal's name, if one came
     try:
-        trio.run(_supervise, supervisor, options, listeners)
+        trio.run(_supervise, supervisor, options, listeners, metrics_socket, stopped_by)
     except* WorkerStartError as group:
-        status = fail(f"server: {group.exceptions[0]}", ExitStatus.CANNOT_LISTEN)
+        status = fail(f"server: {_first_leaf(group)}", ExitStatus.CANNOT_LISTEN)
+    except* OSError as group:  # a worker could not even be spawned
+        status = fail(
+            f"server: cannot start a worker: {_first_leaf(group)}", ExitStatus.WORKER_FAILED
+        )
     else:
         status = ExitStatus.OK
+        if supervisor.failure is not None:
+            status = fail(f"server: {supervisor.failure}", ExitStatus.WORKER_FAILED)
+        elif stopped_by[:1] == ["SIGINT"] and not supervisor.ever_ready:
+            status = ExitStatus.INTERRUPTED  # a Ctrl-C before anything listened
     finally:
         for sock in reserved:
             sock.close()
     return status
 
 
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first exception in ``error`` that is not a group.
+
+    trio nests a task's error in a group for each nursery it crosses.
+    """
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
 async def _supervise(
-    supervisor: Supervisor, options: ServerOptions, listeners: list[socket.socket]
+    supervisor: Supervisor,
+    options: ServerOptions,
+    listeners: list[socket.socket],
+    metrics_socket: socket.socket | None = None,
+    stopped_by: list[str] | None = None,
 ) -> None:
+    stopped_by = [] if stopped_by is None else stopped_by
     async with trio.open_nursery() as nursery:
 
         def drain(name: str) -> None:
+            stopped_by.append(name)
             notify("STOPPING=1")
             workers_logger.info("%s: asking %d workers to drain", name, len(supervisor.pids))
             supervisor.drain()
 
         def cut(name: str) -> None:
-            workers_logger.warning("%s again: asking the workers to stop at once", name)
+            workers_logger.warning("%s: asking the workers to cut their connections now", name)
             supervisor.cut()
 
         async def supervise(
@@ -196,6 +300,11 @@ async def _supervise(
 
         await nursery.start(handle_shutdown_signals, drain, cut)
         await nursery.start(supervise)
+        if stopped_by:
+            return  # stopped while the workers started: nothing to announce
+        if metrics_socket is not None:
+            _log_metrics_address(metrics_socket)
+            nursery.start_soon(serve_metrics, metrics_socket, supervisor.snapshots)
         for sock in listeners:
             host, port = sock.getsockname()[:2]
             print(

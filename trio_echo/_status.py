@@ -16,6 +16,10 @@ class ExitStatus(enum.IntEnum):
     OK = 0
     MISMATCH = 1
     """Client: the echo differs from what was sent (short, long or altered)."""
+    WORKER_FAILED = 1
+    """Server: a worker failed to start or exited at once, too many times in a
+    row (the other workers were drained). The same number as MISMATCH: each
+    command has its own meaning for it."""
     USAGE = 2
     """A bad flag or argument."""
     CANNOT_LISTEN = 3
@@ -30,6 +34,12 @@ class ExitStatus(enum.IntEnum):
     """Client: the server's answer broke the framing (framed mode)."""
     IO_ERROR = 8
     """Client: the input file could not be read."""
+    OUTPUT_ERROR = 9
+    """Client: the echo could not be written to standard output (a reader
+    that went away, a full disk); a broken pipe ends quietly."""
+    INTERRUPTED = 130
+    """Interrupted (SIGINT, Ctrl-C): the client at any moment, the server
+    before it listened."""
 
 
 def fail(message: str, status: ExitStatus) -> ExitStatus:

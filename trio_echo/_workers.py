@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Sequence
 
 import trio
+
+from ._metrics import METRICS_FD_VARIABLE, Snapshot, SnapshotChannel
 
 __all__ = [
     "SUPERVISOR_FD_VARIABLE",
@@ -36,10 +40,26 @@ READY_TIMEOUT = 30.0
 """Seconds a worker has to print its 'listening on' line."""
 
 RESTART_DELAY = 0.5
-"""Seconds before restarting a worker that died; doubled (up to
-MAX_RESTART_DELAY) while workers keep dying within a second of their start."""
+"""Seconds before restarting a worker that failed; doubled (up to
+MAX_RESTART_DELAY) with each failure in a row: a start that fails, or a
+worker that exits within QUICK_EXIT seconds of listening."""
 
 MAX_RESTART_DELAY = 30.0
+
+QUICK_EXIT = 1.0
+
+MAX_FAILURES_IN_A_ROW = 5
+"""Failures in a row of one worker after which the supervisor gives up: it
+drains the other workers and exits with status 1."""
+
+KILL_MARGIN = 5.0
+"""Seconds past the grace period (or past a cut) after which a worker that
+has not exited is killed (SIGKILL)."""
+
+DRAIN_SIGNAL = signal.SIGTERM
+CUT_SIGNAL = getattr(signal, "SIGQUIT", signal.SIGTERM)  # the supervisor runs on POSIX only
+"""What the supervisor sends its workers: two different signals, which the
+kernel never merges into one (two SIGTERMs sent back to back may be)."""
 
 
 SUPERVISOR_FD_VARIABLE = "TRIO_ECHO_SUPERVISOR_FD"
@@ -50,26 +70,63 @@ class WorkerStartError(RuntimeError):
     """A worker did not start listening."""
 
 
+def describe_status(status: int) -> str:
+    """How a process ended, in words: ``killed by SIGKILL``, ``exited with status 1``."""
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exited with status {status}"
+
+
 class Supervisor:
     """Runs ``count`` copies of a server command and keeps them running.
 
     Start it with ``await nursery.start(supervisor.run)``, which returns once
-    every worker listens; `drain` and `cut` pass a shutdown on to them, and
-    `run` returns once every worker has exited after one of them.
+    every worker listens (or a drain came first); `drain` and `cut` pass a
+    shutdown on to them, and `run` returns once every worker has exited after
+    one of them. A worker still running `KILL_MARGIN` seconds after the grace
+    period of a drain, or after a cut, is killed.
 
     Args:
         command: The worker's command line.
         count: How many workers.
+        grace: Seconds the workers' connections get to finish on a drain.
         pass_fds: File descriptors the workers inherit (listening sockets).
+        metrics: Whether to give each worker a socket to answer `snapshots`
+            on (see `trio_echo._metrics`).
+
+    Attributes:
+        failure: Why the supervisor gave up, in a sentence, if it did (a
+            worker failed `MAX_FAILURES_IN_A_ROW` times in a row; it drained
+            the others).
     """
 
-    def __init__(self, command: Sequence[str], count: int, *, pass_fds: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        count: int,
+        *,
+        grace: float = 10.0,
+        pass_fds: Sequence[int] = (),
+        metrics: bool = False,
+    ) -> None:
         self._command = list(command)
         self._count = count
+        self._grace = grace
         self._pass_fds = tuple(pass_fds)
         self._parent_alive: int | None = None  # the pipe's read end, while run() runs
         self._processes: dict[int, trio.Process] = {}  # by worker number
         self._stopping = trio.Event()
+        self._kill_at = math.inf
+        self._watches: set[trio.CancelScope] = set()
+        self._sent: set[int] = set()  # the signals sent to every worker
+        self._ready: set[int] = set()  # the workers listening now, by number
+        self.ever_ready = False
+        self._metrics = metrics
+        self._snapshot_channels: dict[int, SnapshotChannel] = {}  # by worker number
+        self.failure: str | None = None
 
     @property
     def pids(self) -> list[int]:
@@ -84,7 +141,8 @@ class Supervisor:
         """Start every worker, then keep them running until `drain` or `cut`.
 
         Args:
-            task_status: Started once every worker listens.
+            task_status: Started once every worker listens, or a drain or a
+                cut stopped the starting.
 
         Raises:
             WorkerStartError: If a worker does not start the first time (the
@@ -95,6 +153,8 @@ class Supervisor:
         try:
             async with trio.open_nursery() as nursery:
                 for number in range(1, self._count + 1):
+                    if self._stopping.is_set():
+                        break
                     await nursery.start(self._keep_running, number, nursery)
                 task_status.started()
         finally:
@@ -102,19 +162,31 @@ class Supervisor:
             os.close(parent_gone)
 
     def drain(self) -> None:
-        """Ask every worker to drain (SIGTERM), and restart none from now on."""
-        self._stopping.set()
-        self._signal_all()
+        """Ask every worker to drain, and restart none from now on.
+
+        Those still running `KILL_MARGIN` seconds after the grace period are
+        killed.
+        """
+        self._stop(DRAIN_SIGNAL, self._grace + KILL_MARGIN)
 
     def cut(self) -> None:
-        """Ask every worker to cut its connections now (a second SIGTERM)."""
-        self._stopping.set()
-        self._signal_all()
+        """Ask every worker to cut its connections now.
 
-    def _signal_all(self) -> None:
+        Those still running `KILL_MARGIN` seconds later are killed.
+        """
+        self._stop(CUT_SIGNAL, KILL_MARGIN)
+
+    def _stop(self, signum: signal.Signals, kill_after: float) -> None:
+        self._stopping.set()
+        self._kill_at = min(self._kill_at, trio.current_time() + kill_after)
+        for scope in self._watches:
+            scope.deadline = self._kill_at
+        if signum in self._sent:
+            return  # a second drain is no cut: each signal goes once
+        self._sent.add(signum)
         for process in self._processes.values():
             if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(signum)
 
     async def _keep_running(
         self,
@@ -123,52 +195,133 @@ class Supervisor:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        delay = RESTART_DELAY
         started = False
-        while not self._stopping.is_set():
-            began = trio.current_time()
-            try:
-                process = await self._spawn(number, nursery)
-            except WorkerStartError as error:
-                if not started:
-                    raise
-                logger.error("%s; trying again in %g s", error, delay)  # noqa: TRY400 (no bug)
-            else:
-                if not started:
-                    started = True
-                    task_status.started()
-                status = await process.wait()
-                if self._stopping.is_set():
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    process = await self._spawn(number, nursery)
+                except WorkerStartError as error:
+                    if self._stopping.is_set():
+                        return  # stopped while it started: not a failure
+                    if not started:
+                        raise
+                    failure = str(error)
+                else:
+                    ready_at = trio.current_time()
+                    if not started:
+                        started = True
+                        task_status.started()
+                    self._ready.add(number)
+                    try:
+                        status = await self._watch(number, process)
+                    finally:
+                        self._ready.discard(number)
+                    if self._stopping.is_set():
+                        return
+                    failure = f"worker {number} (pid {process.pid}) {describe_status(status)}"
+                    if trio.current_time() - ready_at >= QUICK_EXIT:
+                        failures = 0  # it served a while: a crash, not a failing start
+                failures += 1
+                if failures >= MAX_FAILURES_IN_A_ROW:
+                    self.failure = (
+                        f"worker {number} failed {failures} times in a row, most recently:"
+                        f" {failure}; stopping the server"
+                    )
+                    logger.error("%s", self.failure)
+                    self.drain()
                     return
-                quick = trio.current_time() - began < 1.0
-                delay = min(delay * 2, MAX_RESTART_DELAY) if quick else RESTART_DELAY
-                logger.error(
-                    "worker %d (pid %d) exited with status %d; restarting it in %g s",
-                    number,
-                    process.pid,
-                    status,
-                    delay,
-                )
-            with trio.move_on_after(delay):
-                await self._stopping.wait()
+                delay = min(RESTART_DELAY * 2 ** (failures - 1), MAX_RESTART_DELAY)
+                logger.error("%s; restarting it in %g s", failure, delay)
+                with trio.move_on_after(delay):
+                    await self._stopping.wait()
+        finally:
+            if not started:
+                task_status.started()  # so that run() goes on: to its end
+
+    async def _watch(self, number: int, process: trio.Process) -> int:
+        """Wait for a worker to exit; kill it if it outlives the kill deadline."""
+        with trio.CancelScope(deadline=self._kill_at) as scope:
+            self._watches.add(scope)
+            try:
+                return await process.wait()
+            finally:
+                self._watches.discard(scope)
+        logger.error(
+            "worker %d (pid %d) is still running past the grace period: killing it (SIGKILL)",
+            number,
+            process.pid,
+        )
+        process.kill()
+        return await process.wait()
+
+    async def snapshots(self) -> list[tuple[str | None, Snapshot]]:
+        """Each listening worker's metrics snapshot, with its number.
+
+        The workers are asked at once; one that does not answer in time is
+        left out.
+        """
+        answers: dict[int, Snapshot] = {}
+
+        async def ask(number: int, channel: SnapshotChannel) -> None:
+            snapshot = await channel.ask()
+            if snapshot is not None:
+                answers[number] = snapshot
+
+        async with trio.open_nursery() as nursery:
+            for number, channel in self._snapshot_channels.items():
+                if number in self._ready:
+                    nursery.start_soon(ask, number, channel)
+        return [(str(number), answers[number]) for number in sorted(answers)]
+
+    async def _cancelled(self, number: int, process: trio.Process) -> None:
+        """Stop a worker whose supervisor is cancelled: a cut, then a kill."""
+        process.send_signal(CUT_SIGNAL)
+        with trio.move_on_after(KILL_MARGIN):
+            await process.wait()
+            return
+        logger.error(
+            "worker %d (pid %d) is still running after a cut: killing it (SIGKILL)",
+            number,
+            process.pid,
+        )
+        process.kill()
 
     async def _spawn(self, number: int, nursery: trio.Nursery) -> trio.Process:
         """Start worker ``number`` and wait for its 'listening on' line."""
         parent_alive = self._parent_alive
         assert parent_alive is not None  # set by run()
-        process: trio.Process = await nursery.start(
-            functools.partial(
-                trio.run_process,
-                self._command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                pass_fds=(*self._pass_fds, parent_alive),
-                env=dict(os.environ, **{SUPERVISOR_FD_VARIABLE: str(parent_alive)}),
-                start_new_session=True,
-                check=False,
+        env = dict(os.environ, **{SUPERVISOR_FD_VARIABLE: str(parent_alive)})
+        pass_fds = (*self._pass_fds, parent_alive)
+        theirs = None
+        if self._metrics:
+            ours, theirs = socket.socketpair()
+            old = self._snapshot_channels.pop(number, None)
+            if old is not None:
+                old.channel.close()
+            self._snapshot_channels[number] = SnapshotChannel(trio.socket.from_stdlib_socket(ours))
+            env[METRICS_FD_VARIABLE] = str(theirs.fileno())
+            pass_fds += (theirs.fileno(),)
+        try:
+            process: trio.Process = await nursery.start(
+                functools.partial(
+                    trio.run_process,
+                    self._command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    pass_fds=pass_fds,
+                    env=env,
+                    start_new_session=True,
+                    check=False,
+                    deliver_cancel=functools.partial(self._cancelled, number),
+                )
             )
-        )
+        finally:
+            if theirs is not None:
+                theirs.close()  # the worker's end: the worker holds it now
         self._processes[number] = process
+        for signum in sorted(self._sent):  # stopped while it was starting: it must stop too
+            process.send_signal(signum)
         line = b""
         assert process.stdout is not None
         with trio.move_on_after(READY_TIMEOUT):
@@ -177,8 +330,9 @@ class Supervisor:
         if not line.startswith(b"listening on"):
             process.kill()
             status = await process.wait()
-            raise WorkerStartError(f"worker {number} did not start (exit status {status})")
+            raise WorkerStartError(f"worker {number} did not start ({describe_status(status)})")
         logger.info("worker %d (pid %d) started", number, process.pid)
+        self.ever_ready = True
         return process
 
 
