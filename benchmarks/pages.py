@@ -317,20 +317,25 @@ def criterion(
     ranking = ranked(results.summary, results.servers, cell)
     if not ranking:
         return ""
-    best, worst = ranking[0], ranking[-1]
-    (best_server, best_entry), (worst_server, worst_entry) = best, worst
-    tied = [server.label for server, entry in ranking[1:] if overlaps(best_entry, entry)]
+    (best_server, best_entry), (worst_server, worst_entry) = ranking[0], ranking[-1]
+
+    def ties(server: Server, entry: dict[str, object]) -> str:
+        tied = [o.label for o, them in ranking if o is not server and overlaps(entry, them)]
+        return f", tied with {and_list(tied)}" if tied else ""
+
     text = (
-        f"- **{what}** ({name}): {words[0]}, {best_server.label} ({value_text(best_entry, cell)})"
+        f"- **{what}** ({name}): {words[0]}, {best_server.label}"
+        f" ({value_text(best_entry, cell)}){ties(best_server, best_entry)}; {words[1]},"
+        f" {worst_server.label} ({value_text(worst_entry, cell)}){ties(worst_server, worst_entry)}"
     )
-    if tied:
-        text += f", tied with {and_list(tied)}"
-    text += f"; {words[1]}, {worst_server.label} ({value_text(worst_entry, cell)})"
     places = [index for index, (server, _) in enumerate(ranking) if server.name == "trio-echo"]
     if places:
-        mine = ranking[places[0]][1]
+        server, mine = ranking[places[0]]
+        overlapping = sum(1 for o, them in ranking if o is not server and overlaps(mine, them))
         text += (
-            f"; trio_echo {_ordinal(places[0] + 1)} of {len(ranking)} ({value_text(mine, cell)})"
+            f"; trio_echo {_ordinal(places[0] + 1)} of {len(ranking)} by its median"
+            f" ({value_text(mine, cell)}; its range overlaps {overlapping}"
+            f" other{'s' if overlapping != 1 else ''})"
         )
     behind = [
         server.label

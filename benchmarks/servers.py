@@ -142,7 +142,8 @@ SERVERS: dict[str, Server] = {
         Server(
             "twisted-original",
             "Twisted original",
-            "Twisted reactor, the course's EchoCount/Echo as written",
+            "Twisted reactor, the course's EchoCount/Echo as written (Twisted's default"
+            " listen backlog, 50)",
             _python_peer("twisted_original.py"),
             modes=("count", "echo"),
             requires=("twisted",),

@@ -97,9 +97,9 @@ def test_who_leads_calls_overlapping_ranges_a_tie() -> None:
 def test_who_leads_at_a_fixed_rate_counts_only_servers_that_kept_up() -> None:
     cell = Cell("count 100 B at 1,000/s", "count", rate=1000, group="cpu")
     runs = [
-        Run("trio", cell.name, 0, figure=10.0, saturated=True),
-        Run("trio-echo", cell.name, 0, figure=40.0),
-        Run("c-epoll", cell.name, 0, figure=20.0),
+        Run("trio", cell.name, 0, figure=10.0, messages_per_second=500.0),  # fell short
+        Run("trio-echo", cell.name, 0, figure=40.0, messages_per_second=1000.0),
+        Run("c-epoll", cell.name, 0, figure=20.0, messages_per_second=999.0),
     ]
     servers = [SERVERS[name] for name in ("trio", "trio-echo", "c-epoll")]
     summary = summarise(runs, servers, Settings(1, 0, 1, 1, [cell]))
