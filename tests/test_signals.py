@@ -306,3 +306,25 @@ async def test_a_worker_that_never_starts_fails_the_first_start(tmp_path: Path) 
     error = _first_leaf(caught.value)
     assert isinstance(error, WorkerStartError)
     assert str(error) == "worker 1 did not start (exited with status 1)"
+
+
+def test_the_package_imports_nothing_heavy_until_used() -> None:
+    # So that `python -m trio_echo` catches the signals before trio loads.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, trio_echo, trio_echo._signals; "
+            "print(sorted(m for m in ('trio', 'attr', 'trio_echo._server') if m in sys.modules))",
+        ],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout == b"[]\n"
+    import trio_echo
+
+    assert set(trio_echo.__all__) == set(trio_echo._EXPORTS)
+    for name in trio_echo.__all__:  # each resolves to its module's object
+        assert getattr(trio_echo, name) is not None
