@@ -24,7 +24,7 @@ import pytest
 import trio
 
 from tests.conftest import ROOT, ChildProcess
-from trio_echo import _workers
+from trio_echo import _signals, _workers
 from trio_echo._server_command import _first_leaf
 from trio_echo._signals import handle_shutdown_signals
 from trio_echo._workers import Supervisor, WorkerStartError, describe_status
@@ -328,3 +328,12 @@ def test_the_package_imports_nothing_heavy_until_used() -> None:
     assert set(trio_echo.__all__) == set(trio_echo._EXPORTS)
     for name in trio_echo.__all__:  # each resolves to its module's object
         assert getattr(trio_echo, name) is not None
+
+
+async def test_with_every_shutdown_signal_ignored_there_is_nothing_to_handle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_signals, "_ignored", set(_signals.SHUTDOWN_SIGNALS))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(handle_shutdown_signals, pytest.fail, pytest.fail)
+        nursery.cancel_scope.cancel()

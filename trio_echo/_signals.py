@@ -139,6 +139,10 @@ async def handle_shutdown_signals(
 
     import trio  # noqa: PLC0415 (this module is imported before trio: see above)
 
+    if not _handled():  # every one was ignored by whoever started us: nothing to wait for
+        if task_status is not None:
+            task_status.started()
+        await trio.sleep_forever()
     with trio.open_signal_receiver(*_handled()) as received:
         if task_status is not None:
             task_status.started()
