@@ -174,7 +174,7 @@ SERVERS: dict[str, Server] = {
             " that reads, then sends",
             _python_peer("trio_tutorial.py"),
             handler=(*_in("trio_tutorial.py", "handle"), *_in("_common.py", "unread")),
-            program=_in("trio_tutorial.py"),
+            program=(*_in("trio_tutorial.py"), *_in("trio_plain.py", "main")),
         ),
         *(
             Server(
@@ -272,7 +272,7 @@ SERVERS: dict[str, Server] = {
                 *_in("threads_tutorial.py", "Handler"),
                 *_in("_common.py", "pump_blocking", "unread"),
             ),
-            program=_in("threads_tutorial.py"),
+            program=(*_in("threads_tutorial.py"), *_in("threads.py", "Server", "serve")),
         ),
         Server(
             "forking",
@@ -280,7 +280,7 @@ SERVERS: dict[str, Server] = {
             "a process per connection (socketserver.ForkingTCPServer), threads' handler in it",
             _python_peer("forking.py"),
             handler=_THREADS_HANDLER,
-            program=_in("forking.py"),
+            program=(*_in("forking.py"), *_in("threads.py", "serve")),
         ),
         Server(
             "c-epoll",

@@ -10,11 +10,9 @@ thread.
 
 from __future__ import annotations
 
-import socket
 import socketserver
 
-from _common import announce, parse_args
-from threads import Handler
+from threads import serve
 
 
 class Server(socketserver.ForkingTCPServer):
@@ -24,9 +22,4 @@ class Server(socketserver.ForkingTCPServer):
 
 
 if __name__ == "__main__":
-    args = parse_args(__doc__.splitlines()[0])
-    Handler.mode = args.mode
-    Server.address_family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    with Server((args.host, args.port), Handler) as server:
-        announce(args.host, server.server_address[1], args.mode)
-        server.serve_forever()
+    serve(__doc__.splitlines()[0], Server)

@@ -104,11 +104,21 @@ class Server(socketserver.ThreadingTCPServer):
     request_queue_size = 4096
 
 
-if __name__ == "__main__":
-    args = parse_args(__doc__.splitlines()[0])
-    Handler.mode = args.mode
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    Server.address_family = family
-    with Server((args.host, args.port), Handler) as server:
+def serve(
+    description: str,
+    server_class: type[socketserver.TCPServer] = Server,
+    handler: type[socketserver.BaseRequestHandler] = Handler,
+) -> None:
+    """Serve ``handler`` (its class attribute ``mode`` set from the arguments)
+    with ``server_class`` until killed: the threads, threads-tutorial and
+    forking peers."""
+    args = parse_args(description)
+    handler.mode = args.mode  # type: ignore[attr-defined]
+    server_class.address_family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    with server_class((args.host, args.port), handler) as server:
         announce(args.host, server.server_address[1], args.mode)
         server.serve_forever()
+
+
+if __name__ == "__main__":
+    serve(__doc__.splitlines()[0])

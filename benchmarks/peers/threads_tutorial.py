@@ -16,8 +16,8 @@ import socket
 import socketserver
 import time
 
-from _common import announce, parse_args, pump_blocking
-from threads import Server
+from _common import pump_blocking
+from threads import serve
 
 from trio_echo import EchoProtocol, Mode
 
@@ -34,9 +34,4 @@ class Handler(socketserver.BaseRequestHandler):
 
 
 if __name__ == "__main__":
-    args = parse_args(__doc__.splitlines()[0])
-    Handler.mode = args.mode
-    Server.address_family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    with Server((args.host, args.port), Handler) as server:
-        announce(args.host, server.server_address[1], args.mode)
-        server.serve_forever()
+    serve(__doc__.splitlines()[0], handler=Handler)

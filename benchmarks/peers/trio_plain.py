@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Awaitable, Callable
 
 import trio
 from _common import QUEUED_READS, READ_SIZE, announce, parse_args, unread
@@ -65,11 +66,17 @@ async def handle(stream: trio.SocketStream, mode: str) -> None:
             pass  # closing is all there is to do
 
 
-async def main(host: str, port: int, mode: str) -> None:
+async def main(
+    host: str,
+    port: int,
+    mode: str,
+    handler: Callable[[trio.SocketStream, str], Awaitable[None]] = handle,
+) -> None:
+    """Serve ``handler`` (this file's, or the tutorial peer's) with serve_tcp."""
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
             functools.partial(
-                trio.serve_tcp, functools.partial(handle, mode=mode), port, host=host, backlog=4096
+                trio.serve_tcp, functools.partial(handler, mode=mode), port, host=host, backlog=4096
             )
         )
         announce(host, listeners[0].socket.getsockname()[1], mode)

@@ -13,11 +13,11 @@ trio_plain.py, adds a writer task for that case.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import trio
-from _common import READ_SIZE, announce, parse_args, unread
+from _common import READ_SIZE, parse_args, unread
+from trio_plain import main
 
 from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, YIELD, EchoProtocol, Mode, Receive
 
@@ -54,16 +54,6 @@ async def handle(stream: trio.SocketStream, mode: str) -> None:
             pass  # closing is all there is to do
 
 
-async def main(host: str, port: int, mode: str) -> None:
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            functools.partial(
-                trio.serve_tcp, functools.partial(handle, mode=mode), port, host=host, backlog=4096
-            )
-        )
-        announce(host, listeners[0].socket.getsockname()[1], mode)
-
-
 if __name__ == "__main__":
     args = parse_args(__doc__.splitlines()[0])
-    trio.run(main, args.host, args.port, args.mode)
+    trio.run(main, args.host, args.port, args.mode, handle)
