@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trustme
 
 from trio_echo import EchoServer, ServerConfig, open_listeners
 
@@ -187,6 +188,59 @@ def round_trip(port: int, payload: bytes) -> bytes:
         while data := sock.recv(65536):
             received += data
     return received
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files of a test certificate authority and a certificate it issued.
+
+    Attributes:
+        ca: The authority's certificate (what a client trusts).
+        cert: The server's certificate, for ``localhost``, 127.0.0.1 and ::1.
+        key: Its private key.
+        client_cert: A client certificate from the same authority.
+        client_key: Its private key.
+    """
+
+    ca: str
+    cert: str
+    key: str
+    client_cert: str
+    client_key: str
+
+
+@pytest.fixture(scope="session")
+def tls_authority() -> trustme.CA:
+    """A certificate authority made for this test run (ECDSA P-256)."""
+    return trustme.CA(key_type=trustme.KeyType.ECDSA)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tls_authority: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    """Certificate files for ``localhost``, made once per test run."""
+    directory = tmp_path_factory.mktemp("tls")
+    server = tls_authority.issue_cert(
+        "localhost", "127.0.0.1", "::1", key_type=trustme.KeyType.ECDSA
+    )
+    client = tls_authority.issue_cert("client@example.org", key_type=trustme.KeyType.ECDSA)
+    files = TLSFiles(*(str(directory / name) for name in ("ca", "cert", "key", "ccert", "ckey")))
+    tls_authority.cert_pem.write_to_path(files.ca)
+    server.cert_chain_pems[0].write_to_path(files.cert)
+    server.private_key_pem.write_to_path(files.key)
+    client.cert_chain_pems[0].write_to_path(files.client_cert)
+    client.private_key_pem.write_to_path(files.client_key)
+    return files
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A directory with a short path, for unix sockets.
+
+    A socket's path must fit in about 107 bytes; pytest's ``tmp_path`` can be
+    longer.
+    """
+    with tempfile.TemporaryDirectory(prefix="te-", dir="/tmp") as directory:
+        yield Path(directory)
 
 
 def python_command(*args: str) -> list[str]:
