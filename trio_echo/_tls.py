@@ -223,7 +223,8 @@ def certificate_failure(error: BaseException) -> CertificateFailure | None:
             message = seen.verify_message or seen.reason or str(seen)
             what = _VERIFY_CODES.get(seen.verify_code, str(message).lower())
             return CertificateFailure("server", what, str(message))
-        if isinstance(seen, ssl.SSLError) and (what := _CLIENT_ALERTS.get(seen.reason or "")):
-            return CertificateFailure("client", what, (seen.reason or "").lower().replace("_", " "))
+        if isinstance(seen, ssl.SSLError) and (alert := _CLIENT_ALERTS.get(seen.reason or "")):
+            words = (seen.reason or "").lower().replace("_", " ")
+            return CertificateFailure("client", alert, words)
         seen = seen.__cause__ or seen.__context__
     return None
