@@ -75,11 +75,18 @@ class ChildProcess:
 
     def wait_for_port(self, timeout: float = 30.0) -> int:
         """Wait for the 'listening on HOST:PORT' line; return the port."""
+        self.wait_for_line(LISTENING, timeout)
+        match = LISTENING.search(self.stdout)
+        assert match is not None
+        self.port = int(match[1])
+        return self.port
+
+    def wait_for_line(self, pattern: re.Pattern[bytes], timeout: float = 30.0) -> None:
+        """Wait until standard output has a match for ``pattern``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if match := LISTENING.search(self.stdout):
-                self.port = int(match[1])
-                return self.port
+            if pattern.search(self.stdout):
+                return
             if self.popen.poll() is not None:
                 break
             time.sleep(0.02)
@@ -180,9 +187,23 @@ async def wait_until(predicate: Callable[[], bool], seconds: float = 5.0) -> Non
             await trio.sleep(0.01)
 
 
-def round_trip(port: int, payload: bytes) -> bytes:
-    """One count message over a blocking socket; the echo back."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+def connect(where: int | str | Path, timeout: float = 10) -> socket.socket:
+    """A blocking socket connected to 127.0.0.1:PORT, or to a unix socket's path."""
+    if isinstance(where, int):
+        return socket.create_connection(("127.0.0.1", where), timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(where))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def round_trip(where: int | str | Path, payload: bytes) -> bytes:
+    """One count message over a blocking socket (TCP port or unix path); the echo back."""
+    with connect(where) as sock:
         sock.sendall(b"%d " % len(payload) + payload)
         received = b""
         while data := sock.recv(65536):

@@ -290,9 +290,8 @@ async def test_handler_bug_does_not_stop_the_server(
     await wait_until(lambda: server.connections == 0)
 
 
-def test_a_unix_listening_socket_is_refused_in_one_sentence(tmp_path: Path) -> None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+def test_a_datagram_socket_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(tmp_path / "listener"))
-        sock.listen()
-        with pytest.raises(ValueError, match="trio_echo serves TCP"):
+        with pytest.raises(ValueError, match="trio_echo serves stream sockets only"):
             EchoServer(ServerConfig(), [sock])

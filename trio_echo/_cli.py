@@ -142,6 +142,17 @@ def _fd(text: str) -> int:
     return int(text)
 
 
+def _file_mode(text: str) -> int:
+    """File permissions in octal: ``600``, ``0660``."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not file permissions in octal (0600)")
+    return mode
+
+
 def _at_least_a_read(text: str) -> int:
     """A size from `MIN_CONNECTION_BUFFER` (one full read) to `MAX_SIZE`."""
     size = _size(text)
@@ -298,6 +309,54 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "--reuse-port",
         action="store_true",
         help="bind with SO_REUSEPORT, so that other processes can share the port",
+    )
+    parser.add_argument(
+        "--unix",
+        metavar="PATH",
+        help=(
+            "listen on a unix socket at PATH too (only there, unless --host or --port is "
+            "given); a stale socket file is removed first, anything else there is refused; "
+            "the file is removed on exit (default: none)"
+        ),
+    )
+    parser.add_argument(
+        "--unix-mode",
+        type=_file_mode,
+        metavar="MODE",
+        help=f"the unix socket file's permissions, in octal (default: {option('unix_mode'):04o})",
+    )
+    tls = parser.add_argument_group(
+        "TLS",
+        "Serve every connection over TLS 1.2 or newer. SIGUSR1 loads the certificate and key"
+        " again (for connections accepted from then on); if they cannot be loaded, the ones"
+        " in use stay, with a warning.",
+    )
+    tls.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="the server's certificate chain, PEM, its own certificate first (default: no TLS)",
+    )
+    tls.add_argument(
+        "--tls-key",
+        metavar="FILE",
+        help="the certificate's private key, PEM (default: in the --tls-cert file)",
+    )
+    tls.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help=(
+            "require a client certificate issued by an authority in FILE, PEM (mutual TLS; "
+            "default: none asked for)"
+        ),
+    )
+    tls.add_argument(
+        "--tls-handshake-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help=(
+            "time a TLS handshake has to end, from the connection's start; the header "
+            "timeout starts when it ends (default: the header timeout)"
+        ),
     )
     parser.add_argument(
         "--metrics",
@@ -511,6 +570,13 @@ def _server_options(given: dict[str, Any]) -> ServerOptions:
             check_available()
         except MetricsUnavailableError as error:
             raise ValueError(str(error)) from None
+    for flag in ("tls_key", "tls_client_ca", "tls_handshake_timeout"):
+        if flag in given and "tls_cert" not in given:
+            raise ValueError(f"{_flag(flag)} is for TLS: give --tls-cert too")
+    if "unix_mode" in given and "unix" not in given:
+        raise ValueError("--unix-mode is for a unix socket: give --unix PATH too")
+    if "unix" in given and not ("host" in given or "port" in given):
+        given = {**given, "tcp": False}  # only the unix socket was asked for
     fds = given.get("fds", [])
     if repeated := sorted({fd for fd in fds if fds.count(fd) > 1}):
         raise ValueError(f"--fd {repeated[0]} is given more than once; name each socket once")

@@ -122,6 +122,9 @@ class ServerConfig:
         min_data_rate_grace: Seconds a payload has before its rate counts.
         max_connections: The most connections served at once; past it the
             server stops accepting until one ends.
+        tls_handshake_timeout: Seconds a TLS connection's handshake has to
+            end, from the connection's start; the header timer starts when
+            it ends. None: the header timeout.
     """
 
     mode: Mode = attrs.field(default=Mode.COUNT, converter=Mode)
@@ -137,6 +140,9 @@ class ServerConfig:
     min_data_rate: float = attrs.field(default=240.0, validator=_non_negative)
     min_data_rate_grace: float = attrs.field(default=5.0, validator=_non_negative)
     max_connections: int = attrs.field(factory=default_max_connections, validator=_at_least(1))
+    tls_handshake_timeout: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_positive)
+    )
 
     limits: Limits = attrs.field(init=False, repr=False, eq=False)
     """The bounds of each connection, as its `EchoProtocol` takes them."""
@@ -157,5 +163,10 @@ class ServerConfig:
             linger_timeout=self.linger_timeout,
             min_data_rate=self.min_data_rate,
             min_data_rate_grace=self.min_data_rate_grace,
+            handshake_timeout=(
+                self.header_timeout
+                if self.tls_handshake_timeout is None
+                else self.tls_handshake_timeout
+            ),
         )
         object.__setattr__(self, "limits", limits)

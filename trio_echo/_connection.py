@@ -14,6 +14,10 @@
 # carries the deadline. Answers go out inline while the stream takes them; a
 # writer task is started only once one has to wait for the peer. Both paths
 # end in `_finish`, the one place that turns an exception into an ending.
+#
+# A TLS stream (`trio.SSLStream`) has no such calls and cannot half-close: it
+# is served in its own task, from its handshake on, through the stream's
+# calls alone, and closed with `aclose` (close_notify) when it ended well.
 from __future__ import annotations
 
 import functools
@@ -28,6 +32,7 @@ from ._protocol import (
     BUFFER_OVERHEAD,
     CHECK_UNREAD,
     CLOSE,
+    HANDSHAKE,
     PAUSED,
     YIELD,
     Action,
@@ -47,7 +52,7 @@ from ._report import (
     logged,
     split_failure,
 )
-from ._socket_stream import NowaitStream, has_nowait_calls
+from ._socket_stream import FastSocketStream, NowaitStream, has_nowait_calls
 
 __all__ = ["Connection", "HandlerError", "handle_connection"]
 
@@ -87,6 +92,7 @@ class Connection:
         "_scope",
         "_start",
         "_stream",
+        "_unread_check",
         "_writer_lot",
         "_writer_sending",
         "failure",
@@ -103,10 +109,17 @@ class Connection:
     ) -> None:
         self._start = now = trio.current_time()
         self._stream = stream
-        self._nowait = cast("NowaitStream", stream) if has_nowait_calls(type(stream)) else None
-        half_closeable = _can_half_close(type(stream))
+        self._nowait = nowait = (
+            cast("NowaitStream", stream) if has_nowait_calls(type(stream)) else None
+        )
+        self._unread_check = _unread_check(stream)
+        tls = isinstance(stream, trio.SSLStream)
         self._protocol = EchoProtocol(
-            config.mode, limits=config.limits, now=now, can_half_close=half_closeable
+            config.mode,
+            limits=config.limits,
+            now=now,
+            can_half_close=nowait is not None or _can_half_close(type(stream)),
+            handshake=tls,
         )
         self._account = Account(budget, overhead=BUFFER_OVERHEAD, minimum=MIN_GRANT)
         self._peer = peer
@@ -193,6 +206,9 @@ class Connection:
                         if self._reader_lot is None:
                             self._reader_lot = trio.lowlevel.ParkingLot()
                         await self._reader_lot.park()  # until the writer has sent some
+                    elif action is HANDSHAKE:
+                        await cast("trio.SSLStream[trio.abc.Stream]", stream).do_handshake()
+                        protocol.handshake_done(trio.current_time())
                     else:  # SEND_EOF: asked of a half-closeable stream only
                         await cast("trio.abc.HalfCloseableStream", stream).send_eof()
                         protocol.eof_sent(trio.current_time())
@@ -232,7 +248,8 @@ class Connection:
             if data is not None and self._send_ready(data, nursery, now) and action is PAUSED:
                 continue
             if action is CHECK_UNREAD:
-                would_reset = None if nowait is None else nowait.close_would_reset()
+                check = self._unread_check
+                would_reset = None if check is None else check()
                 protocol.report_unread(_UNREAD[would_reset])
                 continue
             if read_once and type(action) is Receive and nowait is not None:
@@ -338,6 +355,21 @@ class Connection:
         if self._on_close is not None:
             self._on_close(self)
         return uncaught
+
+
+def _unread_check(stream: trio.abc.Stream) -> Callable[[], bool | None] | None:
+    """How to answer the protocol's CHECK_UNREAD on ``stream``, if it can be.
+
+    Under TLS, only the socket's bytes known to wait count (see
+    `EchoProtocol`): the graceful close sends close_notify, after which the
+    peer has nothing more to say but its own.
+    """
+    if isinstance(stream, trio.SSLStream):
+        transport = stream.transport_stream
+        return transport.unread_waiting if isinstance(transport, FastSocketStream) else None
+    if has_nowait_calls(type(stream)):
+        return cast("NowaitStream", stream).close_would_reset
+    return None
 
 
 @functools.cache

@@ -33,7 +33,13 @@
 #   nothing is unread and every byte it sent has arrived; otherwise it
 #   half-closes, reads and discards (counted) until the peer closes or the
 #   linger time ends, and then closes. Bytes read on the way are never
-#   dropped unseen.
+#   dropped unseen. A transport that cannot half-close (TLS) reads and
+#   discards the same way, without the half-close, and then closes
+#   gracefully (TLS sends close_notify).
+#
+# A TLS connection begins with its handshake (HANDSHAKE), under a deadline
+# of its own; the header timer starts when it ends, and a transport failure
+# meanwhile is the handshake's (`Outcome.TLS_HANDSHAKE`).
 from __future__ import annotations
 
 import enum
@@ -50,6 +56,7 @@ __all__ = [
     "BUFFER_OVERHEAD",
     "CHECK_UNREAD",
     "CLOSE",
+    "HANDSHAKE",
     "MAX_MESSAGES_PER_STEP",
     "PAUSED",
     "SEND_EOF",
@@ -142,6 +149,9 @@ class Outcome(enum.StrEnum):
     fault."""
     RESET = "reset"
     """The peer went away (a reset, or a broken pipe) mid-transfer."""
+    TLS_HANDSHAKE = "tls-handshake"
+    """The TLS handshake failed (the detail gives the ssl library's words),
+    or did not end within the handshake timeout."""
     CANCELLED = "cancelled"
     """The server cut the connection short (shutdown after the grace period)."""
     INTERNAL_ERROR = "internal-error"
@@ -165,6 +175,8 @@ class Expiry(enum.Enum):
     TOO_SLOW = "too-slow"
     """The payload in progress fell below the minimum data rate:
     `Outcome.TOO_SLOW`."""
+    HANDSHAKE = "handshake"
+    """The TLS handshake is late: `Outcome.TLS_HANDSHAKE`."""
     LINGER = "linger"
     """The linger time after a half-close is over: close (the outcome stays
     what it was)."""
@@ -201,6 +213,8 @@ class Limits:
             once `min_data_rate_grace` has passed since its header; 0 turns
             the check off. Echo mode has no messages, and so no such check.
         min_data_rate_grace: Seconds a payload has before its rate counts.
+        handshake_timeout: Seconds a TLS handshake has to end, from the
+            connection's start.
     """
 
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
@@ -210,6 +224,7 @@ class Limits:
     linger_timeout: float = 2.0
     min_data_rate: float = 240.0
     min_data_rate_grace: float = 5.0
+    handshake_timeout: float = 10.0
     idle_granularity: float = attrs.field(init=False)
     """Seconds by which the idle deadline may land late: see `EchoProtocol`."""
 
@@ -272,6 +287,10 @@ class SEND_EOF(metaclass=_SentinelBase):  # noqa: N801
     """Half-close (send the end of stream), then call `EchoProtocol.eof_sent`."""
 
 
+class HANDSHAKE(metaclass=_SentinelBase):
+    """Do the TLS handshake, then call `EchoProtocol.handshake_done`."""
+
+
 class CLOSE(metaclass=_SentinelBase):
     """Close the connection: `EchoProtocol.outcome` says how it ended."""
 
@@ -279,11 +298,20 @@ class CLOSE(metaclass=_SentinelBase):
 _RECEIVES = {size: Receive(size) for size in (READ_SIZE_MIN << i for i in range(7))}
 """The reads of the usual sizes, made once (up to READ_SIZE_MAX)."""
 
-Action = Receive | type[YIELD] | type[PAUSED] | type[CHECK_UNREAD] | type[SEND_EOF] | type[CLOSE]
+Action = (
+    Receive
+    | type[YIELD]
+    | type[PAUSED]
+    | type[CHECK_UNREAD]
+    | type[SEND_EOF]
+    | type[HANDSHAKE]
+    | type[CLOSE]
+)
 
+_HANDSHAKING = "handshaking"  # the TLS handshake comes first
 _READING = "reading"  # the protocol wants the peer's bytes
 _ENDING = "ending"  # reading is over (a count message, or the end of stream)
-_LINGERING = "lingering"  # half-closed, discarding until the peer closes
+_LINGERING = "lingering"  # discarding until the peer closes (half-closed, if it can)
 _DONE = "done"  # the outcome is known and the connection must close
 
 _NEVER = Deadline(math.inf, Expiry.IDLE)
@@ -294,6 +322,10 @@ _EXPIRY_OUTCOMES = {
     Expiry.HEADER: (
         Outcome.HEADER_TIMEOUT,
         "no complete length prefix within {limits.header_timeout:g} s",
+    ),
+    Expiry.HANDSHAKE: (
+        Outcome.TLS_HANDSHAKE,
+        "no TLS handshake within {limits.handshake_timeout:g} s",
     ),
     Expiry.IDLE: (Outcome.IDLE_TIMEOUT, "nothing received or sent for {limits.idle_timeout:g} s"),
     Expiry.BUDGET: (
@@ -316,8 +348,9 @@ class EchoProtocol:
       stream);
     - `data_to_send()` for the next bytes to send, and `sent(count, now)`
       once some were;
-    - `next_action(now)` for what to do next: a `Receive`, `YIELD`,
-      `PAUSED`, `CHECK_UNREAD`, `SEND_EOF` or `CLOSE`;
+    - `next_action(now)` for what to do next: `HANDSHAKE` (first, on a TLS
+      connection), a `Receive`, `YIELD`, `PAUSED`, `CHECK_UNREAD`,
+      `SEND_EOF` or `CLOSE`;
     - `deadline` for when the connection must end if nothing happens, and
       what that means; `expired(now)` once it has passed;
     - `budget_wait`/`budget_granted` around a wait for a memory budget the
@@ -337,8 +370,9 @@ class EchoProtocol:
         limits: The connection's bounds.
         now: The time the connection started, in the caller's clock.
         can_half_close: Whether the transport can send an end of stream and
-            go on reading. Without it, a connection that must linger closes
-            gracefully instead.
+            go on reading. Without it, a connection that must linger reads
+            and discards without a half-close, then closes gracefully.
+        handshake: Whether the connection begins with a TLS handshake.
     """
 
     __slots__ = (
@@ -346,6 +380,7 @@ class EchoProtocol:
         "_deadline",
         "_deadline_stale",
         "_framer",
+        "_handshake_deadline",
         "_header_due",
         "_held_up_since",
         "_idle_deadline",
@@ -379,6 +414,7 @@ class EchoProtocol:
         limits: Limits = Limits(),
         now: float = 0.0,
         can_half_close: bool = True,
+        handshake: bool = False,
     ) -> None:
         self.mode = mode if type(mode) is Mode else Mode(mode)
         self._limits = limits
@@ -388,7 +424,7 @@ class EchoProtocol:
             if self.mode is Mode.ECHO
             else CountFramer(max_message_size=limits.max_message_size)
         )
-        self._state = _READING
+        self._state = _HANDSHAKING if handshake else _READING
         self._work = False  # received bytes (or an end of stream) not yet framed
         self._peer_closed = False
         self._unread: Unread | None = None  # asked for once a count message ends
@@ -399,7 +435,8 @@ class EchoProtocol:
         self._out_held = 0  # what they cost
         # Timers, in the caller's clock.
         self._idle_deadline = now + limits.idle_timeout + limits.idle_granularity
-        self._header_due: float | None = now if self.mode is Mode.COUNT else None
+        self._header_due: float | None = now if self.mode is Mode.COUNT and not handshake else None
+        self._handshake_deadline = now + limits.handshake_timeout
         self._payload_since: float | None = None
         self._payload_bytes = 0
         self._held_up_since: float | None = None
@@ -521,14 +558,23 @@ class EchoProtocol:
         if self._unread is None or unread is Unread.YES:
             self._unread = unread
 
+    def handshake_done(self, now: float) -> None:
+        """Report that the TLS handshake (`HANDSHAKE`) ended well.
+
+        The header timer of a count connection starts.
+        """
+        if self._state is _HANDSHAKING:
+            self._state = _READING
+            if self.mode is Mode.COUNT:
+                self._header_due = now
+            self._deadline_stale = True
+
     def eof_sent(self, now: float) -> None:
         """Report that the end of stream was sent (`SEND_EOF` done).
 
         The linger time starts.
         """
-        self._state = _LINGERING
-        self._linger_deadline = now + self._limits.linger_timeout
-        self._deadline_stale = True
+        self._linger(now)
 
     def budget_wait(self, now: float) -> None:
         """Report that reading waits for a memory budget shared with others.
@@ -556,14 +602,17 @@ class EchoProtocol:
         """Report that the connection cannot go on.
 
         Args:
-            outcome: Why: the transport broke (`Outcome.RESET`), the server
-                cut the connection (`Outcome.CANCELLED`), or a bug
+            outcome: Why: the transport broke (`Outcome.RESET`; during a TLS
+                handshake, `Outcome.TLS_HANDSHAKE`), the server cut the
+                connection (`Outcome.CANCELLED`), or a bug
                 (`Outcome.INTERNAL_ERROR`). An outcome already decided stays,
                 except that a bug is always told.
             detail: What happened, in words.
         """
         if outcome is Outcome.INTERNAL_ERROR:
             self.outcome = None
+        elif outcome is Outcome.RESET and self._state is _HANDSHAKING:
+            outcome = Outcome.TLS_HANDSHAKE
         self._end(outcome, detail)
         self._close()
 
@@ -573,13 +622,16 @@ class EchoProtocol:
         """Do the next step of framing, if any is due; say what to do next.
 
         Returns:
-            One of: `Receive`; `YIELD` (call again after a checkpoint);
-            `PAUSED` (call again after `sent`); `CHECK_UNREAD`; `SEND_EOF`;
-            `CLOSE`. Whatever it returns, send what `data_to_send` has.
+            One of: `HANDSHAKE`; `Receive`; `YIELD` (call again after a
+            checkpoint); `PAUSED` (call again after `sent`); `CHECK_UNREAD`;
+            `SEND_EOF`; `CLOSE`. Whatever it returns, send what
+            `data_to_send` has.
         """
         if self._work and self._frame(now):
             return YIELD
         state = self._state
+        if state is _HANDSHAKING:
+            return HANDSHAKE
         if state is _READING:
             room = self._limits.max_held - self.held - 3 * BUFFER_OVERHEAD
             if self._framer is not None:
@@ -611,7 +663,10 @@ class EchoProtocol:
         if self._unread is None:
             return CHECK_UNREAD
         if not self._can_half_close:
-            return self._close()  # a graceful close is the best it can do
+            if self._unread is not Unread.YES:
+                return self._close()  # nothing known unread: close gracefully now
+            self._linger(now)  # discard what comes, then close gracefully
+            return _RECEIVES[READ_SIZE_MIN]
         return SEND_EOF
 
     # -- Inside -------------------------------------------------------------
@@ -694,6 +749,12 @@ class EchoProtocol:
         out.append(buffer)
         self._out_held += len(buffer) + BUFFER_OVERHEAD
 
+    def _linger(self, now: float) -> None:
+        """Read and discard until the peer closes, or the linger time ends."""
+        self._state = _LINGERING
+        self._linger_deadline = now + self._limits.linger_timeout
+        self._deadline_stale = True
+
     def _end(self, outcome: Outcome | Reason, detail: str = "") -> None:
         """Record how the connection ended, unless that is decided already."""
         if self.outcome is None:
@@ -752,6 +813,8 @@ class EchoProtocol:
         limits = self._limits
         if self._state is _LINGERING:
             when, expiry = self._linger_deadline, Expiry.LINGER
+        elif self._state is _HANDSHAKING:
+            when, expiry = self._handshake_deadline, Expiry.HANDSHAKE
         else:
             when = self._idle_deadline
             expiry = Expiry.BUDGET if self._waiting_for_budget else Expiry.IDLE

@@ -17,12 +17,17 @@
 # accepting task. The others get a task of their own in the connections
 # nursery. A bug in the handler is logged, with its traceback, by the
 # connection itself, and ends only that connection: neither call raises it.
+#
+# The listeners may be TCP or unix sockets, and with TLS every accepted
+# stream is wrapped in a trio.SSLStream: its handshake runs in the
+# connection's own task, never in the accepting one.
 from __future__ import annotations
 
 import contextlib
 import errno
 import logging
 import math
+import os
 import socket
 from collections.abc import Sequence
 
@@ -35,6 +40,8 @@ from ._memory import MemoryBudget
 from ._metrics import ServerMetrics
 from ._protocol import MAX_MESSAGES_PER_STEP
 from ._socket_stream import FastSocketStream
+from ._tls import ServerTLS
+from ._unix import peer_credentials
 
 __all__ = ["ALL_INTERFACES", "EchoServer", "ListenAddress", "open_listeners"]
 
@@ -67,14 +74,26 @@ class ListenAddress:
     """An address a server listens on.
 
     Attributes:
-        host: The numeric host address.
-        port: The port number.
+        host: The numeric host address (empty for a unix socket).
+        port: The port number (0 for a unix socket).
+        path: A unix socket's path; None for TCP.
     """
 
     host: str
     port: int
+    path: str | None = None
+
+    @classmethod
+    def of(cls, sock: socket.socket) -> ListenAddress:
+        """The address ``sock`` is bound to."""
+        name = sock.getsockname()
+        if sock.family == socket.AF_UNIX:
+            return cls("", 0, os.fsdecode(name) if name else "")
+        return cls(str(name[0]), int(name[1]))
 
     def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
         return format_address(self.host, self.port)
 
 
@@ -154,13 +173,18 @@ def check_listener(sock: socket.socket) -> None:
     """Check that ``sock`` is a socket a server can listen on.
 
     Raises:
-        ValueError: If it is not a TCP (IPv4 or IPv6) stream socket.
+        ValueError: If it is not a TCP (IPv4 or IPv6) or unix stream socket.
     """
-    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+    if sock.family not in _FAMILIES or sock.type != socket.SOCK_STREAM:
         raise ValueError(
             f"a {sock.family.name} {sock.type.name} socket was handed over;"
-            " trio_echo serves TCP (IPv4 or IPv6) only"
+            " trio_echo serves stream sockets only: TCP (IPv4 or IPv6) or unix"
         )
+
+
+_FAMILIES = frozenset(
+    {socket.AF_INET, socket.AF_INET6, *([socket.AF_UNIX] if hasattr(socket, "AF_UNIX") else [])}
+)
 
 
 def accepted_stream(sock: socket.socket) -> FastSocketStream:
@@ -175,6 +199,8 @@ def accepted_stream(sock: socket.socket) -> FastSocketStream:
 def _peer_name(sock: socket.socket, address: object) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         return format_address(str(address[0]), int(address[1]))
+    if sock.family == getattr(socket, "AF_UNIX", None):
+        return f"unix:{peer_credentials(sock)}"  # a client's address is seldom named
     return str(address) or sock.family.name
 
 
@@ -186,26 +212,36 @@ class EchoServer:
 
     Args:
         config: How to serve connections.
-        listeners: Bound, listening TCP sockets (from `open_listeners`, or
-            handed over by systemd). The server closes them when it stops.
+        listeners: Bound, listening TCP or unix sockets (from
+            `open_listeners` or `open_unix_listener`, or handed over by
+            systemd). The server closes them when it stops.
         metrics: Whether to count what `metrics` reports (nothing is
             counted otherwise).
+        tls: Serve every connection over TLS, with this context (which
+            `ServerTLS.reload` may replace while the server runs); None for
+            plain TCP.
 
     Attributes:
         metrics: What the server counts, if asked to (see `serve_metrics`).
 
     Raises:
-        ValueError: If there is no listener, or one is not a TCP socket.
+        ValueError: If there is no listener, or one is not a stream socket.
     """
 
     def __init__(
-        self, config: ServerConfig, listeners: Sequence[socket.socket], *, metrics: bool = False
+        self,
+        config: ServerConfig,
+        listeners: Sequence[socket.socket],
+        *,
+        metrics: bool = False,
+        tls: ServerTLS | None = None,
     ) -> None:
         if not listeners:
             raise ValueError("a server needs at least one listening socket")
         for sock in listeners:
             check_listener(sock)
         self.config = config
+        self.tls = tls
         self._listeners = list(listeners)
         for sock in self._listeners:
             # Accepted sockets inherit it: one call here, none per connection.
@@ -230,11 +266,7 @@ class EchoServer:
     @property
     def addresses(self) -> list[ListenAddress]:
         """The addresses listened on."""
-        return [
-            ListenAddress(str(sock.getsockname()[0]), int(sock.getsockname()[1]))
-            for sock in self._listeners
-            if sock.fileno() != -1
-        ]
+        return [ListenAddress.of(sock) for sock in self._listeners if sock.fileno() != -1]
 
     @property
     def connections(self) -> int:
@@ -308,15 +340,18 @@ class EchoServer:
                         raise
                     logger.warning(
                         "cannot accept on %s: %s; retrying in %g s",
-                        format_address(*listener.getsockname()[:2]),
+                        ListenAddress.of(listener),
                         error.strerror,
                         _RESOURCE_PAUSE,
                     )
                     await trio.sleep(_RESOURCE_PAUSE)
                     break
                 peer = _peer_name(sock, address)
+                stream: trio.abc.Stream
                 try:
                     stream = accepted_stream(sock)
+                    if self.tls is not None:  # its handshake waits for the connection's task
+                        stream = trio.SSLStream(stream, self.tls.context, server_side=True)
                 except OSError as error:
                     sock.close()
                     logger.warning(

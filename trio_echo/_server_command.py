@@ -1,13 +1,17 @@
 # `trio-echo server`: its listening sockets, then one server, or a supervisor
 # of workers, until the shutdown signals end it.
 #
-# Listening sockets come from one place (`_handed_over`, else `_bind`), each
-# with its one sentence when it fails. Workers are started with the parent's
+# Listening sockets come from one place (`_handed_over`, else `_open`: TCP
+# and a unix socket), each with its one sentence when it fails. A unix
+# socket file is removed on exit by the process that made it, never by one
+# it was handed to. With TLS, the certificate is loaded before anything
+# listens, and loaded again on SIGUSR1. Workers are started with the parent's
 # own arguments, followed by what only the parent knows (`--workers 1`, and
 # how to reach the listening sockets): later flags override earlier ones, so
 # no copy of the flag list is kept here.
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -21,9 +25,17 @@ import trio
 from ._config import DEFAULT_PORT, ServerConfig
 from ._metrics import Snapshot, answer_snapshots, serve_metrics, worker_channel
 from ._server import EchoServer, ListenAddress, format_address, open_listeners
-from ._signals import early_signals, handle_shutdown_signals, signal_name
+from ._signals import (
+    RELOAD_SIGNAL,
+    early_signals,
+    handle_reload_signal,
+    handle_shutdown_signals,
+    signal_name,
+)
 from ._status import ExitStatus, fail
 from ._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
+from ._tls import ServerTLS, TLSFileError, TLSFiles
+from ._unix import UnixSocketFile, open_unix_listener
 from ._workers import Supervisor, WorkerStartError, supervisor_fd, wait_for_supervisor_exit
 
 __all__ = ["ServerOptions", "run_server"]
@@ -51,6 +63,13 @@ class ServerOptions:
         log_format: ``text``, or ``json`` for one object per line.
         metrics: Where to serve the Prometheus metrics (host, port), if
             anywhere.
+        tcp: Whether to listen on TCP (``host``, ``port``): not when only a
+            unix socket is asked for.
+        unix: A unix socket's path to listen on, if any.
+        unix_mode: The unix socket file's permissions.
+        tls_cert: The server's certificate chain (PEM), to serve over TLS.
+        tls_key: Its private key (PEM); by default, in ``tls_cert``.
+        tls_client_ca: Authorities whose client certificates are required.
     """
 
     config: ServerConfig = attrs.Factory(ServerConfig)
@@ -63,11 +82,24 @@ class ServerOptions:
     log_level: str = "INFO"
     log_format: str = "text"
     metrics: tuple[str, int] | None = None
+    tcp: bool = True
+    unix: str | None = None
+    unix_mode: int = 0o600
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
 
     @property
     def where(self) -> str:
         """The address asked for, as ``host:port``."""
         return format_address(self.host, self.port)
+
+    @property
+    def tls_files(self) -> TLSFiles | None:
+        """The TLS files, if the server is to speak TLS."""
+        if self.tls_cert is None:
+            return None
+        return TLSFiles(self.tls_cert, self.tls_key or self.tls_cert, self.tls_client_ca)
 
 
 class _CannotListenError(Exception):
@@ -89,6 +121,10 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
     if early := early_signals():
         return _stopped_before_listening(early[0])
     try:
+        tls = ServerTLS(options.tls_files) if options.tls_files is not None else None
+    except TLSFileError as error:
+        return fail(f"server: {error}", ExitStatus.USAGE)
+    try:
         if options.workers > 1:
             if not SUPERVISOR_AVAILABLE:
                 return fail(
@@ -99,13 +135,22 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
             return _run_workers(options, argv)
         channel = worker_channel()  # a worker whose supervisor serves the metrics
         metrics_socket = None if channel is not None else _metrics_listener(options)
-        listeners = _handed_over(options) or _bind(options, reuse_port=options.reuse_port)
+        socket_file = None
+        if not (listeners := _handed_over(options)):
+            listeners, socket_file = _open(options, reuse_port=options.reuse_port)
     except _CannotListenError as error:
         return fail(str(error), ExitStatus.CANNOT_LISTEN)
-    server = EchoServer(
-        options.config, listeners, metrics=bool(options.metrics) or channel is not None
-    )
-    trio.run(_serve_until_signalled, server, options.grace, metrics_socket, channel)
+    try:
+        server = EchoServer(
+            options.config,
+            listeners,
+            metrics=bool(options.metrics) or channel is not None,
+            tls=tls,
+        )
+        trio.run(_serve_until_signalled, server, options.grace, metrics_socket, channel)
+    finally:
+        if socket_file is not None:
+            socket_file.remove()
     return ExitStatus.OK
 
 
@@ -144,6 +189,27 @@ def _handed_over(options: ServerOptions) -> list[socket.socket] | None:
         raise _CannotListenError(f"server: {error}") from None
 
 
+def _open(
+    options: ServerOptions, *, reuse_port: bool
+) -> tuple[list[socket.socket], UnixSocketFile | None]:
+    """Listen where ``options`` say: TCP, a unix socket, or both.
+
+    Returns:
+        The listening sockets, and the unix socket's file to remove on exit.
+    """
+    listeners = _bind(options, reuse_port=reuse_port) if options.tcp else []
+    if options.unix is None:
+        return listeners, None
+    try:
+        sock, socket_file = open_unix_listener(options.unix, mode=options.unix_mode)
+    except OSError as error:
+        for other in listeners:
+            other.close()
+        reason = (error.strerror or str(error)).lower()
+        raise _CannotListenError(f"cannot listen on unix:{options.unix}: {reason}") from None
+    return [*listeners, sock], socket_file
+
+
 def _bind(options: ServerOptions, *, reuse_port: bool, listen: bool = True) -> list[socket.socket]:
     """Bind (and listen on) every address of the host asked for."""
     try:
@@ -180,6 +246,7 @@ async def _serve_until_signalled(
             nursery.cancel_scope.cancel()  # served to the end: stop watching signals
 
         await nursery.start(handle_shutdown_signals, drain, cut)
+        await nursery.start(handle_reload_signal, functools.partial(_reload, server))
         if (fd := supervisor_fd()) is not None:  # a worker: drain if the supervisor dies
 
             async def drain_when_orphaned() -> None:
@@ -206,6 +273,14 @@ async def _serve_until_signalled(
         notify("READY=1")
 
 
+async def _reload(server: EchoServer) -> None:
+    """Load the TLS certificate and key again (on `RELOAD_SIGNAL`)."""
+    if server.tls is None:
+        logger.info("SIGUSR1: not serving TLS, no certificate to reload")
+        return
+    await trio.to_thread.run_sync(server.tls.reload)
+
+
 def _log_metrics_address(sock: socket.socket) -> None:
     host, port = sock.getsockname()[:2]
     logger.info("metrics on http://%s/metrics", format_address(host, port))
@@ -216,13 +291,14 @@ def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
     command = [sys.executable, "-m", "trio_echo", *argv, "--workers", "1"]
     metrics_socket = _metrics_listener(options)  # served here, for every worker
     handed_over = _handed_over(options)
+    socket_file = None
     if handed_over:
         # Every worker accepts on the same inherited sockets.
         listeners, reserved = handed_over, []
         pass_fds = [sock.fileno() for sock in listeners]
         if not options.fds:  # from systemd: name them, as --fd does
             command += [item for fd in pass_fds for item in ("--fd", str(fd))]
-    elif hasattr(socket, "SO_REUSEPORT"):
+    elif hasattr(socket, "SO_REUSEPORT") and options.unix is None:
         # Each worker binds its own socket, and the kernel spreads connections.
         # The parent binds the port too (without listening, so it gets no
         # connections), to learn the port 0 picked, and to hold it.
@@ -230,8 +306,10 @@ def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
         pass_fds = []
         command += ["--port", str(listeners[0].getsockname()[1]), "--reuse-port"]
     else:
-        # No SO_REUSEPORT: the parent listens, and the workers inherit.
-        listeners = reserved = _bind(options, reuse_port=False)
+        # No SO_REUSEPORT, or a unix socket (which it does not apply to):
+        # the parent listens, and the workers inherit.
+        listeners, socket_file = _open(options, reuse_port=False)
+        reserved = listeners
         pass_fds = [sock.fileno() for sock in listeners]
         command += [item for fd in pass_fds for item in ("--fd", str(fd))]
     supervisor = Supervisor(
@@ -259,6 +337,8 @@ def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
     finally:
         for sock in reserved:
             sock.close()
+        if socket_file is not None:
+            socket_file.remove()  # the workers were handed it: theirs to serve, not remove
     return status
 
 
@@ -298,7 +378,12 @@ async def _supervise(
             await supervisor.run(task_status=task_status)
             nursery.cancel_scope.cancel()  # every worker has exited: stop watching signals
 
+        async def reload() -> None:
+            assert RELOAD_SIGNAL is not None  # the supervisor runs on POSIX only
+            supervisor.signal_workers(RELOAD_SIGNAL)
+
         await nursery.start(handle_shutdown_signals, drain, cut)
+        await nursery.start(handle_reload_signal, reload)
         await nursery.start(supervise)
         if stopped_by:
             return  # stopped while the workers started: nothing to announce
@@ -306,9 +391,8 @@ async def _supervise(
             _log_metrics_address(metrics_socket)
             nursery.start_soon(serve_metrics, metrics_socket, supervisor.snapshots)
         for sock in listeners:
-            host, port = sock.getsockname()[:2]
             print(
-                f"listening on {format_address(host, port)} mode={options.config.mode}"
+                f"listening on {ListenAddress.of(sock)} mode={options.config.mode}"
                 f" workers={options.workers}",
                 flush=True,
             )

@@ -8,6 +8,9 @@
 #   two deliveries of one signal that arrive before either is handled, so a
 #   second SIGTERM sent right after the first may never be seen, but a
 #   SIGQUIT is a signal of its own.
+# - SIGUSR1 loads the TLS certificate and key again (a supervisor passes it
+#   on to its workers). One that comes while the server starts is ignored:
+#   the files are read when it starts.
 #
 # Before the server handles them itself (while it imports, parses and
 # binds), the command line records them (`install_early_handlers`), and
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -26,8 +29,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CUT_SIGNAL",
     "DRAIN_SIGNALS",
+    "RELOAD_SIGNAL",
     "SHUTDOWN_SIGNALS",
     "early_signals",
+    "handle_reload_signal",
     "handle_shutdown_signals",
     "install_early_handlers",
     "restore_default_handlers",
@@ -40,6 +45,9 @@ DRAIN_SIGNALS = tuple(
 CUT_SIGNAL = getattr(signal, "SIGQUIT", None)
 """SIGQUIT; None where there is no such signal (Windows)."""
 SHUTDOWN_SIGNALS = (*DRAIN_SIGNALS, *([CUT_SIGNAL] if CUT_SIGNAL is not None else []))
+RELOAD_SIGNAL = getattr(signal, "SIGUSR1", None)
+"""SIGUSR1, which reloads the TLS certificate; None where there is no such
+signal (Windows)."""
 
 _early: list[int] = []
 _ignored: set[int] = set()
@@ -55,6 +63,10 @@ def _record(signum: int, _frame: FrameType | None) -> None:
     _early.append(signum)
 
 
+def _ignore(_signum: int, _frame: FrameType | None) -> None:
+    pass
+
+
 def install_early_handlers() -> None:
     """Record the shutdown signals from now on, instead of dying of them.
 
@@ -67,6 +79,8 @@ def install_early_handlers() -> None:
             _ignored.add(signum)  # as it was asked to be, by whoever started it
         else:
             signal.signal(signum, _record)
+    if RELOAD_SIGNAL is not None and signal.getsignal(RELOAD_SIGNAL) == signal.SIG_DFL:
+        signal.signal(RELOAD_SIGNAL, _ignore)  # not SIG_IGN, which a child would inherit
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _handled())
 
@@ -87,6 +101,8 @@ def restore_default_handlers() -> None:
         if signal.getsignal(sig) is _record:
             default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
             signal.signal(sig, default)
+    if RELOAD_SIGNAL is not None and signal.getsignal(RELOAD_SIGNAL) is _ignore:
+        signal.signal(RELOAD_SIGNAL, signal.SIG_DFL)
     early = list(_early)
     _early.clear()
     for signum in early:
@@ -151,3 +167,26 @@ async def handle_shutdown_signals(
         handle(early)
         async for signum in received:
             handle([signum])
+
+
+async def handle_reload_signal(
+    reload: Callable[[], Awaitable[object]],
+    *,
+    task_status: trio.TaskStatus[None] | None = None,
+) -> None:
+    """Await ``reload()`` on each `RELOAD_SIGNAL`, one at a time.
+
+    Runs until cancelled; start it with ``nursery.start``. Where there is no
+    such signal, it only waits.
+    """
+    import trio  # noqa: PLC0415 (this module is imported before trio: see above)
+
+    if RELOAD_SIGNAL is None:
+        if task_status is not None:
+            task_status.started()
+        await trio.sleep_forever()
+    with trio.open_signal_receiver(RELOAD_SIGNAL) as received:
+        if task_status is not None:
+            task_status.started()
+        async for _signum in received:
+            await reload()

@@ -235,18 +235,33 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             trio.ClosedResourceError: If this stream was closed.
             trio.BrokenResourceError: If the connection broke.
         """
+        if (waiting := self.unread_waiting()) is not None:
+            return waiting
+        unacknowledged = self.unacknowledged()
+        return None if unacknowledged is None else unacknowledged > 0
+
+    def unread_waiting(self) -> bool | None:
+        """Whether the peer's bytes wait unread, asked without reading.
+
+        Not a checkpoint.
+
+        Returns:
+            True if they do; False if the peer has closed and nothing waits;
+            None if nothing waits and more may come.
+
+        Raises:
+            trio.ClosedResourceError: If this stream was closed.
+            trio.BrokenResourceError: If the connection broke.
+        """
         if self._closed:
             raise trio.ClosedResourceError("this stream was closed")
         try:
             waiting = self._sock.recv(1, socket.MSG_PEEK | _DONTWAIT)
         except BlockingIOError:
-            pass
+            return None
         except OSError as error:
             raise _translate(error, self._closed) from error
-        else:
-            return bool(waiting)  # b"": the peer has closed, nothing more can come
-        unacknowledged = self.unacknowledged()
-        return None if unacknowledged is None else unacknowledged > 0
+        return bool(waiting)  # b"": the peer has closed, nothing more can come
 
     def unacknowledged(self) -> int | None:
         """Bytes sent that the peer has not acknowledged yet; None if unknown.

@@ -176,6 +176,12 @@ class Supervisor:
         """
         self._stop(CUT_SIGNAL, KILL_MARGIN)
 
+    def signal_workers(self, signum: int) -> None:
+        """Send ``signum`` to every running worker (to reload, say)."""
+        for process in self._processes.values():
+            if process.returncode is None:
+                process.send_signal(signum)
+
     def _stop(self, signum: signal.Signals, kill_after: float) -> None:
         self._stopping.set()
         self._kill_at = min(self._kill_at, trio.current_time() + kill_after)
