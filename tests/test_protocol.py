@@ -21,6 +21,7 @@ from tests.conftest import chunkings, random_chunks
 from trio_echo import (
     CHECK_UNREAD,
     CLOSE,
+    HANDSHAKE,
     PAUSED,
     SEND_EOF,
     YIELD,
@@ -46,7 +47,7 @@ class Run:
     """What a pump saw: the echo, how it ended, and the protocol."""
 
     echo: bytes
-    ending: str  # "close", "linger" (half-closed, waiting for the peer) or "waiting"
+    ending: str  # "close", "linger" (discarding until the peer closes) or "waiting"
     protocol: EchoProtocol
     actions: list[object] = attrs.field(factory=list)
     read: int = 0  # bytes the pump read
@@ -99,6 +100,8 @@ def pump(
             sent += len(data)
             protocol.sent(len(data), now)
         if type(action) is Receive:
+            if protocol.outcome is not None:
+                run.ending = "linger"  # reading only to discard (half-closed, if it can)
             if not pending and (ended or not eof):
                 break  # the peer has nothing more to say, for now
             protocol.receive_data(read(action.max_bytes), now)
@@ -117,6 +120,8 @@ def pump(
         elif action is SEND_EOF:
             protocol.eof_sent(now)
             run.ending = "linger"
+        elif action is HANDSHAKE:
+            protocol.handshake_done(now)
         else:
             assert action is CLOSE
             run.ending = "close"
@@ -158,9 +163,17 @@ CASES = [
 ]
 
 
+TRANSPORTS = {
+    "tcp": {},
+    "tls": {"handshake": True, "can_half_close": False},
+}
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
 @pytest.mark.parametrize(("mode", "raw", "eof", "echo", "outcome", "messages", "ending"), CASES)
 def test_every_mode_under_every_chunking(
     *,
+    transport: str,
     mode: Mode,
     raw: bytes,
     eof: bool,
@@ -169,8 +182,11 @@ def test_every_mode_under_every_chunking(
     messages: int,
     ending: str,
 ) -> None:
+    # TLS: the same, after a handshake, and lingering without a half-close.
     for chunks in chunkings(raw):
-        run = pump(EchoProtocol(mode, limits=LIMITS), chunks, eof=eof)
+        run = pump(EchoProtocol(mode, limits=LIMITS, **TRANSPORTS[transport]), chunks, eof=eof)
+        assert (run.actions[0] is HANDSHAKE) == (transport == "tls")
+        assert transport == "tcp" or SEND_EOF not in run.actions
         got = (run.protocol.outcome, run.protocol.messages, run.ending)
         assert got == (outcome, messages, ending), chunks
         if echo is not None:  # a bad framed message may cut its answers short
@@ -371,7 +387,10 @@ def test_lingering_has_its_own_deadline_and_keeps_the_outcome() -> None:
 
 def in_each_expiry(expiry: Expiry) -> EchoProtocol:
     """A protocol whose deadline has ``expiry`` as its meaning."""
-    protocol = EchoProtocol(Mode.ECHO if expiry is not Expiry.HEADER else Mode.COUNT)
+    protocol = EchoProtocol(
+        Mode.ECHO if expiry is not Expiry.HEADER else Mode.COUNT,
+        handshake=expiry is Expiry.HANDSHAKE,
+    )
     if expiry is Expiry.BUDGET:
         protocol.budget_wait(0.0)
     elif expiry is Expiry.TOO_SLOW:
@@ -387,6 +406,7 @@ def in_each_expiry(expiry: Expiry) -> EchoProtocol:
         (Expiry.IDLE, Outcome.IDLE_TIMEOUT),
         (Expiry.BUDGET, Outcome.BUDGET_TIMEOUT),
         (Expiry.TOO_SLOW, Outcome.TOO_SLOW),
+        (Expiry.HANDSHAKE, Outcome.TLS_HANDSHAKE),
     ],
 )
 def test_each_expiry_is_an_outcome_with_its_words(expiry: Expiry, outcome: Outcome) -> None:
@@ -602,3 +622,49 @@ def test_a_payload_well_ahead_of_the_rate_is_timed_by_the_idle_timeout() -> None
     protocol = EchoProtocol(Mode.COUNT, limits=limits, now=0.0)
     pump(protocol, [b"100000 " + b"x" * 1000], eof=False)  # 1,000 bytes earn 100 s
     assert protocol.deadline == Deadline(60.5, Expiry.IDLE)
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_a_tls_handshake_has_its_own_deadline_and_then_the_header_timer_starts(
+    mode: Mode,
+) -> None:
+    limits = Limits(handshake_timeout=3.0, header_timeout=10.0, idle_timeout=60.0)
+    protocol = EchoProtocol(mode, limits=limits, now=1.0, handshake=True)
+    assert protocol.next_action(1.5) is HANDSHAKE
+    assert protocol.deadline == Deadline(4.0, Expiry.HANDSHAKE)
+    protocol.handshake_done(2.5)
+    protocol.handshake_done(3.5)  # told twice: the first counts
+    if mode is Mode.COUNT:  # the header is due from the handshake's end
+        assert protocol.deadline == Deadline(12.5, Expiry.HEADER)
+    else:
+        assert protocol.deadline.expiry is Expiry.IDLE
+    assert protocol.next_action(3.5) == Receive(4096)
+
+
+def test_a_transport_failure_during_the_handshake_is_the_handshakes() -> None:
+    protocol = EchoProtocol(Mode.COUNT, handshake=True)
+    protocol.abort(Outcome.RESET, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    assert protocol.next_action(0.0) is CLOSE
+    assert (protocol.outcome, protocol.detail) == (
+        Outcome.TLS_HANDSHAKE,
+        "[SSL: WRONG_VERSION_NUMBER] wrong version number",
+    )
+    protocol = EchoProtocol(Mode.COUNT, handshake=True)
+    protocol.handshake_done(0.0)
+    protocol.abort(Outcome.RESET, "Connection reset by peer")
+    assert protocol.outcome is Outcome.RESET  # after the handshake, a reset is a reset
+
+
+@pytest.mark.parametrize("trailing", [b"X", b"later bytes"])
+def test_without_a_half_close_bytes_after_a_count_message_are_discarded_then_it_closes(
+    trailing: bytes,
+) -> None:
+    for chunks in chunkings(b"5 hello" + trailing):
+        protocol = EchoProtocol(Mode.COUNT, limits=LIMITS, can_half_close=False, now=0.0)
+        run = pump(protocol, chunks, eof=False)
+        assert (run.ending, run.echo, SEND_EOF in run.actions) == ("linger", b"hello", False)
+        assert protocol.deadline.expiry is Expiry.LINGER
+        assert protocol.next_action(20.0) == Receive(4096)
+        protocol.receive_data(b"", 20.0)  # the peer closed (close_notify)
+        assert protocol.next_action(20.0) is CLOSE
+        assert protocol.outcome is Outcome.COMPLETE

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ._protocol import (
         CHECK_UNREAD,
         CLOSE,
+        HANDSHAKE,
         PAUSED,
         SEND_EOF,
         YIELD,
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     )
     from ._report import ConnectionReport
     from ._server import ALL_INTERFACES, EchoServer, ListenAddress, open_listeners
+    from ._tls import ServerTLS, TLSFileError, TLSFiles, client_context
+    from ._unix import UnixSocketFile, open_unix_listener
 
 __version__ = "0.1.0"
 
@@ -88,6 +91,7 @@ _EXPORTS = {
     "Action": "_protocol",
     "CHECK_UNREAD": "_protocol",
     "CLOSE": "_protocol",
+    "HANDSHAKE": "_protocol",
     "Deadline": "_protocol",
     "EchoProtocol": "_protocol",
     "Expiry": "_protocol",
@@ -104,6 +108,12 @@ _EXPORTS = {
     "EchoServer": "_server",
     "ListenAddress": "_server",
     "open_listeners": "_server",
+    "ServerTLS": "_tls",
+    "TLSFileError": "_tls",
+    "TLSFiles": "_tls",
+    "client_context": "_tls",
+    "UnixSocketFile": "_unix",
+    "open_unix_listener": "_unix",
 }
 """Every public name, and the module that defines it."""
 
@@ -113,6 +123,7 @@ __all__ = [
     "CLOSE",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_PORT",
+    "HANDSHAKE",
     "NEED_DATA",
     "PAUSED",
     "SEND_EOF",
@@ -146,7 +157,12 @@ __all__ = [
     "Receive",
     "RemoteProtocolError",
     "ServerConfig",
+    "ServerTLS",
+    "TLSFileError",
+    "TLSFiles",
+    "UnixSocketFile",
     "Unread",
+    "client_context",
     "echo",
     "echo_count",
     "echo_framed",
@@ -156,6 +172,7 @@ __all__ = [
     "exchange",
     "handle_connection",
     "open_listeners",
+    "open_unix_listener",
     "run_load",
 ]
 
