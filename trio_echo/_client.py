@@ -44,6 +44,7 @@ from ._events import NEED_DATA, EndOfMessage, EndOfStream, Payload
 from ._framer import DEFAULT_MAX_MESSAGE_SIZE, CountFramer, encode_header
 from ._messages import Message
 from ._protocol import Mode
+from ._tls import certificate_failure
 
 __all__ = [
     "EchoCheck",
@@ -188,7 +189,7 @@ def cut_after_the_reply(
 class HandshakeError(Exception):
     """The TLS handshake failed; the message says why, the cause is the ssl library's error.
 
-    `_tls.certificate_failure` names a certificate failure behind it.
+    A rejected certificate is named as `_tls.certificate_failure` names it.
     """
 
 
@@ -200,6 +201,8 @@ _NOT_TLS_HINT = " (is the server speaking TLS?)"
 
 def _handshake_words(cause: BaseException | None) -> str:
     """Say in a few words why a handshake failed, from the ssl library's error."""
+    if cause is not None and (failure := certificate_failure(cause)):
+        return str(failure)
     if isinstance(cause, ssl.SSLEOFError) or cause is None:
         return "the server closed the connection during the handshake" + _NOT_TLS_HINT
     if isinstance(cause, ssl.SSLError):

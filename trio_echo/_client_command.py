@@ -5,6 +5,7 @@ import contextlib
 import errno
 import json
 import os
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -438,7 +439,9 @@ def _run_exchange(options: ClientOptions, endpoint: Endpoint, messages: list[Mes
         return fail(
             f"client: the connection to {where} was reset ({cause})"
             + (
-                _size_hint(options.mode, messages, head) or _mode_hint(options.mode, messages, head)
+                _client_certificate_hint(options, head, cause)
+                or _size_hint(options.mode, messages, head)
+                or _mode_hint(options.mode, messages, head)
             ),
             ExitStatus.RESET,
         )
@@ -502,6 +505,25 @@ def _size_hint(mode: str, messages: list[Message], head: bytes | bytearray) -> s
         f" (nothing came back: a server refuses a message longer than its"
         f" --max-message-size, {_size_text(DEFAULT_MAX_MESSAGE_SIZE)} by default,"
         f" and this one is {largest:,} bytes)"
+    )
+
+
+def _client_certificate_hint(
+    options: ClientOptions, head: bytes | bytearray, cause: BaseException
+) -> str:
+    """Say what a TLS connection cut before any reply may mean.
+
+    Over TLS 1.3 a server checks the client's certificate after the client
+    has finished its handshake; one that does not send its alert then (a
+    trio server does not) only closes.
+    """
+    if not options.tls or options.cert is not None or head:
+        return ""
+    if not isinstance(cause, ssl.SSLEOFError):
+        return ""
+    return (
+        " (nothing came back: a TLS server that requires a client certificate closes"
+        " so when it gets none; see --cert)"
     )
 
 
