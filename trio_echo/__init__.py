@@ -3,7 +3,8 @@
 The count protocol is ``length SP payload``. `CountFramer` frames it and
 `EchoProtocol` is one connection's state machine in each `Mode`, without
 doing any I/O; the server (`EchoServer`, `handle_connection`) and the client (`echo`,
-`echo_count`, `echo_plain`, `echo_framed`, `run_load`) build on them.
+`echo_count`, `echo_plain`, `echo_framed`, `run_load`, over TCP, a unix
+socket or TLS: `Endpoint`) build on them.
 
 Importing the package imports none of its modules: each name is imported
 on first use, so that ``python -m trio_echo`` can catch the shutdown
@@ -19,7 +20,9 @@ if TYPE_CHECKING:
     from ._client import (
         EchoCheck,
         EchoMismatchError,
+        Endpoint,
         FramedAnswers,
+        HandshakeError,
         echo,
         echo_count,
         echo_framed,
@@ -60,7 +63,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "EchoCheck": "_client",
     "EchoMismatchError": "_client",
+    "Endpoint": "_client",
     "FramedAnswers": "_client",
+    "HandshakeError": "_client",
     "echo": "_client",
     "echo_count": "_client",
     "echo_framed": "_client",
@@ -139,10 +144,12 @@ __all__ = [
     "EchoServer",
     "EndOfMessage",
     "EndOfStream",
+    "Endpoint",
     "Event",
     "Expiry",
     "FramedAnswers",
     "HandlerError",
+    "HandshakeError",
     "Header",
     "Limits",
     "ListenAddress",

@@ -17,7 +17,13 @@ from typing import Any
 import attrs
 
 from . import __version__
-from ._client_command import LOAD_FLAGS, ClientOptions, run_client, run_load_command
+from ._client_command import (
+    LOAD_FLAGS,
+    TLS_FLAGS,
+    ClientOptions,
+    run_client,
+    run_load_command,
+)
 from ._config import MIN_CONNECTION_BUFFER, ConfigError, ServerConfig, default_max_connections
 from ._logging import LOG_FORMATS, configure_logging
 from ._metrics import MetricsUnavailableError, check_available
@@ -416,6 +422,11 @@ def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--port", type=_port, help=f"the server's port (default: {option('port')})")
     parser.add_argument(
+        "--unix",
+        metavar="PATH",
+        help="connect to the server's unix socket at PATH, instead of a host and a port",
+    )
+    parser.add_argument(
         "--mode",
         choices=[mode.value for mode in Mode],
         help=f"the server's mode (default: {option('mode')})",
@@ -433,6 +444,44 @@ def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
         "-q",
         action="store_true",
         help="do not write the echo to standard output (it is still checked)",
+    )
+    tls = parser.add_argument_group(
+        "TLS",
+        "Speak TLS to the server, over TCP or a unix socket. A certificate that is"
+        " rejected (the server's, or the client's by the server) exits with status"
+        f" {int(ExitStatus.CERTIFICATE)}; a TLS file that cannot be used, with"
+        f" {int(ExitStatus.USAGE)}.",
+    )
+    tls.add_argument(
+        "--tls",
+        action="store_true",
+        help="speak TLS: the server's certificate must verify and carry the server's name",
+    )
+    tls.add_argument(
+        "--cafile",
+        metavar="FILE",
+        help="trust the certificate authorities in FILE (PEM) (default: the system's trust store)",
+    )
+    tls.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help=(
+            "the name the server's certificate must carry (default: the host; "
+            "over --unix, localhost)"
+        ),
+    )
+    tls.add_argument(
+        "--cert",
+        metavar="FILE",
+        help=(
+            "present this client certificate (PEM) to a server that asks for one; "
+            "the file may hold its key too"
+        ),
+    )
+    tls.add_argument(
+        "--key",
+        metavar="FILE",
+        help="the client certificate's private key (PEM) (default: in the --cert file)",
     )
     load = parser.add_argument_group(
         "load run",
@@ -528,6 +577,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return fail(f"server: {error}", ExitStatus.USAGE)
         configure_logging(options.log_level, options.log_format)
         return run_server(options, argv)
+    if "unix" in given:
+        for name in ("host", "port"):
+            if name in given:
+                command_parser.error(f"--unix names the server's socket: give no {_flag(name)}")
+    if not given.get("tls"):
+        for name in TLS_FLAGS:
+            if name in given:
+                command_parser.error(f"{_flag(name)} is for TLS: give --tls too")
+    if "key" in given and "cert" not in given:
+        command_parser.error("--key is the key of a client certificate: give --cert FILE too")
     if "host" in given:
         given["host"], port = given["host"]
         if port is not None and given.setdefault("port", port) != port:

@@ -15,9 +15,19 @@
 #   the end of stream then only asks the server to close.
 # - framed: right after the last message; the server finishes its answers,
 #   then closes.
+#
+# TLS has no half-close. Over TLS, echo and framed exchanges end where the
+# client would have half-closed, once the whole reply is in (the client
+# knows its size: the echo is the message, each framed answer has its
+# message's framing); the caller then closes the stream, which sends
+# close_notify, and the server closes in turn. A count server closes with
+# close_notify once the payload is echoed; one that closes without it after
+# the whole echo came has lost nothing, and its close ends the exchange as
+# an end of stream would (before then, it is a reset).
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -29,15 +39,19 @@ from collections.abc import (
 import attrs
 import trio
 
+from ._config import DEFAULT_PORT
 from ._events import NEED_DATA, EndOfMessage, EndOfStream, Payload
 from ._framer import DEFAULT_MAX_MESSAGE_SIZE, CountFramer, encode_header
 from ._messages import Message
 from ._protocol import Mode
+from ._tls import certificate_failure
 
 __all__ = [
     "EchoCheck",
     "EchoMismatchError",
+    "Endpoint",
     "FramedAnswers",
+    "HandshakeError",
     "echo",
     "echo_count",
     "echo_framed",
@@ -57,11 +71,14 @@ async def exchange(
     sink: Sink,
     *,
     half_close_after: int | None,
+    reply_size: int | None = None,
     on_sent: Callable[[int], None] | None = None,
 ) -> bool:
     """Send ``outgoing`` while passing every received chunk to ``sink``.
 
-    Returns when the peer ends the stream. The stream is not closed.
+    Returns when the peer ends the stream, or, over a stream that cannot
+    half-close, where it would have been asked to (see ``reply_size``). The
+    stream is not closed.
 
     Args:
         stream: The connection.
@@ -71,7 +88,15 @@ async def exchange(
         half_close_after: When to send an end of stream: None for never;
             N for once everything is sent and N bytes have been received
             (0: right after the last byte is sent). Unless None, ``stream``
-            must be a `trio.abc.HalfCloseableStream`.
+            must be a `trio.abc.HalfCloseableStream`, or ``reply_size`` be
+            given.
+        reply_size: The bytes the reply should have, if known. Over a
+            stream that cannot half-close (TLS), the exchange then ends,
+            instead of sending an end of stream, once everything is sent
+            and this many bytes have come back (reading nothing more: the
+            caller closes the stream); and a TLS stream that the peer cuts
+            without close_notify once they have come back ends as if the
+            peer had closed it.
         on_sent: Called with the size of each piece once it is sent.
 
     Returns:
@@ -82,12 +107,18 @@ async def exchange(
     Raises:
         trio.BrokenResourceError: If receiving failed (the connection was
             reset).
+        TypeError: If an end of stream is asked for over a stream that
+            cannot send one, without ``reply_size``.
     """
-    if half_close_after is not None and not isinstance(stream, trio.abc.HalfCloseableStream):
-        raise TypeError("half-closing needs a trio.abc.HalfCloseableStream")
+    half_closes = isinstance(stream, trio.abc.HalfCloseableStream)
+    if half_close_after is not None and not half_closes and reply_size is None:
+        raise TypeError("half-closing needs a trio.abc.HalfCloseableStream, or the reply's size")
+    # Where a stream that cannot half-close stops reading: the end of the reply.
+    stop_at = reply_size if half_close_after is not None and not half_closes else None
     sent_all = False
     received = 0
     enough_received = trio.Event()
+    sending_ended = trio.Event()
     if half_close_after is not None and half_close_after <= 0:
         enough_received.set()
 
@@ -108,6 +139,8 @@ async def exchange(
                 await stream.send_eof()
         except trio.BrokenResourceError:
             pass  # the peer stopped reading; what it sent back tells the rest
+        finally:
+            sending_ended.set()
 
     # A failure while receiving is raised as itself, not inside the
     # nursery's exception group: callers catch BrokenResourceError.
@@ -115,11 +148,20 @@ async def exchange(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send)
         try:
-            while data := await stream.receive_some(RECEIVE_SIZE):
+            while stop_at is None or received < stop_at:
+                data = await stream.receive_some(RECEIVE_SIZE)
+                if not data:
+                    break
                 received += len(data)
                 sink(bytes(data))
                 if half_close_after is not None and received >= half_close_after:
                     enough_received.set()
+            else:
+                # The whole reply is in: the exchange ends once the rest is sent.
+                await sending_ended.wait()
+        except trio.BrokenResourceError as error:
+            if not cut_after_the_reply(error, received, reply_size):
+                failure = error
         except Exception as error:
             failure = error
         # The peer is done (or gone): nothing more we send can matter.
@@ -127,6 +169,118 @@ async def exchange(
     if failure is not None:
         raise failure
     return sent_all
+
+
+def cut_after_the_reply(
+    error: trio.BrokenResourceError, received: int, reply_size: int | None
+) -> bool:
+    """Whether ``error`` is a TLS peer's close without close_notify, after the whole reply.
+
+    Such a close loses nothing: the stream ends there, as with close_notify.
+    Before the reply is complete, it is a reset.
+    """
+    return (
+        isinstance(error.__cause__, ssl.SSLEOFError)
+        and reply_size is not None
+        and received >= reply_size
+    )
+
+
+class HandshakeError(Exception):
+    """The TLS handshake failed; the message says why, the cause is the ssl library's error.
+
+    A rejected certificate is named as `_tls.certificate_failure` names it.
+    """
+
+
+# Errors of the ssl library that come from a peer that speaks TLS (an alert
+# it sent) name no hint; any other says what a server that does not speak
+# TLS looks like from here.
+_NOT_TLS_HINT = " (is the server speaking TLS?)"
+
+
+def _handshake_words(cause: BaseException | None) -> str:
+    """Say in a few words why a handshake failed, from the ssl library's error."""
+    if cause is not None and (failure := certificate_failure(cause)):
+        return str(failure)
+    if isinstance(cause, ssl.SSLEOFError) or cause is None:
+        return "the server closed the connection during the handshake" + _NOT_TLS_HINT
+    if isinstance(cause, ssl.SSLError):
+        reason = cause.reason or cause.strerror or str(cause)
+        words = reason.lower().replace("_", " ")
+        hint = "" if "ALERT" in reason else _NOT_TLS_HINT
+        return f"the handshake failed: {words}{hint}"
+    if isinstance(cause, OSError) and cause.strerror:
+        return f"the connection was broken during the handshake ({cause.strerror.lower()})"
+    return f"the handshake failed: {cause}"
+
+
+@attrs.frozen(kw_only=True)
+class Endpoint:
+    """Where a server listens, and how to reach it.
+
+    Attributes:
+        host: The server's host (unused with ``unix``).
+        port: The server's port (unused with ``unix``).
+        unix: The path of the server's unix socket, instead of a host and
+            a port.
+        tls: The context to speak TLS with (``_tls.client_context``), or
+            None for none.
+        server_name: The name the server's certificate must carry: by
+            default the host, and over a unix socket ``localhost``.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    unix: str | None = None
+    tls: ssl.SSLContext | None = None
+    server_name: str | None = None
+
+    def __str__(self) -> str:
+        """``unix:PATH``, or ``host:port`` as the server prints it."""
+        if self.unix is not None:
+            return f"unix:{self.unix}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def tls_name(self) -> str:
+        """The name the server's certificate is checked against."""
+        if self.server_name is not None:
+            return self.server_name
+        return "localhost" if self.unix is not None else self.host
+
+    async def connect(self) -> trio.abc.Stream:
+        """Open a connection to the server, and over TLS, shake hands.
+
+        Returns:
+            A `trio.SocketStream` (which can half-close), or over TLS a
+            `trio.SSLStream` (which cannot: closing it sends close_notify).
+
+        Raises:
+            OSError: If the connection failed (refused, host not found, no
+                socket at the path).
+            HandshakeError: If the TLS handshake failed.
+        """
+        stream: trio.abc.Stream
+        if self.unix is not None:
+            stream = await trio.open_unix_socket(self.unix)
+        else:
+            stream = await trio.open_tcp_stream(self.host, self.port)
+        if self.tls is None:
+            return stream
+        tls_stream = trio.SSLStream(
+            stream, self.tls, server_hostname=self.tls_name, https_compatible=False
+        )
+        try:
+            await tls_stream.do_handshake()
+        except trio.BrokenResourceError as error:
+            await trio.aclose_forcefully(stream)
+            cause = error.__cause__
+            raise HandshakeError(_handshake_words(cause)) from cause
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return tls_stream
 
 
 async def _pieces(
@@ -292,7 +446,11 @@ async def echo_count(stream: trio.abc.Stream, payload: bytes) -> bytes:
     """
     received: list[bytes] = []
     await exchange(
-        stream, [encode_header(len(payload)), payload], received.append, half_close_after=None
+        stream,
+        [encode_header(len(payload)), payload],
+        received.append,
+        half_close_after=None,
+        reply_size=len(payload),
     )
     return b"".join(received)
 
@@ -301,11 +459,19 @@ async def echo_plain(stream: trio.abc.Stream, payload: bytes) -> bytes:
     """Send ``payload`` to an echo-mode server; return what it echoed.
 
     Half-closes once as many bytes came back as were sent (at once for an
-    empty payload), then reads until the server closes. The stream is not
-    closed.
+    empty payload), then reads until the server closes; over a stream that
+    cannot half-close (TLS), returns once as many bytes came back as were
+    sent. The stream is not closed (over TLS, closing it ends the exchange
+    for the server).
     """
     received: list[bytes] = []
-    await exchange(stream, [payload], received.append, half_close_after=len(payload))
+    await exchange(
+        stream,
+        [payload],
+        received.append,
+        half_close_after=len(payload),
+        reply_size=len(payload),
+    )
     return b"".join(received)
 
 
@@ -318,7 +484,9 @@ async def echo_framed(
     """Pipeline ``payloads`` to a framed server; return its answers' payloads.
 
     Sends every message, half-closes, and parses the answers until the
-    server closes. The stream is not closed.
+    server closes; over a stream that cannot half-close (TLS), until every
+    answer is in. The stream is not closed (over TLS, closing it ends the
+    exchange for the server).
 
     Raises:
         RemoteProtocolError: If the answers break the framing, or end
@@ -328,7 +496,8 @@ async def echo_framed(
     for payload in payloads:
         outgoing += [encode_header(len(payload)), payload]
     answers = FramedAnswers(max_message_size=max_message_size)
-    await exchange(stream, outgoing, answers, half_close_after=0)
+    reply_size = sum(len(part) for part in outgoing)  # each answer is framed as its message
+    await exchange(stream, outgoing, answers, half_close_after=0, reply_size=reply_size)
     answers.end()
     return answers.answers
 

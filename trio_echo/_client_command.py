@@ -5,6 +5,7 @@ import contextlib
 import errno
 import json
 import os
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -12,17 +13,25 @@ from collections.abc import AsyncIterator, Callable
 import attrs
 import trio
 
-from ._client import EchoCheck, EchoMismatchError, FramedAnswers, exchange, message_pieces
+from ._client import (
+    EchoCheck,
+    EchoMismatchError,
+    Endpoint,
+    FramedAnswers,
+    HandshakeError,
+    exchange,
+    message_pieces,
+)
 from ._config import DEFAULT_PORT
 from ._errors import RemoteProtocolError
 from ._framer import DEFAULT_MAX_MESSAGE_SIZE, encode_header
 from ._load import run_load
 from ._messages import Message, MessageReadError
 from ._protocol import Mode
-from ._server import format_address
 from ._status import ExitStatus, fail
+from ._tls import TLSFileError, certificate_failure, client_context
 
-__all__ = ["LOAD_FLAGS", "ClientOptions", "run_client", "run_load_command"]
+__all__ = ["LOAD_FLAGS", "TLS_FLAGS", "ClientOptions", "run_client", "run_load_command"]
 
 
 @attrs.frozen(kw_only=True)
@@ -36,6 +45,16 @@ class ClientOptions:
         file: A file whose contents to send instead.
         host: The server's host.
         port: The server's port.
+        unix: The path of the server's unix socket, instead of a host and a
+            port.
+        tls: Whether to speak TLS.
+        cafile: Over TLS, the certificates of the authorities to trust;
+            None for the system's trust store.
+        server_name: Over TLS, the name the server's certificate must
+            carry; None for the host (over a unix socket, ``localhost``).
+        cert: Over TLS, a client certificate (with its key, if ``key`` is
+            None), for a server that asks for one.
+        key: The client certificate's private key.
         mode: The server's mode.
         timeout: Seconds to give up after (in a load run, per message).
         quiet: Whether to leave the echo out of standard output.
@@ -50,6 +69,12 @@ class ClientOptions:
     file: str | None = None
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
+    unix: str | None = None
+    tls: bool = False
+    cafile: str | None = None
+    server_name: str | None = None
+    cert: str | None = None
+    key: str | None = None
     mode: Mode = attrs.field(default=Mode.COUNT, converter=Mode)
     timeout: float = 60.0
     quiet: bool = False
@@ -58,9 +83,23 @@ class ClientOptions:
     size: int = 100
     json: bool = False
 
+    def endpoint(self) -> Endpoint:
+        """Where the server is, and how to reach it; over TLS, with the context made.
+
+        Raises:
+            TLSFileError: If a TLS file cannot be used.
+        """
+        tls = client_context(self.cafile, self.cert, self.key) if self.tls else None
+        return Endpoint(
+            host=self.host, port=self.port, unix=self.unix, tls=tls, server_name=self.server_name
+        )
+
 
 LOAD_FLAGS = ("concurrency", "size", "json")
 """The options that only a load run takes."""
+
+TLS_FLAGS = ("cafile", "server_name", "cert", "key")
+"""The options that only a TLS client takes."""
 
 
 def _messages(options: ClientOptions) -> list[Message]:
@@ -197,6 +236,7 @@ HEAD_SIZE = 64
 
 async def _client_exchange(
     options: ClientOptions,
+    endpoint: Endpoint,
     messages: list[Message],
     output: _Output,
     head: bytearray,
@@ -253,6 +293,7 @@ async def _client_exchange(
         for message in messages:
             outgoing += [encode_header(message.size), message]
         half_close_after: int | None = 0
+        reply_size = sum(len(p) if isinstance(p, bytes) else p.size for p in outgoing)
     else:
         (message,) = messages
         header = encode_header(message.size)
@@ -265,6 +306,7 @@ async def _client_exchange(
             echoed(data)
 
         half_close_after = None if mode is Mode.COUNT else message.size
+        reply_size = message.size
     progress.total = sum(len(p) if isinstance(p, bytes) else p.size for p in outgoing)
 
     async def pieces() -> AsyncIterator[bytes]:
@@ -278,7 +320,13 @@ async def _client_exchange(
 
     try:
         sent_all = await _send_and_receive(
-            options, pieces(), sink, half_close_after=half_close_after, progress=progress
+            options,
+            endpoint,
+            pieces(),
+            sink,
+            half_close_after=half_close_after,
+            reply_size=reply_size,
+            progress=progress,
         )
     except* MessageReadError as group:  # from the sending task: raised as itself
         while isinstance(error := group.exceptions[0], BaseExceptionGroup):
@@ -301,18 +349,29 @@ async def _client_exchange(
 
 async def _send_and_receive(
     options: ClientOptions,
+    endpoint: Endpoint,
     outgoing: AsyncIterator[bytes],
     sink: Callable[[bytes], None],
     *,
     half_close_after: int | None,
+    reply_size: int,
     progress: _Progress,
 ) -> bool:
-    """Connect, and exchange; with progress on standard error if it is a terminal."""
+    """Connect, and exchange; with progress on standard error if it is a terminal.
+
+    Over TLS, the stream's close sends close_notify.
+    """
     with trio.fail_after(options.timeout):
-        stream = await trio.open_tcp_stream(options.host, options.port)
+        stream = await endpoint.connect()
         async with stream:
             if not sys.stderr.isatty():
-                return await exchange(stream, outgoing, sink, half_close_after=half_close_after)
+                return await exchange(
+                    stream,
+                    outgoing,
+                    sink,
+                    half_close_after=half_close_after,
+                    reply_size=reply_size,
+                )
             failure: Exception | None = None
             sent_all = False
             async with trio.open_nursery() as nursery:
@@ -323,6 +382,7 @@ async def _send_and_receive(
                         outgoing,
                         sink,
                         half_close_after=half_close_after,
+                        reply_size=reply_size,
                         on_sent=progress.on_sent,
                     )
                 except Exception as error:  # raised below as itself, not in a group
@@ -343,18 +403,22 @@ def run_client(options: ClientOptions) -> int:
     except _InputError as error:
         return fail(str(error), ExitStatus.IO_ERROR)
     try:
-        return _run_exchange(options, messages)
+        try:
+            endpoint = options.endpoint()
+        except TLSFileError as error:
+            return fail(f"client: {error}", ExitStatus.USAGE)
+        return _run_exchange(options, endpoint, messages)
     finally:
         for message in messages:
             message.close()
 
 
-def _run_exchange(options: ClientOptions, messages: list[Message]) -> int:
-    where = format_address(options.host, options.port)
+def _run_exchange(options: ClientOptions, endpoint: Endpoint, messages: list[Message]) -> int:
+    where = str(endpoint)
     head = bytearray()
     try:
         output = _Output(quiet=options.quiet)
-        problem = trio.run(_client_exchange, options, messages, output, head)
+        problem = trio.run(_client_exchange, options, endpoint, messages, output, head)
     except MessageReadError as error:
         return fail(f"client: cannot read the message: {str(error).lower()}", ExitStatus.IO_ERROR)
     except _OutputError as error:
@@ -366,12 +430,18 @@ def _run_exchange(options: ClientOptions, messages: list[Message]) -> int:
             f"client: no complete echo from {where} within {options.timeout:g} s",
             ExitStatus.TIMEOUT,
         )
+    except HandshakeError as error:
+        return _handshake_failed(where, error)
     except trio.BrokenResourceError as error:
+        if certificate_failure(error):  # over TLS 1.3, after the client's half of the handshake
+            return _handshake_failed(where, error)
         cause = error.__cause__ or error
         return fail(
             f"client: the connection to {where} was reset ({cause})"
             + (
-                _size_hint(options.mode, messages, head) or _mode_hint(options.mode, messages, head)
+                _client_certificate_hint(options, head, cause)
+                or _size_hint(options.mode, messages, head)
+                or _mode_hint(options.mode, messages, head)
             ),
             ExitStatus.RESET,
         )
@@ -394,6 +464,14 @@ def _run_exchange(options: ClientOptions, messages: list[Message]) -> int:
             ExitStatus.MISMATCH,
         )
     return ExitStatus.OK
+
+
+def _handshake_failed(where: str, error: Exception) -> ExitStatus:
+    """End for a TLS handshake that failed: over a certificate, or otherwise."""
+    cannot = f"client: cannot connect to {where} over TLS"
+    if failure := certificate_failure(error):
+        return fail(f"{cannot}: {failure}", ExitStatus.CERTIFICATE)
+    return fail(f"{cannot}: {error}", ExitStatus.RESET)
 
 
 def _output_failed(cause: BaseException | None) -> ExitStatus:
@@ -427,6 +505,25 @@ def _size_hint(mode: str, messages: list[Message], head: bytes | bytearray) -> s
         f" (nothing came back: a server refuses a message longer than its"
         f" --max-message-size, {_size_text(DEFAULT_MAX_MESSAGE_SIZE)} by default,"
         f" and this one is {largest:,} bytes)"
+    )
+
+
+def _client_certificate_hint(
+    options: ClientOptions, head: bytes | bytearray, cause: BaseException
+) -> str:
+    """Say what a TLS connection cut before any reply may mean.
+
+    Over TLS 1.3 a server checks the client's certificate after the client
+    has finished its handshake; one that does not send its alert then (a
+    trio server does not) only closes.
+    """
+    if not options.tls or options.cert is not None or head:
+        return ""
+    if not isinstance(cause, ssl.SSLEOFError):
+        return ""
+    return (
+        " (nothing came back: a TLS server that requires a client certificate closes"
+        " so when it gets none; see --cert)"
     )
 
 
@@ -474,10 +571,17 @@ def run_load_command(options: ClientOptions) -> int:
             "client: a load run (--repeat) makes its own messages; give no MESSAGE or --file",
             ExitStatus.USAGE,
         )
+    try:
+        endpoint = options.endpoint()
+    except TLSFileError as error:
+        return fail(f"client: {error}", ExitStatus.USAGE)
     report = trio.run(
         lambda: run_load(
-            options.host,
-            options.port,
+            endpoint.host,
+            endpoint.port,
+            unix=endpoint.unix,
+            tls=endpoint.tls,
+            server_name=endpoint.server_name,
             mode=options.mode,
             repeat=repeat,
             concurrency=options.concurrency,
@@ -516,7 +620,10 @@ def run_load_command(options: ClientOptions) -> int:
 
 def _status_of(failure: BaseException | None) -> ExitStatus:
     """The exit status for a load run, by the cause of its first failure."""
+    if failure is not None and certificate_failure(failure):
+        return ExitStatus.CERTIFICATE
     for kind, status in (
+        (HandshakeError, ExitStatus.RESET),
         (EchoMismatchError, ExitStatus.MISMATCH),
         (trio.TooSlowError, ExitStatus.TIMEOUT),
         (trio.BrokenResourceError, ExitStatus.RESET),

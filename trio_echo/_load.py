@@ -4,22 +4,35 @@
 # count: a new connection per message (the original's pattern); echo and
 # framed: C persistent connections, one message in flight on each. Latency is
 # measured per message, from the first byte sent (in count mode, from the
-# connect) to the last byte of the echo. Being Python, this client shares the
+# connect, and over TLS the handshake) to the last byte of the echo. Over
+# TLS, count mode makes a new TLS connection per message (a full handshake
+# each), and a persistent connection ends with close_notify where over TCP
+# or a unix socket it half-closes. Being Python, this client shares the
 # machine's cores with the server; the benchmarks/ harness has a C load
 # generator for measurements where the client must not be the limit.
 from __future__ import annotations
 
 import math
 import random
+import ssl
 import time
 
 import attrs
 import trio
 
-from ._client import RECEIVE_SIZE, EchoCheck, EchoMismatchError, FramedAnswers
+from ._client import (
+    RECEIVE_SIZE,
+    EchoCheck,
+    EchoMismatchError,
+    Endpoint,
+    FramedAnswers,
+    HandshakeError,
+    cut_after_the_reply,
+)
 from ._errors import RemoteProtocolError
 from ._framer import encode_header, encode_message
 from ._protocol import Mode
+from ._tls import certificate_failure
 
 __all__ = ["LoadReport", "run_load"]
 
@@ -52,7 +65,8 @@ class LoadReport:
         first_error: The first failure, in words, if there was one.
         first_failure: The first failure itself (an `EchoMismatchError`,
             `trio.TooSlowError`, `trio.BrokenResourceError`,
-            `RemoteProtocolError` or `OSError`), if there was one.
+            `RemoteProtocolError`, `HandshakeError` or `OSError`), if there
+            was one.
     """
 
     mode: Mode
@@ -102,6 +116,7 @@ FAILURES = (
     trio.TooSlowError,
     trio.BrokenResourceError,
     RemoteProtocolError,
+    HandshakeError,
     OSError,
 )
 """What can make a message of a load run fail."""
@@ -109,8 +124,7 @@ FAILURES = (
 
 @attrs.define
 class _Run:
-    host: str
-    port: int
+    endpoint: Endpoint
     mode: Mode
     payload: bytes
     timeout: float
@@ -134,6 +148,10 @@ class _Run:
         """Say what went wrong with a message, in words."""
         if isinstance(error, trio.TooSlowError):
             return f"no complete echo within {self.timeout:g} s"
+        if failure := certificate_failure(error):
+            return f"cannot connect over TLS: {failure}"
+        if isinstance(error, HandshakeError):
+            return f"cannot connect over TLS: {error}"
         if isinstance(error, trio.BrokenResourceError):
             cause = error.__cause__ or error.__context__
             return f"the connection was reset ({cause or error})"
@@ -156,7 +174,7 @@ class _Run:
     async def _count_message(self) -> None:
         start = time.perf_counter()
         with trio.fail_after(self.timeout):
-            stream = await trio.open_tcp_stream(self.host, self.port)
+            stream = await self.endpoint.connect()
             async with stream:
                 header = encode_header(len(self.payload))
                 check = EchoCheck(self.payload, header=header)
@@ -169,7 +187,7 @@ class _Run:
         # Serves the message already taken, then more while there are any;
         # a failure ends the connection and counts against its message.
         with trio.fail_after(self.timeout):
-            stream = await trio.open_tcp_stream(self.host, self.port)
+            stream = await self.endpoint.connect()
         async with stream:
             outgoing = self.payload if self.mode is Mode.ECHO else encode_message(self.payload)
             while True:
@@ -188,10 +206,12 @@ class _Run:
                 self.latencies.append(time.perf_counter() - start)
                 if not self.take():
                     break
-            with trio.fail_after(self.timeout):
-                await stream.send_eof()
-                while await stream.receive_some(RECEIVE_SIZE):
-                    pass
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                with trio.fail_after(self.timeout):
+                    await stream.send_eof()
+                    while await stream.receive_some(RECEIVE_SIZE):
+                        pass
+            # Over TLS, closing the stream (close_notify) ends the connection.
 
     async def _round_trip(
         self,
@@ -218,7 +238,12 @@ class _Run:
         async def receive() -> None:
             received = 0
             while not done(received):
-                data = await stream.receive_some(RECEIVE_SIZE)
+                try:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                except trio.BrokenResourceError as error:
+                    if until is None and cut_after_the_reply(error, received, len(self.payload)):
+                        return  # a TLS close without close_notify, after the whole echo
+                    raise
                 if not data:
                     if until is None:
                         return
@@ -245,6 +270,9 @@ async def run_load(
     size: int = 100,
     timeout: float = 30.0,  # noqa: ASYNC109  (per message, not for the whole call)
     seed: int = 0,
+    unix: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> LoadReport:
     """Send ``repeat`` messages of ``size`` bytes over ``concurrency`` connections.
 
@@ -259,13 +287,20 @@ async def run_load(
         timeout: Seconds one message (or, in the persistent modes, one
             connection's whole share) may take before it counts as an error.
         seed: Seed of the random payload.
+        unix: The path of the server's unix socket, instead of ``host``
+            and ``port``.
+        tls: The context to speak TLS with (``_tls.client_context``), or
+            None for none.
+        server_name: The name the server's certificate must carry (by
+            default the host, and over a unix socket ``localhost``).
 
     Returns:
         The figures of the run.
     """
     mode = Mode(mode)
     payload = random.Random(seed).randbytes(size)
-    run = _Run(host, port, mode, payload, timeout, remaining=repeat)
+    endpoint = Endpoint(host=host, port=port, unix=unix, tls=tls, server_name=server_name)
+    run = _Run(endpoint, mode, payload, timeout, remaining=repeat)
     start = time.perf_counter()
     async with trio.open_nursery() as nursery:
         for _ in range(min(concurrency, repeat)):

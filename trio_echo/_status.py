@@ -21,15 +21,20 @@ class ExitStatus(enum.IntEnum):
     row (the other workers were drained). The same number as MISMATCH: each
     command has its own meaning for it."""
     USAGE = 2
-    """A bad flag or argument."""
+    """A bad flag or argument, a TLS file among them (missing, unreadable,
+    not PEM, a key that does not match its certificate)."""
     CANNOT_LISTEN = 3
     """Server: the address could not be bound (in use, not resolvable)."""
     REFUSED = 4
-    """Client: the connection was refused or the host did not resolve."""
+    """Client: the connection was refused or the host did not resolve (over a
+    unix socket: the path does not exist, is not a socket, or nobody listens
+    there)."""
     TIMEOUT = 5
     """Client: the exchange did not finish within --timeout."""
     RESET = 6
-    """Client: the server reset or broke the connection."""
+    """Client: the server reset or broke the connection, or the TLS handshake
+    failed for a reason other than a certificate (a server that does not
+    speak TLS, one that closes during the handshake)."""
     PROTOCOL = 7
     """Client: the server's answer broke the framing (framed mode)."""
     IO_ERROR = 8
@@ -37,6 +42,10 @@ class ExitStatus(enum.IntEnum):
     OUTPUT_ERROR = 9
     """Client: the echo could not be written to standard output (a reader
     that went away, a full disk); a broken pipe ends quietly."""
+    CERTIFICATE = 10
+    """Client: a TLS certificate was rejected: the server's (unknown issuer,
+    wrong name, expired...), or, by the server, the client's (or its
+    absence)."""
     INTERRUPTED = 130
     """Interrupted (SIGINT, Ctrl-C): the client at any moment, the server
     before it listened."""
