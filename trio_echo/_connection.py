@@ -215,8 +215,11 @@ class Connection:
                 nursery.cancel_scope.cancel()  # the writer, if one waits
             if nursery.cancel_scope.cancelled_caught:
                 self._protocol.expired(trio.current_time())  # unless it had ended already
-            if self._nowait is None and self._protocol.clean:
-                # Gracefully (a TLS stream says close_notify), within the linger time.
+            if self._nowait is None:
+                # The protocol closes (it ended, or gave up on the peer): say
+                # so gracefully (a TLS stream sends close_notify), within the
+                # linger time. A broken stream or a cancellation is closed
+                # forcefully below.
                 with trio.move_on_after(self._protocol.limits.linger_timeout):
                     await self._stream.aclose()
         except BaseException as caught:
