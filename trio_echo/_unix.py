@@ -27,8 +27,8 @@ class UnixSocketFile:
 
     Attributes:
         path: Where it is.
-        inode: Its device and inode, so that a file put there by someone
-            else since is never removed.
+        inode: Its device and inode: what is there is removed only if it is
+            still a socket with these (a file put there since is kept).
     """
 
     path: str
@@ -38,7 +38,7 @@ class UnixSocketFile:
         """Remove the file, if it is still the one this process made."""
         try:
             info = os.lstat(self.path)
-            if (info.st_dev, info.st_ino) == self.inode:
+            if stat.S_ISSOCK(info.st_mode) and (info.st_dev, info.st_ino) == self.inode:
                 os.unlink(self.path)
         except FileNotFoundError:
             pass
