@@ -116,9 +116,12 @@ class Peer:
     command: tuple[str, ...]  # with {port} and {mode} to fill in
     missing: str | None  # why it cannot run here, if it cannot
 
-    def start(self, mode: str, directory: Path) -> ChildProcess:
-        """Start it in ``mode`` on a free port, and wait until it listens."""
-        command = [part.format(port=0, mode=mode) for part in self.command]
+    def start(self, mode: str, directory: Path, *extra: str) -> ChildProcess:
+        """Start it in ``mode`` on a free port, and wait until it listens.
+
+        ``extra`` arguments go at the end of its command line.
+        """
+        command = [part.format(port=0, mode=mode) for part in self.command] + list(extra)
         process = ChildProcess(command, directory)
         process.wait_for_port()
         return process

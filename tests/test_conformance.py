@@ -1,19 +1,25 @@
 """One conformance suite over every implementation in benchmarks/servers.py.
 
 Each server runs as a process and is held to the protocol's written
-behaviour over real sockets. Where a server does not conform, the case is
-an expected failure with the reason (strict: if it starts passing, the
-suite says so), and the benchmark report's conformance table shows which
-model passes what (``pytest tests/test_conformance.py
---conformance-json=PATH`` writes the outcomes).
+behaviour over real sockets: TCP for every server, and for trio_echo also
+TLS and a unix socket, the same cases over each (a client ends its sending
+over TLS with close_notify, once it has its answers: TLS has no half-close).
+Where a server does not conform, the case is an expected failure with the
+reason (strict: if it starts passing, the suite says so), and the benchmark
+report's conformance table (over TCP) shows which model passes what
+(``pytest tests/test_conformance.py --conformance-json=PATH`` writes the
+outcomes).
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
+import shutil
 import socket
+import ssl
 import struct
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,11 +29,58 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.conftest import ChildProcess, Peer, peers
+from tests.conftest import ChildProcess, Peer, TLSFiles, peers
 from trio_echo import echo_count, encode_message
 
 MiB = 1024 * 1024
 CLOSE_WAIT = 3.0  # seconds a server has to close a connection it must close
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a server listens, and how to reach it.
+
+    Attributes:
+        transport: ``tcp``, ``tls`` or ``unix``.
+        port: Its TCP port (tcp, tls).
+        path: Its unix socket (unix).
+        context: The client's TLS context (tls).
+    """
+
+    transport: str
+    port: int = 0
+    path: str = ""
+    context: ssl.SSLContext | None = None
+
+    def connect(self, timeout: float | None) -> socket.socket:
+        """A blocking socket connected to the server (TLS: handshake done)."""
+        if self.transport == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(self.path)
+            return sock
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        if self.context is None:
+            return sock
+        return self.context.wrap_socket(sock, server_hostname="localhost")
+
+    async def open_stream(self) -> trio.abc.Stream:
+        if self.transport == "unix":
+            return await trio.open_unix_socket(self.path)
+        stream = await trio.open_tcp_stream("127.0.0.1", self.port)
+        if self.context is None:
+            return stream
+        return trio.SSLStream(stream, self.context, server_hostname="localhost")
+
+    def end_sending(self, sock: socket.socket, received: bytearray, expected: int) -> None:
+        """End the client's sending: a half-close, or under TLS, once ``expected``
+        bytes came back, close_notify (whose answer is the server's close)."""
+        if not isinstance(sock, ssl.SSLSocket):
+            sock.shutdown(socket.SHUT_WR)
+            return
+        while len(received) < expected and (data := sock.recv(1 << 16)):
+            received += data
+        sock.unwrap()  # close_notify; returns when the server's comes back
 
 
 @dataclass
@@ -37,7 +90,7 @@ class Reply:
 
 
 def converse(
-    port: int,
+    target: Target,
     chunks: list[bytes],
     *,
     pause: float = 0.02,
@@ -45,16 +98,21 @@ def converse(
     wait: float = CLOSE_WAIT,
 ) -> Reply:
     """Send ``chunks`` with pauses between them; read until the server
-    closes or ``wait`` seconds pass."""
+    closes or ``wait`` seconds pass.
+
+    With ``half_close``, the client ends its sending (see
+    `Target.end_sending`: under TLS, once an answer as long as what it sent
+    came back, as echo and framed answers are).
+    """
     received = bytearray()
-    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+    with target.connect(wait) as sock:
         try:
             for index, chunk in enumerate(chunks):
                 if index:
                     time.sleep(pause)
                 sock.sendall(chunk)
             if half_close:
-                sock.shutdown(socket.SHUT_WR)
+                target.end_sending(sock, received, sum(map(len, chunks)))
         except OSError:
             pass  # the server closed while we sent: read what it said
         deadline = time.monotonic() + wait
@@ -72,67 +130,69 @@ def converse(
     return Reply(bytes(received), closed=False)
 
 
-def count_round_trip(port: int, payload: bytes) -> bytes:
-    return trio.run(_count_round_trip, port, payload)
+def count_round_trip(target: Target, payload: bytes) -> bytes:
+    return trio.run(_count_round_trip, target, payload)
 
 
-async def _count_round_trip(port: int, payload: bytes) -> bytes:
+async def _count_round_trip(target: Target, payload: bytes) -> bytes:
     with trio.fail_after(30):
-        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        async with await target.open_stream() as stream:
             return await echo_count(stream, payload)
 
 
 # -- the cases ------------------------------------------------------------
 
 
-def split_input(port: int, process: ChildProcess) -> None:
-    reply = converse(port, [b"1", b"1 hel", b"lo wor", b"ld"])
+def split_input(target: Target, process: ChildProcess) -> None:
+    reply = converse(target, [b"1", b"1 hel", b"lo wor", b"ld"])
     assert reply == Reply(b"hello world", closed=True)
 
 
-def coalesced_input(port: int, process: ChildProcess) -> None:
-    assert converse(port, [b"11 hello world"]) == Reply(b"hello world", closed=True)
+def coalesced_input(target: Target, process: ChildProcess) -> None:
+    assert converse(target, [b"11 hello world"]) == Reply(b"hello world", closed=True)
 
 
-def zero_length(port: int, process: ChildProcess) -> None:
-    assert converse(port, [b"0 "]) == Reply(b"", closed=True)
+def zero_length(target: Target, process: ChildProcess) -> None:
+    assert converse(target, [b"0 "]) == Reply(b"", closed=True)
 
 
-def bytes_after_payload(port: int, process: ChildProcess) -> None:
-    assert converse(port, [b"5 helloEXTRA"]) == Reply(b"hello", closed=True)
+def bytes_after_payload(target: Target, process: ChildProcess) -> None:
+    assert converse(target, [b"5 helloEXTRA"]) == Reply(b"hello", closed=True)
 
 
-def _rejects(raw: bytes) -> Callable[[int, ChildProcess], None]:
-    def case(port: int, process: ChildProcess) -> None:
-        assert converse(port, [raw]) == Reply(b"", closed=True)
+def _rejects(raw: bytes) -> Callable[[Target, ChildProcess], None]:
+    def case(target: Target, process: ChildProcess) -> None:
+        assert converse(target, [raw]) == Reply(b"", closed=True)
 
     return case
 
 
-def endless_digits(port: int, process: ChildProcess) -> None:
+def endless_digits(target: Target, process: ChildProcess) -> None:
     # A megabyte of digits: the server must close long before it has them all.
-    reply = converse(port, [b"1" * MiB])
+    reply = converse(target, [b"1" * MiB])
     assert reply == Reply(b"", closed=True)
 
 
-def truncated_message(port: int, process: ChildProcess) -> None:
+def truncated_message(target: Target, process: ChildProcess) -> None:
     # The payload is echoed as it arrives; the stream then ends before the
     # length: the server closes, and goes on serving others.
-    with socket.create_connection(("127.0.0.1", port), timeout=CLOSE_WAIT) as sock:
+    with target.connect(CLOSE_WAIT) as sock:
         sock.sendall(b"10 abc")
         echoed = b""
         while len(echoed) < 3 and (data := sock.recv(3 - len(echoed))):
             echoed += data
         assert echoed == b"abc"
-        sock.shutdown(socket.SHUT_WR)
+        rest = bytearray()
+        target.end_sending(sock, rest, 0)
         with contextlib.suppress(ConnectionResetError):
             assert sock.recv(100) == b""  # closed, nothing more
-    assert count_round_trip(port, b"next") == b"next"
+        assert rest == b""
+    assert count_round_trip(target, b"next") == b"next"
 
 
-def send_everything_then_read(port: int, process: ChildProcess) -> None:
+def send_everything_then_read(target: Target, process: ChildProcess) -> None:
     payload = random.Random(16).randbytes(16 * MiB)
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+    with target.connect(20) as sock:
         sock.sendall(encode_message(payload))
         received = bytearray()
         while data := sock.recv(1 << 20):
@@ -140,8 +200,8 @@ def send_everything_then_read(port: int, process: ChildProcess) -> None:
     assert received == payload
 
 
-def reset_mid_transfer(port: int, process: ChildProcess) -> None:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+def reset_mid_transfer(target: Target, process: ChildProcess) -> None:
+    sock = target.connect(5)
     sock.sendall(b"1000 partial")
     received = b""
     while len(received) < 7 and (data := sock.recv(7)):
@@ -149,7 +209,7 @@ def reset_mid_transfer(port: int, process: ChildProcess) -> None:
     assert received == b"partial"  # the server is in the middle of the message
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-    assert count_round_trip(port, b"still serving") == b"still serving"
+    assert count_round_trip(target, b"still serving") == b"still serving"
     assert process.popen.poll() is None, "the server died"
 
 
@@ -162,7 +222,7 @@ only after a second or more, so the case would test SYN retransmission
 timing instead of the server."""
 
 
-def many_concurrent_connections(port: int, process: ChildProcess) -> None:
+def many_concurrent_connections(target: Target, process: ChildProcess) -> None:
     # 300 connections open at once; each holds a slot of PENDING_CONNECTIONS
     # until the first echo byte shows the server accepted it.
     async def many() -> list[bytes]:
@@ -173,7 +233,7 @@ def many_concurrent_connections(port: int, process: ChildProcess) -> None:
         async def one(index: int) -> None:
             with trio.fail_after(30):
                 async with pending:  # until the server has surely accepted
-                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                    stream = await target.open_stream()
                     try:
                         await stream.send_all(encode_message(payloads[index]))
                         received = await stream.receive_some()
@@ -194,7 +254,7 @@ def many_concurrent_connections(port: int, process: ChildProcess) -> None:
     trio.run(many)
 
 
-def slow_peer_does_not_block_others(port: int, process: ChildProcess) -> None:
+def slow_peer_does_not_block_others(target: Target, process: ChildProcess) -> None:
     # One client trickles its message a byte at a time, and keeps its last
     # byte back until twenty others, connected after it, are served in full.
     message = encode_message(b"s" * 20)
@@ -202,7 +262,7 @@ def slow_peer_does_not_block_others(port: int, process: ChildProcess) -> None:
     echoed: list[bytes] = []
 
     def trickle() -> None:
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        with target.connect(60) as sock:
             for index in range(len(message) - 1):
                 sock.sendall(message[index : index + 1])
                 trickling.set()
@@ -219,20 +279,20 @@ def slow_peer_does_not_block_others(port: int, process: ChildProcess) -> None:
     try:
         assert trickling.wait(30)
         for index in range(20):
-            assert count_round_trip(port, b"quick %d" % index) == b"quick %d" % index
+            assert count_round_trip(target, b"quick %d" % index) == b"quick %d" % index
     finally:
         others_served.set()
         thread.join()
     assert echoed == [b"s" * 20]
 
 
-def peer_that_never_reads(port: int, process: ChildProcess) -> None:
+def peer_that_never_reads(target: Target, process: ChildProcess) -> None:
     # Echo mode: send as much as the server takes, never read. The server
     # must stop reading (backpressure) instead of buffering without limit.
     before = process.rss()
     chunk = bytes(MiB)
     sent = 0
-    with socket.create_connection(("127.0.0.1", port)) as sock:
+    with target.connect(None) as sock:
         sock.settimeout(2.0)
         with contextlib.suppress(TimeoutError):
             while sent < 320 * MiB:
@@ -244,35 +304,35 @@ def peer_that_never_reads(port: int, process: ChildProcess) -> None:
     assert grown < 100 * MiB, f"the server grew by {grown / MiB:.0f} MiB"
 
 
-def echo_until_half_close(port: int, process: ChildProcess) -> None:
+def echo_until_half_close(target: Target, process: ChildProcess) -> None:
     data = random.Random(3).randbytes(100_000)
-    reply = converse(port, [data[:30_000], data[30_000:]], half_close=True)
+    reply = converse(target, [data[:30_000], data[30_000:]], half_close=True)
     assert reply == Reply(data, closed=True)
 
 
-def echo_split(port: int, process: ChildProcess) -> None:
-    reply = converse(port, [b"a", b"b c", b" 12 "], half_close=True)
+def echo_split(target: Target, process: ChildProcess) -> None:
+    reply = converse(target, [b"a", b"b c", b" 12 "], half_close=True)
     assert reply == Reply(b"ab c 12 ", closed=True)
 
 
-def framed_pipelined(port: int, process: ChildProcess) -> None:
+def framed_pipelined(target: Target, process: ChildProcess) -> None:
     payloads = [random.Random(i).randbytes(i * 13) for i in range(100)]
     raw = b"".join(encode_message(p) for p in payloads)
-    assert converse(port, [raw], half_close=True) == Reply(raw, closed=True)
+    assert converse(target, [raw], half_close=True) == Reply(raw, closed=True)
 
 
-def framed_split(port: int, process: ChildProcess) -> None:
+def framed_split(target: Target, process: ChildProcess) -> None:
     raw = encode_message(b"first") + encode_message(b"") + encode_message(b"third one")
     chunks = [raw[i : i + 3] for i in range(0, len(raw), 3)]
-    assert converse(port, chunks, pause=0.01, half_close=True) == Reply(raw, closed=True)
+    assert converse(target, chunks, pause=0.01, half_close=True) == Reply(raw, closed=True)
 
 
-def framed_bad_length(port: int, process: ChildProcess) -> None:
+def framed_bad_length(target: Target, process: ChildProcess) -> None:
     # The answer to the good message goes out before the close.
-    assert converse(port, [b"2 ab", b"-1 x"]) == Reply(b"2 ab", closed=True)
+    assert converse(target, [b"2 ab", b"-1 x"]) == Reply(b"2 ab", closed=True)
 
 
-CASES: dict[str, tuple[str, Callable[[int, ChildProcess], None]]] = {
+CASES: dict[str, tuple[str, Callable[[Target, ChildProcess], None]]] = {
     "split-input": ("count", split_input),
     "coalesced-input": ("count", coalesced_input),
     "zero-length": ("count", zero_length),
@@ -347,61 +407,85 @@ RACY_FAILURES: dict[tuple[str, str], str] = {
 }
 
 
+TRANSPORTS = {"trio-echo": ("tcp", "tls", "unix")}
+"""The servers that serve more than TCP, and what they serve; the others, TCP."""
+
+
 def _params() -> Iterator[object]:
     for server in peers().values():
-        for case in CASES:
-            marks: list[pytest.MarkDecorator] = [pytest.mark.conformance]
-            reason = EXPECTED_FAILURES.get((server.name, case))
-            if reason is not None:
-                marks.append(pytest.mark.xfail(reason=reason, strict=True))
-            reason = RACY_FAILURES.get((server.name, case))
-            if reason is not None:
-                marks.append(pytest.mark.xfail(reason=reason, strict=False))
-            yield pytest.param(server.name, case, marks=marks, id=f"{server.name}-{case}")
+        for transport in TRANSPORTS.get(server.name, ("tcp",)):
+            for case in CASES:
+                marks: list[pytest.MarkDecorator] = [pytest.mark.conformance]
+                reason = EXPECTED_FAILURES.get((server.name, case))
+                if reason is not None:
+                    marks.append(pytest.mark.xfail(reason=reason, strict=True))
+                reason = RACY_FAILURES.get((server.name, case))
+                if reason is not None:
+                    marks.append(pytest.mark.xfail(reason=reason, strict=False))
+                name = server.name if transport == "tcp" else f"{server.name}-{transport}"
+                yield pytest.param(server.name, transport, case, marks=marks, id=f"{name}-{case}")
 
 
 class _Running:
-    """Servers started once per (server, mode) for the whole session."""
+    """Servers started once per (server, transport, mode) for the whole session."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, tls: TLSFiles) -> None:
         self.directory = directory
-        self.processes: dict[tuple[str, str], ChildProcess] = {}
+        self.tls = tls
+        self.sockets = Path(tempfile.mkdtemp(prefix="te-", dir="/tmp"))  # short paths
+        self.processes: dict[tuple[str, str, str], tuple[ChildProcess, Target]] = {}
 
-    def get(self, server: Peer, mode: str) -> ChildProcess:
-        key = (server.name, mode)
-        process = self.processes.get(key)
-        if process is None or process.popen.poll() is not None:
-            process = server.start(mode, self.directory)
-            self.processes[key] = process
-        return process
+    def get(self, server: Peer, transport: str, mode: str) -> tuple[ChildProcess, Target]:
+        key = (server.name, transport, mode)
+        running = self.processes.get(key)
+        if running is None or running[0].popen.poll() is not None:
+            running = self.processes[key] = self._start(server, transport, mode)
+        return running
+
+    def _start(self, server: Peer, transport: str, mode: str) -> tuple[ChildProcess, Target]:
+        if transport == "tls":
+            process = server.start(
+                mode, self.directory, "--tls-cert", self.tls.cert, "--tls-key", self.tls.key
+            )
+            context = ssl.create_default_context(cafile=self.tls.ca)
+            return process, Target("tls", port=process.port, context=context)
+        if transport == "unix":
+            path = str(self.sockets / f"{mode}.sock")
+            process = server.start(mode, self.directory, "--unix", path)
+            return process, Target("unix", path=path)
+        process = server.start(mode, self.directory)
+        return process, Target("tcp", port=process.port)
 
     def stop(self) -> None:
-        for process in self.processes.values():
+        for process, _target in self.processes.values():
             process.stop()
+        shutil.rmtree(self.sockets, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Running]:
-    servers = _Running(tmp_path_factory.mktemp("peers"))
+def running(tmp_path_factory: pytest.TempPathFactory, tls_files: TLSFiles) -> Iterator[_Running]:
+    servers = _Running(tmp_path_factory.mktemp("peers"), tls_files)
     yield servers
     servers.stop()
 
 
-@pytest.mark.parametrize(("server_name", "case"), list(_params()))
+@pytest.mark.parametrize(("server_name", "transport", "case"), list(_params()))
 def test_conformance(
     server_name: str,
+    transport: str,
     case: str,
     running: _Running,
     record_property: Callable[[str, object], None],
 ) -> None:
     server = peers()[server_name]
     mode, check = CASES[case]
-    record_property("server", server_name)
-    record_property("case", case)
+    if transport == "tcp":  # the comparison of models is over TCP
+        record_property("server", server_name)
+        record_property("case", case)
     if (missing := server.missing) is not None:
         pytest.skip(f"{server.label}: {missing}")
     if mode not in server.modes:
         pytest.skip(f"{server.label} has no {mode} mode")
-    process = running.get(server, mode)
-    check(process.port, process)
+    process, target = running.get(server, transport, mode)
+    check(target, process)
     assert process.popen.poll() is None, "the server exited"

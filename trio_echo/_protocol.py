@@ -653,6 +653,8 @@ class EchoProtocol:
             if self._peer_closed:
                 return self._close()
             return _RECEIVES[READ_SIZE_MIN]  # to discard: no need to hold much
+        if self.outcome is not None and not self.clean:
+            return self._close()  # the peer broke the protocol: its answers are out
         # Every answer is out: the protocol's part went as it intends.
         if self.mode is not Mode.COUNT:
             self._end(Outcome.CLOSED)
@@ -709,13 +711,16 @@ class EchoProtocol:
             else:  # NEED_DATA: every byte received is framed
                 self._work = False
         except RemoteProtocolError as error:
+            # Reading is over; what was answered before the fault still
+            # goes out, and then the connection closes.
             self._end(error.reason, error.detail)
-            self._close()
-            return False
+            faulted = True
+        else:
+            faulted = False
         if small:
             self._append(small[0] if len(small) == 1 else b"".join(small))
-        if self._work and (not framed or type(event) is not EndOfMessage):
-            self._end_reading()  # a count message, or the end of the stream
+        if faulted or (self._work and (not framed or type(event) is not EndOfMessage)):
+            self._end_reading()  # a fault, a count message, or the end of the stream
         elif self._header_due is None and framer.in_header:
             self._header_due = now  # a framed message's prefix has begun
         self._deadline_stale = True
