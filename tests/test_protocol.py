@@ -668,3 +668,17 @@ def test_without_a_half_close_bytes_after_a_count_message_are_discarded_then_it_
         protocol.receive_data(b"", 20.0)  # the peer closed (close_notify)
         assert protocol.next_action(20.0) is CLOSE
         assert protocol.outcome is Outcome.COMPLETE
+
+
+def test_reads_never_ask_more_than_the_transport_returns_at_once() -> None:
+    # A TLS stream returns one record (16 KiB) a read: asking for more
+    # allocates a larger buffer that is then shrunk, and the gap costs memory.
+    protocol = EchoProtocol(Mode.ECHO, max_read=16 * 1024)
+    asked = []
+    for _ in range(8):
+        action = protocol.next_action(0.0)
+        assert isinstance(action, Receive)
+        asked.append(action.max_bytes)
+        protocol.receive_data(bytes(action.max_bytes), 0.0)  # full reads: a stream
+        protocol.sent(len(protocol.data_to_send() or b""), 0.0)
+    assert asked == [4096, 8192] + [16384] * 6

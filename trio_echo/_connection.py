@@ -34,6 +34,7 @@ from ._protocol import (
     CLOSE,
     HANDSHAKE,
     PAUSED,
+    READ_SIZE_MAX,
     YIELD,
     Action,
     Chunk,
@@ -56,6 +57,9 @@ from ._socket_stream import FastSocketStream, NowaitStream, has_nowait_calls
 
 __all__ = ["Connection", "HandlerError", "handle_connection"]
 
+
+TLS_RECORD_SIZE = 16 * 1024
+"""The most plaintext a TLS record carries: all one read of a TLS stream returns."""
 
 MIN_GRANT = 1024
 """The fewest bytes worth a read when the memory budget is short."""
@@ -120,6 +124,7 @@ class Connection:
             now=now,
             can_half_close=nowait is not None or _can_half_close(type(stream)),
             handshake=tls,
+            max_read=TLS_RECORD_SIZE if tls else READ_SIZE_MAX,
         )
         self._account = Account(budget, overhead=BUFFER_OVERHEAD, minimum=MIN_GRANT)
         self._peer = peer

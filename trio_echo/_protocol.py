@@ -373,6 +373,10 @@ class EchoProtocol:
             go on reading. Without it, a connection that must linger reads
             and discards without a half-close, then closes gracefully.
         handshake: Whether the connection begins with a TLS handshake.
+        max_read: The largest read worth asking for: `READ_SIZE_MAX`, or less
+            where the transport never returns more at once (a TLS stream
+            returns one record, 16 KiB at most, and a larger buffer asked
+            for is allocated whole, then shrunk).
     """
 
     __slots__ = (
@@ -392,6 +396,7 @@ class EchoProtocol:
         "_payload_bytes",
         "_payload_since",
         "_peer_closed",
+        "_read_max",
         "_read_size",
         "_state",
         "_unread",
@@ -415,6 +420,7 @@ class EchoProtocol:
         now: float = 0.0,
         can_half_close: bool = True,
         handshake: bool = False,
+        max_read: int = READ_SIZE_MAX,
     ) -> None:
         self.mode = mode if type(mode) is Mode else Mode(mode)
         self._limits = limits
@@ -429,6 +435,7 @@ class EchoProtocol:
         self._peer_closed = False
         self._unread: Unread | None = None  # asked for once a count message ends
         self._read_size = READ_SIZE_MIN
+        self._read_max = max_read
         # The answers not yet sent, the first of which may be partly sent.
         self._out: deque[bytes] | None = None
         self._out_offset = 0
@@ -518,7 +525,7 @@ class EchoProtocol:
         else:
             self.bytes_in += size
             self._progress(now)
-            if size == self._read_size and size < READ_SIZE_MAX:
+            if size == self._read_size and size < self._read_max:
                 self._read_size = size * 2  # a full read suggests a stream
             elif size < READ_SIZE_MIN:
                 self._read_size = READ_SIZE_MIN
