@@ -121,6 +121,8 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
     if early := early_signals():
         return _stopped_before_listening(early[0])
     try:
+        # Loaded before anything listens (a supervisor only checks the files:
+        # each worker loads its own).
         tls = ServerTLS(options.tls_files) if options.tls_files is not None else None
     except TLSFileError as error:
         return fail(f"server: {error}", ExitStatus.USAGE)
