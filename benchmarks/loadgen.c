@@ -24,7 +24,7 @@
  * omission).
  *
  * TLS (built with -DLOADGEN_TLS and linked with -lssl -lcrypto; see
- * benchmarks/build.py): --tls [--tls-ca FILE] makes every connection a TLS
+ * benchmarks/build.py): --tls or --tls-ca FILE makes every connection a TLS
  * 1.3 client through libssl. Each connection is a full handshake: a new
  * SSL object with no session set, and no session cache, so nothing is
  * resumed. With --tls-ca, the server's chain is verified (not its name).
@@ -360,7 +360,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--rate")) rate = atof(v);
         else if (!strcmp(a, "--messages")) max_messages = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--pipeline")) pipeline = atoi(v);
-        else if (!strcmp(a, "--tls-ca")) tls_ca = v;
+        else if (!strcmp(a, "--tls-ca")) tls_ca = v, tls = 1;
         else if (!strcmp(a, "--workload")) {
             workload = !strcmp(v, "count") ? COUNT : !strcmp(v, "echo") ? ECHO
                      : !strcmp(v, "framed") ? FRAMED : !strcmp(v, "idle") ? IDLE : (usage(), COUNT);
