@@ -32,8 +32,19 @@ def find_compiler() -> str | None:
     return None
 
 
-def compile_c(source: Path) -> Path:
+class NoTlsError(RuntimeError):
+    """The load generator cannot be built with TLS here (the reason says why)."""
+
+
+def compile_c(
+    source: Path, *, defines: tuple[str, ...] = (), libraries: tuple[str, ...] = ()
+) -> Path:
     """Return the path of ``source`` compiled with -O2, building it if needed.
+
+    Args:
+        source: The C file.
+        defines: Preprocessor names to define (``-D``).
+        libraries: Libraries to link (``-l``).
 
     Raises:
         NoCompilerError: If there is no C compiler (with what to install).
@@ -45,15 +56,46 @@ def compile_c(source: Path) -> Path:
             f"building {source.name} needs a C compiler and none was found "
             "(set $CC, or install one: on Debian or Ubuntu, apt-get install gcc)"
         )
-    digest = hashlib.sha256(source.read_bytes() + compiler.encode()).hexdigest()[:16]
+    flags = [f"-D{name}" for name in defines]
+    digest = hashlib.sha256(
+        source.read_bytes() + " ".join([compiler, *flags, *libraries]).encode()
+    ).hexdigest()[:16]
     binary = CACHE / f"{source.stem}-{digest}"
     if not binary.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = binary.with_suffix(f".{os.getpid()}.tmp")
         subprocess.run(
-            [compiler, "-O2", "-Wall", "-o", str(partial), str(source)],
+            [
+                compiler,
+                "-O2",
+                "-Wall",
+                *flags,
+                "-o",
+                str(partial),
+                str(source),
+                *(f"-l{name}" for name in libraries),
+            ],
             check=True,
             capture_output=True,
         )
         os.replace(partial, binary)
     return binary
+
+
+def compile_tls_loadgen() -> Path:
+    """The load generator built with TLS (libssl), building it if needed.
+
+    Raises:
+        NoCompilerError: If there is no C compiler.
+        NoTlsError: If it does not build with libssl here (its headers or
+            library missing: on Debian or Ubuntu, apt-get install libssl-dev).
+    """
+    try:
+        return compile_c(LOADGEN_SOURCE, defines=("LOADGEN_TLS",), libraries=("ssl", "crypto"))
+    except subprocess.CalledProcessError as error:
+        said = (error.stderr or b"").decode(errors="replace").strip().splitlines()
+        reason = next((line for line in said if "error" in line), said[-1] if said else "")
+        raise NoTlsError(
+            "the load generator does not build with libssl here (apt-get install libssl-dev): "
+            + reason
+        ) from error

@@ -22,6 +22,13 @@
  * the server does (open loop), and a message's latency counts from when it
  * was due, so a stalled server cannot hide its stall (no coordinated
  * omission).
+ *
+ * TLS (built with -DLOADGEN_TLS and linked with -lssl -lcrypto; see
+ * benchmarks/build.py): --tls or --tls-ca FILE makes every connection a TLS
+ * 1.3 client through libssl. Each connection is a full handshake: a new
+ * SSL object with no session set, and no session cache, so nothing is
+ * resumed. With --tls-ca, the server's chain is verified (not its name).
+ * The client never sends close_notify: in count, the server closes first.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -39,6 +46,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef LOADGEN_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 enum workload { COUNT, ECHO, FRAMED, IDLE };
 enum cstate { FREE, CONNECTING, BUSY, WAITING, OPEN_IDLE };
@@ -48,7 +59,14 @@ struct lconn {
     enum cstate state;
     size_t sent, received;
     double due;      /* when the current message was due (latency origin) */
+#ifdef LOADGEN_TLS
+    SSL *ssl;        /* NULL without --tls */
+#endif
 };
+
+#ifdef LOADGEN_TLS
+static SSL_CTX *tls_ctx; /* NULL without --tls */
+#endif
 
 static enum workload workload = COUNT;
 static struct sockaddr_storage server_addr;
@@ -91,6 +109,10 @@ static void fail(struct lconn *c, const char *what) {
         epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
     }
+#ifdef LOADGEN_TLS
+    if (c->ssl) SSL_free(c->ssl);
+    c->ssl = NULL;
+#endif
     c->fd = -1;
     c->state = FREE;
 }
@@ -130,6 +152,13 @@ static int open_connection(struct lconn *c, double due) {
     c->fd = fd;
     c->due = due;
     c->state = CONNECTING;
+#ifdef LOADGEN_TLS
+    if (tls_ctx) {
+        c->ssl = SSL_new(tls_ctx);
+        SSL_set_fd(c->ssl, fd);
+        SSL_set_connect_state(c->ssl);
+    }
+#endif
     /* Edge-triggered: no epoll_ctl call per message, only one per connection. */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.ptr = c};
     epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
@@ -137,7 +166,46 @@ static int open_connection(struct lconn *c, double due) {
     return 0;
 }
 
+#ifdef LOADGEN_TLS
+/* 1 once the handshake is done, 0 while it waits for the socket, -1 on failure. */
+static int tls_handshake(struct lconn *c) {
+    if (SSL_is_init_finished(c->ssl)) return 1;
+    ERR_clear_error();
+    int rc = SSL_do_handshake(c->ssl);
+    if (rc == 1) return 1;
+    int err = SSL_get_error(c->ssl, rc);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return 0;
+    inflight--;
+    fail(c, "TLS handshake failed");
+    return -1;
+}
+
+static void tls_send_some(struct lconn *c) {
+    if (tls_handshake(c) <= 0) return;
+    while (c->sent < message_len) {
+        size_t chunk = message_len - c->sent;
+        if (chunk > (1u << 30)) chunk = 1u << 30;
+        ERR_clear_error();
+        int n = SSL_write(c->ssl, message + c->sent, (int)chunk);
+        if (n <= 0) {
+            int err = SSL_get_error(c->ssl, n);
+            if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) return;
+            inflight--;
+            fail(c, "TLS send failed (reset?)");
+            return;
+        }
+        c->sent += (size_t)n;
+    }
+}
+#endif
+
 static void send_some(struct lconn *c) {
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+        tls_send_some(c);
+        return;
+    }
+#endif
     while (c->sent < message_len) {
         ssize_t n = send(c->fd, message + c->sent, message_len - c->sent, MSG_NOSIGNAL);
         if (n < 0) {
@@ -165,7 +233,31 @@ static int receive_some(struct lconn *c) {
     for (;;) {
         size_t want = sizeof buf;
         if (workload != COUNT && expected_len - c->received < want) want = expected_len - c->received;
-        ssize_t n = recv(c->fd, buf, want, 0);
+        ssize_t n;
+#ifdef LOADGEN_TLS
+        if (c->ssl) {
+            if (!SSL_is_init_finished(c->ssl)) {
+                int hs = tls_handshake(c);
+                if (hs < 0) return -2; /* failed, and already counted */
+                if (hs == 0) return 0;
+                send_some(c);          /* the message waits for the handshake */
+                if (c->fd < 0) return -2;
+            }
+            ERR_clear_error();
+            int got = SSL_read(c->ssl, buf, want > (1u << 30) ? 1 << 30 : (int)want);
+            if (got <= 0) {
+                int err = SSL_get_error(c->ssl, got);
+                if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return 0;
+                if (err != SSL_ERROR_ZERO_RETURN) {
+                    fail(c, "TLS receive failed (reset?)");
+                    return -1;
+                }
+                got = 0; /* close_notify, or the end of the stream */
+            }
+            n = got;
+        } else
+#endif
+        n = recv(c->fd, buf, want, 0);
         if (n < 0) {
             if (errno == EAGAIN) return 0;
             if (errno == EINTR) continue;
@@ -209,6 +301,10 @@ static void complete(struct lconn *c) {
     record(c->due);
     inflight--;
     if (workload == COUNT) {
+#ifdef LOADGEN_TLS
+        if (c->ssl) SSL_free(c->ssl);
+        c->ssl = NULL;
+#endif
         close(c->fd);
         c->fd = -1;
         c->state = FREE;
@@ -222,7 +318,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --port P [--host ADDR] --workload count|echo|framed|idle [--size B]\n"
             "               [--connections N] [--duration S] [--warmup S] [--messages N] [--rate R]\n"
-            "               [--pipeline K]\n");
+            "               [--pipeline K] [--tls [--tls-ca FILE]]\n");
     exit(2);
 }
 
@@ -245,9 +341,14 @@ int main(int argc, char **argv) {
     size_t size = 100;
     double duration = 5, warmup = 0, rate = 0;
     uint64_t max_messages = 0;
-    int pipeline = 1;
+    int pipeline = 1, tls = 0;
+    const char *tls_ca = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--tls")) {
+            tls = 1;
+            continue;
+        }
         if (i + 1 >= argc) usage();
         const char *v = argv[++i];
         if (!strcmp(a, "--host")) host = v;
@@ -259,6 +360,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--rate")) rate = atof(v);
         else if (!strcmp(a, "--messages")) max_messages = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--pipeline")) pipeline = atoi(v);
+        else if (!strcmp(a, "--tls-ca")) tls_ca = v, tls = 1;
         else if (!strcmp(a, "--workload")) {
             workload = !strcmp(v, "count") ? COUNT : !strcmp(v, "echo") ? ECHO
                      : !strcmp(v, "framed") ? FRAMED : !strcmp(v, "idle") ? IDLE : (usage(), COUNT);
@@ -266,6 +368,26 @@ int main(int argc, char **argv) {
     }
     if (port <= 0 || nconn <= 0 || pipeline < 1 || (pipeline > 1 && workload != FRAMED)) usage();
     batch = (size_t)pipeline;
+    if (tls) {
+#ifdef LOADGEN_TLS
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        SSL_CTX_set_min_proto_version(tls_ctx, TLS1_3_VERSION);
+        SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
+        SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        if (tls_ca) {
+            if (SSL_CTX_load_verify_locations(tls_ctx, tls_ca, NULL) != 1) {
+                fprintf(stderr, "loadgen: cannot load %s\n", tls_ca);
+                return 2;
+            }
+            SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+        }
+#else
+        (void)tls_ca;
+        fprintf(stderr, "loadgen: built without TLS (-DLOADGEN_TLS, -lssl -lcrypto)\n");
+        return 2;
+#endif
+    }
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_sigterm);
     struct rlimit rl;
@@ -419,7 +541,7 @@ int main(int argc, char **argv) {
             if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
                 int done = receive_some(c);
                 if (done == 1) complete(c);
-                else if (done < 0) inflight--;
+                else if (done == -1) inflight--; /* -2: counted where it failed */
             }
         }
     }

@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.measuring import Cell, Run, Scaling, Settings, median
 from benchmarks.reporting import (
@@ -57,6 +58,7 @@ class Results:
     servers: list[Server]
     summary: Summary
     framer: dict[str, object] | None = None
+    tls: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, folder: Path) -> Results:
@@ -81,8 +83,11 @@ class Results:
         )
         framer_path = folder / "framer.json"
         framer = json.loads(framer_path.read_text()) if framer_path.exists() else None
+        tls_path = folder / "tls.json"
+        tls = json.loads(tls_path.read_text()) if tls_path.exists() else None
         return cls(
             framer=framer,
+            tls=tls,
             environment=data["environment"],
             settings=settings,
             runs=runs,
@@ -434,9 +439,96 @@ def machine_line(results: Results) -> str:
     return text
 
 
+def _tls_figure(entry: dict[str, Any] | None, unit: str, rate: bool = True) -> str:
+    if not entry or entry.get("figure") is None:
+        return "n/a"
+    digits = 0 if unit == "µs" else 2
+    text = (
+        f"{entry['figure']:,.{digits}f} {unit} [{entry['min']:,.{digits}f} to"
+        f" {entry['max']:,.{digits}f}]"
+    )
+    if rate:
+        text += f" at {entry['achieved_rate']:,.1f}/s"
+    if entry.get("saturated"):
+        text += " (saturated)"
+    if entry.get("errors"):
+        text += f" ({entry['errors']:,} errors)"
+    return text
+
+
+def _tls_ratio(document: dict[str, Any], load: str, one: str, other: str) -> str:
+    row = document["summary"].get(load, {})
+    a, b = row.get(one), row.get(other)
+    if not a or not b or a.get("figure") is None or not b.get("figure"):
+        return "n/a"
+    text = f"{a['figure'] / b['figure']:.2f}x"
+    if overlaps(a, b):
+        text += " (the ranges overlap)"
+    return text
+
+
+def tls_section(document: dict[str, Any] | None) -> list[str]:
+    """The TLS costs (benchmarks/tls.py --commit-results), as a table and ratios."""
+    if not document:
+        return ["(no TLS results: python benchmarks/tls.py --commit-results)"]
+    env, settings = document["environment"], document["settings"]
+    loads = {load["name"]: load for load in settings["loads"]}
+    handshakes, bulk = loads["handshakes"], loads["bulk"]
+    summary = document["summary"]
+    peers = {peer["name"]: peer for peer in document["peers"]}
+    lines = [
+        f"From `benchmarks/results/tls.json` (`python benchmarks/tls.py`; {env['date']};"
+        f" {env['cpus']} CPUs, {env['machine']}, Python {env['python']}; each server on one"
+        " core, the load generator, C with libssl, on another): the server's CPU, the median"
+        f" of {settings['repeat']} interleaved repetitions of {settings['duration']:g} s, in"
+        " square brackets the lowest and the highest, with the rate each reached. Handshakes:"
+        f" count {handshakes['size']:,} B at {handshakes['rate']:,.0f} connections/s"
+        f" ({handshakes['connections']} at a time), each a full TLS 1.3 handshake (ECDSA P-256,"
+        f" no resumption), CPU per connection. Bulk: count {bulk['size'] / 1e6:,.0f} MB at"
+        f" {bulk['rate']:,.0f} messages/s over {bulk['connections']} connections"
+        f" ({bulk['rate'] * bulk['size'] / 1e6:,.0f} MB/s each way), CPU per MB. Beside each,"
+        " the same server (for the trio rows, trio (plain): the same pump on a SocketStream)"
+        " over plain TCP, in the same run.",
+        "",
+        "| server | TLS, per handshake | plain TCP, per connection | TLS, per MB | plain TCP,"
+        " per MB |",
+        "|---|---|---|---|---|",
+    ]
+    for peer in (peer for peer in document["peers"] if peer["tls"]):
+        plain = peer["plain"]
+        lines.append(
+            f"| {peer['label']} |"
+            f" {_tls_figure(summary['handshakes'].get(peer['name']), 'µs')} |"
+            f" {_tls_figure(summary['handshakes'].get(plain), 'µs')} |"
+            f" {_tls_figure(summary['bulk'].get(peer['name']), 'ms')} |"
+            f" {_tls_figure(summary['bulk'].get(plain), 'ms')} |"
+        )
+    for skipped in document.get("skipped", []):
+        label = peers.get(skipped["peer"], {}).get("label", skipped["peer"])
+        lines.append(f"| {label} | not measured: {skipped['reason']} | | | |")
+    pairs = [
+        ("trio-echo-tls", "trio-tls", "trio_echo against the minimal trio SSLStream server"),
+        ("trio-tls", "asyncio-streams-tls", "trio SSLStream against asyncio streams"),
+        ("trio-tls", "uvloop-protocol-tls", "trio SSLStream against the uvloop protocol peer"),
+        (
+            "trio-tls-bio",
+            "trio-tls",
+            "the trio server on a MemoryBIO stream against the same server on SSLStream",
+        ),
+    ]
+    lines += ["", "Ratios of the medians (below 1: less CPU):", ""]
+    for one, other, what in pairs:
+        lines.append(
+            f"- {what}: {_tls_ratio(document, 'handshakes', one, other)} per handshake,"
+            f" {_tls_ratio(document, 'bulk', one, other)} per MB"
+        )
+    return lines
+
+
 def models_sections(results: Results) -> dict[str, list[str]]:
     """docs/models.md's generated parts."""
     return {
+        "tls": tls_section(results.tls),
         "figures": [
             run_line(results),
             "",

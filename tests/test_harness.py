@@ -167,3 +167,114 @@ def test_the_cpu_of_exited_threads_and_children_is_counted(tmp_path: Path, cgrou
         pytest.skip("no cgroup can be made here: the harness reads /proc instead")
     assert measured["exact"] is (cgroups == "on")
     assert 0.6 <= measured["cpu_seconds"] < 5.0
+
+
+# -- TLS (benchmarks/tls.py) ----------------------------------------------------
+
+TLS_PEERS = {
+    "trio SSLStream": ["trio_tls.py"],
+    "trio, MemoryBIO stream": ["trio_tls.py", "--tls-stream=bio"],
+    "asyncio streams": ["asyncio_streams.py"],
+    "uvloop protocol": ["asyncio_protocol.py", "--uvloop"],
+}
+
+
+@pytest.fixture(scope="module")
+def tls_loadgen() -> Path:
+    from benchmarks.build import NoTlsError, compile_tls_loadgen
+
+    try:
+        return compile_tls_loadgen()
+    except NoTlsError as error:
+        pytest.skip(str(error))
+
+
+@pytest.mark.parametrize("peer", list(TLS_PEERS))
+@pytest.mark.parametrize("size", [100, 3_000_000])
+def test_a_tls_peer_echoes_every_message_to_the_tls_load_generator(
+    tmp_path: Path, tls_loadgen: Path, peer: str, size: int
+) -> None:
+    pytest.importorskip("trustme")
+    if "--uvloop" in TLS_PEERS[peer]:
+        pytest.importorskip("uvloop")
+    from benchmarks.running import ServerProcess, loadgen_command, run_loadgen
+    from benchmarks.servers import PEERS
+    from benchmarks.tls import make_certificate
+
+    chain, ca = make_certificate(tmp_path)
+    script, *extra = TLS_PEERS[peer]
+    process = ServerProcess(
+        [
+            sys.executable,
+            str(PEERS / script),
+            "--port",
+            "0",
+            "--tls-cert",
+            str(chain),
+            "--tls-key",
+            str(chain),
+            *extra,
+        ]
+    )
+    try:
+        port = process.wait_for_port()
+        figures = run_loadgen(
+            loadgen_command(
+                tls_loadgen,
+                port,
+                workload="count",
+                size=size,
+                connections=2,
+                messages=6,
+                duration=30,
+                tls_ca=ca,
+            ),
+            timeout=60,
+            pinned=False,
+        )
+    finally:
+        process.stop()
+    assert (figures.errors, figures.connect_errors, figures.first_error) == (0, 0, "")
+    assert figures.messages >= 6
+
+
+def test_the_plain_load_generator_refuses_tls_rather_than_sending_plain_bytes(
+    tmp_path: Path,
+) -> None:
+    from benchmarks.build import LOADGEN_SOURCE, compile_c
+
+    result = subprocess.run(
+        [str(compile_c(LOADGEN_SOURCE)), "--port", "1", "--workload", "count", "--tls"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "built without TLS" in result.stderr
+
+
+def test_the_tls_tool_summarises_medians_with_their_range_and_rate() -> None:
+    from benchmarks.tls import Load, Measurement, summarise
+
+    runs = [
+        Measurement("trio-tls", "bulk", rep, figure=figure, achieved_rate=rate)
+        for rep, (figure, rate) in enumerate([(3.0, 5.0), (1.0, 4.0), (2.0, 5.0)])
+    ]
+    runs.append(Measurement("trio-tls", "bulk", 3, note="failed: it did not start"))
+    entry = summarise(runs)["bulk"]["trio-tls"]
+    assert (entry["figure"], entry["min"], entry["max"], entry["runs"]) == (2.0, 1.0, 3.0, 3)
+    assert not entry["saturated"]
+    assert Load("bulk", 10_000_000, 2, 5, "MB").per(3) == 30.0
+    assert Load("handshakes", 100, 20, 200, "connection").per(3) == 3
+
+
+def test_the_tls_tool_writes_only_a_full_run_to_the_committed_results() -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/tls.py", "--commit-results", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--commit-results writes the full run" in result.stderr

@@ -169,3 +169,69 @@ def test_the_readme_names_every_benchmark_extra() -> None:
         name = re.match(r"[A-Za-z0-9_.-]+", requirement)
         assert name is not None
         assert name[0].lower() in readme, name[0]
+
+
+def test_the_tls_part_is_written_from_its_results_and_says_what_was_not_measured() -> None:
+    from benchmarks.pages import tls_section
+
+    def entry(figure: float, low: float, high: float) -> dict[str, object]:
+        return {
+            "figure": figure,
+            "min": low,
+            "max": high,
+            "achieved_rate": 199.5,
+            "saturated": False,
+            "errors": 0,
+            "runs": 3,
+        }
+
+    document = {
+        "environment": {"date": "today", "cpus": 2, "machine": "m", "python": "3.11"},
+        "settings": {
+            "duration": 4.0,
+            "warmup": 0.5,
+            "repeat": 3,
+            "loads": [
+                {
+                    "name": "handshakes",
+                    "size": 100,
+                    "connections": 20,
+                    "rate": 200.0,
+                    "unit": "connection",
+                },
+                {"name": "bulk", "size": 10_000_000, "connections": 2, "rate": 5.0, "unit": "MB"},
+            ],
+        },
+        "peers": [
+            {"name": "trio-tls", "label": "trio SSLStream", "plain": "trio", "tls": True},
+            {
+                "name": "asyncio-streams-tls",
+                "label": "asyncio streams",
+                "plain": "asyncio-streams",
+                "tls": True,
+            },
+            {"name": "trio", "label": "trio (plain)", "plain": "trio", "tls": False},
+        ],
+        "skipped": [{"peer": "trio-echo-tls", "reason": "no --tls-cert here (pending)"}],
+        "summary": {
+            "handshakes": {
+                "trio-tls": entry(600.0, 500.0, 700.0),
+                "asyncio-streams-tls": entry(500.0, 450.0, 550.0),
+                "trio": entry(300.0, 250.0, 350.0),
+            },
+            "bulk": {
+                "trio-tls": entry(4.0, 3.5, 4.5),
+                "asyncio-streams-tls": entry(2.0, 1.8, 2.2),
+                "trio": entry(1.0, 0.9, 1.1),
+            },
+        },
+    }
+    text = "\n".join(tls_section(document))
+    assert "| trio SSLStream | 600 µs [500 to 700] at 199.5/s | 300 µs [250 to 350]" in text
+    assert "4.00 ms [3.50 to 4.50] at 199.5/s | 1.00 ms [0.90 to 1.10]" in text
+    assert (
+        "trio SSLStream against asyncio streams: 1.20x (the ranges overlap) per handshake,"
+        " 2.00x per MB" in text
+    )
+    assert "| trio-echo-tls | not measured: no --tls-cert here (pending)" in text
+    assert tls_section(None) == ["(no TLS results: python benchmarks/tls.py --commit-results)"]

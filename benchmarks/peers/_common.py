@@ -14,6 +14,7 @@ import argparse
 import fcntl
 import math
 import socket
+import ssl
 import sys
 import termios
 import time
@@ -122,7 +123,30 @@ def parse_args(
     parser.add_argument(
         "--backend", choices=("asyncio", "trio"), default="asyncio", help="AnyIO: its backend"
     )
-    return parser.parse_args()
+    parser.add_argument("--tls-cert", metavar="FILE", help="TLS peers: serve TLS with this chain")
+    parser.add_argument("--tls-key", metavar="FILE", help="TLS peers: the chain's private key")
+    args = parser.parse_args()
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    return args
+
+
+def server_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context ``--tls-cert``/``--tls-key`` ask for, or None for plain TCP.
+
+    TLS 1.2 or later, and no resumption: no session tickets (``num_tickets``
+    0 for TLS 1.3, ``OP_NO_TICKET`` for 1.2) and no session cache, so that
+    every connection is a full handshake, which is what the TLS benchmark
+    measures.
+    """
+    if args.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(args.tls_cert, args.tls_key)
+    context.options |= ssl.OP_NO_TICKET
+    context.num_tickets = 0
+    return context
 
 
 def announce(host: str, port: int, mode: str) -> None:

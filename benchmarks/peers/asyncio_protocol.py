@@ -6,21 +6,28 @@ stops reading until resume_writing(). Each callback feeds the protocol
 object and does what it says, in a loop, until it says to read (the next
 data_received) or to close; the transport orders write_eof() and close()
 after the echo it buffers.
+
+With ``--tls-cert``/``--tls-key`` it serves TLS (``ssl=`` on create_server,
+asyncio's or uvloop's own TLS protocol underneath); a TLS transport cannot
+half-close, which the protocol is told.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 
-from _common import BUFFER_LIMIT, announce, parse_args, unread
+from _common import BUFFER_LIMIT, announce, parse_args, server_context, unread
 
 from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, EchoProtocol, Mode, Receive
 
 
 class EchoServerProtocol(asyncio.Protocol):
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, *, can_half_close: bool = True) -> None:
         self.loop = asyncio.get_running_loop()
-        self.protocol = EchoProtocol(Mode(mode), now=self.loop.time())
+        self.protocol = EchoProtocol(
+            Mode(mode), now=self.loop.time(), can_half_close=can_half_close
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
@@ -31,6 +38,8 @@ class EchoServerProtocol(asyncio.Protocol):
         self.pump()
 
     def eof_received(self) -> bool:
+        if self.transport.is_closing():
+            return False  # TLS: asyncio's SSL protocol still says so after close()
         self.protocol.receive_data(b"", self.loop.time())
         self.pump()
         return True  # the pump closes
@@ -75,9 +84,15 @@ class EchoServerProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
 
-async def serve(host: str, port: int, mode: str) -> None:
+async def serve(host: str, port: int, mode: str, tls: ssl.SSLContext | None = None) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: EchoServerProtocol(mode), host, port, backlog=4096)
+    server = await loop.create_server(
+        lambda: EchoServerProtocol(mode, can_half_close=tls is None),
+        host,
+        port,
+        backlog=4096,
+        ssl=tls,
+    )
     announce(host, server.sockets[0].getsockname()[1], mode)
     async with server:
         await server.serve_forever()
@@ -88,6 +103,6 @@ if __name__ == "__main__":
     if args.uvloop:
         import uvloop
 
-        uvloop.run(serve(args.host, args.port, args.mode))
+        uvloop.run(serve(args.host, args.port, args.mode, server_context(args)))
     else:
-        asyncio.run(serve(args.host, args.port, args.mode))
+        asyncio.run(serve(args.host, args.port, args.mode, server_context(args)))

@@ -5,15 +5,19 @@ echo and drains. The writer's high-water mark is 64 MiB, so drain() waits
 only when that much echo is unsent: reading goes on ahead of a client that
 sends a whole message before reading, and stops (backpressure) past the
 bound.
+
+With ``--tls-cert``/``--tls-key`` it serves TLS (``ssl=`` on start_server);
+a TLS transport cannot half-close, which the protocol is told.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable
 
-from _common import BUFFER_LIMIT, READ_SIZE, announce, parse_args, unread
+from _common import BUFFER_LIMIT, READ_SIZE, announce, parse_args, server_context, unread
 
 from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, YIELD, EchoProtocol, Mode, Receive
 
@@ -22,7 +26,9 @@ Send = Callable[[bytes], Awaitable[None]]
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mode: str) -> None:
     writer.transport.set_write_buffer_limits(high=BUFFER_LIMIT)
-    protocol = EchoProtocol(Mode(mode), now=asyncio.get_running_loop().time())
+    protocol = EchoProtocol(
+        Mode(mode), now=asyncio.get_running_loop().time(), can_half_close=writer.can_write_eof()
+    )
 
     async def send(data: bytes) -> None:
         writer.write(data)
@@ -90,9 +96,11 @@ async def close(writer: asyncio.StreamWriter) -> None:
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Awaitable[None]]
 
 
-async def serve(host: str, port: int, mode: str, handler: Handler = handle) -> None:
+async def serve(
+    host: str, port: int, mode: str, handler: Handler = handle, tls: ssl.SSLContext | None = None
+) -> None:
     server = await asyncio.start_server(
-        lambda r, w: handler(r, w, mode), host, port, backlog=4096, limit=READ_SIZE
+        lambda r, w: handler(r, w, mode), host, port, backlog=4096, limit=READ_SIZE, ssl=tls
     )
     announce(host, server.sockets[0].getsockname()[1], mode)
     async with server:
@@ -101,4 +109,4 @@ async def serve(host: str, port: int, mode: str, handler: Handler = handle) -> N
 
 if __name__ == "__main__":
     args = parse_args(__doc__.splitlines()[0])
-    asyncio.run(serve(args.host, args.port, args.mode))
+    asyncio.run(serve(args.host, args.port, args.mode, tls=server_context(args)))

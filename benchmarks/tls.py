@@ -1,0 +1,423 @@
+"""The cost of TLS: server CPU per handshake and per MB, beside plain TCP.
+
+Each TLS server (trio_echo, a minimal trio SSLStream server and its
+MemoryBIO variant, asyncio streams, the uvloop protocol peer) and its
+plain-TCP twin run pinned to CPU 0; the load generator, built with libssl
+(benchmarks/loadgen.c, ``-DLOADGEN_TLS``), runs pinned to CPU 1:
+
+- handshakes: count 100 B at a fixed rate, a new TLS 1.3 connection per
+  message, every one a full handshake (ECDSA P-256 certificate, no session
+  tickets from the peers, no session kept by the client); the figure is the
+  server's CPU per connection;
+- bulk: count 10 MB messages over two connections at a fixed rate; the
+  figure is the server's CPU per MB echoed (each MB is received and sent).
+
+Both rates are below every server's limit, so each figure is a cost at
+that rate, not at saturation; the rate each run reached is kept, and a run
+that fell short is marked saturated. The certificate is made for the run
+(trustme) in a temporary folder, removed afterwards. Servers are
+interleaved over the repetitions; each figure is the median, with the
+lowest and the highest.
+
+    python benchmarks/tls.py                   # into benchmarks/.cache/results/tls.json
+    python benchmarks/tls.py --quick           # the whole path, short
+    python benchmarks/tls.py --commit-results  # benchmarks/results/tls.json, and the page
+
+``--commit-results`` writes benchmarks/results/tls.json and the generated
+part ``tls`` of docs/models.md (see benchmarks/pages.py). trio_echo runs
+from the checkout ``TRIO_ECHO_TLS_CHECKOUT`` names (its top folder), or
+from what ``python -m trio_echo`` imports; its row is left out, with the
+reason, when that trio_echo has no ``--tls-cert``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.build import (
+    LOADGEN_SOURCE,
+    NoCompilerError,
+    NoTlsError,
+    compile_c,
+    compile_tls_loadgen,
+)
+from benchmarks.measuring import SATURATED, median
+from benchmarks.running import ServerProcess, loadgen_command, run_loadgen
+from benchmarks.servers import PEERS, ROOT, trio_echo_command
+
+RESULTS = Path(__file__).resolve().parent / "results" / "tls.json"
+SCRATCH = Path(__file__).resolve().parent / ".cache" / "results" / "tls.json"
+SERVER_CPU = 0
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Load:
+    """One load: count messages of ``size`` at ``rate`` per second."""
+
+    name: str
+    size: int
+    connections: int
+    rate: float
+    unit: str  # what the figure is per: "connection" or "MB"
+
+    def per(self, messages: int) -> float:
+        """How many units ``messages`` are."""
+        return messages if self.unit == "connection" else messages * self.size / MB
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A server as this tool starts it: over TLS, or over plain TCP."""
+
+    name: str
+    label: str
+    command: Callable[[Path | None], list[str]]  # from the chain's file, None for plain TCP
+    plain: str  # the name of its plain-TCP twin (itself, for a plain one)
+    tls: bool = True
+
+
+@dataclass
+class Measurement:
+    """One run of one peer on one load."""
+
+    peer: str
+    load: str
+    repetition: int
+    figure: float | None = None  # server CPU, µs per connection or ms per MB
+    achieved_rate: float = 0.0  # messages/s
+    megabytes_per_second: float = 0.0
+    server_cpu_utilization: float = 0.0
+    client_cpu_utilization: float = 0.0
+    saturated: bool = False
+    errors: int = 0
+    note: str = ""
+
+
+@dataclass
+class Settings:
+    duration: float
+    warmup: float
+    repeat: int
+    loads: list[Load] = field(default_factory=list)
+
+
+def full_settings() -> Settings:
+    return Settings(
+        duration=4.0,
+        warmup=0.5,
+        repeat=5,
+        loads=[
+            Load("handshakes", 100, 20, 200, "connection"),
+            Load("bulk", 10_000_000, 2, 5, "MB"),
+        ],
+    )
+
+
+def quick_settings() -> Settings:
+    return Settings(
+        duration=0.5,
+        warmup=0.1,
+        repeat=1,
+        loads=[
+            Load("handshakes", 100, 10, 100, "connection"),
+            Load("bulk", 10_000_000, 2, 4, "MB"),
+        ],
+    )
+
+
+def _peer_script(script: str, *extra: str) -> Callable[[Path | None], list[str]]:
+    def command(chain: Path | None) -> list[str]:
+        tls = ["--tls-cert", str(chain), "--tls-key", str(chain)] if chain else []
+        return [sys.executable, str(PEERS / script), "--port", "0", "--quiet", *tls, *extra]
+
+    return command
+
+
+CHECKOUT = os.environ.get("TRIO_ECHO_TLS_CHECKOUT")
+"""A checkout of trio_echo to run (its top folder), for a TLS server not yet
+in the one this tool imports."""
+
+
+def _trio_echo(chain: Path | None) -> list[str]:
+    command = trio_echo_command(0, "count")
+    if chain:
+        command += ["--tls-cert", str(chain), "--tls-key", str(chain)]
+    if CHECKOUT:
+        start = (
+            f"import runpy, sys; sys.path.insert(0, {CHECKOUT!r}); "
+            "runpy.run_module('trio_echo', run_name='__main__', alter_sys=True)"
+        )
+        return [command[0], "-c", start, *command[3:]]
+    return command
+
+
+PEERS_COMPARED = [
+    Peer("trio-echo-tls", "trio_echo", _trio_echo, "trio-echo"),
+    Peer("trio-tls", "trio SSLStream", _peer_script("trio_tls.py"), "trio"),
+    Peer(
+        "trio-tls-bio",
+        "trio, MemoryBIO stream",
+        _peer_script("trio_tls.py", "--tls-stream=bio"),
+        "trio",
+    ),
+    Peer(
+        "asyncio-streams-tls",
+        "asyncio streams",
+        _peer_script("asyncio_streams.py"),
+        "asyncio-streams",
+    ),
+    Peer(
+        "uvloop-protocol-tls",
+        "uvloop protocol",
+        _peer_script("asyncio_protocol.py", "--uvloop"),
+        "uvloop-protocol",
+    ),
+    Peer("trio-echo", "trio_echo", _trio_echo, "trio-echo", tls=False),
+    Peer("trio", "trio (plain)", _peer_script("trio_plain.py"), "trio", tls=False),
+    Peer(
+        "asyncio-streams",
+        "asyncio streams",
+        _peer_script("asyncio_streams.py"),
+        "asyncio-streams",
+        tls=False,
+    ),
+    Peer(
+        "uvloop-protocol",
+        "uvloop protocol",
+        _peer_script("asyncio_protocol.py", "--uvloop"),
+        "uvloop-protocol",
+        tls=False,
+    ),
+]
+
+
+def trio_echo_has_tls() -> str | None:
+    """Why the trio_echo row cannot run over TLS, or None if it can."""
+    command = _trio_echo(None)
+    command = [*command[: command.index("server") + 1], "--help"]
+    said = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    if "--tls-cert" not in said.stdout:
+        return "trio_echo's server has no --tls-cert here (pending)"
+    return None
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """An ECDSA P-256 chain and key (one file) and its authority, in ``folder``."""
+    import trustme
+
+    authority = trustme.CA(key_type=trustme.KeyType.ECDSA)
+    issued = authority.issue_cert("127.0.0.1", "localhost", key_type=trustme.KeyType.ECDSA)
+    chain, ca = folder / "chain.pem", folder / "ca.pem"
+    issued.private_key_and_cert_chain_pem.write_to_path(str(chain))
+    authority.cert_pem.write_to_path(str(ca))
+    return chain, ca
+
+
+def measure(
+    process: ServerProcess,
+    load: Load,
+    binary: Path,
+    settings: Settings,
+    *,
+    ca: Path | None,
+    rep: int,
+) -> Measurement:
+    """The server's CPU per unit of ``load``, at its fixed rate."""
+    run = Measurement("", load.name, rep)
+    options: dict[str, object] = {"rate": load.rate}
+    if ca is not None:
+        options["tls_ca"] = ca
+
+    def command(duration: float) -> list[str]:
+        return loadgen_command(
+            binary,
+            process.port,
+            workload="count",
+            size=load.size,
+            connections=load.connections,
+            duration=duration,
+            **options,
+        )
+
+    if settings.warmup > 0:
+        run_loadgen(command(settings.warmup), timeout=60 + settings.warmup)
+    cpu_before, wall_before = process.cpu_seconds(), time.monotonic()
+    figures = run_loadgen(command(settings.duration), timeout=120 + settings.duration)
+    cpu = process.cpu_seconds() - cpu_before
+    wall = time.monotonic() - wall_before
+    run.achieved_rate = figures.messages_per_second
+    run.megabytes_per_second = figures.megabytes_per_second
+    run.errors = figures.errors + figures.connect_errors
+    run.server_cpu_utilization = cpu / wall if wall > 0 else 0.0
+    run.client_cpu_utilization = figures.client_cpu_utilization
+    run.saturated = run.achieved_rate < SATURATED * load.rate
+    run.note = figures.first_error
+    if figures.messages:
+        scale = 1e6 if load.unit == "connection" else 1e3  # µs per connection, ms per MB
+        run.figure = cpu / load.per(figures.messages) * scale
+    return run
+
+
+def run_all(
+    peers: list[Peer], settings: Settings, binaries: dict[bool, Path], folder: Path
+) -> list[Measurement]:
+    """Every peer on every load, interleaved over the repetitions."""
+    chain, ca = make_certificate(folder)
+    runs: list[Measurement] = []
+    for rep in range(settings.repeat):
+        order = peers if rep % 2 == 0 else list(reversed(peers))
+        for peer in order:
+            process = ServerProcess(peer.command(chain if peer.tls else None), cpu=SERVER_CPU)
+            try:
+                process.wait_for_port()
+            except RuntimeError as error:
+                runs += [
+                    Measurement(peer.name, load.name, rep, note=str(error))
+                    for load in settings.loads
+                ]
+                continue
+            try:
+                for load in settings.loads:
+                    try:
+                        run = measure(
+                            process,
+                            load,
+                            binaries[peer.tls],
+                            settings,
+                            ca=ca if peer.tls else None,
+                            rep=rep,
+                        )
+                    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
+                        run = Measurement(peer.name, load.name, rep, note=f"failed: {error}")
+                    run.peer = peer.name
+                    runs.append(run)
+                    flags = " (saturated)" * run.saturated
+                    print(
+                        f"  [{rep + 1}/{settings.repeat}] {peer.name:<20} {load.name:<11}"
+                        f" {run.figure or 0:>10,.2f} at {run.achieved_rate:,.1f}/s{flags}"
+                        f" {run.note}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            finally:
+                process.stop()
+    return runs
+
+
+def summarise(runs: list[Measurement]) -> dict[str, dict[str, dict[str, object]]]:
+    """Per load, per peer: the median figure, its lowest and highest, the
+    median rate reached, and whether a run was saturated."""
+    summary: dict[str, dict[str, dict[str, object]]] = {}
+    for run in runs:
+        summary.setdefault(run.load, {}).setdefault(run.peer, {"runs": []})
+        summary[run.load][run.peer]["runs"].append(run)  # type: ignore[attr-defined]
+    for row in summary.values():
+        for peer, entry in row.items():
+            measured: list[Measurement] = entry.pop("runs")  # type: ignore[assignment]
+            figures = [run.figure for run in measured if run.figure is not None]
+            row[peer] = {
+                "figure": median(figures) if figures else None,
+                "min": min(figures, default=None),
+                "max": max(figures, default=None),
+                "achieved_rate": median(run.achieved_rate for run in measured),
+                "saturated": any(run.saturated for run in measured),
+                "errors": sum(run.errors for run in measured),
+                "runs": len(figures),
+            }
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the whole path, short")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--out", type=Path, default=SCRATCH, help=f"the results file (default: {SCRATCH})"
+    )
+    where.add_argument(
+        "--commit-results",
+        action="store_true",
+        help=f"write {RESULTS} and the page's generated part (a full run only)",
+    )
+    parser.add_argument("--peers", help="comma-separated peer names (default: all)")
+    parser.add_argument(
+        "--report", action="store_true", help="measure nothing: write the page again"
+    )
+    args = parser.parse_args(argv)
+    if args.commit_results and (args.quick or args.peers):
+        parser.error("--commit-results writes the full run: no --quick or --peers")
+    if args.report:
+        from benchmarks.pages import Results, write_pages
+
+        written = write_pages(Results.load(RESULTS.parent))
+        print("tls: wrote " + ", ".join(str(path) for path in written), file=sys.stderr)
+        return 0
+    if len(os.sched_getaffinity(0)) < 2:
+        print("tls: needs two CPUs (one for the server, one for the load)", file=sys.stderr)
+        return 2
+    try:
+        binaries = {False: compile_c(LOADGEN_SOURCE), True: compile_tls_loadgen()}
+    except (NoCompilerError, NoTlsError) as error:
+        print(f"tls: skipped: {error}", file=sys.stderr)
+        return 2
+    settings = quick_settings() if args.quick else full_settings()
+    peers = PEERS_COMPARED
+    if args.peers:
+        names = {name.strip() for name in args.peers.split(",")}
+        peers = [peer for peer in peers if peer.name in names]
+    skipped = []
+    if any(peer.command is _trio_echo for peer in peers) and (reason := trio_echo_has_tls()):
+        skipped.append({"peer": "trio-echo-tls", "reason": reason})
+        peers = [peer for peer in peers if peer.name != "trio-echo-tls"]
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="trio-echo-tls-") as folder:
+        runs = run_all(peers, settings, binaries, Path(folder))
+    from benchmarks.reporting import environment
+
+    env = environment()
+    env["seconds"] = round(time.monotonic() - started, 1)
+    env["trio_echo"] = CHECKOUT or "as imported"
+    document = {
+        "environment": env,
+        "settings": {
+            "duration": settings.duration,
+            "warmup": settings.warmup,
+            "repeat": settings.repeat,
+            "loads": [asdict(load) for load in settings.loads],
+        },
+        "peers": [
+            {"name": peer.name, "label": peer.label, "plain": peer.plain, "tls": peer.tls}
+            for peer in peers
+        ],
+        "skipped": skipped,
+        "summary": summarise(runs),
+        "runs": [asdict(run) for run in runs],
+    }
+    out: Path = RESULTS if args.commit_results else args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=1) + "\n")
+    from benchmarks.pages import tls_section
+
+    print("\n".join(tls_section(document)))
+    if args.commit_results:
+        from benchmarks.pages import Results, write_pages
+
+        write_pages(Results.load(RESULTS.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
