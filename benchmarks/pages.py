@@ -475,7 +475,6 @@ def tls_section(document: dict[str, Any] | None) -> list[str]:
     loads = {load["name"]: load for load in settings["loads"]}
     handshakes, bulk = loads["handshakes"], loads["bulk"]
     summary = document["summary"]
-    peers = {peer["name"]: peer for peer in document["peers"]}
     lines = [
         f"From `benchmarks/results/tls.json` (`python benchmarks/tls.py`; {env['date']};"
         f" {env['cpus']} CPUs, {env['machine']}, Python {env['python']}; each server on one"
@@ -503,9 +502,6 @@ def tls_section(document: dict[str, Any] | None) -> list[str]:
             f" {_tls_figure(summary['bulk'].get(peer['name']), 'ms')} |"
             f" {_tls_figure(summary['bulk'].get(plain), 'ms')} |"
         )
-    for skipped in document.get("skipped", []):
-        label = peers.get(skipped["peer"], {}).get("label", skipped["peer"])
-        lines.append(f"| {label} | not measured: {skipped['reason']} | | | |")
     pairs = [
         ("trio-echo-tls", "trio-tls", "trio_echo against the minimal trio SSLStream server"),
         ("trio-tls", "asyncio-streams-tls", "trio SSLStream against asyncio streams"),

@@ -6,8 +6,9 @@ plain-TCP twin run pinned to CPU 0; the load generator, built with libssl
 (benchmarks/loadgen.c, ``-DLOADGEN_TLS``), runs pinned to CPU 1:
 
 - handshakes: count 100 B at a fixed rate, a new TLS 1.3 connection per
-  message, every one a full handshake (ECDSA P-256 certificate, no session
-  tickets from the peers, no session kept by the client); the figure is the
+  message, every one a full handshake (ECDSA P-256 certificate; every
+  server sends its TLS 1.3 session tickets, as trio_echo does, and the
+  client never resumes a session); the figure is the
   server's CPU per connection;
 - bulk: count 10 MB messages over two connections at a fixed rate; the
   figure is the server's CPU per MB echoed (each MB is received and sent).
@@ -24,10 +25,7 @@ lowest and the highest.
     python benchmarks/tls.py --commit-results  # benchmarks/results/tls.json, and the page
 
 ``--commit-results`` writes benchmarks/results/tls.json and the generated
-part ``tls`` of docs/models.md (see benchmarks/pages.py). trio_echo runs
-from the checkout ``TRIO_ECHO_TLS_CHECKOUT`` names (its top folder), or
-from what ``python -m trio_echo`` imports; its row is left out, with the
-reason, when that trio_echo has no ``--tls-cert``.
+part ``tls`` of docs/models.md (see benchmarks/pages.py).
 """
 
 from __future__ import annotations
@@ -55,7 +53,7 @@ from benchmarks.build import (
 )
 from benchmarks.measuring import SATURATED, median
 from benchmarks.running import ServerProcess, loadgen_command, run_loadgen
-from benchmarks.servers import PEERS, ROOT, trio_echo_command
+from benchmarks.servers import PEERS, trio_echo_command
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tls.json"
 SCRATCH = Path(__file__).resolve().parent / ".cache" / "results" / "tls.json"
@@ -146,21 +144,10 @@ def _peer_script(script: str, *extra: str) -> Callable[[Path | None], list[str]]
     return command
 
 
-CHECKOUT = os.environ.get("TRIO_ECHO_TLS_CHECKOUT")
-"""A checkout of trio_echo to run (its top folder), for a TLS server not yet
-in the one this tool imports."""
-
-
 def _trio_echo(chain: Path | None) -> list[str]:
     command = trio_echo_command(0, "count")
     if chain:
         command += ["--tls-cert", str(chain), "--tls-key", str(chain)]
-    if CHECKOUT:
-        start = (
-            f"import runpy, sys; sys.path.insert(0, {CHECKOUT!r}); "
-            "runpy.run_module('trio_echo', run_name='__main__', alter_sys=True)"
-        )
-        return [command[0], "-c", start, *command[3:]]
     return command
 
 
@@ -202,16 +189,6 @@ PEERS_COMPARED = [
         tls=False,
     ),
 ]
-
-
-def trio_echo_has_tls() -> str | None:
-    """Why the trio_echo row cannot run over TLS, or None if it can."""
-    command = _trio_echo(None)
-    command = [*command[: command.index("server") + 1], "--help"]
-    said = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
-    if "--tls-cert" not in said.stdout:
-        return "trio_echo's server has no --tls-cert here (pending)"
-    return None
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
@@ -378,10 +355,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.peers:
         names = {name.strip() for name in args.peers.split(",")}
         peers = [peer for peer in peers if peer.name in names]
-    skipped = []
-    if any(peer.command is _trio_echo for peer in peers) and (reason := trio_echo_has_tls()):
-        skipped.append({"peer": "trio-echo-tls", "reason": reason})
-        peers = [peer for peer in peers if peer.name != "trio-echo-tls"]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="trio-echo-tls-") as folder:
         runs = run_all(peers, settings, binaries, Path(folder))
@@ -389,7 +362,6 @@ def main(argv: list[str] | None = None) -> int:
 
     env = environment()
     env["seconds"] = round(time.monotonic() - started, 1)
-    env["trio_echo"] = CHECKOUT or "as imported"
     document = {
         "environment": env,
         "settings": {
@@ -402,7 +374,6 @@ def main(argv: list[str] | None = None) -> int:
             {"name": peer.name, "label": peer.label, "plain": peer.plain, "tls": peer.tls}
             for peer in peers
         ],
-        "skipped": skipped,
         "summary": summarise(runs),
         "runs": [asdict(run) for run in runs],
     }
