@@ -19,8 +19,13 @@ from _common import QUEUED_READS, READ_SIZE, announce, parse_args, unread
 from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, YIELD, EchoProtocol, Mode, Receive
 
 
-async def handle(stream: trio.SocketStream, mode: str) -> None:
-    protocol = EchoProtocol(Mode(mode), now=trio.current_time())
+async def handle(stream: trio.abc.Stream, mode: str) -> None:
+    # Over TLS (trio_tls.py): no half-close, and its socket is the transport's.
+    half_closeable = isinstance(stream, trio.abc.HalfCloseableStream)
+    sock = (
+        stream.socket if isinstance(stream, trio.SocketStream) else stream.transport_stream.socket
+    )
+    protocol = EchoProtocol(Mode(mode), now=trio.current_time(), can_half_close=half_closeable)
     to_writer, from_reader = trio.open_memory_channel[bytes](QUEUED_READS)
     written = trio.Event()
 
@@ -50,8 +55,9 @@ async def handle(stream: trio.SocketStream, mode: str) -> None:
                     elif action is YIELD:
                         await trio.lowlevel.checkpoint()
                     elif action is CHECK_UNREAD:
-                        protocol.report_unread(unread(stream.socket))
+                        protocol.report_unread(unread(sock))
                     elif action is SEND_EOF:
+                        assert isinstance(stream, trio.abc.HalfCloseableStream)
                         await to_writer.aclose()  # the echo goes out first
                         await written.wait()
                         await stream.send_eof()

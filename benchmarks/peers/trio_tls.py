@@ -1,9 +1,10 @@
 """The count protocol over TLS as a trio user would write it: serve_tcp, and
 each connection wrapped in trio.SSLStream, its handshake in its own task.
 
-The pump is trio (plain)'s: a nursery per connection, the echo handed to a
-writer task through a memory channel of QUEUED_READS buffers. TLS cannot
-half-close, which the protocol is told; closing sends close_notify.
+The pump is trio (plain)'s own `handle`: a nursery per connection, the echo
+handed to a writer task through a memory channel of QUEUED_READS buffers.
+TLS cannot half-close, which the protocol is told; closing sends
+close_notify.
 
     python benchmarks/peers/trio_tls.py --tls-cert CHAIN --tls-key KEY [--mode count]
 
@@ -19,15 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import ssl
 import sys
 
 import trio
-from _common import QUEUED_READS, READ_SIZE, parse_args, server_context, unread
-from trio_plain import main
-
-from trio_echo import CHECK_UNREAD, CLOSE, YIELD, EchoProtocol, Mode, Receive
+from _common import parse_args, server_context
+from trio_plain import handle, main
 
 TRANSPORT_READ = 256 * 1024
 """How much BioTLSStream reads from the socket at once (asyncio's TLS
@@ -126,42 +124,6 @@ class BioTLSStream(trio.abc.Stream):
 TLSStream = trio.SSLStream[trio.SocketStream] | BioTLSStream
 
 
-async def handle(stream: TLSStream, mode: str) -> None:
-    protocol = EchoProtocol(Mode(mode), now=trio.current_time(), can_half_close=False)
-    to_writer, from_reader = trio.open_memory_channel[bytes](QUEUED_READS)
-
-    async def write() -> None:
-        async with from_reader:
-            async for data in from_reader:
-                await stream.send_all(data)
-
-    linger = math.inf  # the protocol's deadline, once it has stopped reading
-    async with trio.open_nursery() as nursery, to_writer:
-        nursery.start_soon(write)
-        while True:
-            now = trio.current_time()
-            action = protocol.next_action(now)
-            while (data := protocol.data_to_send()) is not None:
-                await to_writer.send(data)
-                protocol.sent(len(data), now)  # handed over: the channel is the bound
-            if type(action) is Receive:
-                with trio.move_on_at(linger):
-                    data = await stream.receive_some(min(action.max_bytes, READ_SIZE))
-                    protocol.receive_data(data, trio.current_time())
-                    continue
-                protocol.expired(trio.current_time())
-            elif action is YIELD:
-                await trio.lowlevel.checkpoint()
-            elif action is CHECK_UNREAD:
-                protocol.report_unread(unread(stream.transport_stream.socket))
-            elif action is CLOSE:
-                if not protocol.clean:  # a protocol error: drop the rest
-                    nursery.cancel_scope.cancel()
-                break
-            # PAUSED: what it waits for was handed to the writer above
-            # (SEND_EOF never comes: the protocol knows TLS cannot half-close)
-
-
 async def serve_tls(
     transport: trio.SocketStream, mode: str, context: ssl.SSLContext, bio: bool
 ) -> None:
@@ -171,12 +133,12 @@ async def serve_tls(
         if bio
         else trio.SSLStream(transport, context, server_side=True)
     )
-    async with stream:
-        try:
-            await stream.do_handshake()
-            await handle(stream, mode)
-        except* trio.BrokenResourceError:
-            pass  # the peer went away, or the handshake failed: closing is all there is
+    try:
+        await stream.do_handshake()
+    except trio.BrokenResourceError:
+        await trio.aclose_forcefully(stream)  # the handshake failed: closing is all there is
+        return
+    await handle(stream, mode)  # trio (plain)'s, which closes it
 
 
 if __name__ == "__main__":
