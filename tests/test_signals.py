@@ -132,6 +132,9 @@ WORKER = textwrap.dedent(
             sys.exit(0)
     for signum in (signal.SIGTERM, signal.SIGQUIT):
         signal.signal(signum, report)
+    signal.signal(
+        signal.SIGUSR1, lambda signum, frame: os.write(control, b"SIGUSR1\\n")
+    )
     os.write(control, b"starting\\n")
     if mode == "fail":
         sys.exit(1)
@@ -189,6 +192,26 @@ async def test_a_drain_while_a_worker_starts_stops_the_starting_cleanly(tmp_path
         # was never started.
         assert not stand_in.buffered
         assert supervisor.failure is None
+
+
+async def test_a_reload_is_passed_on_to_listening_workers_only(tmp_path: Path) -> None:
+    # A worker still starting may not handle SIGUSR1 yet (its default ends
+    # the process); it reads the files as it starts anyway.
+    with StandIn(tmp_path, "blocked") as stand_in:
+        supervisor = stand_in.supervisor(1)
+
+        async def release() -> None:
+            assert await stand_in.next_line() == b"starting"
+            supervisor.signal_workers(signal.SIGUSR1)  # starting: not passed on
+            stand_in.ours.send(b"x")  # let it listen
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(release)
+            await nursery.start(supervisor.run)  # every worker listens
+            supervisor.signal_workers(signal.SIGUSR1)
+            assert await stand_in.next_line() == b"SIGUSR1"
+            supervisor.drain()
+        assert await stand_in.next_line() == b"SIGTERM"  # and no other SIGUSR1 before it
 
 
 async def test_a_cancelled_supervisor_cuts_its_workers(tmp_path: Path) -> None:

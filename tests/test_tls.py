@@ -6,6 +6,7 @@ and a certificate reloaded on SIGUSR1 without a dropped connection."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import signal
@@ -28,6 +29,7 @@ from trio_echo import (
     Outcome,
     ServerConfig,
     ServerTLS,
+    TLSFileError,
     handle_connection,
     open_listeners,
 )
@@ -483,3 +485,16 @@ def test_openssl_s_client_is_served(tls_files: TLSFiles, tmp_path: Path) -> None
         process.stop()
     assert result.stdout == b"hello"
     assert result.returncode == 0, result.stderr
+
+
+def test_a_file_that_is_not_a_regular_file_is_refused_without_reading_it(
+    tls_files: TLSFiles, tmp_path: Path
+) -> None:
+    # A read of a FIFO (or a device) could block start-up, or a reload, for ever.
+    fifo = tmp_path / "cert.pem"
+    os.mkfifo(fifo)
+    with pytest.raises(TLSFileError, match=r"the server certificate .* is not a regular file"):
+        ServerFiles(str(fifo), tls_files.key).load()
+    result = run_server("--tls-cert", str(fifo), "--tls-key", tls_files.key)
+    assert result.returncode == 2
+    assert b"is not a regular file" in result.stderr

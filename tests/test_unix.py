@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,84 @@ def test_the_listener_keeps_a_file_someone_else_put_there(short_tmp: Path) -> No
     path.write_text("someone else's")
     socket_file.remove()  # not the file it made: kept
     assert path.read_text() == "someone else's"
+
+
+def test_a_listener_with_a_full_backlog_is_refused_at_once(short_tmp: Path) -> None:
+    # Connecting to it would wait: the check for a stale file must not.
+    path = short_tmp / "busy.sock"
+    with socket.socket(socket.AF_UNIX) as busy:
+        busy.bind(str(path))
+        busy.listen(0)
+        waiting = []
+        try:
+            while True:  # fill its backlog
+                client = socket.socket(socket.AF_UNIX)
+                client.setblocking(False)
+                waiting.append(client)
+                client.connect(str(path))
+        except BlockingIOError:
+            pass
+        try:
+            with pytest.raises(OSError, match="a server is listening on it"):
+                open_unix_listener(str(path))
+        finally:
+            for client in waiting:
+                client.close()
+    assert path.is_socket()
+
+
+def test_servers_starting_at_once_at_one_path_take_turns(short_tmp: Path) -> None:
+    # Neither takes the other's socket, bound but not yet listening, for a
+    # stale one: one listens there, the other is refused.
+    path = str(short_tmp / "echo.sock")
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def race() -> None:
+        start.wait()
+        try:
+            outcomes.append(open_unix_listener(path))
+        except OSError as error:
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=race) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (listening,) = [outcome for outcome in outcomes if isinstance(outcome, tuple)]
+    (refused,) = [outcome for outcome in outcomes if isinstance(outcome, OSError)]
+    assert "a server is listening on it" in str(refused)
+    sock, socket_file = listening
+    with sock:
+        assert os.stat(path).st_ino == socket_file.inode[1]  # the winner's is there
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)  # it listens (the connection waits in its backlog)
+
+
+def test_unix_with_sockets_handed_over_is_one_sentence(short_tmp: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "trio_echo",
+                "server",
+                "--fd",
+                str(listener.fileno()),
+                "--unix",
+                str(short_tmp / "echo.sock"),
+            ],
+            pass_fds=(listener.fileno(),),
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+            check=False,
+            cwd=ROOT,
+        )
+    assert result.returncode == 2
+    assert result.stderr.decode().strip() == (
+        "trio-echo: server: --unix makes a socket of its own, but sockets were handed over"
+        " (--fd, or systemd's LISTEN_FDS): give one or the other"
+    )
+    assert not (short_tmp / "echo.sock").exists()

@@ -36,7 +36,13 @@ from ._status import ExitStatus, fail
 from ._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
 from ._tls import ServerTLS, TLSFileError, TLSFiles
 from ._unix import UnixSocketFile, open_unix_listener
-from ._workers import Supervisor, WorkerStartError, supervisor_fd, wait_for_supervisor_exit
+from ._workers import (
+    SUPERVISOR_FD_VARIABLE,
+    Supervisor,
+    WorkerStartError,
+    supervisor_fd,
+    wait_for_supervisor_exit,
+)
 
 __all__ = ["ServerOptions", "run_server"]
 
@@ -106,6 +112,10 @@ class _CannotListenError(Exception):
     """No listening socket could be had; the message says why, in a sentence."""
 
 
+class _UsageError(Exception):
+    """Options that contradict each other; the message says how, in a sentence."""
+
+
 SUPERVISOR_AVAILABLE = os.name == "posix"
 """Whether --workers can run here: the supervisor puts each worker in a
 session of its own and passes the shutdown signals on, which are POSIX."""
@@ -142,6 +152,8 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
             listeners, socket_file = _open(options, reuse_port=options.reuse_port)
     except _CannotListenError as error:
         return fail(str(error), ExitStatus.CANNOT_LISTEN)
+    except _UsageError as error:
+        return fail(str(error), ExitStatus.USAGE)
     try:
         server = EchoServer(
             options.config,
@@ -186,9 +198,16 @@ def _stopped_before_listening(signum: int) -> ExitStatus:
 def _handed_over(options: ServerOptions) -> list[socket.socket] | None:
     """The listening sockets handed over with --fd or by systemd, if any."""
     try:
-        return listeners_from_fds(list(options.fds)) if options.fds else systemd_listeners()
+        listeners = listeners_from_fds(list(options.fds)) if options.fds else systemd_listeners()
     except ActivationError as error:
         raise _CannotListenError(f"server: {error}") from None
+    # A worker is handed its supervisor's sockets, --unix among them.
+    if listeners and options.unix is not None and SUPERVISOR_FD_VARIABLE not in os.environ:
+        raise _UsageError(
+            "server: --unix makes a socket of its own, but sockets were handed over"
+            " (--fd, or systemd's LISTEN_FDS): give one or the other"
+        )
+    return listeners
 
 
 def _open(
@@ -280,7 +299,8 @@ async def _reload(server: EchoServer) -> None:
     if server.tls is None:
         logger.info("SIGUSR1: not serving TLS, no certificate to reload")
         return
-    await trio.to_thread.run_sync(server.tls.reload)
+    # Abandoned, not waited for, if a shutdown comes while a file is read.
+    await trio.to_thread.run_sync(server.tls.reload, abandon_on_cancel=True)
 
 
 def _log_metrics_address(sock: socket.socket) -> None:

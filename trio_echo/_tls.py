@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import ssl
+import stat
 
 import attrs
 
@@ -40,14 +42,20 @@ def _reason(error: Exception) -> str:
     return str(error)
 
 
+def _check_file(path: str, what: str) -> None:
+    """Check that ``path`` is a regular file: a FIFO or a device could block a read."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        raise TLSFileError(f"cannot read the {what} {path}: {_reason(error)}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise TLSFileError(f"the {what} {path} is not a regular file")
+
+
 def _load_chain(context: ssl.SSLContext, cert: str, key: str, *, what: str) -> None:
     """Load a certificate and its key into ``context``, naming the file at fault."""
     for path, kind in ((cert, "certificate"), (key, "key")):
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as error:
-            raise TLSFileError(f"cannot read the {what} {kind} {path}: {_reason(error)}") from None
+        _check_file(path, f"{what} {kind}")
     try:
         # The certificate alone first: a PEM lib error then means the key's.
         ssl.create_default_context().load_verify_locations(cafile=cert)
@@ -66,6 +74,7 @@ def _load_chain(context: ssl.SSLContext, cert: str, key: str, *, what: str) -> N
 
 
 def _load_authorities(context: ssl.SSLContext, cafile: str, *, what: str) -> None:
+    _check_file(cafile, what)
     try:
         context.load_verify_locations(cafile=cafile)
     except OSError as error:

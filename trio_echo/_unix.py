@@ -7,11 +7,15 @@
 # removed, and one that a server listens on is left to it.
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import socket
 import stat
 import struct
+import time
+from collections.abc import Iterator
 
 import attrs
 
@@ -49,9 +53,11 @@ def open_unix_listener(
 ) -> tuple[socket.socket, UnixSocketFile]:
     """Bind and listen on a unix socket at ``path``.
 
-    A stale socket file (nobody listens on it) is removed first. The file's
-    permissions are set before the socket listens, so no one connects
-    through wider ones.
+    A stale socket file (nobody listens on it) is removed first. The file is
+    made with ``mode`` from the start (no wider permissions for a moment).
+    Servers starting at once at one path take turns (a lock on the
+    directory, held for a few system calls), so none takes another's socket,
+    bound but not listening yet, for a stale one.
 
     Args:
         path: The socket file's path.
@@ -66,23 +72,52 @@ def open_unix_listener(
             a socket a server listens on), or cannot be bound; its message
             says which, in words.
     """
-    _remove_if_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(path)
-        info = os.lstat(path)
-        socket_file = UnixSocketFile(path, (info.st_dev, info.st_ino))
-        try:
-            os.chmod(path, mode)
-            sock.listen(backlog)
-        except BaseException:
-            socket_file.remove()
-            raise
+        with _directory_locked(os.path.dirname(path) or "."):
+            _remove_if_stale(path)
+            umask = os.umask(0o777 & ~mode)
+            try:
+                sock.bind(path)
+            finally:
+                os.umask(umask)
+            info = os.lstat(path)
+            socket_file = UnixSocketFile(path, (info.st_dev, info.st_ino))
+            try:
+                sock.listen(backlog)
+            except BaseException:
+                socket_file.remove()
+                raise
         sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
     return sock, socket_file
+
+
+LOCK_WAIT = 2.0
+"""Seconds a server waits for another to finish making its socket."""
+
+
+@contextlib.contextmanager
+def _directory_locked(directory: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (flock), waiting at most LOCK_WAIT."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise OSError(
+                        errno.EWOULDBLOCK, f"its directory stayed locked for {LOCK_WAIT:g} s"
+                    ) from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # and the lock with it
 
 
 def _remove_if_stale(path: str) -> None:
@@ -93,11 +128,15 @@ def _remove_if_stale(path: str) -> None:
     if not stat.S_ISSOCK(info.st_mode):
         raise OSError(errno.EEXIST, "the path exists and is not a socket: not removing it")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)  # a listener whose backlog is full would hold a blocking one
     try:
         probe.connect(path)
     except ConnectionRefusedError:
-        os.unlink(path)  # stale: nobody listens on it
+        # Stale: nobody listens on it. Removed only if it is still that file.
+        UnixSocketFile(path, (info.st_dev, info.st_ino)).remove()
         return
+    except BlockingIOError:
+        pass  # a listener, with a full backlog
     except OSError:
         return  # let the bind say what is wrong
     finally:

@@ -177,9 +177,14 @@ class Supervisor:
         self._stop(CUT_SIGNAL, KILL_MARGIN)
 
     def signal_workers(self, signum: int) -> None:
-        """Send ``signum`` to every running worker (to reload, say)."""
-        for process in self._processes.values():
-            if process.returncode is None:
+        """Send ``signum`` to every worker that listens (to reload, say).
+
+        A worker still starting is left alone: it may not handle the signal
+        yet, and what it is asked to do it does as it starts.
+        """
+        for number in self._ready:
+            process = self._processes.get(number)
+            if process is not None and process.returncode is None:
                 process.send_signal(signum)
 
     def _stop(self, signum: signal.Signals, kill_after: float) -> None:
