@@ -352,6 +352,16 @@ def test_tls_flags_without_a_certificate_are_one_sentence(flags: list[str]) -> N
     )
 
 
+def start_tls_server(directory: Path, cert: str | Path, key: str | Path) -> ChildProcess:
+    return ChildProcess(
+        [
+            *(sys.executable, "-m", "trio_echo", "server", "--port", "0"),
+            *("--tls-cert", str(cert), "--tls-key", str(key)),
+        ],
+        directory,
+    )
+
+
 def tls_round_trip(port: int, files: TLSFiles, payload: bytes) -> bytes:
     context = client_context(files)
     with (
@@ -384,21 +394,7 @@ def test_sigusr1_reloads_the_certificate_without_dropping_a_connection(
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     shutil.copy(tls_files.cert, cert)
     shutil.copy(tls_files.key, key)
-    process = ChildProcess(
-        [
-            sys.executable,
-            "-m",
-            "trio_echo",
-            "server",
-            "--port",
-            "0",
-            "--tls-cert",
-            str(cert),
-            "--tls-key",
-            str(key),
-        ],
-        tmp_path,
-    )
+    process = start_tls_server(tmp_path, cert, key)
     try:
         port = process.wait_for_port()
         first = served_certificate(port, tls_files)
@@ -446,21 +442,7 @@ def test_openssl_s_client_is_served(tls_files: TLSFiles, tmp_path: Path) -> None
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("no openssl command here")
-    process = ChildProcess(
-        [
-            sys.executable,
-            "-m",
-            "trio_echo",
-            "server",
-            "--port",
-            "0",
-            "--tls-cert",
-            tls_files.cert,
-            "--tls-key",
-            tls_files.key,
-        ],
-        tmp_path,
-    )
+    process = start_tls_server(tmp_path, tls_files.cert, tls_files.key)
     try:
         port = process.wait_for_port()
         result = subprocess.run(
