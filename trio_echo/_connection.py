@@ -17,7 +17,8 @@
 #
 # A TLS stream (`trio.SSLStream`) has no such calls and cannot half-close: it
 # is served in its own task, from its handshake on, through the stream's
-# calls alone, and closed with `aclose` (close_notify) when it ended well.
+# calls alone, and closed with `aclose` (close_notify) whenever the protocol
+# closes it; forcefully only when it broke or was cancelled.
 from __future__ import annotations
 
 import functools
