@@ -4,11 +4,11 @@ statuses and signals."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
 import pty
-import queue
 import random
 import signal
 import socket
@@ -21,12 +21,21 @@ from pathlib import Path
 
 import pytest
 
+import trio_echo._logging
 from tests.conftest import LISTENING, ROOT
 from tests.conftest import ChildProcess as Process
-from trio_echo import ServerConfig
+from trio_echo import ConnectionReport, Mode, ServerConfig
 from trio_echo._cli import ExitStatus, _server_options, build_parser, parse_size
 from trio_echo._client_command import ClientOptions
-from trio_echo._logging import _DroppingQueueHandler
+from trio_echo._logging import (
+    BATCH,
+    TEXT_FORMAT,
+    LogBuffer,
+    TextFormatter,
+    _BufferingHandler,
+    _write,
+)
+from trio_echo._report import _record
 from trio_echo._server_command import ServerOptions
 
 Spawn = Callable[..., Process]
@@ -804,24 +813,90 @@ def test_a_log_reader_that_stalls_does_not_stall_the_server() -> None:
         os.close(reader)
 
 
-def test_log_records_past_the_queue_are_dropped_and_counted() -> None:
-    records: queue.Queue[logging.LogRecord] = queue.Queue(2)
-    handler = _DroppingQueueHandler(records)
-    logger = logging.getLogger("test.dropping")
+def record(message: str, *args: object) -> logging.LogRecord:
+    logger = logging.getLogger("test.logging")
+    return logger.makeRecord(logger.name, logging.INFO, "", 0, message, args, None)
 
-    def record(message: str) -> logging.LogRecord:
-        return logger.makeRecord(logger.name, logging.INFO, "", 0, message, (), None)
 
+def test_log_records_past_the_buffer_are_dropped_and_counted() -> None:
+    buffer = LogBuffer(limit=2)
+    handler = _BufferingHandler(buffer)
     for index in range(5):
         handler.handle(record(f"line {index}"))
-    assert handler.dropped == 3
-    assert [records.get().getMessage() for _ in range(2)] == ["line 0", "line 1"]
+    assert buffer.dropped == 3
+    assert [r.getMessage() for r in buffer.take()] == ["line 0", "line 1"]
     handler.handle(record("line 5"))
-    assert [records.get().getMessage() for _ in range(2)] == [
+    assert [r.getMessage() for r in buffer.take()] == [
         "3 log line(s) dropped: the log's reader is not keeping up",
         "line 5",
     ]
-    assert handler.dropped == 0
+    assert (buffer.dropped, buffer.held) == (0, 4)
+
+
+class Lines(io.StringIO):
+    """A stream that counts its writes and says when one came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.written = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        count = super().write(text)
+        self.written.set()
+        return count
+
+
+def test_the_writer_writes_a_batch_with_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Woken by the BATCH-th record, not by its interval (made too long to matter).
+    monkeypatch.setattr(trio_echo._logging, "FLUSH_INTERVAL", 3600.0)
+    buffer, out = LogBuffer(), Lines()
+    handler = _BufferingHandler(buffer)
+    threading.Thread(target=_write, args=(buffer, TextFormatter(), out), daemon=True).start()
+    for index in range(BATCH):
+        handler.handle(record("line %d", index))
+    assert out.written.wait(30)
+    assert out.writes == 1
+    lines = out.getvalue().splitlines()
+    assert [line.rsplit(": ", 1)[1] for line in lines] == [f"line {i}" for i in range(BATCH)]
+    assert buffer.written == buffer.held == BATCH
+
+
+def test_a_lone_record_is_written_within_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trio_echo._logging, "FLUSH_INTERVAL", 0.05)
+    buffer, out = LogBuffer(), Lines()
+    threading.Thread(target=_write, args=(buffer, TextFormatter(), out), daemon=True).start()
+    _BufferingHandler(buffer).handle(record("alone"))
+    assert out.written.wait(30)  # not a batch: the interval wrote it
+    assert out.getvalue().endswith(": alone\n")
+
+
+def test_the_text_format_is_the_standard_formatters() -> None:
+    fast, standard = TextFormatter(), logging.Formatter(TEXT_FORMAT)
+    error = ValueError("boom")
+    failed = logging.getLogger("x").makeRecord(
+        "x", logging.ERROR, "", 0, "bug", (), (ValueError, error, None)
+    )
+    for each in (record("plain"), record("with %s", "args"), failed):
+        assert fast.format(each) == standard.format(each)
+    assert "ValueError: boom" in fast.format(failed)
+
+
+def test_a_connection_record_is_a_whole_log_record() -> None:
+    # Made from a template for speed, it has every field logger.log gives.
+    report = ConnectionReport(peer="p", mode=Mode.COUNT, outcome="complete", duration=0.5)
+    made = _record(logging.INFO, "connection from p ended: complete", report)
+    logged = logging.getLogger("trio_echo.server").makeRecord(
+        "trio_echo.server", logging.INFO, "", 0, "connection from p ended: complete", (), None
+    )
+    assert set(vars(made)) == set(vars(logged)) | {"report"}
+    assert made.report is report
+    assert abs(made.created - logged.created) < 60
+    assert (
+        logging.Formatter(TEXT_FORMAT).format(made).split(" ", 2)[2]
+        == (logging.Formatter(TEXT_FORMAT).format(logged).split(" ", 2)[2])
+    )
 
 
 def test_a_file_whose_size_is_not_known_is_sent_whole(server: tuple[Process, int]) -> None:

@@ -4,75 +4,155 @@
 # top level of the object (they are only computed there: the text format does
 # not need them).
 #
-# The server never waits for its log's reader. Records go into a bounded
-# queue, and one thread writes them out (the logging cookbook's "Dealing
-# with handlers that block"): a reader that falls behind (a blocking
-# container log driver, a full pipe) stalls only that thread. When the queue
-# is full, records are dropped and counted, and the next record that fits
-# is preceded by a line saying how many were lost. At exit, what is queued
-# is written for at most a second.
+# The server never waits for its log's reader, and a line costs it little
+# more than its record. Records are held in a bounded buffer, and one thread
+# writes them out in batches, as nginx's ``access_log ... buffer=64k
+# flush=1s`` does: it wakes every FLUSH_INTERVAL, or sooner once BATCH
+# records wait, and writes all of them with one system call. A reader that
+# falls behind (a blocking container log driver, a full pipe) stalls only
+# that thread. When the buffer is full, records are dropped and counted, and
+# the next record that fits is preceded by a line saying how many were lost.
+# At exit, what is held is written for at most FLUSH_AT_EXIT.
 from __future__ import annotations
 
 import atexit
+import collections
 import datetime
 import json
 import logging
-import logging.handlers
 import os
-import queue
 import sys
 import threading
 import time
 from typing import TextIO
 
-__all__ = ["JSONFormatter", "configure_logging"]
+__all__ = ["JSONFormatter", "LogBuffer", "TextFormatter", "configure_logging"]
 
 LOG_FORMATS = ("text", "json")
 
-QUEUED_RECORDS = 10_000
+HELD_RECORDS = 10_000
 """The most log records waiting for the writer thread; past it, they are dropped."""
 
+FLUSH_INTERVAL = 0.25
+"""Seconds a record may wait for the writer thread, at most (while the
+reader keeps up)."""
+
+BATCH = 256
+"""Records waiting that wake the writer before its interval is over."""
+
 FLUSH_AT_EXIT = 1.0
-"""Seconds the writer has, at exit, to write what is queued."""
+"""Seconds the writer has, at exit, to write what is held."""
 
 
-class _DroppingQueueHandler(logging.handlers.QueueHandler):
-    """Queues records without ever waiting: a full queue drops them, counted."""
+class LogBuffer:
+    """Records held for the writer thread, bounded, and what became of them.
 
-    def __init__(self, records: queue.Queue[logging.LogRecord]) -> None:
-        super().__init__(records)
+    Appending and taking are safe across threads without a lock (a deque's
+    append and popleft are atomic); the counts are only ever raised by one
+    thread each.
+
+    Args:
+        limit: The most records held; past it, records are dropped, counted.
+    """
+
+    def __init__(self, limit: int = HELD_RECORDS) -> None:
+        self.records: collections.deque[logging.LogRecord] = collections.deque()
+        self.limit = limit
         self.dropped = 0
+        """Records dropped since the last one that was held."""
+        self.held = 0
+        """Records held so far, in all (lines about dropped ones included)."""
+        self.written = 0
+        """Records the writer has finished with, in all."""
+        self.wake = threading.Event()
+        """Set to make the writer write now."""
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        # The record stays in this process: formatted by the writer, whole
-        # (its exception and structured fields too), not flattened here.
-        return record
-
-    def enqueue(self, record: logging.LogRecord) -> None:
-        try:
-            if self.dropped:
-                self.queue.put_nowait(self._dropped_record(record))
-                self.dropped = 0
-            self.queue.put_nowait(record)
-        except queue.Full:
+    def hold(self, record: logging.LogRecord) -> None:
+        """Hold ``record`` for the writer, or drop it if the buffer is full."""
+        records = self.records
+        if len(records) >= self.limit:
             self.dropped += 1
+            return
+        if self.dropped:
+            records.append(_dropped_record(record, self.dropped))
+            self.held += 1
+            self.dropped = 0
+        records.append(record)
+        self.held += 1
+        if len(records) == BATCH:
+            self.wake.set()
 
-    def _dropped_record(self, after: logging.LogRecord) -> logging.LogRecord:
-        return logging.LogRecord(
-            after.name,
-            logging.WARNING,
-            "",
-            0,
-            "%d log line(s) dropped: the log's reader is not keeping up",
-            (self.dropped,),
-            None,
+    def take(self) -> list[logging.LogRecord]:
+        """Take every record held, oldest first."""
+        records = self.records
+        return [records.popleft() for _ in range(len(records))]
+
+
+def _dropped_record(after: logging.LogRecord, count: int) -> logging.LogRecord:
+    return logging.LogRecord(
+        after.name,
+        logging.WARNING,
+        "",
+        0,
+        "%d log line(s) dropped: the log's reader is not keeping up",
+        (count,),
+        None,
+    )
+
+
+class _BufferingHandler(logging.Handler):
+    """Holds records for the writer thread, never waiting."""
+
+    def __init__(self, buffer: LogBuffer) -> None:
+        super().__init__()
+        self.buffer = buffer
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Without the handler's lock: holding a record is atomic already.
+        if self.filter(record):
+            self.buffer.hold(record)
+            return True
+        return False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.buffer.hold(record)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT`, written as `logging.Formatter` writes it, for less.
+
+    The time is formatted once a second, not once a line, and a line with no
+    arguments, traceback or stack is put together directly.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+        self._second = -1
+        self._prefix = ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return ``record`` as a line of text."""
+        if record.args or record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        record.message = message = str(record.msg)
+        return (
+            f"{self.formatTime(record)} {record.levelname} {record.name}[{record.process}]:"
+            f" {message}"
         )
 
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime(self.default_time_format, self.converter(second))
+        return f"{self._prefix},{int(record.msecs):03d}"  # as default_msec_format
 
-def _write(
-    records: queue.Queue[logging.LogRecord], formatter: logging.Formatter, out: TextIO
-) -> None:
-    """The writer thread: format each record and write it out.
+
+def _write(buffer: LogBuffer, formatter: logging.Formatter, out: TextIO) -> None:
+    """The writer thread: write what is held, in batches.
 
     Standard error is written through a descriptor of its own with
     ``os.write``: the thread may stay blocked in a write to the end, and it
@@ -84,25 +164,31 @@ def _write(
     except (AttributeError, OSError, ValueError):
         fd = None  # not a file: written as a stream
     while True:
-        record = records.get()
+        buffer.wake.wait(FLUSH_INTERVAL)
+        buffer.wake.clear()
+        batch = buffer.take()
+        if not batch:
+            continue
         try:
-            line = formatter.format(record) + "\n"
+            text = "".join([formatter.format(record) + "\n" for record in batch])
             if fd is None:
-                out.write(line)
+                out.write(text)
                 out.flush()
             else:
-                data = memoryview(line.encode(errors="backslashreplace"))
+                data = memoryview(text.encode(errors="backslashreplace"))
                 while data:
                     data = data[os.write(fd, data) :]
-        except Exception:  # a line that cannot be written is lost, as logging loses it
+        except Exception:  # lines that cannot be written are lost, as logging loses them
             pass
         finally:
-            records.task_done()
+            buffer.written += len(batch)
 
 
-def _flush(records: queue.Queue[logging.LogRecord]) -> None:
+def _flush(buffer: LogBuffer) -> None:
+    """At exit: have the writer write what is held, waiting FLUSH_AT_EXIT at most."""
     deadline = time.monotonic() + FLUSH_AT_EXIT
-    while records.unfinished_tasks and time.monotonic() < deadline:
+    while buffer.written < buffer.held and time.monotonic() < deadline:
+        buffer.wake.set()
         time.sleep(0.01)
 
 
@@ -149,27 +235,23 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
         raise ValueError(f"unknown log level {level!r}")
     if fmt not in LOG_FORMATS:
         raise ValueError(f"unknown log format {fmt!r}")
-    formatter = (
-        JSONFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
-    )
+    formatter = JSONFormatter() if fmt == "json" else TextFormatter()
     # What the log lines never show, not collected for each record: the logging
     # HOWTO's "Optimization" section lists these switches. A line per
     # connection is the server's hottest use of logging.
     logging._srcfile = None  # the caller's file and line
     logging.logThreads = False
     logging.logMultiprocessing = False
-    records: queue.Queue[logging.LogRecord] = queue.Queue(QUEUED_RECORDS)
+    buffer = LogBuffer()
     # A daemon thread: one stuck in a write must not keep the process alive.
     out = stream if stream is not None else sys.stderr
     threading.Thread(
-        target=_write, args=(records, formatter, out), name="log writer", daemon=True
+        target=_write, args=(buffer, formatter, out), name="log writer", daemon=True
     ).start()
-    atexit.register(_flush, records)
+    atexit.register(_flush, buffer)
     root = logging.getLogger("trio_echo")
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(_DroppingQueueHandler(records))
+    root.addHandler(_BufferingHandler(buffer))
     root.setLevel(level_number)
     root.propagate = False
