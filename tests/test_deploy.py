@@ -41,7 +41,9 @@ def test_workers_share_the_port_and_are_restarted(spawn: Spawn) -> None:
     assert len(workers) == 2
     for index in range(20):
         assert round_trip(port, b"message %d" % index) == b"message %d" % index
-    # Connections went to both workers (SO_REUSEPORT spreads them).
+    # Connections went to both workers (SO_REUSEPORT spreads them); their
+    # lines are written within a quarter second.
+    wait_for(lambda: parent.stderr.count(b"ended: complete") == 20)
     served_by = {
         line.split(b"[")[1].split(b"]")[0]
         for line in parent.stderr.splitlines()
