@@ -1,0 +1,599 @@
+"""trio_echo against trio's own floor: the speed targets of issue 19, in one run.
+
+The floor (benchmarks/peers/trio_floor.py) is the least a trio server does:
+raw sockets, a nursery per connection, read then send, no protocol object.
+This tool measures trio_echo beside it, beside the Twisted original, and
+beside the fastest Python peers that drive the shared ``EchoProtocol``, on
+the loads the targets name, and says for each target whether it is met.
+
+Each server runs pinned to CPU 0 and the C load generator to CPU 1; a
+server's CPU is the harness's cgroup meter (benchmarks/running.py), and
+each load is measured as the harness measures it (benchmarks/measuring.py:
+``measure_load`` for a fixed rate or flat out, ``measure_idle`` for memory
+per idle connection), on a fresh server process per measurement. Within a
+repetition the servers of one load are measured one after the other (A B,
+then B A in the next repetition), so that a ratio is taken per repetition
+between runs seconds apart: the shared machine drifts less in between. Every
+target is given as the median of those per-repetition ratios, with the
+lowest and the highest. A fixed-rate run that fell short of its rate is
+marked saturated: its CPU figure was taken at its limit, not at that rate.
+
+Memory per idle connection comes two ways: the harness's (the server's
+resident memory, PSS, per accepted connection that sends nothing), and
+benchmarks/idle_memory.py's (tracemalloc in an in-process server:
+nothing sent, and one digit of a length prefix sent), as a child process.
+
+trio_echo is the one in ``--trio-echo CHECKOUT`` (this checkout by
+default): it is started from there, and every server process gets that
+folder first on its ``PYTHONPATH`` (so the peers drive that checkout's
+``EchoProtocol``); its commit is recorded with the results.
+
+    python benchmarks/floor.py                   # into benchmarks/.cache/results/floor.json
+    python benchmarks/floor.py --quick           # the whole path, short
+    python benchmarks/floor.py --trio-echo /work/main --commit-results
+                                                 # benchmarks/results/floor.json, and the page
+    python benchmarks/floor.py --report          # measure nothing: write the page again
+
+``--commit-results`` writes benchmarks/results/floor.json and the generated
+part ``floor`` of docs/models.md (see benchmarks/pages.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.build import LOADGEN_SOURCE, NoCompilerError, compile_c
+from benchmarks.measuring import (
+    SERVER_CPU,
+    Bench,
+    Cell,
+    Run,
+    Settings,
+    measure_idle,
+    measure_load,
+    median,
+    start,
+)
+from benchmarks.servers import PEERS, ROOT, SERVERS, Server, trio_echo_command
+
+RESULTS = Path(__file__).resolve().parent / "results" / "floor.json"
+SCRATCH = Path(__file__).resolve().parent / ".cache" / "results" / "floor.json"
+KiB = 1024
+
+
+def _trio_echo(checkout: Path, log_level: str) -> Callable[[int, str], list[str]]:
+    """trio_echo's server from ``checkout``, whatever the current folder holds."""
+
+    def build(port: int, mode: str) -> list[str]:
+        command = trio_echo_command(port, mode, log_level=log_level)
+        run = (
+            f"import runpy, sys; sys.path.insert(0, {str(checkout)!r}); "
+            "runpy.run_module('trio_echo', run_name='__main__', alter_sys=True)"
+        )
+        return [command[0], "-c", run, *command[3:]]
+
+    return build
+
+
+def _floor(port: int, mode: str) -> list[str]:
+    return [sys.executable, str(PEERS / "trio_floor.py"), "--port", str(port), "--mode", mode]
+
+
+def servers(checkout: Path) -> dict[str, Server]:
+    """Every server this tool starts, by name."""
+    return {
+        server.name: server
+        for server in [
+            Server(
+                "trio-echo",
+                "trio_echo",
+                "trio_echo at --log-level warning (as the harness runs it)",
+                _trio_echo(checkout, "WARNING"),
+            ),
+            Server(
+                "trio-echo-info",
+                "trio_echo, --log-level info",
+                "trio_echo with its line per connection",
+                _trio_echo(checkout, "INFO"),
+            ),
+            Server(
+                "floor",
+                "trio floor",
+                "benchmarks/peers/trio_floor.py",
+                _floor,
+                modes=("count", "echo"),
+            ),
+            SERVERS["twisted-original"],
+            SERVERS["asyncio-protocol"],
+            SERVERS["uvloop-protocol"],
+            SERVERS["twisted"],
+        ]
+    }
+
+
+@dataclass(frozen=True)
+class Load:
+    """A load (one of the harness's cells) and the servers measured on it."""
+
+    cell: Cell
+    servers: tuple[str, ...]
+
+
+TRACEMALLOC = ("idle, nothing sent (tracemalloc)", "idle, one digit sent (tracemalloc)")
+"""The loads benchmarks/idle_memory.py measures, trio_echo only."""
+
+
+@dataclass
+class FloorSettings:
+    duration: float
+    warmup: float
+    repeat: int
+    idle_connections: int
+    tracemalloc_connections: int
+    loads: list[Load] = field(default_factory=list)
+
+    def harness(self) -> Settings:
+        """The harness's settings, for its measuring functions."""
+        return Settings(
+            duration=self.duration,
+            warmup=self.warmup,
+            repeat=self.repeat,
+            idle_connections=self.idle_connections,
+            cells=[load.cell for load in self.loads],
+            scaling=False,
+        )
+
+
+def _loads(connections: int, *, idle: bool = True) -> list[Load]:
+    cpu = {"metric": "server_cpu_us_per_message", "group": "cpu"}
+    loads = [
+        Load(
+            Cell("count 100 B at 5,000/s", "count", 100, connections, rate=5_000, **cpu),
+            ("trio-echo", "floor", "trio-echo-info"),
+        ),
+        Load(
+            Cell("count 100 B at 20,000/s", "count", 100, connections, rate=20_000, **cpu),
+            ("trio-echo", "twisted-original"),
+        ),
+        Load(
+            Cell("count 10 MB x4", "count", 10_000_000, 4, metric="megabytes_per_second"),
+            ("trio-echo", "floor"),
+        ),
+        Load(Cell("echo 1 KiB x50", "echo", KiB, connections), ("trio-echo", "floor")),
+        Load(
+            Cell("framed 100 B x16", "framed", 100, connections, pipeline=16, **cpu),
+            ("trio-echo", "asyncio-protocol", "uvloop-protocol", "twisted"),
+        ),
+    ]
+    if idle:
+        loads.append(Load(Cell("idle connections", "idle", group="memory"), ("trio-echo", "floor")))
+    return loads
+
+
+def full_settings() -> FloorSettings:
+    return FloorSettings(
+        duration=3.0,
+        warmup=0.5,
+        repeat=7,
+        idle_connections=10_000,
+        tracemalloc_connections=2_000,
+        loads=_loads(50),
+    )
+
+
+def quick_settings() -> FloorSettings:
+    return FloorSettings(
+        duration=0.4,
+        warmup=0.1,
+        repeat=2,
+        idle_connections=200,
+        tracemalloc_connections=100,
+        loads=_loads(20),
+    )
+
+
+# -- the targets --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of issue 19.
+
+    ``kind``: ``ratio`` (trio_echo's figure over the reference's; the
+    reference is the best of ``against`` in each repetition), ``difference``
+    (trio_echo's minus the reference's) or ``absolute`` (trio_echo's own).
+    """
+
+    what: str
+    load: str
+    figure: str  # a key of FIGURES
+    kind: str
+    bound: float
+    at_most: bool = True  # the target is "<= bound"; False: ">= bound"
+    server: str = "trio-echo"
+    against: tuple[str, ...] = ()
+    unit: str = ""
+
+    @property
+    def goal(self) -> str:
+        sign = "≤" if self.at_most else "≥"
+        if self.kind == "ratio":
+            reference = " the best of them" if len(self.against) > 1 else ""
+            return f"{sign} {self.bound:g}x{reference}"
+        return f"{sign} {self.bound:g} {self.unit}"
+
+
+FIGURES: dict[str, tuple[Callable[[Run], float | None], bool]] = {
+    # name: (the figure from a run, whether lower is better)
+    "cpu": (lambda run: run.server_cpu_us_per_message or None, True),
+    "msg/s": (lambda run: run.messages_per_second or None, False),
+    "MB/s": (lambda run: run.megabytes_per_second or None, False),
+    "p99": (lambda run: run.latency_us.get("p99"), True),
+    "KiB": (lambda run: run.figure / KiB if run.figure is not None else None, True),
+}
+
+TARGETS = [
+    Target(
+        "CPU per connection, count 100 B at 5,000/s",
+        "count 100 B at 5,000/s",
+        "cpu",
+        "ratio",
+        1.05,
+        against=("floor",),
+    ),
+    Target(
+        "CPU per connection, count 100 B at 20,000/s",
+        "count 100 B at 20,000/s",
+        "cpu",
+        "ratio",
+        1.0,
+        against=("twisted-original",),
+    ),
+    Target(
+        "MB/s, count 10 MB x4", "count 10 MB x4", "MB/s", "ratio", 0.95, False, against=("floor",)
+    ),
+    Target(
+        "p99 latency, count 10 MB x4", "count 10 MB x4", "p99", "ratio", 1.5, against=("floor",)
+    ),
+    Target(
+        "msg/s, echo 1 KiB x50", "echo 1 KiB x50", "msg/s", "ratio", 0.95, False, against=("floor",)
+    ),
+    Target(
+        "CPU per message, framed 100 B x16",
+        "framed 100 B x16",
+        "cpu",
+        "ratio",
+        1.0,
+        against=("asyncio-protocol", "uvloop-protocol", "twisted"),
+    ),
+    Target(
+        "the log line at INFO: extra CPU per connection, count 100 B at 5,000/s",
+        "count 100 B at 5,000/s",
+        "cpu",
+        "difference",
+        5.0,
+        server="trio-echo-info",
+        against=("trio-echo",),
+        unit="µs",
+    ),
+    Target(
+        "memory per idle connection, nothing sent (the harness: PSS)",
+        "idle connections",
+        "KiB",
+        "absolute",
+        5.0,
+        unit="KiB",
+    ),
+    *(
+        Target(
+            f"memory per idle connection, {sent} (idle_memory.py: tracemalloc)",
+            load,
+            "KiB",
+            "absolute",
+            5.0,
+            unit="KiB",
+        )
+        for load, sent in zip(TRACEMALLOC, ("nothing sent", "one digit sent"), strict=True)
+    ),
+]
+
+
+def assess(target: Target, runs: list[Run]) -> dict[str, Any]:
+    """The target's value in each repetition, their median, lowest and highest,
+    and whether the median meets it."""
+    get, lower_is_better = FIGURES[target.figure]
+    by_rep: dict[int, dict[str, Run]] = {}
+    for run in runs:
+        if run.cell == target.load:
+            by_rep.setdefault(run.repetition, {})[run.server] = run
+    values, saturated = [], False
+    for rep in sorted(by_rep):
+        measured = by_rep[rep]
+        if target.server not in measured:
+            continue
+        mine = get(measured[target.server])
+        saturated |= measured[target.server].saturated
+        references = [
+            figure
+            for name in target.against
+            if name in measured and (figure := get(measured[name])) is not None
+        ]
+        saturated |= any(measured[name].saturated for name in target.against if name in measured)
+        if mine is None or (target.against and len(references) < len(target.against)):
+            continue  # a failed run: no value for this repetition
+        reference = (min if lower_is_better else max)(references) if references else 0.0
+        if target.kind == "ratio":
+            values.append(mine / reference)
+        elif target.kind == "difference":
+            values.append(mine - reference)
+        else:
+            values.append(mine)
+    value = median(values) if values else None
+    met = None
+    if value is not None:
+        met = value <= target.bound if target.at_most else value >= target.bound
+    return {
+        "what": target.what,
+        "load": target.load,
+        "kind": target.kind,
+        "goal": target.goal,
+        "bound": target.bound,
+        "at_most": target.at_most,
+        "value": value,
+        "min": min(values, default=None),
+        "max": max(values, default=None),
+        "values": values,
+        "met": met,
+        "met_in": sum(
+            1 for v in values if (v <= target.bound if target.at_most else v >= target.bound)
+        ),
+        "saturated": saturated,
+        "server": target.server,
+        "against": list(target.against),
+        "unit": target.unit,
+    }
+
+
+# -- measuring ----------------------------------------------------------------
+
+
+def tracemalloc_runs(connections: int, rep: int) -> list[Run]:
+    """benchmarks/idle_memory.py's figures for trio_echo, as runs."""
+    runs = [Run("trio-echo", load, rep) for load in TRACEMALLOC]
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).resolve().parent / "idle_memory.py"),
+                "--connections",
+                str(connections),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            cwd=ROOT,
+        )
+    except subprocess.TimeoutExpired as error:
+        for run in runs:
+            run.note = f"failed: {error}"
+        return runs
+    for run, label in zip(runs, ("nothing sent", "one digit sent"), strict=True):
+        match = re.search(rf"^{label}\s+(\d+) B per idle connection", result.stdout, re.MULTILINE)
+        if match:
+            run.figure = run.bytes_per_idle_connection = float(match[1])
+            run.note = f"{connections:,} connections"
+        else:
+            run.note = f"failed: {result.stderr.strip()[-300:] or result.returncode}"
+    return runs
+
+
+def measure_one(binary: Path, server: Server, load: Load, settings: FloorSettings, rep: int) -> Run:
+    """One load on a fresh process of ``server``."""
+    cell = load.cell
+    bench = Bench(binary, None, server, settings.harness())
+    try:
+        bench.process = process = start(server, cell.mode, cpu=SERVER_CPU)
+    except (RuntimeError, NoCompilerError) as error:
+        return Run(server.name, cell.name, rep, note=str(error))
+    try:
+        measure = measure_idle if cell.workload == "idle" else measure_load
+        return measure(bench, cell, rep)
+    except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
+        return Run(server.name, cell.name, rep, note=f"failed: {error}")
+    finally:
+        process.stop()
+
+
+def run_all(
+    binary: Path, known: dict[str, Server], settings: FloorSettings, *, log: bool = True
+) -> list[Run]:
+    """Every load's servers, one after the other, over the repetitions."""
+    runs: list[Run] = []
+    for rep in range(settings.repeat):
+        for load in settings.loads:
+            names = load.servers if rep % 2 == 0 else tuple(reversed(load.servers))
+            for name in names:
+                run = measure_one(binary, known[name], load, settings, rep)
+                runs.append(run)
+                if log:
+                    _log(settings, run, load.cell)
+        for run in tracemalloc_runs(settings.tracemalloc_connections, rep):
+            runs.append(run)
+            if log:
+                _log(settings, run, None)
+    return runs
+
+
+def _log(settings: FloorSettings, run: Run, cell: Cell | None) -> None:
+    flags = " (client-limited)" * run.client_limited + " (saturated)" * run.saturated
+    rate = f" at {run.messages_per_second:,.0f}/s" if cell and cell.workload != "idle" else ""
+    cpu = f" cpu {run.server_cpu_us_per_message:,.1f} µs/msg" if rate else ""
+    print(
+        f"  [{run.repetition + 1}/{settings.repeat}] {run.server:<17} {run.cell:<34}"
+        f" {run.figure or 0:>12,.1f}{rate}{cpu}{flags} {run.note}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _spread(values: list[float]) -> dict[str, float | None]:
+    return {
+        "median": median(values) if values else None,
+        "min": min(values, default=None),
+        "max": max(values, default=None),
+    }
+
+
+def summarise(runs: list[Run]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per load, per server: each figure's median, lowest and highest, the
+    rate reached, and whether a run was saturated or had errors."""
+    grouped: dict[str, dict[str, list[Run]]] = {}
+    for run in runs:
+        grouped.setdefault(run.cell, {}).setdefault(run.server, []).append(run)
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for load, row in grouped.items():
+        for server, measured in row.items():
+            ok = [run for run in measured if run.figure is not None]
+            summary.setdefault(load, {})[server] = {
+                "figure": _spread([run.figure for run in ok if run.figure is not None]),
+                "cpu_us_per_message": _spread(
+                    [r.server_cpu_us_per_message for r in ok if r.server_cpu_us_per_message]
+                ),
+                "messages_per_second": _spread([r.messages_per_second for r in ok]),
+                "megabytes_per_second": _spread([r.megabytes_per_second for r in ok]),
+                "p99_us": _spread([r.latency_us["p99"] for r in ok if "p99" in r.latency_us]),
+                "saturated": sum(1 for run in ok if run.saturated),
+                "client_limited": sum(1 for run in ok if run.client_limited),
+                "errors": sum(run.errors for run in measured),
+                "runs": len(ok),
+                "failed": len(measured) - len(ok),
+                "notes": sorted({run.note for run in measured if run.note.startswith("failed")}),
+            }
+    return summary
+
+
+def checkout_commit(checkout: Path) -> dict[str, object]:
+    """The checkout's commit, and whether it had changes not committed."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", "-C", str(checkout), *args], capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip()
+
+    return {
+        "trio_echo_checkout": str(checkout),
+        "trio_echo_commit": git("rev-parse", "HEAD"),
+        "trio_echo_subject": git("log", "-1", "--format=%s"),
+        "trio_echo_uncommitted": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the whole path, short")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--out", type=Path, default=SCRATCH, help=f"the results file (default: {SCRATCH})"
+    )
+    where.add_argument(
+        "--commit-results",
+        action="store_true",
+        help=f"write {RESULTS} and the page's generated part (a full run only)",
+    )
+    parser.add_argument(
+        "--trio-echo",
+        type=Path,
+        default=ROOT,
+        metavar="CHECKOUT",
+        help="the trio_echo checkout to measure (its top folder; default: this one)",
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="measure nothing: write the page again"
+    )
+    args = parser.parse_args(argv)
+    if args.commit_results and args.quick:
+        parser.error("--commit-results writes the full run: no --quick")
+    if args.report:
+        from benchmarks.pages import Results, write_pages
+
+        written = write_pages(Results.load(RESULTS.parent))
+        print("floor: wrote " + ", ".join(str(path) for path in written), file=sys.stderr)
+        return 0
+    checkout = args.trio_echo.resolve()
+    if not (checkout / "trio_echo" / "__main__.py").exists():
+        parser.error(f"--trio-echo {checkout}: no trio_echo package there")
+    if len(os.sched_getaffinity(0)) < 2:
+        print("floor: needs two CPUs (one for the server, one for the load)", file=sys.stderr)
+        return 2
+    try:
+        binary = compile_c(LOADGEN_SOURCE)
+    except NoCompilerError as error:
+        print(f"floor: skipped: {error}", file=sys.stderr)
+        return 2
+    settings = quick_settings() if args.quick else full_settings()
+    known = servers(checkout)
+    missing = {name: why for name, server in known.items() if (why := server.missing())}
+    if missing:
+        print(f"floor: cannot run {missing}", file=sys.stderr)
+        return 2
+    # Every server process (and idle_memory.py) imports trio_echo from the checkout.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(checkout), os.environ.get("PYTHONPATH")])
+    )
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    runs = run_all(binary, known, settings)
+    from benchmarks.reporting import environment
+
+    env = environment()
+    env |= checkout_commit(checkout)
+    env["seconds"] = round(time.monotonic() - started, 1)
+    env["load_average_before"] = [round(value, 2) for value in load_before]
+    env["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
+    document = {
+        "environment": env,
+        "settings": {
+            "duration": settings.duration,
+            "warmup": settings.warmup,
+            "repeat": settings.repeat,
+            "idle_connections": settings.idle_connections,
+            "tracemalloc_connections": settings.tracemalloc_connections,
+            "loads": [
+                {**asdict(load.cell), "servers": list(load.servers)} for load in settings.loads
+            ],
+        },
+        "servers": [{"name": s.name, "label": s.label} for s in known.values()],
+        "targets": [assess(target, runs) for target in TARGETS],
+        "summary": summarise(runs),
+        "runs": [asdict(run) for run in runs],
+    }
+    out: Path = RESULTS if args.commit_results else args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=1) + "\n")
+    from benchmarks.pages import floor_section
+
+    print("\n".join(floor_section(document)))
+    if args.commit_results:
+        from benchmarks.pages import Results, write_pages
+
+        write_pages(Results.load(RESULTS.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
