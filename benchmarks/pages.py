@@ -581,9 +581,31 @@ def _floor_row(load: dict[str, Any], entry: dict[str, Any]) -> list[str]:
         rate += f" of {load['rate']:,.0f}"
     if entry["saturated"]:
         rate += f" (saturated in {entry['saturated']} of {runs})"
+    if entry["client_limited"]:
+        rate += f" (⚠ the load generator's limit in {entry['client_limited']} of {runs})"
     p99 = entry["p99_us"]
     p99_ms = {k: v / 1000 if v is not None else None for k, v in p99.items()}
     return [figure, cpu_text, rate, _spread_text(p99_ms, 2, "ms")]
+
+
+def floor_noise(document: dict[str, Any]) -> str:
+    """How much one server's figure on one load moved between repetitions."""
+    labels = {server["name"]: server["label"] for server in document["servers"]}
+    spreads = [
+        ((figure["max"] - figure["min"]) / figure["median"], labels.get(server, server), load)
+        for load, row in document["summary"].items()
+        for server, entry in row.items()
+        if (figure := entry["figure"]).get("median")
+    ]
+    if not spreads:
+        return ""
+    widest = max(spreads)
+    return (
+        "Between repetitions, one server's figure on one load varied by a median of"
+        f" {median(spread for spread, _, _ in spreads):.0%} of its median (at most"
+        f" {widest[0]:.0%}: {widest[1]}, {widest[2]}); a target's range is its ratio's"
+        " spread over the same repetitions."
+    )
 
 
 def floor_section(document: dict[str, Any] | None) -> list[str]:
@@ -606,6 +628,8 @@ def floor_section(document: dict[str, Any] | None) -> list[str]:
         " repetitions, in square brackets the lowest and the highest; the median decides"
         " whether it is met. Against several servers, the reference in each repetition is"
         " the best of them.",
+        "",
+        floor_noise(document),
         "",
         "| target | what | median [lowest to highest] | goal | met |",
         "|---|---|---|---|---|",
