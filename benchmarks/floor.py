@@ -11,12 +11,14 @@ server's CPU is the harness's cgroup meter (benchmarks/running.py), and
 each load is measured as the harness measures it (benchmarks/measuring.py:
 ``measure_load`` for a fixed rate or flat out, ``measure_idle`` for memory
 per idle connection), on a fresh server process per measurement. Within a
-repetition the servers of one load are measured one after the other (A B,
-then B A in the next repetition), so that a ratio is taken per repetition
-between runs seconds apart: the shared machine drifts less in between. Every
-target is given as the median of those per-repetition ratios, with the
-lowest and the highest. A fixed-rate run that fell short of its rate is
-marked saturated: its CPU figure was taken at its limit, not at that rate.
+repetition the servers of one load are measured one after the other and
+then again in the mirrored order (A B C C B A), and a server's figure in
+the repetition is the mean of its two runs: a ratio is then taken per
+repetition between runs seconds apart, and a drift of the shared machine
+during the load weighs on both sides alike. Every target is given as the
+median of those per-repetition values, with the lowest and the highest. A
+fixed-rate run that fell short of its rate is marked saturated: its CPU
+figure was taken at its limit, not at that rate.
 
 Memory per idle connection comes two ways: the harness's (the server's
 resident memory, PSS, per accepted connection that sends nothing), and
@@ -24,9 +26,12 @@ benchmarks/idle_memory.py's (tracemalloc in an in-process server:
 nothing sent, and one digit of a length prefix sent), as a child process.
 
 trio_echo is the one in ``--trio-echo CHECKOUT`` (this checkout by
-default): it is started from there, and every server process gets that
-folder first on its ``PYTHONPATH`` (so the peers drive that checkout's
-``EchoProtocol``); its commit is recorded with the results.
+default): the trio_echo package of its HEAD commit, copied at the start
+(``git archive``), so that another engineer's work in that checkout during
+the run cannot reach the servers (``--working-tree`` measures the files as
+they are instead). Every server process gets the copy first on its
+``PYTHONPATH`` (so the peers drive that commit's ``EchoProtocol``); the
+commit is recorded with the results, and the checkout's HEAD at the end.
 
     python benchmarks/floor.py                   # into benchmarks/.cache/results/floor.json
     python benchmarks/floor.py --quick           # the whole path, short
@@ -41,11 +46,15 @@ part ``floor`` of docs/models.md (see benchmarks/pages.py).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -185,7 +194,7 @@ def _loads(connections: int, *, idle: bool = True) -> list[Load]:
 
 def full_settings() -> FloorSettings:
     return FloorSettings(
-        duration=3.0,
+        duration=2.5,
         warmup=0.5,
         repeat=7,
         idle_connections=10_000,
@@ -421,11 +430,18 @@ def measure_one(binary: Path, server: Server, load: Load, settings: FloorSetting
 def run_all(
     binary: Path, known: dict[str, Server], settings: FloorSettings, *, log: bool = True
 ) -> list[Run]:
-    """Every load's servers, one after the other, over the repetitions."""
+    """Every load's servers, one after the other, over the repetitions.
+
+    Within a repetition each load's servers run twice, in mirrored order
+    (A B C C B A; the next repetition starts from the other end), so that a
+    drift of the machine during the load weighs on each alike; memory, once.
+    """
     runs: list[Run] = []
     for rep in range(settings.repeat):
         for load in settings.loads:
             names = load.servers if rep % 2 == 0 else tuple(reversed(load.servers))
+            if load.cell.workload != "idle":
+                names += tuple(reversed(names))
             for name in names:
                 run = measure_one(binary, known[name], load, settings, rep)
                 runs.append(run)
@@ -450,6 +466,46 @@ def _log(settings: FloorSettings, run: Run, cell: Cell | None) -> None:
     )
 
 
+def per_repetition(runs: list[Run]) -> list[Run]:
+    """One run per server, load and repetition: the mean of its passes
+    (a failed pass left out, a repetition with no pass measured kept as failed)."""
+    groups: dict[tuple[str, str, int], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.server, run.cell, run.repetition), []).append(run)
+    combined = []
+    for (server, cell, rep), passes in groups.items():
+        ok = [run for run in passes if run.figure is not None]
+        if len(ok) < 2:
+            combined.append(ok[0] if ok else passes[0])
+            continue
+
+        def mean(attribute: str, ok: list[Run] = ok) -> float:
+            return statistics.fmean(getattr(run, attribute) for run in ok)
+
+        keys = set.intersection(*(set(run.latency_us) for run in ok))
+        combined.append(
+            Run(
+                server,
+                cell,
+                rep,
+                figure=mean("figure"),
+                messages_per_second=mean("messages_per_second"),
+                megabytes_per_second=mean("megabytes_per_second"),
+                latency_us={key: statistics.fmean(r.latency_us[key] for r in ok) for key in keys},
+                errors=sum(run.errors for run in passes),
+                server_cpu_us_per_message=mean("server_cpu_us_per_message"),
+                server_cpu_utilization=mean("server_cpu_utilization"),
+                client_cpu_utilization=mean("client_cpu_utilization"),
+                client_limited=any(run.client_limited for run in ok),
+                saturated=any(run.saturated for run in ok),
+                peak_rss=max(run.peak_rss for run in ok),
+                bytes_per_idle_connection=mean("bytes_per_idle_connection"),
+                note="; ".join(sorted({run.note for run in passes if run.note})),
+            )
+        )
+    return combined
+
+
 def _spread(values: list[float]) -> dict[str, float | None]:
     return {
         "median": median(values) if values else None,
@@ -459,10 +515,15 @@ def _spread(values: list[float]) -> dict[str, float | None]:
 
 
 def summarise(runs: list[Run]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per load, per server: each figure's median, lowest and highest, the
-    rate reached, and whether a run was saturated or had errors."""
+    """Per load, per server: each figure's median, lowest and highest over
+    the repetitions (each the mean of its passes), the rate reached, how many
+    repetitions were saturated, and the passes that failed or had errors."""
     grouped: dict[str, dict[str, list[Run]]] = {}
+    failed: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
+        if run.figure is None:
+            failed.setdefault((run.cell, run.server), []).append(run)
+    for run in per_repetition(runs):
         grouped.setdefault(run.cell, {}).setdefault(run.server, []).append(run)
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for load, row in grouped.items():
@@ -480,20 +541,53 @@ def summarise(runs: list[Run]) -> dict[str, dict[str, dict[str, Any]]]:
                 "client_limited": sum(1 for run in ok if run.client_limited),
                 "errors": sum(run.errors for run in measured),
                 "runs": len(ok),
-                "failed": len(measured) - len(ok),
-                "notes": sorted({run.note for run in measured if run.note.startswith("failed")}),
+                "failed": len(failed.get((load, server), [])),
+                "notes": sorted({run.note for run in failed.get((load, server), [])}),
             }
     return summary
+
+
+def _git(checkout: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-C", str(checkout), *args], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip()
+
+
+def snapshot(checkout: Path, folder: Path) -> Path:
+    """The trio_echo package as committed at the checkout's HEAD, copied into
+    ``folder`` (what the checkout's working tree does meanwhile cannot reach it).
+
+    Raises:
+        subprocess.CalledProcessError: If the checkout is not a git repository.
+    """
+    archive = subprocess.run(
+        ["git", "-C", str(checkout), "archive", "--format=tar", "HEAD", "trio_echo"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+def imported_from() -> str:
+    """Where a server process (a script outside the checkout) imports trio_echo from."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import trio_echo; print(trio_echo.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+    )
+    return str(Path(result.stdout.strip()).parent.parent)
 
 
 def checkout_commit(checkout: Path) -> dict[str, object]:
     """The checkout's commit, and whether it had changes not committed."""
 
     def git(*args: str) -> str:
-        result = subprocess.run(
-            ["git", "-C", str(checkout), *args], capture_output=True, text=True, check=False
-        )
-        return result.stdout.strip()
+        return _git(checkout, *args)
 
     return {
         "trio_echo_checkout": str(checkout),
@@ -523,6 +617,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the trio_echo checkout to measure (its top folder; default: this one)",
     )
     parser.add_argument(
+        "--working-tree",
+        action="store_true",
+        help="measure the checkout's files as they are, changes included (default: a copy of"
+        " its HEAD commit's trio_echo, made at the start)",
+    )
+    parser.add_argument(
         "--report", action="store_true", help="measure nothing: write the page again"
     )
     args = parser.parse_args(argv)
@@ -546,22 +646,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"floor: skipped: {error}", file=sys.stderr)
         return 2
     settings = quick_settings() if args.quick else full_settings()
-    known = servers(checkout)
-    missing = {name: why for name, server in known.items() if (why := server.missing())}
+    missing = {name: why for name, server in servers(checkout).items() if (why := server.missing())}
     if missing:
         print(f"floor: cannot run {missing}", file=sys.stderr)
         return 2
-    # Every server process (and idle_memory.py) imports trio_echo from the checkout.
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(checkout), os.environ.get("PYTHONPATH")])
-    )
     started = time.monotonic()
     load_before = os.getloadavg()
-    runs = run_all(binary, known, settings)
+    measured = checkout_commit(checkout)
+    with tempfile.TemporaryDirectory(prefix="trio-echo-floor-") as folder:
+        try:
+            source = checkout if args.working_tree else snapshot(checkout, Path(folder))
+        except subprocess.CalledProcessError as error:
+            parser.error(
+                f"--trio-echo {checkout}: no commit to copy ({error.stderr!r});"
+                " --working-tree measures its files as they are"
+            )
+        # Every server process (and idle_memory.py) imports trio_echo from there.
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(source), os.environ.get("PYTHONPATH")])
+        )
+        measured["trio_echo_measured"] = (
+            "the working tree" if args.working_tree else "a copy of the HEAD commit"
+        )
+        if imported_from() != str(source):
+            print(
+                f"floor: the servers would import trio_echo from {imported_from()}, not {source}",
+                file=sys.stderr,
+            )
+            return 2
+        runs = run_all(binary, servers(source), settings)
     from benchmarks.reporting import environment
 
     env = environment()
-    env |= checkout_commit(checkout)
+    env |= measured
+    env["trio_echo_checkout_head_after"] = _git(checkout, "rev-parse", "HEAD")
     env["seconds"] = round(time.monotonic() - started, 1)
     env["load_average_before"] = [round(value, 2) for value in load_before]
     env["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
@@ -577,8 +695,8 @@ def main(argv: list[str] | None = None) -> int:
                 {**asdict(load.cell), "servers": list(load.servers)} for load in settings.loads
             ],
         },
-        "servers": [{"name": s.name, "label": s.label} for s in known.values()],
-        "targets": [assess(target, runs) for target in TARGETS],
+        "servers": [{"name": s.name, "label": s.label} for s in servers(checkout).values()],
+        "targets": [assess(target, per_repetition(runs)) for target in TARGETS],
         "summary": summarise(runs),
         "runs": [asdict(run) for run in runs],
     }

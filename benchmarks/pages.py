@@ -557,7 +557,7 @@ def _against(target: dict[str, Any], labels: dict[str, str]) -> str:
 def _floor_row(load: dict[str, Any], entry: dict[str, Any]) -> list[str]:
     """The figure, the server's CPU, the rate reached and p99 of one server on one load."""
     metric = load["metric"]
-    runs = entry["runs"] + entry["failed"]
+    runs = entry["runs"]
     if load["workload"] == "idle":
         figure = entry["figure"]
         kib = {key: value / 1024 if value is not None else None for key, value in figure.items()}
@@ -615,19 +615,27 @@ def floor_section(document: dict[str, Any] | None) -> list[str]:
         return ["(no floor results: python benchmarks/floor.py --commit-results)"]
     env, settings = document["environment"], document["settings"]
     labels = {server["name"]: server["label"] for server in document["servers"]}
-    uncommitted = ", with changes not committed" * bool(env.get("trio_echo_uncommitted"))
+    subject = str(env["trio_echo_subject"])
+    subject = subject if len(subject) <= 72 else subject[:71].rstrip() + "…"
+    measured = env.get("trio_echo_measured", "the working tree")
+    if measured == "the working tree" and env.get("trio_echo_uncommitted"):
+        measured += ", with changes not committed"
+    after = env.get("trio_echo_checkout_head_after", env["trio_echo_commit"])
+    if after != env["trio_echo_commit"]:
+        measured += f"; the checkout moved on to {str(after)[:7]} during the run, not measured"
     lines = [
         f"From `benchmarks/results/floor.json` (`python benchmarks/floor.py`; {env['date']};"
         f" {env['cpus']} CPUs, {env['machine']}, Python {env['python']}; trio_echo at"
-        f' {str(env["trio_echo_commit"])[:7]}, "{env["trio_echo_subject"]}"{uncommitted};'
+        f' {str(env["trio_echo_commit"])[:7]}, "{subject}" ({measured});'
         " each server on one core, the load generator on another; load average"
         f" {env['load_average_before'][0]:.2f} before, {env['load_average_after'][0]:.2f}"
-        f" after): {settings['repeat']} repetitions of {settings['duration']:g} s, the servers"
-        " of a load one after the other in each. Each target's value is taken in each"
-        " repetition (a ratio between runs seconds apart), and given as the median of the"
-        " repetitions, in square brackets the lowest and the highest; the median decides"
-        " whether it is met. Against several servers, the reference in each repetition is"
-        " the best of them.",
+        f" after): {settings['repeat']} repetitions; in each, a load's servers run one after"
+        f" the other, {settings['duration']:g} s each, then again in the mirrored order (A B"
+        " C C B A), and a server's figure in the repetition is the mean of its two runs"
+        " (memory: one run). Each target's value is taken in each repetition (between runs"
+        " seconds apart), and given as the median of the repetitions, in square brackets the"
+        " lowest and the highest; the median decides whether it is met. Against several"
+        " servers, the reference in each repetition is the best of them.",
         "",
         floor_noise(document),
         "",
@@ -668,7 +676,7 @@ def floor_section(document: dict[str, Any] | None) -> list[str]:
             if entry["errors"]:
                 cells[0] += f" ({entry['errors']:,} errors)"
             if entry["failed"]:
-                cells[0] += f" ({entry['failed']} failed)"
+                cells[0] += f" ({entry['failed']} runs failed)"
             lines.append(f"| {name} | {labels.get(server, server)} | " + " | ".join(cells) + " |")
     return lines
 
