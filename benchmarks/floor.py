@@ -679,7 +679,20 @@ def main(argv: list[str] | None = None) -> int:
 
     env = environment()
     env |= measured
-    env["trio_echo_checkout_head_after"] = _git(checkout, "rev-parse", "HEAD")
+    env["trio_echo_checkout_head_after"] = after = _git(checkout, "rev-parse", "HEAD")
+    if after != measured["trio_echo_commit"]:
+        # Whether the package measured is still the checkout's at the end.
+        env["trio_echo_changed_after"] = bool(
+            _git(
+                checkout,
+                "diff",
+                "--stat",
+                str(measured["trio_echo_commit"]),
+                after,
+                "--",
+                "trio_echo",
+            )
+        )
     env["seconds"] = round(time.monotonic() - started, 1)
     env["load_average_before"] = [round(value, 2) for value in load_before]
     env["load_average_after"] = [round(value, 2) for value in os.getloadavg()]

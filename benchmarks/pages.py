@@ -622,7 +622,9 @@ def floor_section(document: dict[str, Any] | None) -> list[str]:
         measured += ", with changes not committed"
     after = env.get("trio_echo_checkout_head_after", env["trio_echo_commit"])
     if after != env["trio_echo_commit"]:
-        measured += f"; the checkout moved on to {str(after)[:7]} during the run, not measured"
+        moved = f"; the checkout moved on to {str(after)[:7]} during the run"
+        changed = env.get("trio_echo_changed_after")
+        measured += moved + (", its trio_echo unchanged" if changed is False else ", not measured")
     lines = [
         f"From `benchmarks/results/floor.json` (`python benchmarks/floor.py`; {env['date']};"
         f" {env['cpus']} CPUs, {env['machine']}, Python {env['python']}; trio_echo at"

@@ -343,6 +343,13 @@ def test_the_floor_part_is_written_from_its_results() -> None:
         "varied by a median of 14% of its median (at most 18%: trio_echo, count 100 B at"
         " 5,000/s)" in text
     )
+    moved = dict(document["environment"], trio_echo_checkout_head_after="fedcba987")
+    for changed, said in ((False, "its trio_echo unchanged"), (True, "not measured")):
+        document["environment"] = dict(moved, trio_echo_changed_after=changed)
+        text = "\n".join(floor_section(document))
+        assert (
+            f"(the working tree; the checkout moved on to fedcba9 during the run, {said})" in text
+        )
     assert floor_section(None) == [
         "(no floor results: python benchmarks/floor.py --commit-results)"
     ]
