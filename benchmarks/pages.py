@@ -59,6 +59,7 @@ class Results:
     summary: Summary
     framer: dict[str, object] | None = None
     tls: dict[str, Any] | None = None
+    floor: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, folder: Path) -> Results:
@@ -85,9 +86,12 @@ class Results:
         framer = json.loads(framer_path.read_text()) if framer_path.exists() else None
         tls_path = folder / "tls.json"
         tls = json.loads(tls_path.read_text()) if tls_path.exists() else None
+        floor_path = folder / "floor.json"
+        floor = json.loads(floor_path.read_text()) if floor_path.exists() else None
         return cls(
             framer=framer,
             tls=tls,
+            floor=floor,
             environment=data["environment"],
             settings=settings,
             runs=runs,
@@ -521,10 +525,169 @@ def tls_section(document: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _spread_text(spread: dict[str, Any] | None, digits: int, unit: str = "") -> str:
+    if not spread or spread.get("median") is None:
+        return "n/a"
+    unit = f" {unit}" if unit else ""
+    return (
+        f"{spread['median']:,.{digits}f}{unit} [{spread['min']:,.{digits}f} to"
+        f" {spread['max']:,.{digits}f}]"
+    )
+
+
+def _target_value(target: dict[str, Any]) -> str:
+    if target["value"] is None:
+        return "n/a"
+    if target["kind"] == "ratio":
+        return f"{target['value']:.2f}x [{target['min']:.2f}x to {target['max']:.2f}x]"
+    spread = {"median": target["value"], "min": target["min"], "max": target["max"]}
+    return _spread_text(spread, 1, target["unit"])
+
+
+def _against(target: dict[str, Any], labels: dict[str, str]) -> str:
+    server = labels.get(target["server"], target["server"])
+    others = [labels.get(name, name) for name in target["against"]]
+    if target["kind"] == "ratio":
+        return f"{server} over {and_list(others) if len(others) < 3 else ', '.join(others)}"
+    if target["kind"] == "difference":
+        return f"{server} minus {and_list(others)}"
+    return server
+
+
+def _floor_row(load: dict[str, Any], entry: dict[str, Any]) -> list[str]:
+    """The figure, the server's CPU, the rate reached and p99 of one server on one load."""
+    metric = load["metric"]
+    runs = entry["runs"]
+    if load["workload"] == "idle":
+        figure = entry["figure"]
+        kib = {key: value / 1024 if value is not None else None for key, value in figure.items()}
+        return [_spread_text(kib, 1, "KiB"), "", "", ""]
+    if metric == "megabytes_per_second":
+        figure = _spread_text(entry["megabytes_per_second"], 0, "MB/s")
+    elif metric == "messages_per_second":
+        figure = _spread_text(entry["messages_per_second"], 0, "msg/s")
+    else:
+        figure = ""
+    cpu = entry["cpu_us_per_message"]
+    if load["size"] >= 1_000_000:  # per MB, not per 10 MB message
+        per_mb = load["size"] / 1e6 * 1000
+        cpu = {k: v / per_mb if v is not None else None for k, v in cpu.items()}
+        cpu_text = _spread_text(cpu, 2, "ms per MB")
+    else:
+        per = "connection" if load["workload"] == "count" else "message"
+        cpu_text = _spread_text(cpu, 1, f"µs per {per}")
+    rate = _spread_text(entry["messages_per_second"], 0, "per s")
+    if load["rate"]:
+        rate += f" of {load['rate']:,.0f}"
+    if entry["saturated"]:
+        rate += f" (saturated in {entry['saturated']} of {runs})"
+    if entry["client_limited"]:
+        rate += f" (⚠ the load generator's limit in {entry['client_limited']} of {runs})"
+    p99 = entry["p99_us"]
+    p99_ms = {k: v / 1000 if v is not None else None for k, v in p99.items()}
+    return [figure, cpu_text, rate, _spread_text(p99_ms, 2, "ms")]
+
+
+def floor_noise(document: dict[str, Any]) -> str:
+    """How much one server's figure on one load moved between repetitions."""
+    labels = {server["name"]: server["label"] for server in document["servers"]}
+    spreads = [
+        ((figure["max"] - figure["min"]) / figure["median"], labels.get(server, server), load)
+        for load, row in document["summary"].items()
+        for server, entry in row.items()
+        if (figure := entry["figure"]).get("median")
+    ]
+    if not spreads:
+        return ""
+    widest = max(spreads)
+    return (
+        "Between repetitions, one server's figure on one load varied by a median of"
+        f" {median(spread for spread, _, _ in spreads):.0%} of its median (at most"
+        f" {widest[0]:.0%}: {widest[1]}, {widest[2]}); a target's range is its ratio's"
+        " spread over the same repetitions."
+    )
+
+
+def floor_section(document: dict[str, Any] | None) -> list[str]:
+    """trio_echo against trio's floor (benchmarks/floor.py --commit-results):
+    each target, then the figures it comes from."""
+    if not document:
+        return ["(no floor results: python benchmarks/floor.py --commit-results)"]
+    env, settings = document["environment"], document["settings"]
+    labels = {server["name"]: server["label"] for server in document["servers"]}
+    subject = str(env["trio_echo_subject"])
+    subject = subject if len(subject) <= 72 else subject[:71].rstrip() + "…"
+    measured = env.get("trio_echo_measured", "the working tree")
+    if measured == "the working tree" and env.get("trio_echo_uncommitted"):
+        measured += ", with changes not committed"
+    after = env.get("trio_echo_checkout_head_after", env["trio_echo_commit"])
+    if after != env["trio_echo_commit"]:
+        moved = f"; the checkout moved on to {str(after)[:7]} during the run"
+        changed = env.get("trio_echo_changed_after")
+        measured += moved + (", its trio_echo unchanged" if changed is False else ", not measured")
+    lines = [
+        f"From `benchmarks/results/floor.json` (`python benchmarks/floor.py`; {env['date']};"
+        f" {env['cpus']} CPUs, {env['machine']}, Python {env['python']}; trio_echo at"
+        f' {str(env["trio_echo_commit"])[:7]}, "{subject}" ({measured});'
+        " each server on one core, the load generator on another; load average"
+        f" {env['load_average_before'][0]:.2f} before, {env['load_average_after'][0]:.2f}"
+        f" after): {settings['repeat']} repetitions; in each, a load's servers run one after"
+        f" the other, {settings['duration']:g} s each, then again in the mirrored order (A B"
+        " C C B A), and a server's figure in the repetition is the mean of its two runs"
+        " (memory: one run). Each target's value is taken in each repetition (between runs"
+        " seconds apart), and given as the median of the repetitions, in square brackets the"
+        " lowest and the highest; the median decides whether it is met. Against several"
+        " servers, the reference in each repetition is the best of them.",
+        "",
+        floor_noise(document),
+        "",
+        "| target | what | median [lowest to highest] | goal | met |",
+        "|---|---|---|---|---|",
+    ]
+    for target in document["targets"]:
+        count = len(target["values"])
+        if target["met"] is None:
+            met = "not measured"
+        else:
+            met = "met" if target["met"] else "**not met**"
+            met += f" (in {target['met_in']} of {count})"
+        if target["saturated"]:
+            met += "; a run saturated"
+        lines.append(
+            f"| {target['what']} | {_against(target, labels)} | {_target_value(target)} |"
+            f" {target['goal']} | {met} |"
+        )
+    lines += [
+        "",
+        "The figures: throughput (flat out) or, at a fixed rate, the rate reached; the"
+        " server's CPU per connection or per message (per MB for 10 MB messages) beside it;"
+        " p99 latency (at a fixed rate, from when each message was due). Memory: the"
+        f" harness's PSS with {settings['idle_connections']:,} idle connections open, and"
+        " benchmarks/idle_memory.py's tracemalloc with"
+        f" {settings['tracemalloc_connections']:,}.",
+        "",
+        "| load | server | throughput or memory | server CPU | rate reached | p99 |",
+        "|---|---|---|---|---|---|",
+    ]
+    loads = {load["name"]: load for load in settings["loads"]}
+    idle = {"workload": "idle", "metric": "bytes_per_idle_connection", "size": 0, "rate": 0}
+    for name, row in document["summary"].items():
+        load = loads.get(name, idle)
+        for server, entry in row.items():
+            cells = _floor_row(load, entry)
+            if entry["errors"]:
+                cells[0] += f" ({entry['errors']:,} errors)"
+            if entry["failed"]:
+                cells[0] += f" ({entry['failed']} runs failed)"
+            lines.append(f"| {name} | {labels.get(server, server)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def models_sections(results: Results) -> dict[str, list[str]]:
     """docs/models.md's generated parts."""
     return {
         "tls": tls_section(results.tls),
+        "floor": floor_section(results.floor),
         "figures": [
             run_line(results),
             "",

@@ -278,3 +278,175 @@ def test_the_tls_tool_writes_only_a_full_run_to_the_committed_results() -> None:
     )
     assert result.returncode == 2
     assert "--commit-results writes the full run" in result.stderr
+
+
+# -- the floor (benchmarks/peers/trio_floor.py, benchmarks/floor.py) -------------
+
+
+def start_floor(mode: str) -> tuple[object, int]:
+    from benchmarks.running import ServerProcess
+    from benchmarks.servers import PEERS
+
+    process = ServerProcess(
+        [sys.executable, str(PEERS / "trio_floor.py"), "--port", "0", "--mode", mode]
+    )
+    return process, process.wait_for_port()
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "messages"),
+    [("count", 100, 200), ("count", 3_000_000, 6), ("echo", 1024, 200)],
+)
+def test_the_floor_peer_echoes_every_message_to_the_load_generator(
+    mode: str, size: int, messages: int
+) -> None:
+    from benchmarks.build import LOADGEN_SOURCE, compile_c
+    from benchmarks.running import ServerProcess, loadgen_command, run_loadgen
+
+    process, port = start_floor(mode)
+    assert isinstance(process, ServerProcess)
+    try:
+        figures = run_loadgen(
+            loadgen_command(
+                compile_c(LOADGEN_SOURCE),
+                port,
+                workload=mode,
+                size=size,
+                connections=4,
+                messages=messages,
+                duration=60,
+            ),
+            timeout=120,
+            pinned=False,
+        )
+        stderr = process.stderr
+    finally:
+        process.stop()
+    assert (figures.errors, figures.connect_errors, figures.first_error) == (0, 0, "")
+    assert figures.messages >= messages
+    assert stderr == b""
+
+
+def test_the_floor_peer_round_trips_count_and_echo() -> None:
+    import socket
+
+    from benchmarks.running import ServerProcess
+
+    count, count_port = start_floor("count")
+    echo, echo_port = start_floor("echo")
+    assert isinstance(count, ServerProcess)
+    assert isinstance(echo, ServerProcess)
+    try:
+        for pieces, payload in (([b"5 hello"], b"hello"), ([b"1", b"1 hello", b" world"], None)):
+            with socket.create_connection(("127.0.0.1", count_port), timeout=10) as sock:
+                for piece in pieces:
+                    sock.sendall(piece)
+                received = b""
+                while data := sock.recv(100):
+                    received += data
+            assert received == (payload or b"hello world")
+        with socket.create_connection(("127.0.0.1", echo_port), timeout=10) as sock:
+            for message in (b"abc", b"defgh"):
+                sock.sendall(message)
+                received = b""
+                while len(received) < len(message):
+                    received += sock.recv(100)
+                assert received == message
+    finally:
+        count.stop()
+        echo.stop()
+
+
+def test_the_floor_peer_deadlocks_with_a_client_that_sends_everything_then_reads() -> None:
+    """Its documented failure, pinned: it reads, then sends, so a client that
+    sends a whole 16 MiB message before it reads leaves both sides blocked in
+    a send, each with the other's bytes queued unread."""
+    import fcntl
+    import socket
+    import termios
+
+    from benchmarks.running import ServerProcess
+
+    process, port = start_floor("count")
+    assert isinstance(process, ServerProcess)
+    try:
+        payload = bytes(16 * 1024 * 1024)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            with pytest.raises(TimeoutError):
+                sock.sendall(b"%d " % len(payload) + payload)
+            unread = fcntl.ioctl(sock.fileno(), termios.FIONREAD, bytes(4))
+            unsent = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4))
+            assert int.from_bytes(unread, sys.byteorder) > 0  # its echo, waiting for us
+            assert int.from_bytes(unsent, sys.byteorder) > 0  # ours, waiting for it
+        assert process.popen.poll() is None
+    finally:
+        process.stop()
+
+
+def test_the_floor_tool_assesses_each_target_in_each_repetition() -> None:
+    from benchmarks.floor import Target, assess
+    from benchmarks.measuring import Run
+
+    def run(server: str, rep: int, cpu: float, saturated: bool = False) -> Run:
+        return Run(
+            server, "load", rep, figure=cpu, server_cpu_us_per_message=cpu, saturated=saturated
+        )
+
+    runs = [
+        run("trio-echo", 0, 110.0),
+        run("a", 0, 100.0),
+        run("b", 0, 200.0),
+        run("trio-echo", 1, 90.0),
+        run("a", 1, 120.0),
+        run("b", 1, 100.0, saturated=True),
+        run("trio-echo", 2, 100.0),  # no reference in this repetition: no value
+        Run("a", "load", 2, note="failed: it did not start"),
+        run("b", 2, 50.0),
+    ]
+    best = assess(Target("t", "load", "cpu", "ratio", 1.0, against=("a", "b")), runs)
+    assert best["values"] == [1.1, 0.9]  # against the best of a and b in each repetition
+    assert (best["met"], best["met_in"], best["saturated"]) == (True, 1, True)
+    difference = assess(
+        Target("d", "load", "cpu", "difference", 5.0, server="a", against=("trio-echo",)), runs
+    )
+    assert difference["values"] == [-10.0, 30.0]
+    assert difference["value"] == 10.0
+    assert difference["met"] is False
+    absolute = assess(Target("m", "load", "cpu", "absolute", 150.0, False), runs)
+    assert (absolute["value"], absolute["min"], absolute["max"]) == (100.0, 90.0, 110.0)
+    assert absolute["met"] is False  # ">= 150"
+
+
+def test_the_floor_tool_runs_its_whole_path_quickly(tmp_path: Path) -> None:
+    committed = {path: path.read_bytes() for path in (ROOT / "benchmarks" / "results").iterdir()}
+    out = tmp_path / "floor.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/floor.py", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {p: p.read_bytes() for p in (ROOT / "benchmarks" / "results").iterdir()} == committed
+    document = json.loads(out.read_text())
+    assert all(target["value"] is not None for target in document["targets"])
+    for load in document["settings"]["loads"]:
+        for server in load["servers"]:
+            entry = document["summary"][load["name"]][server]
+            assert entry["failed"] == 0, (load["name"], server, entry["notes"])
+    assert document["environment"]["trio_echo_commit"]
+    assert "| target |" in result.stdout
+
+
+def test_the_floor_tool_writes_only_a_full_run_to_the_committed_results() -> None:
+    result = subprocess.run(
+        [sys.executable, "benchmarks/floor.py", "--commit-results", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--commit-results writes the full run" in result.stderr

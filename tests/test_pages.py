@@ -233,3 +233,123 @@ def test_the_tls_part_is_written_from_its_results() -> None:
         " 2.00x per MB" in text
     )
     assert tls_section(None) == ["(no TLS results: python benchmarks/tls.py --commit-results)"]
+
+
+def test_the_floor_part_is_written_from_its_results() -> None:
+    from benchmarks.pages import floor_section
+
+    def spread(median: float, low: float, high: float) -> dict[str, float]:
+        return {"median": median, "min": low, "max": high}
+
+    def entry(cpu: dict[str, float], rate: float, saturated: int = 0) -> dict[str, object]:
+        return {
+            "figure": cpu,
+            "cpu_us_per_message": cpu,
+            "messages_per_second": spread(rate, rate - 10, rate),
+            "megabytes_per_second": spread(rate / 1e4, rate / 1e4, rate / 1e4),
+            "p99_us": spread(2500.0, 2000.0, 3000.0),
+            "saturated": saturated,
+            "client_limited": 0,
+            "errors": 0,
+            "runs": 3,
+            "failed": 0,
+            "notes": [],
+        }
+
+    def target(what: str, kind: str, values: list[float], met: bool) -> dict[str, object]:
+        return {
+            "what": what,
+            "load": "count 100 B at 5,000/s",
+            "kind": kind,
+            "goal": "≤ 1.05x" if kind == "ratio" else "≤ 5 µs",
+            "bound": 1.05 if kind == "ratio" else 5.0,
+            "at_most": True,
+            "value": sorted(values)[1],
+            "min": min(values),
+            "max": max(values),
+            "values": values,
+            "met": met,
+            "met_in": 2 if met else 0,
+            "saturated": False,
+            "server": "trio-echo" if kind == "ratio" else "trio-echo-info",
+            "against": ["floor"] if kind == "ratio" else ["trio-echo"],
+            "unit": "" if kind == "ratio" else "µs",
+        }
+
+    document = {
+        "environment": {
+            "date": "today",
+            "cpus": 2,
+            "machine": "m",
+            "python": "3.11",
+            "trio_echo_commit": "0123456789abcdef",
+            "trio_echo_subject": "a pump",
+            "trio_echo_uncommitted": False,
+            "load_average_before": [1.0, 1.0, 1.0],
+            "load_average_after": [2.5, 1.0, 1.0],
+        },
+        "settings": {
+            "duration": 3.0,
+            "warmup": 0.5,
+            "repeat": 3,
+            "idle_connections": 10_000,
+            "tracemalloc_connections": 2_000,
+            "loads": [
+                {
+                    "name": "count 100 B at 5,000/s",
+                    "workload": "count",
+                    "size": 100,
+                    "connections": 50,
+                    "pipeline": 1,
+                    "rate": 5000.0,
+                    "metric": "server_cpu_us_per_message",
+                    "group": "cpu",
+                    "servers": ["trio-echo", "floor"],
+                }
+            ],
+        },
+        "servers": [
+            {"name": "trio-echo", "label": "trio_echo"},
+            {"name": "trio-echo-info", "label": "trio_echo, --log-level info"},
+            {"name": "floor", "label": "trio floor"},
+        ],
+        "targets": [
+            target("CPU per connection", "ratio", [1.1, 1.0, 1.2], False),
+            target("the log line", "difference", [3.0, 4.0, 1.0], True),
+        ],
+        "summary": {
+            "count 100 B at 5,000/s": {
+                "trio-echo": entry(spread(110.0, 100.0, 120.0), 5000.0),
+                "floor": entry(spread(100.0, 95.0, 105.0), 4500.0, saturated=1),
+            }
+        },
+    }
+    text = "\n".join(floor_section(document))
+    assert 'trio_echo at 0123456, "a pump" (the working tree); each server' in text
+    assert (
+        "| CPU per connection | trio_echo over trio floor | 1.10x [1.00x to 1.20x] | ≤ 1.05x |"
+        " **not met** (in 0 of 3) |" in text
+    )
+    assert (
+        "| the log line | trio_echo, --log-level info minus trio_echo | 3.0 µs [1.0 to 4.0] |"
+        " ≤ 5 µs | met (in 2 of 3) |" in text
+    )
+    assert (
+        "| count 100 B at 5,000/s | trio floor |  | 100.0 µs per connection [95.0 to 105.0] |"
+        " 4,500 per s [4,490 to 4,500] of 5,000 (saturated in 1 of 3) | 2.50 ms [2.00 to 3.00] |"
+        in text
+    )
+    assert (
+        "varied by a median of 14% of its median (at most 18%: trio_echo, count 100 B at"
+        " 5,000/s)" in text
+    )
+    moved = dict(document["environment"], trio_echo_checkout_head_after="fedcba987")
+    for changed, said in ((False, "its trio_echo unchanged"), (True, "not measured")):
+        document["environment"] = dict(moved, trio_echo_changed_after=changed)
+        text = "\n".join(floor_section(document))
+        assert (
+            f"(the working tree; the checkout moved on to fedcba9 during the run, {said})" in text
+        )
+    assert floor_section(None) == [
+        "(no floor results: python benchmarks/floor.py --commit-results)"
+    ]
