@@ -1,4 +1,4 @@
-"""trio_echo against trio's own floor: the speed targets of issue 19, in one run.
+"""trio_echo against trio's own floor: its speed targets, in one run.
 
 The floor (benchmarks/peers/trio_floor.py) is the least a trio server does:
 raw sockets, a nursery per connection, read then send, no protocol object.
@@ -27,8 +27,8 @@ nothing sent, and one digit of a length prefix sent), as a child process.
 
 trio_echo is the one in ``--trio-echo CHECKOUT`` (this checkout by
 default): the trio_echo package of its HEAD commit, copied at the start
-(``git archive``), so that another engineer's work in that checkout during
-the run cannot reach the servers (``--working-tree`` measures the files as
+(``git archive``), so that work going on in that checkout during the run
+cannot reach the servers (``--working-tree`` measures the files as
 they are instead). Every server process gets the copy first on its
 ``PYTHONPATH`` (so the peers drive that commit's ``EchoProtocol``); the
 commit is recorded with the results, and the checkout's HEAD at the end.
@@ -219,7 +219,7 @@ def quick_settings() -> FloorSettings:
 
 @dataclass(frozen=True)
 class Target:
-    """One target of issue 19.
+    """One speed target.
 
     ``kind``: ``ratio`` (trio_echo's figure over the reference's; the
     reference is the best of ``against`` in each repetition), ``difference``
