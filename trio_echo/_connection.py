@@ -11,7 +11,8 @@
 # the protocol), when the stream has the `NowaitStream` calls; a count
 # connection whose message is there ends right there. A connection that has
 # to wait does so in its own task (`serve`), in a nursery whose scope
-# carries the deadline. Answers go out inline while the stream takes them; a
+# carries the deadline. Reads go on while the stream has bytes, until the
+# protocol says YIELD; answers go out inline while the stream takes them; a
 # writer task is started only once one has to wait for the peer. Both paths
 # end in `_finish`, the one place that turns an exception into an ending.
 #
@@ -192,7 +193,10 @@ class Connection:
                 # connection.)
                 while (action := self._advance(nursery)) is not CLOSE:
                     if type(action) is Receive:
-                        if nowait is not None:  # a read that waits holds no reservation
+                        # While bytes are there, read on: the protocol says
+                        # YIELD when a step's work is done. (A read that
+                        # waits holds no reservation.)
+                        if nowait is not None and nowait.drained():
                             await nowait.wait_receivable()
                         if not (size := account.reserve_nowait(action.max_bytes)):
                             protocol.budget_wait(trio.current_time())
@@ -416,7 +420,11 @@ async def handle_connection(
     """
     config = config if config is not None else ServerConfig()
     connection = Connection(stream, config, budget or MemoryBudget(config.memory_budget), peer)
-    if not connection.serve_ready():
+    ended = connection.serve_ready()
+    # What serve_ready did was a step of work: let others run before the
+    # next (not a cancel point: only `serve` can close what is left open).
+    await trio.lowlevel.cancel_shielded_checkpoint()
+    if not ended:
         await connection.serve()
     if connection.failure is not None:
         raise HandlerError(f"a bug ended the connection from {peer}") from connection.failure

@@ -48,8 +48,13 @@ class NowaitStream(Protocol):
     echoes and closes inline; without them (a memory stream, a TLS stream)
     it goes through the `trio.abc.Stream` calls only. `wait_receivable` is
     a checkpoint, as every async call is; the others are plain functions,
-    and return at once.
+    and return at once. A reader need wait only when the stream is
+    `drained`; one that reads on without waiting must pass a checkpoint of
+    its own now and then.
     """
+
+    def drained(self) -> bool:
+        """Whether the last read most likely emptied the stream: wait before the next."""
 
     async def wait_receivable(self) -> None:
         """Wait until `receive_nowait` has something to say (maybe, at once)."""
@@ -119,6 +124,16 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
     def socket(self) -> socket.socket:
         """The underlying socket."""
         return self._sock
+
+    def drained(self) -> bool:
+        """Whether the last read most likely emptied the socket.
+
+        True after a read that found nothing, or less than it asked for:
+        the next read would most likely fail with EAGAIN, so it should wait
+        for readiness first (`wait_receivable`, `receive_some`). Not a
+        checkpoint.
+        """
+        return self._drained
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Receive up to ``max_bytes`` (64 KiB if None); ``b""`` at the end.
