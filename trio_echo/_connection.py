@@ -98,7 +98,6 @@ class Connection:
         "_scope",
         "_start",
         "_stream",
-        "_unread_check",
         "_writer_lot",
         "_writer_sending",
         "failure",
@@ -118,7 +117,6 @@ class Connection:
         self._nowait = nowait = (
             cast("NowaitStream", stream) if has_nowait_calls(type(stream)) else None
         )
-        self._unread_check = _unread_check(stream)
         tls = isinstance(stream, trio.SSLStream)
         self._protocol = EchoProtocol(
             config.mode,
@@ -261,9 +259,7 @@ class Connection:
             if data is not None and self._send_ready(data, nursery, now) and action is PAUSED:
                 continue
             if action is CHECK_UNREAD:
-                check = self._unread_check
-                would_reset = None if check is None else check()
-                protocol.report_unread(_UNREAD[would_reset])
+                protocol.report_unread(_UNREAD[self._would_reset()])
                 continue
             if read_once and type(action) is Receive and nowait is not None:
                 read_once = False
@@ -331,6 +327,23 @@ class Connection:
             if self._reader_lot is not None:
                 self._reader_lot.unpark()
 
+    def _would_reset(self) -> bool | None:
+        """The transport's answer to CHECK_UNREAD: could closing now reset?
+
+        None where the transport cannot tell. Under TLS, only the socket's
+        bytes known to wait count (see `EchoProtocol`): the graceful close
+        sends close_notify, after which the peer has nothing more to say but
+        its own.
+        """
+        if self._nowait is not None:
+            return self._nowait.close_would_reset()
+        stream = self._stream
+        if isinstance(stream, trio.SSLStream):
+            transport = stream.transport_stream
+            if isinstance(transport, FastSocketStream):
+                return transport.unread_waiting()
+        return None
+
     def _sync_deadline(self) -> None:
         if self._scope is None:
             return  # served in the accepting task: nothing waits, no deadline
@@ -368,21 +381,6 @@ class Connection:
         if self._on_close is not None:
             self._on_close(self)
         return uncaught
-
-
-def _unread_check(stream: trio.abc.Stream) -> Callable[[], bool | None] | None:
-    """How to answer the protocol's CHECK_UNREAD on ``stream``, if it can be.
-
-    Under TLS, only the socket's bytes known to wait count (see
-    `EchoProtocol`): the graceful close sends close_notify, after which the
-    peer has nothing more to say but its own.
-    """
-    if isinstance(stream, trio.SSLStream):
-        transport = stream.transport_stream
-        return transport.unread_waiting if isinstance(transport, FastSocketStream) else None
-    if has_nowait_calls(type(stream)):
-        return cast("NowaitStream", stream).close_would_reset
-    return None
 
 
 @functools.cache

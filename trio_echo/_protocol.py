@@ -462,7 +462,7 @@ class EchoProtocol:
         # Timers, in the caller's clock.
         self._idle_deadline = now + limits.idle_timeout + limits.idle_granularity
         self._header_due: float | None = now if self.mode is Mode.COUNT and not handshake else None
-        self._handshake_deadline = now + limits.handshake_timeout
+        self._handshake_deadline = now + limits.handshake_timeout if handshake else math.inf
         self._payload_since: float | None = None
         self._payload_bytes = 0
         self._held_up_since: float | None = None

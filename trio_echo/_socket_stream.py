@@ -23,6 +23,7 @@ import functools
 import socket
 import struct
 import termios
+from collections.abc import Awaitable
 from typing import Protocol, runtime_checkable
 
 import trio
@@ -56,7 +57,7 @@ class NowaitStream(Protocol):
     def drained(self) -> bool:
         """Whether the last read most likely emptied the stream: wait before the next."""
 
-    async def wait_receivable(self) -> None:
+    def wait_receivable(self) -> Awaitable[None]:
         """Wait until `receive_nowait` has something to say (maybe, at once)."""
 
     def receive_nowait(self, max_bytes: int) -> bytes | None:
@@ -167,31 +168,32 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         finally:
             self._receiving = False
 
-    async def wait_receivable(self) -> None:
+    def wait_receivable(self) -> Awaitable[None]:
         """Wait until a receive would most likely not block.
 
-        A reader that must pay for its read before it makes it (as a server
-        with a memory budget does) waits here first, so that a connection
-        with nothing to read holds nothing. After a short read it waits for
-        trio's readiness; otherwise it only checkpoints, as the socket may
-        well have more. `receive_nowait` may still find nothing.
+        Used as ``await stream.wait_receivable()``. A reader that must pay
+        for its read before it makes it (as a server with a memory budget
+        does) waits here first, so that a connection with nothing to read
+        holds nothing. After a short read this is trio's own wait for
+        readiness, `trio.lowlevel.wait_readable`, returned as it is: a
+        connection that waits holds no frame of the stream's (about 200
+        bytes each). Otherwise it is a checkpoint, as the socket may well
+        have more. Either way it is a checkpoint; `receive_nowait` may still
+        find nothing.
 
         Raises:
-            trio.BusyResourceError: If another task is receiving.
+            trio.BusyResourceError: If another task is receiving (when
+                awaited: trio's wait says so).
             trio.ClosedResourceError: If this stream was closed.
         """
         if self._receiving:
             raise trio.BusyResourceError("another task is receiving on this stream")
-        self._receiving = True
-        try:
-            if self._drained:
-                self._check_open()
-                self._waited = True
-                await trio.lowlevel.wait_readable(self._sock)
-            else:
-                await trio.lowlevel.checkpoint()
-        finally:
-            self._receiving = False
+        self._check_open()
+        # Returned to be awaited by the caller (see above): no frame between.
+        if self._drained:
+            self._waited = True
+            return trio.lowlevel.wait_readable(self._sock)  # noqa: ASYNC105
+        return trio.lowlevel.checkpoint()  # noqa: ASYNC105
 
     def receive_nowait(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes | None:
         """Receive what has arrived, without waiting; None if nothing has.
