@@ -51,8 +51,7 @@ from ._report import (
     debugging,
     describe_failure,
     log_chunk,
-    log_report,
-    logged,
+    log_ending,
     split_failure,
 )
 from ._socket_stream import FastSocketStream, NowaitStream, has_nowait_calls
@@ -374,10 +373,7 @@ class Connection:
                 protocol.abort(Outcome.RESET, describe_failure(error))
         self._account.settle(0)
         self._duration = trio.current_time() - self._start
-        if logged(protocol.outcome):
-            report = self.report
-            assert report is not None
-            log_report(report, self.failure)
+        log_ending(protocol, self._peer, self._duration, self.failure)
         if self._on_close is not None:
             self._on_close(self)
         return uncaught
