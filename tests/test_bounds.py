@@ -4,7 +4,8 @@ to a reset, and an honest outcome when the server, not the peer, holds a
 connection up.
 
 Work is counted, not timed: a test-only trio Instrument counts the messages
-framed in each task step. Time is trio's MockClock where it matters.
+framed and the bytes taken in by each task step. Time is trio's MockClock
+where it matters.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import trio.testing
 
 from tests.conftest import ChildProcess
 from trio_echo import (
+    EchoProtocol,
     EchoServer,
     EndOfMessage,
     MemoryBudget,
@@ -36,7 +38,7 @@ from trio_echo import (
 )
 from trio_echo._connection import Connection
 from trio_echo._framer import CountFramer
-from trio_echo._protocol import MAX_MESSAGES_PER_STEP
+from trio_echo._protocol import MAX_MESSAGES_PER_STEP, READ_SIZE_MAX, STEP_BYTES
 from trio_echo._server import accepted_stream
 from trio_echo._socket_stream import FastSocketStream
 
@@ -44,18 +46,24 @@ MiB = 1024 * 1024
 
 
 class MessagesPerStep(trio.abc.Instrument):
-    """The most messages framed in one step of any task."""
+    """The most messages framed, and bytes taken in, in one step of any task."""
 
     def __init__(self) -> None:
         self.framed = 0  # messages framed so far, by anyone
         self.most = 0
-        self._at_start: dict[trio.lowlevel.Task, int] = {}
+        self.taken = 0  # bytes passed to a protocol so far, by anyone
+        self.most_taken = 0
+        self.steps = 0  # steps that took bytes in
+        self._at_start: dict[trio.lowlevel.Task, tuple[int, int]] = {}
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self._at_start[task] = self.framed
+        self._at_start[task] = (self.framed, self.taken)
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        self.most = max(self.most, self.framed - self._at_start.pop(task, self.framed))
+        framed, taken = self._at_start.pop(task, (self.framed, self.taken))
+        self.most = max(self.most, self.framed - framed)
+        self.most_taken = max(self.most_taken, self.taken - taken)
+        self.steps += self.taken > taken
 
 
 @pytest.fixture
@@ -71,6 +79,13 @@ async def steps(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MessagesPerSte
         return event
 
     monkeypatch.setattr(CountFramer, "next_event", counting)
+    receive_data = EchoProtocol.receive_data
+
+    def taking(protocol: EchoProtocol, data: bytes, now: float) -> None:
+        instrument.taken += len(data)
+        receive_data(protocol, data, now)
+
+    monkeypatch.setattr(EchoProtocol, "receive_data", taking)
     trio.lowlevel.add_instrument(instrument)
     yield instrument
     trio.lowlevel.remove_instrument(instrument)
@@ -143,6 +158,78 @@ async def test_the_accepting_task_serves_a_bounded_amount_per_step(
     # It stops serving inline once a step's worth is framed: the last
     # connection it served may add one step more.
     assert steps.most <= 2 * MAX_MESSAGES_PER_STEP
+
+
+class ReadyStream(trio.abc.HalfCloseableStream):
+    """A stream whose peer's bytes are always there, and that takes every answer.
+
+    It has the `NowaitStream` calls, never drained: a pump that read on for
+    as long as bytes are there would never pass a checkpoint.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._offset = 0
+        self.echo = bytearray()
+
+    def drained(self) -> bool:
+        return False
+
+    async def wait_receivable(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def receive_nowait(self, max_bytes: int) -> bytes:
+        chunk = self._data[self._offset : self._offset + max_bytes]
+        self._offset += len(chunk)
+        return bytes(chunk)
+
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
+        self.echo += data
+        return len(data)
+
+    def close_would_reset(self) -> bool:
+        return False
+
+    def close_nowait(self) -> None:
+        pass
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        raise AssertionError("the pump uses receive_nowait")
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        raise AssertionError("the pump uses send_nowait")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        raise AssertionError("not used")
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize(
+    ("mode", "data"),
+    [
+        (Mode.ECHO, b"e" * (8 * MiB)),
+        (Mode.COUNT, encode_message(b"c" * (8 * MiB))),
+        (Mode.FRAMED, encode_message(b"f" * 10) * (8 * MiB // 13)),
+    ],
+    ids=["echo", "count", "framed"],
+)
+async def test_reading_on_while_bytes_are_there_is_bounded_per_step(
+    steps: MessagesPerStep, mode: Mode, data: bytes
+) -> None:
+    # The pump reads again at once while the stream has bytes, without a
+    # checkpoint per read: the protocol's steps bound what one task step takes.
+    stream = ReadyStream(data)
+    report = await handle_connection(stream, ServerConfig(mode=mode))
+    assert report.bytes_in == len(data)
+    assert len(stream.echo) == len(data) - (mode is Mode.COUNT) * len(b"8388608 ")
+    assert steps.most_taken <= STEP_BYTES + READ_SIZE_MAX
+    assert steps.steps >= len(data) // (STEP_BYTES + READ_SIZE_MAX)
+    assert steps.most <= MAX_MESSAGES_PER_STEP
 
 
 def receive_blocking(client: socket.socket) -> bytes:

@@ -34,6 +34,7 @@ from trio_echo._logging import (
     TextFormatter,
     _BufferingHandler,
     _write,
+    hold_text_line,
 )
 from trio_echo._report import _record
 from trio_echo._server_command import ServerOptions
@@ -881,6 +882,67 @@ def test_the_text_format_is_the_standard_formatters() -> None:
     for each in (record("plain"), record("with %s", "args"), failed):
         assert fast.format(each) == standard.format(each)
     assert "ValueError: boom" in fast.format(failed)
+
+
+@pytest.fixture
+def text_log() -> tuple[logging.Logger, _BufferingHandler]:
+    """A logger whose records end in a text log's buffer only, as the server's.
+
+    Made apart from the logging module's tree of loggers, which pytest's own
+    handlers watch.
+    """
+    top = logging.Logger("test.text_log")
+    handler = _BufferingHandler(LogBuffer(), text=True)
+    top.addHandler(handler)
+    top.propagate = False
+    logger = logging.Logger("test.text_log.server")
+    logger.parent = top
+    return logger, handler
+
+
+def test_a_line_held_as_text_is_the_line_its_record_would_be(
+    text_log: tuple[logging.Logger, _BufferingHandler], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger, handler = text_log
+    for created in (1_700_000_000.0, 1_700_000_000.9995, 1_700_000_001.25):
+        monkeypatch.setattr(time, "time", lambda created=created: created)
+        for level in (logging.INFO, logging.WARNING):
+            assert hold_text_line(logger, level, "connection from p ended: complete")
+            made = logger.makeRecord(logger.name, level, "", 0, "connection from p", (), None)
+            made.msg = "connection from p ended: complete"
+            (line,) = handler.buffer.take()
+            assert (
+                line == TextFormatter().format(made) == logging.Formatter(TEXT_FORMAT).format(made)
+            )
+
+
+def test_a_line_goes_as_a_record_wherever_anything_else_could_see_it(
+    text_log: tuple[logging.Logger, _BufferingHandler],
+) -> None:
+    logger, handler = text_log
+
+    def look(record: logging.LogRecord) -> bool:
+        return True
+
+    other = logging.Handler()
+    cases: list[tuple[Callable[[], None], Callable[[], None]]] = [
+        (lambda: logger.addFilter(look), lambda: logger.removeFilter(look)),
+        (lambda: handler.addFilter(look), lambda: handler.removeFilter(look)),
+        (lambda: logger.addHandler(other), lambda: logger.removeHandler(other)),
+        (lambda: handler.setLevel(logging.ERROR), lambda: handler.setLevel(logging.NOTSET)),
+        (lambda: setattr(logger, "disabled", True), lambda: setattr(logger, "disabled", False)),
+    ]
+    for change, undo in cases:
+        change()
+        assert not hold_text_line(logger, logging.INFO, "a line")
+        undo()
+        assert hold_text_line(logger, logging.INFO, "a line")
+    assert len(handler.buffer.take()) == len(cases)
+    # The JSON log (its fields come from the record), and no log at all.
+    json_log = logging.Logger("test.json_log")
+    json_log.addHandler(_BufferingHandler(LogBuffer()))
+    assert not hold_text_line(json_log, logging.INFO, "a line")
+    assert not hold_text_line(logging.Logger("test.no_log"), logging.INFO, "a line")
 
 
 def test_a_connection_record_is_a_whole_log_record() -> None:

@@ -37,7 +37,7 @@ from trio_echo import (
     Unread,
     encode_message,
 )
-from trio_echo._protocol import BUFFER_OVERHEAD, MAX_MESSAGES_PER_STEP
+from trio_echo._protocol import BUFFER_OVERHEAD, MAX_MESSAGES_PER_STEP, READ_SIZE_MAX, STEP_BYTES
 
 LIMITS = Limits(max_message_size=1000)
 
@@ -491,6 +491,73 @@ def test_a_step_frames_a_bounded_number_of_messages() -> None:
         assert protocol.messages - done == MAX_MESSAGES_PER_STEP
         done = protocol.messages
     assert protocol.messages == 10_000
+
+
+def stream_steps(protocol: EchoProtocol, total: int) -> list[int]:
+    """Bytes taken in by each step of a stream whose reads are always full."""
+    steps = [0]
+    while protocol.bytes_in < total:
+        action = protocol.next_action(0.0)
+        while (data := protocol.data_to_send()) is not None:
+            protocol.sent(len(data), 0.0)
+        if action is YIELD:
+            steps.append(0)
+            continue
+        assert isinstance(action, Receive), action
+        protocol.receive_data(b"7" * action.max_bytes, 0.0)
+        steps[-1] += action.max_bytes
+    return steps
+
+
+@pytest.mark.parametrize("mode", [Mode.ECHO, Mode.COUNT])
+def test_a_step_takes_in_a_bounded_number_of_bytes(mode: Mode) -> None:
+    # A pump may read on without a checkpoint while its transport has bytes:
+    # the protocol ends the step once STEP_BYTES came in.
+    total = 10 * STEP_BYTES
+    protocol = EchoProtocol(mode, limits=Limits(max_message_size=2 * total))
+    if mode is Mode.COUNT:
+        protocol.receive_data(b"%d " % (2 * total), 0.0)
+    steps = stream_steps(protocol, total)
+    assert len(steps) >= 9
+    assert max(steps) <= STEP_BYTES + READ_SIZE_MAX
+    assert min(steps[1:-1]) >= STEP_BYTES  # and no sooner: a step is worth its checkpoint
+
+
+def test_a_step_frames_a_bounded_number_of_messages_over_several_reads() -> None:
+    # Each read has fewer messages than a step may frame, and the reads
+    # follow one another without a wait: the count goes on across them.
+    protocol = EchoProtocol(Mode.FRAMED)
+    read = b"0 " * 100
+    framed = [0]
+    for _ in range(10):
+        action = protocol.next_action(0.0)
+        if action is YIELD:
+            framed.append(0)
+            action = protocol.next_action(0.0)
+        assert isinstance(action, Receive)
+        before = protocol.messages
+        protocol.receive_data(read, 0.0)
+        while protocol.next_action(0.0) is YIELD:  # what this read brought
+            framed[-1] += protocol.messages - before
+            before = protocol.messages
+            framed.append(0)
+        framed[-1] += protocol.messages - before
+    assert protocol.messages == 1000
+    assert max(framed) <= MAX_MESSAGES_PER_STEP
+    assert len(framed) >= 4
+
+
+def test_discarding_takes_steps_too() -> None:
+    # After a count message, a peer that floods is read and discarded until
+    # the linger ends, in bounded steps as well.
+    protocol = EchoProtocol(Mode.COUNT, limits=LIMITS)
+    run = pump(protocol, [b"1 a" + b"x" * 100], eof=False)
+    assert (run.ending, run.echo) == ("linger", b"a")
+    start = protocol.bytes_in
+    steps = stream_steps(protocol, start + 3 * STEP_BYTES)
+    assert len(steps) >= 3
+    assert max(steps) <= STEP_BYTES + READ_SIZE_MAX
+    assert protocol.outcome is Outcome.COMPLETE
 
 
 def test_answers_are_released_as_they_are_sent() -> None:

@@ -124,6 +124,33 @@ async def test_waiting_until_receivable_after_a_short_read() -> None:
     await right.aclose()
 
 
+async def test_drained_says_when_the_next_read_should_wait() -> None:
+    left, right = stream_pair()
+    assert not right.drained()  # nothing read yet: a read may find something
+    assert right.receive_nowait(10) is None
+    assert right.drained()
+    left.send_nowait(b"x" * 20)
+    await right.wait_receivable()  # drained: trio's wait, until the bytes are there
+    assert right.receive_nowait(10) == b"x" * 10
+    assert not right.drained()  # a full read: there may be more
+    assert right.receive_nowait(100) == b"x" * 10
+    assert right.drained()  # a short read
+    left.send_nowait(b"y")
+    with trio.testing.assert_checkpoints():
+        await right.wait_receivable()
+    async with trio.open_nursery() as nursery:
+        assert right.receive_nowait(100) == b"y"
+        nursery.start_soon(right.wait_receivable)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError):
+            await right.wait_receivable()  # a second waiter
+        left.send_nowait(b"z")  # the first wakes
+    await right.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await right.wait_receivable()
+    await left.aclose()
+
+
 async def test_end_of_stream_after_a_short_read() -> None:
     left, right = stream_pair()
     received = []

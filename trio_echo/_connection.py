@@ -11,7 +11,8 @@
 # the protocol), when the stream has the `NowaitStream` calls; a count
 # connection whose message is there ends right there. A connection that has
 # to wait does so in its own task (`serve`), in a nursery whose scope
-# carries the deadline. Answers go out inline while the stream takes them; a
+# carries the deadline. Reads go on while the stream has bytes, until the
+# protocol says YIELD; answers go out inline while the stream takes them; a
 # writer task is started only once one has to wait for the peer. Both paths
 # end in `_finish`, the one place that turns an exception into an ending.
 #
@@ -50,8 +51,7 @@ from ._report import (
     debugging,
     describe_failure,
     log_chunk,
-    log_report,
-    logged,
+    log_ending,
     split_failure,
 )
 from ._socket_stream import FastSocketStream, NowaitStream, has_nowait_calls
@@ -97,7 +97,6 @@ class Connection:
         "_scope",
         "_start",
         "_stream",
-        "_unread_check",
         "_writer_lot",
         "_writer_sending",
         "failure",
@@ -117,7 +116,6 @@ class Connection:
         self._nowait = nowait = (
             cast("NowaitStream", stream) if has_nowait_calls(type(stream)) else None
         )
-        self._unread_check = _unread_check(stream)
         tls = isinstance(stream, trio.SSLStream)
         self._protocol = EchoProtocol(
             config.mode,
@@ -192,7 +190,10 @@ class Connection:
                 # connection.)
                 while (action := self._advance(nursery)) is not CLOSE:
                     if type(action) is Receive:
-                        if nowait is not None:  # a read that waits holds no reservation
+                        # While bytes are there, read on: the protocol says
+                        # YIELD when a step's work is done. (A read that
+                        # waits holds no reservation.)
+                        if nowait is not None and nowait.drained():
                             await nowait.wait_receivable()
                         if not (size := account.reserve_nowait(action.max_bytes)):
                             protocol.budget_wait(trio.current_time())
@@ -257,9 +258,7 @@ class Connection:
             if data is not None and self._send_ready(data, nursery, now) and action is PAUSED:
                 continue
             if action is CHECK_UNREAD:
-                check = self._unread_check
-                would_reset = None if check is None else check()
-                protocol.report_unread(_UNREAD[would_reset])
+                protocol.report_unread(_UNREAD[self._would_reset()])
                 continue
             if read_once and type(action) is Receive and nowait is not None:
                 read_once = False
@@ -327,6 +326,23 @@ class Connection:
             if self._reader_lot is not None:
                 self._reader_lot.unpark()
 
+    def _would_reset(self) -> bool | None:
+        """The transport's answer to CHECK_UNREAD: could closing now reset?
+
+        None where the transport cannot tell. Under TLS, only the socket's
+        bytes known to wait count (see `EchoProtocol`): the graceful close
+        sends close_notify, after which the peer has nothing more to say but
+        its own.
+        """
+        if self._nowait is not None:
+            return self._nowait.close_would_reset()
+        stream = self._stream
+        if isinstance(stream, trio.SSLStream):
+            transport = stream.transport_stream
+            if isinstance(transport, FastSocketStream):
+                return transport.unread_waiting()
+        return None
+
     def _sync_deadline(self) -> None:
         if self._scope is None:
             return  # served in the accepting task: nothing waits, no deadline
@@ -357,28 +373,10 @@ class Connection:
                 protocol.abort(Outcome.RESET, describe_failure(error))
         self._account.settle(0)
         self._duration = trio.current_time() - self._start
-        if logged(protocol.outcome):
-            report = self.report
-            assert report is not None
-            log_report(report, self.failure)
+        log_ending(protocol, self._peer, self._duration, self.failure)
         if self._on_close is not None:
             self._on_close(self)
         return uncaught
-
-
-def _unread_check(stream: trio.abc.Stream) -> Callable[[], bool | None] | None:
-    """How to answer the protocol's CHECK_UNREAD on ``stream``, if it can be.
-
-    Under TLS, only the socket's bytes known to wait count (see
-    `EchoProtocol`): the graceful close sends close_notify, after which the
-    peer has nothing more to say but its own.
-    """
-    if isinstance(stream, trio.SSLStream):
-        transport = stream.transport_stream
-        return transport.unread_waiting if isinstance(transport, FastSocketStream) else None
-    if has_nowait_calls(type(stream)):
-        return cast("NowaitStream", stream).close_would_reset
-    return None
 
 
 @functools.cache
@@ -416,7 +414,11 @@ async def handle_connection(
     """
     config = config if config is not None else ServerConfig()
     connection = Connection(stream, config, budget or MemoryBudget(config.memory_budget), peer)
-    if not connection.serve_ready():
+    ended = connection.serve_ready()
+    # What serve_ready did was a step of work: let others run before the
+    # next (not a cancel point: only `serve` can close what is left open).
+    await trio.lowlevel.cancel_shielded_checkpoint()
+    if not ended:
         await connection.serve()
     if connection.failure is not None:
         raise HandlerError(f"a bug ended the connection from {peer}") from connection.failure

@@ -13,6 +13,11 @@
 # that thread. When the buffer is full, records are dropped and counted, and
 # the next record that fits is preceded by a line saying how many were lost.
 # At exit, what is held is written for at most FLUSH_AT_EXIT.
+#
+# The line of a connection that ended is the server's most frequent record.
+# Where it can only end up as a line of the text log (`hold_text_line`), the
+# line is put together at once, as `TextFormatter` would write it, and held
+# as text: no record is made, and the writer has nothing left to format.
 from __future__ import annotations
 
 import atexit
@@ -26,7 +31,7 @@ import threading
 import time
 from typing import TextIO
 
-__all__ = ["JSONFormatter", "LogBuffer", "TextFormatter", "configure_logging"]
+__all__ = ["JSONFormatter", "LogBuffer", "TextFormatter", "configure_logging", "hold_text_line"]
 
 LOG_FORMATS = ("text", "json")
 
@@ -56,7 +61,8 @@ class LogBuffer:
     """
 
     def __init__(self, limit: int = HELD_RECORDS) -> None:
-        self.records: collections.deque[logging.LogRecord] = collections.deque()
+        # Records, and lines made already (`hold_text_line`).
+        self.records: collections.deque[logging.LogRecord | str] = collections.deque()
         self.limit = limit
         self.dropped = 0
         """Records dropped since the last one that was held."""
@@ -67,14 +73,14 @@ class LogBuffer:
         self.wake = threading.Event()
         """Set to make the writer write now."""
 
-    def hold(self, record: logging.LogRecord) -> None:
-        """Hold ``record`` for the writer, or drop it if the buffer is full."""
+    def hold(self, record: logging.LogRecord | str) -> None:
+        """Hold ``record`` (or a line) for the writer, or drop it if the buffer is full."""
         records = self.records
         if len(records) >= self.limit:
             self.dropped += 1
             return
         if self.dropped:
-            records.append(_dropped_record(record, self.dropped))
+            records.append(_dropped_record(self.dropped))
             self.held += 1
             self.dropped = 0
         records.append(record)
@@ -82,15 +88,15 @@ class LogBuffer:
         if len(records) == BATCH:
             self.wake.set()
 
-    def take(self) -> list[logging.LogRecord]:
+    def take(self) -> list[logging.LogRecord | str]:
         """Take every record held, oldest first."""
         records = self.records
         return [records.popleft() for _ in range(len(records))]
 
 
-def _dropped_record(after: logging.LogRecord, count: int) -> logging.LogRecord:
+def _dropped_record(count: int) -> logging.LogRecord:
     return logging.LogRecord(
-        after.name,
+        "trio_echo",
         logging.WARNING,
         "",
         0,
@@ -101,11 +107,18 @@ def _dropped_record(after: logging.LogRecord, count: int) -> logging.LogRecord:
 
 
 class _BufferingHandler(logging.Handler):
-    """Holds records for the writer thread, never waiting."""
+    """Holds records for the writer thread, never waiting.
 
-    def __init__(self, buffer: LogBuffer) -> None:
+    Args:
+        buffer: Where records are held.
+        text: Whether the writer writes them with `TextFormatter`: then
+            `hold_text_line` may hold lines instead.
+    """
+
+    def __init__(self, buffer: LogBuffer, *, text: bool = False) -> None:
         super().__init__()
         self.buffer = buffer
+        self.time_text = _TimeText() if text else None
 
     def handle(self, record: logging.LogRecord) -> bool:
         # Without the handler's lock: holding a record is atomic already.
@@ -116,6 +129,58 @@ class _BufferingHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.buffer.hold(record)
+
+
+def hold_text_line(logger: logging.Logger, level: int, message: str) -> bool:
+    """Hold the line a record of ``message`` would become, without the record.
+
+    Only where the record could end nowhere but in the text log that
+    `configure_logging` set up: no filter on the logger, and no handler on
+    the record's way up but that log's, unfiltered. The line is then the one
+    `TextFormatter` writes for the record (the tests hold them equal), and
+    the writer thread has nothing left to format.
+
+    Returns:
+        Whether the line was held (or dropped, the buffer being full); if
+        not, log the record as usual.
+    """
+    if logger.disabled or logger.filters:
+        return False
+    target = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if target is not None or type(handler) is not _BufferingHandler:
+                return False
+            target = handler
+        current = current.parent if current.propagate else None
+    if target is None or target.time_text is None or target.filters or level < target.level:
+        return False
+    target.buffer.hold(
+        f"{target.time_text(time.time())} {logging.getLevelName(level)}"
+        f" {logger.name}[{os.getpid()}]: {message}"
+    )
+    return True
+
+
+class _TimeText:
+    """A record's time as `TEXT_FORMAT` writes it, the date part made once a second.
+
+    Safe to share between threads: the second and its text change together.
+    """
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != (cached := self._second)[0]:
+            asctime = time.localtime(second)
+            cached = self._second = (
+                second,
+                time.strftime(logging.Formatter.default_time_format, asctime),
+            )
+        return f"{cached[1]},{int((created - second) * 1000):03d}"  # as default_msec_format
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
@@ -130,8 +195,7 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
-        self._second = -1
-        self._prefix = ""
+        self._time_text = _TimeText()
 
     def format(self, record: logging.LogRecord) -> str:
         """Return ``record`` as a line of text."""
@@ -144,11 +208,9 @@ class TextFormatter(logging.Formatter):
         )
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        second = int(record.created)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime(self.default_time_format, self.converter(second))
-        return f"{self._prefix},{int(record.msecs):03d}"  # as default_msec_format
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        return self._time_text(record.created)
 
 
 def _write(buffer: LogBuffer, formatter: logging.Formatter, out: TextIO) -> None:
@@ -170,7 +232,12 @@ def _write(buffer: LogBuffer, formatter: logging.Formatter, out: TextIO) -> None
         if not batch:
             continue
         try:
-            text = "".join([formatter.format(record) + "\n" for record in batch])
+            text = "".join(
+                [
+                    (record if isinstance(record, str) else formatter.format(record)) + "\n"
+                    for record in batch
+                ]
+            )
             if fd is None:
                 out.write(text)
                 out.flush()
@@ -252,6 +319,6 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
     root = logging.getLogger("trio_echo")
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(_BufferingHandler(buffer))
+    root.addHandler(_BufferingHandler(buffer, text=fmt == "text"))
     root.setLevel(level_number)
     root.propagate = False

@@ -25,8 +25,11 @@
 #   bytes, not an object each. It never
 #   asks for a read that could take `held` past `max_held`.
 # - Work between checkpoints. Bytes are taken in O(1) by `receive_data`;
-#   they are framed by `next_action`, at most MAX_MESSAGES_PER_STEP messages
-#   a call. When more is left it says YIELD, and the pump lets others run.
+#   they are framed by `next_action`. A step (what lies between two YIELDs)
+#   frames at most MAX_MESSAGES_PER_STEP messages and takes in at most
+#   STEP_BYTES and one read more: past either, `next_action` says YIELD, and
+#   the pump lets others run. So a pump may read again at once while its
+#   transport has bytes, without a checkpoint of its own per read.
 # - Endings. Closing a TCP socket that has unread bytes sends a reset (as
 #   do bytes that arrive after the close), which destroys echo bytes the
 #   peer has not read yet. So a connection closes at once only when it knows
@@ -60,6 +63,7 @@ __all__ = [
     "MAX_MESSAGES_PER_STEP",
     "PAUSED",
     "SEND_EOF",
+    "STEP_BYTES",
     "YIELD",
     "Action",
     "Chunk",
@@ -77,13 +81,18 @@ Chunk = bytes | bytearray | memoryview
 """A piece of bytes received or to send."""
 
 MAX_MESSAGES_PER_STEP = 256
-"""Messages framed by one call of `EchoProtocol.next_action`, at most.
+"""Messages framed in one step (between two `YIELD`), at most.
 
 A step of 256 of the smallest messages costs about half a millisecond on the
 machine this was measured on (0.43 ms for ``0 ``, 0.62 ms for one-byte
 payloads, medians), so a peer that pipelines tiny messages cannot hold its
 task, or the accepting task, for much longer than that between
 checkpoints."""
+
+STEP_BYTES = 1024 * 1024
+"""Bytes taken in by one step (between two `YIELD`), at most, besides the
+step's last read: about a millisecond of copying, to and from the kernel,
+on the machine MAX_MESSAGES_PER_STEP was measured on."""
 
 BUFFER_OVERHEAD = 64
 """Bytes charged for each buffer held, besides its contents: a bytes
@@ -254,6 +263,8 @@ class Receive:
     """Read at most ``max_bytes``, waiting for them.
 
     Pass them (``b""`` at the end of the stream) to `EchoProtocol.receive_data`.
+    A read that need not wait need not be a checkpoint either: the protocol
+    says `YIELD` when a step's work is done.
 
     Attributes:
         max_bytes: The most bytes to read: what the protocol can hold.
@@ -263,7 +274,11 @@ class Receive:
 
 
 class YIELD(metaclass=_SentinelBase):
-    """Framing work is left: let other tasks run, then ask again."""
+    """A step's work is done: let other tasks run, then ask again.
+
+    Said when framing work is left after MAX_MESSAGES_PER_STEP messages,
+    and before a read once STEP_BYTES were taken in since the last one.
+    """
 
 
 class PAUSED(metaclass=_SentinelBase):
@@ -399,9 +414,11 @@ class EchoProtocol:
         "_read_max",
         "_read_size",
         "_state",
+        "_step_messages",
         "_unread",
         "_waiting_for_budget",
         "_work",
+        "_yield_at",
         "bytes_in",
         "bytes_out",
         "detail",
@@ -432,6 +449,8 @@ class EchoProtocol:
         )
         self._state = _HANDSHAKING if handshake else _READING
         self._work = False  # received bytes (or an end of stream) not yet framed
+        self._step_messages = 0  # messages framed since the last YIELD
+        self._yield_at = STEP_BYTES  # bytes_in at which the step is over
         self._peer_closed = False
         self._unread: Unread | None = None  # asked for once a count message ends
         self._read_size = READ_SIZE_MIN
@@ -443,7 +462,7 @@ class EchoProtocol:
         # Timers, in the caller's clock.
         self._idle_deadline = now + limits.idle_timeout + limits.idle_granularity
         self._header_due: float | None = now if self.mode is Mode.COUNT and not handshake else None
-        self._handshake_deadline = now + limits.handshake_timeout
+        self._handshake_deadline = now + limits.handshake_timeout if handshake else math.inf
         self._payload_since: float | None = None
         self._payload_bytes = 0
         self._held_up_since: float | None = None
@@ -635,7 +654,7 @@ class EchoProtocol:
             `data_to_send` has.
         """
         if self._work and self._frame(now):
-            return YIELD
+            return self._yield()
         state = self._state
         if state is _HANDSHAKING:
             return HANDSHAKE
@@ -650,6 +669,8 @@ class EchoProtocol:
                 self._hold_up(now)
                 return PAUSED
             self._resume(now)
+            if self.bytes_in >= self._yield_at:
+                return self._yield()
             size = self._read_size if room >= self._read_size else max(1, room)
             return _RECEIVES.get(size) or Receive(size)
         if state is _DONE:
@@ -659,6 +680,8 @@ class EchoProtocol:
         if state is _LINGERING:
             if self._peer_closed:
                 return self._close()
+            if self.bytes_in >= self._yield_at:
+                return self._yield()
             return _RECEIVES[READ_SIZE_MIN]  # to discard: no need to hold much
         if self.outcome is not None and not self.clean:
             return self._close()  # the peer broke the protocol: its answers are out
@@ -685,7 +708,7 @@ class EchoProtocol:
         framer = self._framer
         assert framer is not None
         framed = self.mode is Mode.FRAMED
-        messages = 0
+        messages = self._step_messages
         small: list[bytes] = []  # this step's small answers, joined at its end
         try:
             while (event := framer.next_event()) is not NEED_DATA:
@@ -724,6 +747,7 @@ class EchoProtocol:
             faulted = True
         else:
             faulted = False
+        self._step_messages = messages
         if small:
             self._append(small[0] if len(small) == 1 else b"".join(small))
         if faulted or (self._work and (not framed or type(event) is not EndOfMessage)):
@@ -732,6 +756,12 @@ class EchoProtocol:
             self._header_due = now  # a framed message's prefix has begun
         self._deadline_stale = True
         return self._work
+
+    def _yield(self) -> type[YIELD]:
+        """End the step: the pump lets others run before the next."""
+        self._step_messages = 0
+        self._yield_at = self.bytes_in + STEP_BYTES
+        return YIELD
 
     def _end_reading(self) -> None:
         """Reading for the protocol is over: a count message, or the end of stream."""

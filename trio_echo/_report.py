@@ -13,6 +13,7 @@ import attrs
 import trio
 
 from ._errors import Reason
+from ._logging import hold_text_line
 from ._protocol import CLEAN_OUTCOMES, EchoProtocol, Mode, Outcome
 
 __all__ = [
@@ -21,8 +22,7 @@ __all__ = [
     "debugging",
     "describe_failure",
     "log_chunk",
-    "log_report",
-    "logged",
+    "log_ending",
     "split_failure",
 ]
 
@@ -84,22 +84,29 @@ class ConnectionReport:
         return fields
 
 
-def log_report(report: ConnectionReport, failure: BaseException | None = None) -> None:
-    """Log the one line of a connection that has ended.
+def log_ending(
+    protocol: EchoProtocol, peer: str, duration: float, failure: BaseException | None = None
+) -> None:
+    """Log the one line of a connection that has ended, with its report.
 
     INFO for a clean end, ERROR (with ``failure``'s traceback) for a bug in
-    the server, WARNING for everything else.
+    the server, WARNING for everything else. The `ConnectionReport` rides
+    on the record (``extra``), made only where a record is.
     """
-    level = _level(report.outcome)
+    outcome = protocol.outcome
+    level = _level(outcome)
     if not logger.isEnabledFor(level):
         return
     text = (
-        f"connection from {report.peer} ended: {report.outcome}"
-        f" (mode={report.mode} in={report.bytes_in} out={report.bytes_out}"
-        f" messages={report.messages} duration={report.duration:.3f}s)"
+        f"connection from {peer} ended: {outcome}"
+        f" (mode={protocol.mode} in={protocol.bytes_in} out={protocol.bytes_out}"
+        f" messages={protocol.messages} duration={duration:.3f}s)"
     )
-    if report.detail:
-        text += f": {report.detail}"
+    if protocol.detail:
+        text += f": {protocol.detail}"
+    if failure is None and hold_text_line(logger, level, text):
+        return
+    report = ConnectionReport.of(protocol, peer, duration)
     if failure is not None:
         logger.log(level, text, exc_info=failure, extra={"report": report})
     else:
@@ -140,11 +147,6 @@ def _level(outcome: Outcome | Reason | None) -> int:
     if outcome in CLEAN_OUTCOMES:
         return logging.INFO
     return logging.ERROR if outcome is Outcome.INTERNAL_ERROR else logging.WARNING
-
-
-def logged(outcome: Outcome | Reason | None) -> bool:
-    """Whether a connection that ended with ``outcome`` gets a log line."""
-    return logger.isEnabledFor(_level(outcome))
 
 
 def debugging() -> bool:

@@ -23,6 +23,7 @@ import functools
 import socket
 import struct
 import termios
+from collections.abc import Awaitable
 from typing import Protocol, runtime_checkable
 
 import trio
@@ -48,10 +49,15 @@ class NowaitStream(Protocol):
     echoes and closes inline; without them (a memory stream, a TLS stream)
     it goes through the `trio.abc.Stream` calls only. `wait_receivable` is
     a checkpoint, as every async call is; the others are plain functions,
-    and return at once.
+    and return at once. A reader need wait only when the stream is
+    `drained`; one that reads on without waiting must pass a checkpoint of
+    its own now and then.
     """
 
-    async def wait_receivable(self) -> None:
+    def drained(self) -> bool:
+        """Whether the last read most likely emptied the stream: wait before the next."""
+
+    def wait_receivable(self) -> Awaitable[None]:
         """Wait until `receive_nowait` has something to say (maybe, at once)."""
 
     def receive_nowait(self, max_bytes: int) -> bytes | None:
@@ -120,6 +126,16 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         """The underlying socket."""
         return self._sock
 
+    def drained(self) -> bool:
+        """Whether the last read most likely emptied the socket.
+
+        True after a read that found nothing, or less than it asked for:
+        the next read would most likely fail with EAGAIN, so it should wait
+        for readiness first (`wait_receivable`, `receive_some`). Not a
+        checkpoint.
+        """
+        return self._drained
+
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Receive up to ``max_bytes`` (64 KiB if None); ``b""`` at the end.
 
@@ -152,31 +168,32 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         finally:
             self._receiving = False
 
-    async def wait_receivable(self) -> None:
+    def wait_receivable(self) -> Awaitable[None]:
         """Wait until a receive would most likely not block.
 
-        A reader that must pay for its read before it makes it (as a server
-        with a memory budget does) waits here first, so that a connection
-        with nothing to read holds nothing. After a short read it waits for
-        trio's readiness; otherwise it only checkpoints, as the socket may
-        well have more. `receive_nowait` may still find nothing.
+        Used as ``await stream.wait_receivable()``. A reader that must pay
+        for its read before it makes it (as a server with a memory budget
+        does) waits here first, so that a connection with nothing to read
+        holds nothing. After a short read this is trio's own wait for
+        readiness, `trio.lowlevel.wait_readable`, returned as it is: a
+        connection that waits holds no frame of the stream's (about 200
+        bytes each). Otherwise it is a checkpoint, as the socket may well
+        have more. Either way it is a checkpoint; `receive_nowait` may still
+        find nothing.
 
         Raises:
-            trio.BusyResourceError: If another task is receiving.
+            trio.BusyResourceError: If another task is receiving (when
+                awaited: trio's wait says so).
             trio.ClosedResourceError: If this stream was closed.
         """
         if self._receiving:
             raise trio.BusyResourceError("another task is receiving on this stream")
-        self._receiving = True
-        try:
-            if self._drained:
-                self._check_open()
-                self._waited = True
-                await trio.lowlevel.wait_readable(self._sock)
-            else:
-                await trio.lowlevel.checkpoint()
-        finally:
-            self._receiving = False
+        self._check_open()
+        # Returned to be awaited by the caller (see above): no frame between.
+        if self._drained:
+            self._waited = True
+            return trio.lowlevel.wait_readable(self._sock)  # noqa: ASYNC105
+        return trio.lowlevel.checkpoint()  # noqa: ASYNC105
 
     def receive_nowait(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes | None:
         """Receive what has arrived, without waiting; None if nothing has.
