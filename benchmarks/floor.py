@@ -39,8 +39,9 @@ commit is recorded with the results, and the checkout's HEAD at the end.
                                                  # benchmarks/results/floor.json, and the page
     python benchmarks/floor.py --report          # measure nothing: write the page again
 
-``--commit-results`` writes benchmarks/results/floor.json and the generated
-part ``floor`` of docs/models.md (see benchmarks/pages.py).
+``--commit-results`` writes benchmarks/results/floor.json, the generated
+part ``floor`` of docs/models.md, and the same section of the harness's
+report, benchmarks/results/benchmark.md (see benchmarks/pages.py).
 """
 
 from __future__ import annotations
@@ -629,9 +630,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.commit_results and args.quick:
         parser.error("--commit-results writes the full run: no --quick")
     if args.report:
-        from benchmarks.pages import Results, write_pages
+        from benchmarks.pages import Results, write_floor
 
-        written = write_pages(Results.load(RESULTS.parent))
+        written = write_floor(Results.load(RESULTS.parent), RESULTS.parent)
         print("floor: wrote " + ", ".join(str(path) for path in written), file=sys.stderr)
         return 0
     checkout = args.trio_echo.resolve()
@@ -720,9 +721,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n".join(floor_section(document)))
     if args.commit_results:
-        from benchmarks.pages import Results, write_pages
+        from benchmarks.pages import Results, write_floor
 
-        write_pages(Results.load(RESULTS.parent))
+        write_floor(Results.load(RESULTS.parent), RESULTS.parent)
     return 0
 
 

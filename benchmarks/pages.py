@@ -135,8 +135,14 @@ def report(results: Results, skipped: list[str] | None = None) -> str:
         results.environment,
     )
     not_measured = ["## Not measured here", "", *skipped, ""] if skipped else []
+    floor = ["## trio_echo against trio's own floor", "", *floor_section(results.floor), ""]
     return text + "\n".join(
-        [*servers_table(results.servers), *not_measured, *scaling_table(results.scaling)]
+        [
+            *servers_table(results.servers),
+            *not_measured,
+            *scaling_table(results.scaling),
+            *floor,
+        ]
     )
 
 
@@ -749,6 +755,18 @@ def fill(text: str, sections: dict[str, list[str]]) -> str:
     if missing := set(sections) - seen:
         raise LookupError(f"no markers for {', '.join(sorted(missing))}")
     return filled
+
+
+def write_floor(results: Results, folder: Path) -> list[Path]:
+    """Write what the floor's results change: the pages' parts, and benchmark.md's
+    section (the rest of it as the committed run writes it)."""
+    written = write_pages(results)
+    path = folder / "benchmark.md"
+    text = report(results)
+    if path.read_text() != text:
+        path.write_text(text)
+        written.append(path)
+    return written
 
 
 def write_pages(results: Results, root: Path = ROOT) -> list[Path]:

@@ -271,9 +271,9 @@ class Connection:
             return action
 
     def _received(self, data: bytes | bytearray, now: float) -> None:
+        # The account is settled once the protocol has framed them (`_advance`).
         protocol = self._protocol
         protocol.receive_data(data, now)
-        self._account.settle(protocol.held)
         if self._debug:
             log_chunk(self._peer, "received", len(data), protocol.bytes_in)
 

@@ -180,8 +180,11 @@ class _TimeText:
                 second,
                 time.strftime(logging.Formatter.default_time_format, asctime),
             )
-        return f"{cached[1]},{int((created - second) * 1000):03d}"  # as default_msec_format
+        return cached[1] + _MILLISECONDS[int((created - second) * 1000)]
 
+
+_MILLISECONDS = [f",{millisecond:03d}" for millisecond in range(1000)]
+"""Each millisecond as `logging.Formatter.default_msec_format` writes it."""
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 

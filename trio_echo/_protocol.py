@@ -668,7 +668,8 @@ class EchoProtocol:
             if room < READ_SIZE_LEAST and self._out:
                 self._hold_up(now)
                 return PAUSED
-            self._resume(now)
+            if self._held_up_since is not None:
+                self._resume(now)
             if self.bytes_in >= self._yield_at:
                 return self._yield()
             size = self._read_size if room >= self._read_size else max(1, room)

@@ -16,6 +16,7 @@
 # read (after TCP urgent data, say) is reported at once.
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import fcntl
@@ -39,6 +40,16 @@ _DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 # Bytes sent and not yet acknowledged by the peer (Linux's SIOCOUTQ), where
 # the platform can tell.
 _OUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if hasattr(fcntl, "ioctl") else None
+
+
+def _socket_kind(sock: socket.socket) -> int:
+    """Return ``sock.type`` as a number.
+
+    The property makes an enum of it in Python each time: most of a
+    microsecond, on every connection.
+    """
+    kind: int = _socket.socket.type.__get__(sock)
+    return kind
 
 
 @runtime_checkable
@@ -103,7 +114,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
     def __init__(
         self, sock: socket.socket, *, set_nodelay: bool = True, set_nonblocking: bool = True
     ) -> None:
-        if sock.type != socket.SOCK_STREAM:
+        if _socket_kind(sock) != socket.SOCK_STREAM:
             raise ValueError("FastSocketStream needs a stream socket")
         if set_nonblocking or not _DONTWAIT or sock.gettimeout():
             # A socket with a timeout would wait in the call, MSG_DONTWAIT
