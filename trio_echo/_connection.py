@@ -188,7 +188,9 @@ class Connection:
                 # Do what the protocol says until it says CLOSE. (Inline, not
                 # in a method of its own: a frame less for every waiting
                 # connection.)
-                while (action := self._advance(nursery)) is not CLOSE:
+                received: bytes | bytearray | None = None  # what the last read brought
+                while (action := self._advance(nursery, received)) is not CLOSE:
+                    received = None
                     if type(action) is Receive:
                         # While bytes are there, read on: the protocol says
                         # YIELD when a step's work is done. (A read that
@@ -202,10 +204,8 @@ class Connection:
                             protocol.budget_granted(trio.current_time())
                             self._sync_deadline()
                         if nowait is None:
-                            self._received(await stream.receive_some(size), trio.current_time())
-                        elif (ready := nowait.receive_nowait(size)) is not None:
-                            self._received(ready, trio.current_time())
-                        else:
+                            received = await stream.receive_some(size)
+                        elif (received := nowait.receive_nowait(size)) is None:
                             account.settle(protocol.held)  # not there after all
                     elif action is YIELD:
                         await trio.lowlevel.checkpoint()
@@ -237,14 +237,19 @@ class Connection:
         if (uncaught := self._finish(error)) is not None:
             raise uncaught
 
-    def _advance(self, nursery: trio.Nursery | None) -> Action:
+    def _advance(
+        self, nursery: trio.Nursery | None, received: bytes | bytearray | None = None
+    ) -> Action:
         """Do what the protocol asks while that needs no wait; return what does.
 
-        In the accepting task (no nursery) that includes one read, if bytes
-        are there.
+        First the protocol takes ``received``, the bytes of the read just
+        made, if any. In the accepting task (no nursery) that includes one
+        read, if bytes are there.
         """
         protocol, nowait = self._protocol, self._nowait
         now = trio.current_time()  # nothing here waits: one reading serves
+        if received is not None:
+            self._received(received, now)
         read_once = nursery is None
         while True:
             if self._debug:

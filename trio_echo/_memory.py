@@ -155,8 +155,7 @@ class Account:
             How many bytes the read may take; 0 if there is no room.
         """
         overhead = self._overhead
-        wanted = max_bytes + overhead
-        granted = self._budget.try_reserve(wanted, min(wanted, overhead + self._minimum))
+        granted = self._budget.try_reserve(max_bytes + overhead, overhead + self._minimum)
         return self._granted(granted)
 
     async def reserve(self, max_bytes: int) -> int:
