@@ -668,8 +668,7 @@ class EchoProtocol:
             if room < READ_SIZE_LEAST and self._out:
                 self._hold_up(now)
                 return PAUSED
-            if self._held_up_since is not None:
-                self._resume(now)
+            self._resume(now)
             if self.bytes_in >= self._yield_at:
                 return self._yield()
             size = self._read_size if room >= self._read_size else max(1, room)
