@@ -38,7 +38,7 @@ from trio_echo import (
 )
 from trio_echo._connection import Connection
 from trio_echo._framer import CountFramer
-from trio_echo._protocol import MAX_MESSAGES_PER_STEP, READ_SIZE_MAX, STEP_BYTES
+from trio_echo._protocol import MAX_MESSAGES_PER_STEP, READ_SIZE_MAX, READ_SIZE_MIN, STEP_BYTES
 from trio_echo._server import accepted_stream
 from trio_echo._socket_stream import FastSocketStream
 
@@ -53,16 +53,19 @@ class MessagesPerStep(trio.abc.Instrument):
         self.most = 0
         self.taken = 0  # bytes passed to a protocol so far, by anyone
         self.most_taken = 0
+        self.reads = 0  # reads passed to a protocol so far, by anyone
+        self.most_reads = 0
         self.steps = 0  # steps that took bytes in
-        self._at_start: dict[trio.lowlevel.Task, tuple[int, int]] = {}
+        self._at_start: dict[trio.lowlevel.Task, tuple[int, int, int]] = {}
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self._at_start[task] = (self.framed, self.taken)
+        self._at_start[task] = (self.framed, self.taken, self.reads)
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        framed, taken = self._at_start.pop(task, (self.framed, self.taken))
+        framed, taken, reads = self._at_start.pop(task, (self.framed, self.taken, self.reads))
         self.most = max(self.most, self.framed - framed)
         self.most_taken = max(self.most_taken, self.taken - taken)
+        self.most_reads = max(self.most_reads, self.reads - reads)
         self.steps += self.taken > taken
 
 
@@ -83,6 +86,7 @@ async def steps(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MessagesPerSte
 
     def taking(protocol: EchoProtocol, data: bytes, now: float) -> None:
         instrument.taken += len(data)
+        instrument.reads += 1
         receive_data(protocol, data, now)
 
     monkeypatch.setattr(EchoProtocol, "receive_data", taking)
@@ -230,6 +234,18 @@ async def test_reading_on_while_bytes_are_there_is_bounded_per_step(
     assert steps.most_taken <= STEP_BYTES + READ_SIZE_MAX
     assert steps.steps >= len(data) // (STEP_BYTES + READ_SIZE_MAX)
     assert steps.most <= MAX_MESSAGES_PER_STEP
+
+
+async def test_reading_on_in_small_reads_is_bounded_per_step(steps: MessagesPerStep) -> None:
+    # A small connection buffer asks for reads of a few bytes, and a peer
+    # that keeps the socket full fills every one: the step still ends after
+    # STEP_BYTES / READ_SIZE_MIN reads, not after STEP_BYTES bytes.
+    data = b"s" * (256 * 1024)
+    stream = ReadyStream(data)
+    report = await handle_connection(stream, ServerConfig(mode=Mode.ECHO, connection_buffer=200))
+    assert report.bytes_in == len(stream.echo) == len(data)
+    assert steps.most_reads <= STEP_BYTES // READ_SIZE_MIN + 1
+    assert steps.reads >= len(data) // 8  # reads of 8 bytes: the case this is about
 
 
 def receive_blocking(client: socket.socket) -> bytes:

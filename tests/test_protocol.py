@@ -37,7 +37,13 @@ from trio_echo import (
     Unread,
     encode_message,
 )
-from trio_echo._protocol import BUFFER_OVERHEAD, MAX_MESSAGES_PER_STEP, READ_SIZE_MAX, STEP_BYTES
+from trio_echo._protocol import (
+    BUFFER_OVERHEAD,
+    MAX_MESSAGES_PER_STEP,
+    READ_SIZE_MAX,
+    READ_SIZE_MIN,
+    STEP_BYTES,
+)
 
 LIMITS = Limits(max_message_size=1000)
 
@@ -521,6 +527,29 @@ def test_a_step_takes_in_a_bounded_number_of_bytes(mode: Mode) -> None:
     assert len(steps) >= 9
     assert max(steps) <= STEP_BYTES + READ_SIZE_MAX
     assert min(steps[1:-1]) >= STEP_BYTES  # and no sooner: a step is worth its checkpoint
+
+
+@pytest.mark.parametrize("max_held", [200, 300, 2000])
+def test_a_step_makes_a_bounded_number_of_reads_however_small(max_held: int) -> None:
+    # A small buffer asks for small reads, and a stream fills each: every
+    # read counts as READ_SIZE_MIN bytes at least, so a step still ends.
+    protocol = EchoProtocol(Mode.ECHO, limits=Limits(max_held=max_held))
+    reads = [0]
+    while len(reads) < 4:
+        action = protocol.next_action(0.0)
+        while (data := protocol.data_to_send()) is not None:
+            protocol.sent(len(data), 0.0)
+        if action is YIELD:
+            reads.append(0)
+            continue
+        if action is PAUSED:
+            continue  # its answers went out above
+        assert isinstance(action, Receive), action
+        assert action.max_bytes < READ_SIZE_MIN
+        protocol.receive_data(b"7" * action.max_bytes, 0.0)
+        reads[-1] += 1
+    assert max(reads) <= STEP_BYTES // READ_SIZE_MIN + 1
+    assert min(reads[1:-1]) >= STEP_BYTES // READ_SIZE_MIN  # and no sooner
 
 
 def test_a_step_frames_a_bounded_number_of_messages_over_several_reads() -> None:

@@ -27,7 +27,9 @@
 # - Work between checkpoints. Bytes are taken in O(1) by `receive_data`;
 #   they are framed by `next_action`. A step (what lies between two YIELDs)
 #   frames at most MAX_MESSAGES_PER_STEP messages and takes in at most
-#   STEP_BYTES and one read more: past either, `next_action` says YIELD, and
+#   STEP_BYTES and one read more, a read counting as READ_SIZE_MIN bytes at
+#   least (so at most STEP_BYTES / READ_SIZE_MIN reads): past either,
+#   `next_action` says YIELD, and
 #   the pump lets others run. So a pump may read again at once while its
 #   transport has bytes, without a checkpoint of its own per read.
 # - Endings. Closing a TCP socket that has unread bytes sends a reset (as
@@ -92,7 +94,8 @@ checkpoints."""
 STEP_BYTES = 1024 * 1024
 """Bytes taken in by one step (between two `YIELD`), at most, besides the
 step's last read: about a millisecond of copying, to and from the kernel,
-on the machine MAX_MESSAGES_PER_STEP was measured on."""
+on the machine MAX_MESSAGES_PER_STEP was measured on. A read shorter than
+READ_SIZE_MIN counts as that much: a step makes 257 reads at most."""
 
 BUFFER_OVERHEAD = 64
 """Bytes charged for each buffer held, besides its contents: a bytes
@@ -543,6 +546,10 @@ class EchoProtocol:
             self._peer_closed = True
         else:
             self.bytes_in += size
+            if size < READ_SIZE_MIN:
+                # A read costs a step as much as READ_SIZE_MIN bytes at
+                # least: small reads, all full, are no cheaper to make.
+                self._yield_at -= READ_SIZE_MIN - size
             self._progress(now)
             if size == self._read_size and size < self._read_max:
                 self._read_size = size * 2  # a full read suggests a stream
