@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -892,7 +893,7 @@ def text_log() -> tuple[logging.Logger, _BufferingHandler]:
     handlers watch.
     """
     top = logging.Logger("test.text_log")
-    handler = _BufferingHandler(LogBuffer(), text=True)
+    handler = _BufferingHandler(LogBuffer(), text=TextFormatter())
     top.addHandler(handler)
     top.propagate = False
     logger = logging.Logger("test.text_log.server")
@@ -943,6 +944,59 @@ def test_a_line_goes_as_a_record_wherever_anything_else_could_see_it(
     json_log.addHandler(_BufferingHandler(LogBuffer()))
     assert not hold_text_line(json_log, logging.INFO, "a line")
     assert not hold_text_line(logging.Logger("test.no_log"), logging.INFO, "a line")
+
+
+@pytest.fixture
+def new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time five hours from UTC, for what a converter changes."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("new_york")
+def test_a_line_held_as_text_has_the_time_the_formatters_converter_gives(
+    text_log: tuple[logging.Logger, _BufferingHandler], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger, handler = text_log
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.5)
+    for converter in (time.localtime, time.gmtime):  # gmtime: the usual way to UTC logs
+        monkeypatch.setattr(logging.Formatter, "converter", converter)
+        assert hold_text_line(logger, logging.INFO, "m")
+        made = logger.makeRecord(logger.name, logging.INFO, "", 0, "m", (), None)
+        (line,) = handler.buffer.take()
+        assert line == logging.Formatter(TEXT_FORMAT).format(made) == TextFormatter().format(made)
+    assert time.localtime(1_700_000_000).tm_hour != time.gmtime(1_700_000_000).tm_hour
+
+
+def test_a_record_factory_of_the_programs_sees_every_line(
+    text_log: tuple[logging.Logger, _BufferingHandler],
+) -> None:
+    logger, _handler = text_log
+    made: list[logging.LogRecord] = []
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = logging.LogRecord(*args, **kwargs)
+        record.tenant = "x"
+        made.append(record)
+        return record
+
+    report = ConnectionReport(peer="p", mode=Mode.COUNT, outcome="complete")
+    standard = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(factory)
+    try:
+        assert not hold_text_line(logger, logging.INFO, "a line")  # a record, then
+        record = _record(logging.INFO, "connection from p ended: complete", report)
+    finally:
+        logging.setLogRecordFactory(standard)
+    assert record in made
+    assert (record.tenant, record.report, record.getMessage()) == (  # type: ignore[attr-defined]
+        "x",
+        report,
+        "connection from p ended: complete",
+    )
 
 
 def test_a_connection_record_is_a_whole_log_record() -> None:

@@ -29,6 +29,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 __all__ = ["JSONFormatter", "LogBuffer", "TextFormatter", "configure_logging", "hold_text_line"]
@@ -111,14 +112,14 @@ class _BufferingHandler(logging.Handler):
 
     Args:
         buffer: Where records are held.
-        text: Whether the writer writes them with `TextFormatter`: then
-            `hold_text_line` may hold lines instead.
+        text: The `TextFormatter` the writer writes them with, if it is
+            one: then `hold_text_line` may hold lines it makes the same way.
     """
 
-    def __init__(self, buffer: LogBuffer, *, text: bool = False) -> None:
+    def __init__(self, buffer: LogBuffer, *, text: TextFormatter | None = None) -> None:
         super().__init__()
         self.buffer = buffer
-        self.time_text = _TimeText() if text else None
+        self.text = text
 
     def handle(self, record: logging.LogRecord) -> bool:
         # Without the handler's lock: holding a record is atomic already.
@@ -135,8 +136,9 @@ def hold_text_line(logger: logging.Logger, level: int, message: str) -> bool:
     """Hold the line a record of ``message`` would become, without the record.
 
     Only where the record could end nowhere but in the text log that
-    `configure_logging` set up: no filter on the logger, and no handler on
-    the record's way up but that log's, unfiltered. The line is then the one
+    `configure_logging` set up: no filter on the logger, no handler on the
+    record's way up but that log's, unfiltered, and no record factory of the
+    program's (`logging.setLogRecordFactory`). The line is then the one
     `TextFormatter` writes for the record (the tests hold them equal), and
     the writer thread has nothing left to format.
 
@@ -144,7 +146,7 @@ def hold_text_line(logger: logging.Logger, level: int, message: str) -> bool:
         Whether the line was held (or dropped, the buffer being full); if
         not, log the record as usual.
     """
-    if logger.disabled or logger.filters:
+    if logger.disabled or logger.filters or logging.getLogRecordFactory() is not _RECORD:
         return False
     target = None
     current: logging.Logger | None = logger
@@ -154,13 +156,16 @@ def hold_text_line(logger: logging.Logger, level: int, message: str) -> bool:
                 return False
             target = handler
         current = current.parent if current.propagate else None
-    if target is None or target.time_text is None or target.filters or level < target.level:
+    if target is None or target.text is None or target.filters or level < target.level:
         return False
     target.buffer.hold(
-        f"{target.time_text(time.time())} {logging.getLevelName(level)}"
+        f"{target.text.time_text(time.time())} {logging.getLevelName(level)}"
         f" {logger.name}[{os.getpid()}]: {message}"
     )
     return True
+
+
+_RECORD = logging.LogRecord
 
 
 class _TimeText:
@@ -170,17 +175,15 @@ class _TimeText:
     """
 
     def __init__(self) -> None:
-        self._second: tuple[int, str] = (-1, "")
+        self._second: tuple[int, Callable[..., time.struct_time] | None, str] = (-1, None, "")
 
-    def __call__(self, created: float) -> str:
+    def __call__(self, created: float, converter: Callable[..., time.struct_time]) -> str:
         second = int(created)
-        if second != (cached := self._second)[0]:
-            asctime = time.localtime(second)
-            cached = self._second = (
-                second,
-                time.strftime(logging.Formatter.default_time_format, asctime),
-            )
-        return cached[1] + _MILLISECONDS[int((created - second) * 1000)]
+        cached = self._second
+        if second != cached[0] or converter is not cached[1]:
+            date = time.strftime(logging.Formatter.default_time_format, converter(second))
+            cached = self._second = (second, converter, date)
+        return cached[2] + _MILLISECONDS[int((created - second) * 1000)]
 
 
 _MILLISECONDS = [f",{millisecond:03d}" for millisecond in range(1000)]
@@ -213,7 +216,14 @@ class TextFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         if datefmt is not None:
             return super().formatTime(record, datefmt)
-        return self._time_text(record.created)
+        return self.time_text(record.created)
+
+    def time_text(self, created: float) -> str:
+        """Return the time of a record made at ``created``, as `formatTime` writes it.
+
+        With the formatter's ``converter``: `time.localtime` unless set.
+        """
+        return self._time_text(created, self.converter)
 
 
 def _write(buffer: LogBuffer, formatter: logging.Formatter, out: TextIO) -> None:
@@ -322,6 +332,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
     root = logging.getLogger("trio_echo")
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(_BufferingHandler(buffer, text=fmt == "text"))
+    text = formatter if isinstance(formatter, TextFormatter) else None
+    root.addHandler(_BufferingHandler(buffer, text=text))
     root.setLevel(level_number)
     root.propagate = False

@@ -126,6 +126,10 @@ def _record(level: int, text: str, report: ConnectionReport) -> logging.LogRecor
     own. The line is the server's most frequent record: this is a third of
     the cost.
     """
+    if logging.getLogRecordFactory() is not logging.LogRecord:  # the program's own
+        return logger.makeRecord(
+            logger.name, level, "", 0, text, (), None, extra={"report": report}
+        )
     if not _record_template:  # after logging is configured: the same fields it sets
         template = logger.makeRecord(logger.name, logging.INFO, "", 0, "", (), None)
         _record_template.update(vars(template))

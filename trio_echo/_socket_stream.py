@@ -192,6 +192,9 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         have more. Either way it is a checkpoint; `receive_nowait` may still
         find nothing.
 
+        While it waits, the stream does not count as receiving: trio
+        refuses a second waiter, but not another task's `receive_nowait`.
+
         Raises:
             trio.BusyResourceError: If another task is receiving (when
                 awaited: trio's wait says so).
