@@ -499,20 +499,27 @@ def test_a_step_frames_a_bounded_number_of_messages() -> None:
     assert protocol.messages == 10_000
 
 
-def stream_steps(protocol: EchoProtocol, total: int) -> list[int]:
-    """Bytes taken in by each step of a stream whose reads are always full."""
-    steps = [0]
-    while protocol.bytes_in < total:
+def stream_steps(protocol: EchoProtocol, *, total: int = 0, steps: int = 0) -> list[list[int]]:
+    """The reads and the bytes of each step, over a stream whose reads are always full.
+
+    Until ``total`` bytes came in, and ``steps`` steps ended; the answers are
+    sent as they come.
+    """
+    taken = [[0, 0]]
+    while protocol.bytes_in < total or len(taken) <= steps:
         action = protocol.next_action(0.0)
         while (data := protocol.data_to_send()) is not None:
             protocol.sent(len(data), 0.0)
         if action is YIELD:
-            steps.append(0)
+            taken.append([0, 0])
             continue
+        if action is PAUSED:
+            continue  # its answers went out above
         assert isinstance(action, Receive), action
         protocol.receive_data(b"7" * action.max_bytes, 0.0)
-        steps[-1] += action.max_bytes
-    return steps
+        taken[-1][0] += 1
+        taken[-1][1] += action.max_bytes
+    return taken
 
 
 @pytest.mark.parametrize("mode", [Mode.ECHO, Mode.COUNT])
@@ -523,7 +530,7 @@ def test_a_step_takes_in_a_bounded_number_of_bytes(mode: Mode) -> None:
     protocol = EchoProtocol(mode, limits=Limits(max_message_size=2 * total))
     if mode is Mode.COUNT:
         protocol.receive_data(b"%d " % (2 * total), 0.0)
-    steps = stream_steps(protocol, total)
+    steps = [size for _reads, size in stream_steps(protocol, total=total)]
     assert len(steps) >= 9
     assert max(steps) <= STEP_BYTES + READ_SIZE_MAX
     assert min(steps[1:-1]) >= STEP_BYTES  # and no sooner: a step is worth its checkpoint
@@ -534,20 +541,9 @@ def test_a_step_makes_a_bounded_number_of_reads_however_small(max_held: int) -> 
     # A small buffer asks for small reads, and a stream fills each: every
     # read counts as READ_SIZE_MIN bytes at least, so a step still ends.
     protocol = EchoProtocol(Mode.ECHO, limits=Limits(max_held=max_held))
-    reads = [0]
-    while len(reads) < 4:
-        action = protocol.next_action(0.0)
-        while (data := protocol.data_to_send()) is not None:
-            protocol.sent(len(data), 0.0)
-        if action is YIELD:
-            reads.append(0)
-            continue
-        if action is PAUSED:
-            continue  # its answers went out above
-        assert isinstance(action, Receive), action
-        assert action.max_bytes < READ_SIZE_MIN
-        protocol.receive_data(b"7" * action.max_bytes, 0.0)
-        reads[-1] += 1
+    taken = stream_steps(protocol, steps=3)
+    assert all(size < reads * READ_SIZE_MIN for reads, size in taken[:-1])  # small reads
+    reads = [count for count, _size in taken]
     assert max(reads) <= STEP_BYTES // READ_SIZE_MIN + 1
     assert min(reads[1:-1]) >= STEP_BYTES // READ_SIZE_MIN  # and no sooner
 
@@ -583,7 +579,7 @@ def test_discarding_takes_steps_too() -> None:
     run = pump(protocol, [b"1 a" + b"x" * 100], eof=False)
     assert (run.ending, run.echo) == ("linger", b"a")
     start = protocol.bytes_in
-    steps = stream_steps(protocol, start + 3 * STEP_BYTES)
+    steps = [size for _reads, size in stream_steps(protocol, total=start + 3 * STEP_BYTES)]
     assert len(steps) >= 3
     assert max(steps) <= STEP_BYTES + READ_SIZE_MAX
     assert protocol.outcome is Outcome.COMPLETE
