@@ -16,7 +16,9 @@ then again in the mirrored order (A B C C B A), and a server's figure in
 the repetition is the mean of its two runs: a ratio is then taken per
 repetition between runs seconds apart, and a drift of the shared machine
 during the load weighs on both sides alike. Every target is given as the
-median of those per-repetition values, with the lowest and the highest. A
+median of those per-repetition values, with the lowest and the highest, and
+is met when the value met its goal in at least 80% of the repetitions, not
+met when it missed in as many, and not decided otherwise. A
 fixed-rate run that fell short of its rate is marked saturated: its CPU
 figure was taken at its limit, not at that rate.
 
@@ -78,6 +80,7 @@ from benchmarks.measuring import (
     start,
 )
 from benchmarks.servers import PEERS, ROOT, SERVERS, Server, trio_echo_command
+from benchmarks.verdicts import against_goal
 
 RESULTS = Path(__file__).resolve().parent / "results" / "floor.json"
 SCRATCH = Path(__file__).resolve().parent / ".cache" / "results" / "floor.json"
@@ -323,7 +326,9 @@ TARGETS = [
 
 def assess(target: Target, runs: list[Run]) -> dict[str, Any]:
     """The target's value in each repetition, their median, lowest and highest,
-    and whether the median meets it."""
+    and its verdict: met when the value met the goal in at least 80% of the
+    repetitions, not met when it missed in as many, not decided otherwise
+    (benchmarks/verdicts.py)."""
     get, lower_is_better = FIGURES[target.figure]
     by_rep: dict[int, dict[str, Run]] = {}
     for run in runs:
@@ -351,10 +356,7 @@ def assess(target: Target, runs: list[Run]) -> dict[str, Any]:
             values.append(mine - reference)
         else:
             values.append(mine)
-    value = median(values) if values else None
-    met = None
-    if value is not None:
-        met = value <= target.bound if target.at_most else value >= target.bound
+    goal = against_goal(values, target.bound, at_most=target.at_most)
     return {
         "what": target.what,
         "load": target.load,
@@ -362,14 +364,12 @@ def assess(target: Target, runs: list[Run]) -> dict[str, Any]:
         "goal": target.goal,
         "bound": target.bound,
         "at_most": target.at_most,
-        "value": value,
+        "value": median(values) if values else None,
         "min": min(values, default=None),
         "max": max(values, default=None),
         "values": values,
-        "met": met,
-        "met_in": sum(
-            1 for v in values if (v <= target.bound if target.at_most else v >= target.bound)
-        ),
+        "verdict": goal.verdict if values else None,
+        "met_in": goal.met_in,
         "saturated": saturated,
         "server": target.server,
         "against": list(target.against),

@@ -29,9 +29,9 @@ from benchmarks.reporting import (
     and_list,
     conformance_counts,
     conformance_table,
+    exceptions_text,
     markdown,
     noise,
-    overlaps,
     per_model_table,
     plots,
     ranked,
@@ -39,9 +39,12 @@ from benchmarks.reporting import (
     servers_table,
     summarise,
     value_text,
+    verdict,
+    verdicts,
     who_leads,
 )
 from benchmarks.servers import ROOT, SERVERS, Server
+from benchmarks.verdicts import against_goal, by_repetition, compare, needed
 
 Summary = dict[str, dict[str, object]]
 
@@ -192,19 +195,18 @@ def figures_table(results: Results, names: list[str], titles: dict[str, str]) ->
 
 
 def ratio_text(results: Results, cell_name: str, one: str, other: str, what: str) -> str:
-    """``one``'s figure on a load as a multiple of ``other``'s: ``1.20x what``,
-    and a tie said so."""
+    """``one``'s figure on a load as a multiple of ``other``'s, the median of
+    the ratios taken in each repetition, and the verdict's count:
+    ``1.20x what (better in 5 of 5 paired repetitions)``, or ``(better in 3 of
+    5 paired repetitions: not decided)``."""
     cell = results.cell(cell_name)
     a, b = results.entry(cell_name, one), results.entry(cell_name, other)
     if cell is None or a is None or b is None:
         return f"no figure for {what}"
-    figure_a, figure_b = a["figure"], b["figure"]
-    assert isinstance(figure_a, float)
-    assert isinstance(figure_b, float)
-    text = f"{figure_a / figure_b:.2f}x {what}" if figure_b else f"no ratio for {what}"
-    if overlaps(a, b):
-        text += " (a tie: the ranges overlap)"
-    return text
+    said = verdict((SERVERS[one], a), (SERVERS[other], b), cell)
+    if said.ratio is None:
+        return f"no ratio for {what}"
+    return f"{said.ratio:.2f}x {what} ({said.outcome()})"
 
 
 def _comparison(results: Results, one: str, other: str) -> str:
@@ -278,8 +280,10 @@ def readme_sections(results: Results) -> dict[str, list[str]]:
             "",
             *figures_table(results, COSTS, TITLES),
             "",
-            "Who leads (the best median; a server whose range overlaps the leader's is a"
-            " tie; at a fixed rate, only servers that kept up count):",
+            "Who leads (the best median, and how it fares against the others repetition by"
+            " repetition: a server leads another when it did better in at least 80% of the"
+            " repetitions that measured both; at a fixed rate, only servers that kept up"
+            " count):",
             "",
             *leads,
             "",
@@ -333,24 +337,23 @@ def criterion(
     if not ranking:
         return ""
     (best_server, best_entry), (worst_server, worst_entry) = ranking[0], ranking[-1]
-
-    def ties(server: Server, entry: dict[str, object]) -> str:
-        tied = [o.label for o, them in ranking if o is not server and overlaps(entry, them)]
-        return f", tied with {and_list(tied)}" if tied else ""
-
+    best = exceptions_text(verdicts(ranking, best_server, cell), first=True)
+    worst = exceptions_text(verdicts(ranking, worst_server, cell), first=False)
     text = (
         f"- **{what}** ({name}): {words[0]}, {best_server.label}"
-        f" ({value_text(best_entry, cell)}){ties(best_server, best_entry)}; {words[1]},"
-        f" {worst_server.label} ({value_text(worst_entry, cell)}){ties(worst_server, worst_entry)}"
+        f" ({value_text(best_entry, cell)}){best}; {words[1]},"
+        f" {worst_server.label} ({value_text(worst_entry, cell)}){worst}"
     )
     places = [index for index, (server, _) in enumerate(ranking) if server.name == "trio-echo"]
     if places:
         server, mine = ranking[places[0]]
-        overlapping = sum(1 for o, them in ranking if o is not server and overlaps(mine, them))
+        leaders = [v.leader for _, v in verdicts(ranking, server, cell)]
+        ahead = leaders.count(server.label)
+        undecided = leaders.count(None)
         text += (
             f"; trio_echo {_ordinal(places[0] + 1)} of {len(ranking)} by its median"
-            f" ({value_text(mine, cell)}; its range overlaps {overlapping}"
-            f" other{'s' if overlapping != 1 else ''})"
+            f" ({value_text(mine, cell)}; by paired repetitions, ahead of {ahead}, behind"
+            f" {len(leaders) - ahead - undecided}, not decided against {undecided})"
         )
     behind = [
         server.label
@@ -467,14 +470,20 @@ def _tls_figure(entry: dict[str, Any] | None, unit: str, rate: bool = True) -> s
 
 
 def _tls_ratio(document: dict[str, Any], load: str, one: str, other: str) -> str:
-    row = document["summary"].get(load, {})
-    a, b = row.get(one), row.get(other)
-    if not a or not b or a.get("figure") is None or not b.get("figure"):
+    """The median of ``one``'s CPU over ``other``'s in each repetition of
+    ``load``, with the verdict's count (less CPU is better)."""
+
+    def figures(peer: str) -> dict[int, float]:
+        return by_repetition(
+            (run["repetition"], run["figure"])
+            for run in document["runs"]
+            if run["peer"] == peer and run["load"] == load and run["figure"] is not None
+        )
+
+    said = compare(one, other, figures(one), figures(other), lower_is_better=True)
+    if said.ratio is None:
         return "n/a"
-    text = f"{a['figure'] / b['figure']:.2f}x"
-    if overlaps(a, b):
-        text += " (the ranges overlap)"
-    return text
+    return f"{said.ratio:.2f}x ({said.outcome()})"
 
 
 def tls_section(document: dict[str, Any] | None) -> list[str]:
@@ -522,7 +531,14 @@ def tls_section(document: dict[str, Any] | None) -> list[str]:
             "the trio server on a MemoryBIO stream against the same server on SSLStream",
         ),
     ]
-    lines += ["", "Ratios of the medians (below 1: less CPU):", ""]
+    lines += [
+        "",
+        "Each ratio is the median of the ratios taken in each repetition (below 1: less"
+        " CPU), beside it in how many of the repetitions the first used less CPU (better) or"
+        " more (worse); short of 80% of them"
+        f" ({needed(settings['repeat'])} of {settings['repeat']}), the pair is not decided.",
+        "",
+    ]
     for one, other, what in pairs:
         lines.append(
             f"- {what}: {_tls_ratio(document, 'handshakes', one, other)} per handshake,"
@@ -642,27 +658,40 @@ def floor_section(document: dict[str, Any] | None) -> list[str]:
         " C C B A), and a server's figure in the repetition is the mean of its two runs"
         " (memory: one run). Each target's value is taken in each repetition (between runs"
         " seconds apart), and given as the median of the repetitions, in square brackets the"
-        " lowest and the highest; the median decides whether it is met. Against several"
+        " lowest and the highest. A target is met when its value met the goal in at least 80%"
+        f" of the repetitions ({needed(settings['repeat'])} of {settings['repeat']}), not met"
+        " when it missed in at least as many, and not decided otherwise. Against several"
         " servers, the reference in each repetition is the best of them.",
         "",
         floor_noise(document),
         "",
-        "| target | what | median [lowest to highest] | goal | met |",
+        "| target | what | median [lowest to highest] | goal | verdict (repetitions that met"
+        " the goal) |",
         "|---|---|---|---|---|",
     ]
+    undecided = []
     for target in document["targets"]:
-        count = len(target["values"])
-        if target["met"] is None:
+        goal = against_goal(target["values"], target["bound"], at_most=target["at_most"])
+        if not goal.count:
             met = "not measured"
         else:
-            met = "met" if target["met"] else "**not met**"
-            met += f" (in {target['met_in']} of {count})"
+            said = "**not met**" if goal.verdict == "not met" else goal.verdict
+            met = f"{said} ({goal.met_in} of {goal.count})"
+        if goal.verdict == "not decided":
+            undecided.append(
+                f"- {target['what']}: met in {goal.met_in} of {goal.count} repetitions, where a"
+                f" verdict needs {needed(goal.count)} either way; its value,"
+                f" {_target_value(target)}, lies on both sides of the goal ({target['goal']}),"
+                " so the verdict could flip within its own spread."
+            )
         if target["saturated"]:
             met += "; a run saturated"
         lines.append(
             f"| {target['what']} | {_against(target, labels)} | {_target_value(target)} |"
             f" {target['goal']} | {met} |"
         )
+    if undecided:
+        lines += ["", "Not decided:", "", *undecided]
     lines += [
         "",
         "The figures: throughput (flat out) or, at a fixed rate, the rate reached; the"

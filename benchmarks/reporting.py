@@ -22,6 +22,7 @@ from benchmarks.measuring import (
 )
 from benchmarks.running import CLIENT_CPU
 from benchmarks.servers import Server
+from benchmarks.verdicts import Verdict, by_repetition, compare
 
 BASELINE = "twisted-original"
 MiB = 1024 * 1024
@@ -59,6 +60,9 @@ def summarise(
                 "figure": figure,
                 "min": min(figures),
                 "max": max(figures),
+                "repetitions": by_repetition(
+                    (r.repetition, r.figure) for r in good if r.figure is not None
+                ),
                 "ratio": figure / baseline if baseline else None,
                 "latency_us": {
                     key: median(r.latency_us[key] for r in good if key in r.latency_us)
@@ -140,7 +144,10 @@ def noise(summary: dict[str, dict[str, object]], servers: list[Server]) -> str:
         "Between repetitions, one server's figure on one load varied by a median of "
         f"{median(spread for spread, _, _ in spreads):.0%} of its median (at most "
         f"{widest[0]:.0%}: {widest[1]}, {widest[2]}). Square brackets give each figure's "
-        "lowest and highest; read two servers whose ranges overlap as a tie."
+        "lowest and highest. Two servers are compared repetition by repetition: one leads "
+        "the other when it did better in at least 80% of the repetitions that measured both "
+        "(4 of 5, 6 of 7); short of that, the pair is not decided, however far apart the "
+        "medians."
     )
 
 
@@ -235,8 +242,9 @@ def markdown(
         lines += [
             "## Who leads",
             "",
-            "The best median; a server whose lowest-to-highest range overlaps the"
-            " leader's is a tie. At a fixed rate, only servers that kept up with it count.",
+            "The best median, and how it fares against the others repetition by repetition:"
+            " a server leads another when it did better in at least 80% of the repetitions"
+            " that measured both. At a fixed rate, only servers that kept up with it count.",
             "",
             *leaders,
             "",
@@ -274,13 +282,6 @@ def _number(entry: dict[str, object], key: str) -> float:
     return value
 
 
-def overlaps(one: dict[str, object], other: dict[str, object]) -> bool:
-    """Whether two figures' lowest-to-highest ranges overlap: a tie."""
-    return _number(one, "min") <= _number(other, "max") and _number(other, "min") <= _number(
-        one, "max"
-    )
-
-
 def value_text(entry: dict[str, object], cell: Cell, *, ratio: bool = False) -> str:
     """A figure with its unit and its range (``12.3 µs [11.0 to 14.1]``), its
     ratio to the original if asked, and ⚠ if the load generator was the limit."""
@@ -306,21 +307,66 @@ def and_list(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
+def verdict(
+    one: tuple[Server, dict[str, object]], other: tuple[Server, dict[str, object]], cell: Cell
+) -> Verdict:
+    """``one`` against ``other`` on ``cell`` (each a server and its summary
+    entry), from the repetitions in which both have a figure."""
+    (server, entry), (rival, theirs) = one, other
+    mine, their = entry.get("repetitions"), theirs.get("repetitions")
+    assert isinstance(mine, dict)
+    assert isinstance(their, dict)
+    return compare(server.label, rival.label, mine, their, lower_is_better=cell.lower_is_better)
+
+
+def verdicts(
+    ranking: list[tuple[Server, dict[str, object]]], server: Server, cell: Cell
+) -> list[tuple[Server, Verdict]]:
+    """``server`` against each other server of ``ranking``, in its order."""
+    mine = next(pair for pair in ranking if pair[0] is server)
+    return [(pair[0], verdict(mine, pair, cell)) for pair in ranking if pair[0] is not server]
+
+
+def detail(verdict: Verdict) -> str:
+    """``better in 5 of 5 paired repetitions, median ratio 1.63x``."""
+    return ", ".join(filter(None, [verdict.tally(), verdict.ratio_text()]))
+
+
+def exceptions_text(against: list[tuple[Server, Verdict]], *, first: bool) -> str:
+    """What the paired repetitions leave open of a ranking's ``first`` (or
+    last) server's place: the servers it is not decided against, and those
+    they put on its other side."""
+    undecided = [f"{s.label} ({detail(v)})" for s, v in against if v.leader is None]
+    contrary = [
+        f"{s.label} ({detail(v)})" for s, v in against if v.leader == (v.other if first else v.one)
+    ]
+    text = f", not decided against {and_list(undecided)}" if undecided else ""
+    if contrary:
+        text += f", {'behind' if first else 'ahead of'} {and_list(contrary)}"
+    return text
+
+
 def leader_text(ranking: list[tuple[Server, dict[str, object]]], cell: Cell) -> str:
-    """The leader of ``ranking`` with its figure, and who ties with it."""
-    (best, entry), rest = ranking[0], ranking[1:]
-    text = f"{best.label}, {value_text(entry, cell)}"
-    tied = [server.label for server, other in rest if overlaps(entry, other)]
-    if tied:
-        text += f", tied with {and_list(tied)}"
+    """The leader of ``ranking`` with its figure, whom it is not decided
+    against, and how far ahead it is of the nearest it leads."""
+    best, entry = ranking[0]
+    against = verdicts(ranking, best, cell)
+    text = f"{best.label}, {value_text(entry, cell)}" + exceptions_text(against, first=True)
+    ahead = [(server, v) for server, v in against if v.leader == v.one]
+    if len(ahead) == 1:
+        text += f", ahead of {ahead[0][0].label} ({detail(ahead[0][1])})"
+    elif ahead:
+        others = f"the {len(ahead)}" if len(ahead) == len(against) else f"{len(ahead)}"
+        nearest, said = ahead[0]
+        text += f", ahead of {others} others (the nearest, {nearest.label}: {detail(said)})"
     return text
 
 
 def who_leads(
     summary: dict[str, dict[str, object]], servers: list[Server], cell: Cell
 ) -> str | None:
-    """Who leads on ``cell``, and who ties with the leader; among the Python
-    servers too, when the leader is the C one."""
+    """Who leads on ``cell``, and whom the repetitions leave it not decided
+    against; among the Python servers too, when the leader is the C one."""
     ranking = ranked(summary, servers, cell)
     if not ranking:
         return None

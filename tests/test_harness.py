@@ -406,16 +406,44 @@ def test_the_floor_tool_assesses_each_target_in_each_repetition() -> None:
     ]
     best = assess(Target("t", "load", "cpu", "ratio", 1.0, against=("a", "b")), runs)
     assert best["values"] == [1.1, 0.9]  # against the best of a and b in each repetition
-    assert (best["met"], best["met_in"], best["saturated"]) == (True, 1, True)
+    assert (best["verdict"], best["met_in"], best["saturated"]) == ("not decided", 1, True)
     difference = assess(
         Target("d", "load", "cpu", "difference", 5.0, server="a", against=("trio-echo",)), runs
     )
     assert difference["values"] == [-10.0, 30.0]
     assert difference["value"] == 10.0
-    assert difference["met"] is False
+    assert (difference["verdict"], difference["met_in"]) == ("not decided", 1)
     absolute = assess(Target("m", "load", "cpu", "absolute", 150.0, False), runs)
     assert (absolute["value"], absolute["min"], absolute["max"]) == (100.0, 90.0, 110.0)
-    assert absolute["met"] is False  # ">= 150"
+    assert (absolute["verdict"], absolute["met_in"]) == ("not met", 0)  # ">= 150"
+    alone = assess(Target("m", "load", "cpu", "absolute", 150.0), runs[:1])
+    assert (alone["values"], alone["verdict"]) == ([110.0], "no verdict")
+    nothing = assess(Target("m", "other load", "cpu", "absolute", 150.0), runs)
+    assert (nothing["value"], nothing["verdict"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("ratios", "verdict", "met_in"),
+    [
+        ([0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 1.1], "met", 6),
+        ([0.9, 0.9, 0.9, 0.9, 0.9, 1.1, 1.1], "not decided", 5),  # its median meets the goal
+        ([0.9, 0.9, 1.1, 1.1, 1.1, 1.1, 1.1], "not decided", 2),  # its median misses it
+        ([0.9, 1.1, 1.1, 1.1, 1.1, 1.1, 1.1], "not met", 1),
+    ],
+)
+def test_a_floor_target_is_met_when_80_percent_of_its_repetitions_meet_it(
+    ratios: list[float], verdict: str, met_in: int
+) -> None:
+    from benchmarks.floor import Target, assess
+    from benchmarks.measuring import Run
+
+    runs = []
+    for rep, ratio in enumerate(ratios):
+        for server, cpu in (("trio-echo", 100.0 * ratio), ("floor", 100.0)):
+            runs.append(Run(server, "load", rep, figure=cpu, server_cpu_us_per_message=cpu))
+    assessed = assess(Target("t", "load", "cpu", "ratio", 1.0, against=("floor",)), runs)
+    assert assessed["values"] == pytest.approx(ratios)
+    assert (assessed["verdict"], assessed["met_in"]) == (verdict, met_in)
 
 
 def test_the_floor_tool_runs_its_whole_path_quickly(tmp_path: Path) -> None:

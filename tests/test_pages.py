@@ -1,6 +1,7 @@
 """The comparison's pages are written from the results, not typed: the
 committed pages must be exactly what the committed results write, who leads
-is computed (overlapping ranges are a tie), and lines of code are counted."""
+is computed from paired repetitions (benchmarks/verdicts.py), and lines of
+code are counted."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from benchmarks.measuring import Cell, Run, Settings
 from benchmarks.pages import PAGES, Results, fill, report
 from benchmarks.reporting import summarise, who_leads
 from benchmarks.servers import SERVERS
+from benchmarks.verdicts import Verdict, against_goal, by_repetition, compare, needed
 from tests.conftest import ROOT
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -70,28 +72,196 @@ def test_fill_refuses_a_section_without_markers_and_markers_without_a_section() 
         fill(MARKED, {})
 
 
-def _results(figures: dict[str, list[float]], cell: Cell) -> dict[str, dict[str, object]]:
+def _results(figures: dict[str, list[float | None]], cell: Cell) -> dict[str, dict[str, object]]:
     runs = [
         Run(name, cell.name, rep, figure=figure)
         for name, values in figures.items()
         for rep, figure in enumerate(values)
     ]
     servers = [SERVERS[name] for name in figures]
-    return summarise(runs, servers, Settings(1, 0, 3, 1, [cell]))
+    return summarise(runs, servers, Settings(1, 0, len(runs), 1, [cell]))
 
 
-def test_who_leads_calls_overlapping_ranges_a_tie() -> None:
+# -- the verdict rule (benchmarks/verdicts.py) -----------------------------------
+
+
+def _compare(mine: list[float | None], theirs: list[float | None], *, lower: bool) -> Verdict:
+    def figures(values: list[float | None]) -> dict[int, float]:
+        return {rep: value for rep, value in enumerate(values) if value is not None}
+
+    return compare("A", "B", figures(mine), figures(theirs), lower_is_better=lower)
+
+
+@pytest.mark.parametrize(("count", "wins"), [(2, 2), (3, 3), (4, 4), (5, 4), (7, 6), (10, 8)])
+def test_a_lead_needs_80_percent_of_the_pairs_rounded_up(count: int, wins: int) -> None:
+    assert needed(count) == wins
+
+
+def test_a_server_that_wins_every_pair_leads_though_the_ranges_overlap() -> None:
+    # A: 100..140, B: 80..125: the ranges overlap, yet A is ahead in every repetition.
+    said = _compare(
+        [100.0, 140.0, 120.0, 110.0, 130.0], [80.0, 125.0, 100.0, 95.0, 100.0], lower=False
+    )
+    assert (said.wins, said.losses, said.count, said.leader) == (5, 0, 5, "A")
+    assert said.ratio == pytest.approx(1.2)
+    assert said.text() == "A beat B in 5 of 5 paired repetitions, median ratio 1.20x"
+    assert said.tally() == said.outcome() == "better in 5 of 5 paired repetitions"
+    assert said.reversed().leader == "A"
+    assert said.reversed().tally() == "worse in 5 of 5 paired repetitions"
+
+
+def test_three_wins_of_five_decide_nothing_however_far_apart_the_medians() -> None:
+    said = _compare(
+        [121.0, 121.0, 121.0, 90.0, 95.0], [100.0, 100.0, 100.0, 100.0, 100.0], lower=False
+    )
+    assert (said.wins, said.losses, said.leader) == (3, 2, None)
+    assert said.text() == "A beat B in 3 of 5 paired repetitions, median ratio 1.21x: not decided"
+    assert said.outcome() == "better in 3 of 5 paired repetitions: not decided"
+    # Said from the side that won more, whichever is named first.
+    assert said.reversed().text() == said.text()
+
+
+def test_lower_is_better_turns_the_wins_round() -> None:
+    mine, theirs = [10.0, 11.0, 12.0, 9.0, 10.5], [20.0, 22.0, 24.0, 18.0, 21.0]
+    cpu = _compare(mine, theirs, lower=True)
+    assert (cpu.wins, cpu.losses, cpu.leader) == (5, 0, "A")
+    assert cpu.text() == "A beat B in 5 of 5 paired repetitions, median ratio 0.50x"
+    rate = _compare(mine, theirs, lower=False)
+    assert (rate.wins, rate.losses, rate.leader) == (0, 5, "B")
+    assert rate.text() == "B beat A in 5 of 5 paired repetitions, median ratio 2.00x"
+
+
+def test_only_repetitions_that_measured_both_are_paired() -> None:
+    # A wins the three repetitions both measured; the ones either missed count for nobody.
+    said = _compare([None, 5.0, 5.0, 5.0, 1.0], [9.0, 4.0, 4.0, 4.0, None], lower=False)
+    assert said.pairs == ((5.0, 4.0), (5.0, 4.0), (5.0, 4.0))
+    assert (said.wins, said.count, said.leader) == (3, 3, "A")
+    assert said.text() == "A beat B in 3 of 3 paired repetitions, median ratio 1.25x"
+
+
+def test_fewer_than_two_pairs_give_no_verdict() -> None:
+    one = _compare([5.0, None, 1.0], [4.0, 3.0, None], lower=False)
+    assert (one.count, one.wins, one.enough, one.leader) == (1, 1, False, None)
+    assert one.text() == "A and B: 1 paired repetition, too few for a verdict"
+    assert one.outcome() == "1 paired repetition, too few for a verdict"
+    none = _compare([5.0, None], [None, 3.0], lower=False)
+    assert (none.count, none.ratio, none.leader) == (0, None, None)
+    assert none.text() == "A and B: 0 paired repetitions, too few for a verdict"
+
+
+@pytest.mark.parametrize(
+    ("wins", "leader"), [(7, "A"), (6, "A"), (5, None), (2, None), (1, "B"), (0, "B")]
+)
+def test_at_seven_pairs_six_wins_lead_and_five_do_not(wins: int, leader: str | None) -> None:
+    mine = [2.0] * wins + [1.0] * (7 - wins)
+    said = _compare(mine, [1.5] * 7, lower=False)
+    assert (said.wins, said.losses, said.count) == (wins, 7 - wins, 7)
+    assert said.leader == leader
+
+
+def test_equal_figures_win_for_neither() -> None:
+    said = _compare([2.0, 2.0, 2.0, 2.0, 3.0], [2.0, 2.0, 2.0, 1.0, 1.0], lower=False)
+    assert (said.wins, said.losses, said.leader) == (2, 0, None)
+
+
+def test_a_counted_figure_decides_outright() -> None:
+    one = compare("A", "B", {0: 800.0}, {0: 1000.0}, lower_is_better=True, outright=True)
+    assert (one.leader, one.text()) == (
+        "A",
+        "A beat B in 1 of 1 counted measurements, ratio 0.80x: decided outright",
+    )
+    split = compare(
+        "A", "B", {0: 800.0, 1: 1200.0}, {0: 1000.0, 1: 1000.0}, lower_is_better=True, outright=True
+    )
+    assert split.leader is None  # counted figures that disagree decide nothing
+
+
+def test_a_repetition_with_several_runs_counts_as_their_mean() -> None:
+    assert by_repetition([(1, 4.0), (0, 1.0), (1, 6.0)]) == {0: 1.0, 1: 5.0}
+
+
+@pytest.mark.parametrize(
+    ("values", "verdict", "met_in"),
+    [
+        ([0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 1.2], "met", 6),
+        ([0.9, 0.9, 0.9, 0.9, 0.9, 1.2, 1.2], "not decided", 5),  # its median meets the goal
+        ([0.9, 0.9, 0.9, 1.2, 1.2, 1.2, 1.2], "not decided", 3),  # its median misses it
+        ([0.9, 1.2, 1.2, 1.2, 1.2, 1.2, 1.2], "not met", 1),
+        ([0.9], "no verdict", 1),
+    ],
+)
+def test_a_target_is_judged_on_its_count_of_repetitions(
+    values: list[float], verdict: str, met_in: int
+) -> None:
+    goal = against_goal(values, 1.0, at_most=True)
+    assert (goal.verdict, goal.met_in, goal.count) == (verdict, met_in, len(values))
+    assert goal.tally() == f"met in {met_in} of {len(values)}"
+    flipped = against_goal(values, 1.0, at_most=False)  # ">= 1": the misses are now met
+    assert flipped.met_in == len(values) - met_in
+
+
+def test_who_leads_from_paired_repetitions_though_the_ranges_overlap() -> None:
     cell = Cell("echo 1 KiB", "echo", 1024)
     summary = _results(
         {
-            "trio-echo": [100.0, 110.0, 120.0],
-            "twisted": [95.0, 105.0, 101.0],  # overlaps 100..120
-            "threads": [50.0, 60.0, 70.0],  # does not
+            "trio-echo": [100.0, 140.0, 120.0, 110.0, 130.0],
+            "twisted": [80.0, 125.0, 100.0, 95.0, 100.0],  # overlaps, behind in every pair
+            "threads": [50.0, 60.0, 70.0, 60.0, 50.0],  # far behind
         },
         cell,
     )
     servers = [SERVERS[name] for name in ("trio-echo", "twisted", "threads")]
-    assert who_leads(summary, servers, cell) == "trio_echo, 110 [100 to 120], tied with Twisted"
+    assert who_leads(summary, servers, cell) == (
+        "trio_echo, 120 [100 to 140], ahead of the 2 others (the nearest, Twisted: better in"
+        " 5 of 5 paired repetitions, median ratio 1.20x)"
+    )
+
+
+def test_who_leads_says_whom_the_leader_is_not_decided_against() -> None:
+    cell = Cell("CPU", "count", group="cpu")  # lower is better
+    summary = _results(
+        {
+            "trio-echo": [100.0, 100.0, 100.0, 100.0, 100.0],
+            "twisted": [120.0, 120.0, 120.0, 90.0, 95.0],  # 3 of 5 for trio_echo
+            "threads": [200.0, 200.0, 200.0, 200.0, None],  # 4 measured: 4 of 4
+        },
+        cell,
+    )
+    servers = [SERVERS[name] for name in ("trio-echo", "twisted", "threads")]
+    assert who_leads(summary, servers, cell) == (
+        "trio_echo, 100.0 µs, not decided against Twisted (better in 3 of 5 paired"
+        " repetitions, median ratio 0.83x), ahead of threads (better in 4 of 4 paired"
+        " repetitions, median ratio 0.50x)"
+    )
+
+
+def test_a_ratio_sentence_gives_the_median_paired_ratio_and_its_count() -> None:
+    from benchmarks.pages import ratio_text
+
+    cell = Cell("echo 1 KiB", "echo", 1024)
+    figures: dict[str, list[float | None]] = {
+        # 2.0x trio in every repetition, though one slow repetition overlaps the ranges.
+        "trio-echo": [200.0, 220.0, 60.0, 210.0, 190.0],
+        "trio": [100.0, 110.0, 30.0, 105.0, 95.0],
+        "trio-tutorial": [210.0, 230.0, 50.0, 200.0, 160.0],  # ahead of trio_echo in 2 of 5
+    }
+    runs = [
+        Run(name, cell.name, rep, figure=figure)
+        for name, values in figures.items()
+        for rep, figure in enumerate(values)
+    ]
+    servers = [SERVERS[name] for name in figures]
+    settings = Settings(1, 0, 5, 1, [cell])
+    results = Results({}, settings, runs, [], None, servers, summarise(runs, servers, settings))
+    assert ratio_text(results, cell.name, "trio-echo", "trio", "the rate") == (
+        "2.00x the rate (better in 5 of 5 paired repetitions)"
+    )
+    assert ratio_text(results, cell.name, "trio-echo", "trio-tutorial", "the rate") == (
+        "1.05x the rate (better in 3 of 5 paired repetitions: not decided)"
+    )
+    assert ratio_text(results, "no such load", "trio-echo", "trio", "the rate") == (
+        "no figure for the rate"
+    )
 
 
 def test_who_leads_at_a_fixed_rate_counts_only_servers_that_kept_up() -> None:
@@ -104,7 +274,8 @@ def test_who_leads_at_a_fixed_rate_counts_only_servers_that_kept_up() -> None:
     servers = [SERVERS[name] for name in ("trio", "trio-echo", "c-epoll")]
     summary = summarise(runs, servers, Settings(1, 0, 1, 1, [cell]))
     assert who_leads(summary, servers, cell) == (
-        "C epoll, 20.0 µs; among the Python servers, trio_echo, 40.0 µs"
+        "C epoll, 20.0 µs, not decided against trio_echo (1 paired repetition, too few for a"
+        " verdict, median ratio 0.50x); among the Python servers, trio_echo, 40.0 µs"
     )
 
 
@@ -224,13 +395,25 @@ def test_the_tls_part_is_written_from_its_results() -> None:
                 "trio": entry(1.0, 0.9, 1.1),
             },
         },
+        "runs": [
+            {"peer": peer, "load": load, "repetition": rep, "figure": figure}
+            for peer, load, figures in (
+                # trio SSLStream used less CPU in 1 of 3 repetitions, more in 2.
+                ("trio-tls", "handshakes", [500.0, 600.0, 700.0, 100.0]),
+                ("asyncio-streams-tls", "handshakes", [550.0, 500.0, 450.0, None]),
+                # Twice as much in every repetition, though a repetition failed.
+                ("trio-tls", "bulk", [3.5, None, 4.0, 4.5]),
+                ("asyncio-streams-tls", "bulk", [1.75, 1.0, 2.0, 2.25]),
+            )
+            for rep, figure in enumerate(figures)
+        ],
     }
     text = "\n".join(tls_section(document))
     assert "| trio SSLStream | 600 µs [500 to 700] at 199.5/s | 300 µs [250 to 350]" in text
     assert "4.00 ms [3.50 to 4.50] at 199.5/s | 1.00 ms [0.90 to 1.10]" in text
     assert (
-        "trio SSLStream against asyncio streams: 1.20x (the ranges overlap) per handshake,"
-        " 2.00x per MB" in text
+        "- trio SSLStream against asyncio streams: 1.20x (worse in 2 of 3 paired repetitions:"
+        " not decided) per handshake, 2.00x (worse in 3 of 3 paired repetitions) per MB" in text
     )
     assert tls_section(None) == ["(no TLS results: python benchmarks/tls.py --commit-results)"]
 
@@ -251,12 +434,12 @@ def test_the_floor_part_is_written_from_its_results() -> None:
             "saturated": saturated,
             "client_limited": 0,
             "errors": 0,
-            "runs": 3,
+            "runs": 5,
             "failed": 0,
             "notes": [],
         }
 
-    def target(what: str, kind: str, values: list[float], met: bool) -> dict[str, object]:
+    def target(what: str, kind: str, values: list[float]) -> dict[str, object]:
         return {
             "what": what,
             "load": "count 100 B at 5,000/s",
@@ -264,12 +447,10 @@ def test_the_floor_part_is_written_from_its_results() -> None:
             "goal": "≤ 1.05x" if kind == "ratio" else "≤ 5 µs",
             "bound": 1.05 if kind == "ratio" else 5.0,
             "at_most": True,
-            "value": sorted(values)[1],
-            "min": min(values),
-            "max": max(values),
+            "value": sorted(values)[len(values) // 2] if values else None,
+            "min": min(values, default=None),
+            "max": max(values, default=None),
             "values": values,
-            "met": met,
-            "met_in": 2 if met else 0,
             "saturated": False,
             "server": "trio-echo" if kind == "ratio" else "trio-echo-info",
             "against": ["floor"] if kind == "ratio" else ["trio-echo"],
@@ -291,7 +472,7 @@ def test_the_floor_part_is_written_from_its_results() -> None:
         "settings": {
             "duration": 3.0,
             "warmup": 0.5,
-            "repeat": 3,
+            "repeat": 5,
             "idle_connections": 10_000,
             "tracemalloc_connections": 2_000,
             "loads": [
@@ -314,8 +495,10 @@ def test_the_floor_part_is_written_from_its_results() -> None:
             {"name": "floor", "label": "trio floor"},
         ],
         "targets": [
-            target("CPU per connection", "ratio", [1.1, 1.0, 1.2], False),
-            target("the log line", "difference", [3.0, 4.0, 1.0], True),
+            target("CPU per connection", "ratio", [1.1, 1.0, 1.2, 1.1, 1.15]),
+            target("the log line", "difference", [3.0, 4.0, 1.0, 6.0, 2.0]),
+            target("p99", "ratio", [1.0, 1.2, 1.0, 1.1, 1.0]),
+            target("MB/s", "ratio", []),
         ],
         "summary": {
             "count 100 B at 5,000/s": {
@@ -327,16 +510,31 @@ def test_the_floor_part_is_written_from_its_results() -> None:
     text = "\n".join(floor_section(document))
     assert 'trio_echo at 0123456, "a pump" (the working tree); each server' in text
     assert (
-        "| CPU per connection | trio_echo over trio floor | 1.10x [1.00x to 1.20x] | ≤ 1.05x |"
-        " **not met** (in 0 of 3) |" in text
+        "A target is met when its value met the goal in at least 80% of the repetitions"
+        " (4 of 5), not met when it missed in at least as many, and not decided otherwise." in text
     )
     assert (
-        "| the log line | trio_echo, --log-level info minus trio_echo | 3.0 µs [1.0 to 4.0] |"
-        " ≤ 5 µs | met (in 2 of 3) |" in text
+        "| CPU per connection | trio_echo over trio floor | 1.10x [1.00x to 1.20x] | ≤ 1.05x |"
+        " **not met** (1 of 5) |" in text
+    )
+    assert (
+        "| the log line | trio_echo, --log-level info minus trio_echo | 3.0 µs [1.0 to 6.0] |"
+        " ≤ 5 µs | met (4 of 5) |" in text
+    )
+    # Its median meets the goal, but 3 of 5 decide nothing.
+    assert (
+        "| p99 | trio_echo over trio floor | 1.00x [1.00x to 1.20x] | ≤ 1.05x |"
+        " not decided (3 of 5) |" in text
+    )
+    assert "| MB/s | trio_echo over trio floor | n/a | ≤ 1.05x | not measured |" in text
+    assert (
+        "Not decided:\n\n- p99: met in 3 of 5 repetitions, where a verdict needs 4 either way;"
+        " its value, 1.00x [1.00x to 1.20x], lies on both sides of the goal (≤ 1.05x), so the"
+        " verdict could flip within its own spread.\n" in text
     )
     assert (
         "| count 100 B at 5,000/s | trio floor |  | 100.0 µs per connection [95.0 to 105.0] |"
-        " 4,500 per s [4,490 to 4,500] of 5,000 (saturated in 1 of 3) | 2.50 ms [2.00 to 3.00] |"
+        " 4,500 per s [4,490 to 4,500] of 5,000 (saturated in 1 of 5) | 2.50 ms [2.00 to 3.00] |"
         in text
     )
     assert (
