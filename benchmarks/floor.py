@@ -115,12 +115,14 @@ def servers(checkout: Path) -> dict[str, Server]:
                 "trio_echo",
                 "trio_echo at --log-level warning (as the harness runs it)",
                 _trio_echo(checkout, "WARNING"),
+                program=SERVERS["trio-echo"].program,
             ),
             Server(
                 "trio-echo-info",
                 "trio_echo, --log-level info",
                 "trio_echo with its line per connection",
                 _trio_echo(checkout, "INFO"),
+                program=SERVERS["trio-echo"].program,
             ),
             Server(
                 "floor",
@@ -128,6 +130,7 @@ def servers(checkout: Path) -> dict[str, Server]:
                 "benchmarks/peers/trio_floor.py",
                 _floor,
                 modes=("count", "echo"),
+                program=("benchmarks/peers/trio_floor.py",),
             ),
             SERVERS["twisted-original"],
             SERVERS["asyncio-protocol"],
@@ -585,16 +588,15 @@ def imported_from() -> str:
 
 
 def checkout_commit(checkout: Path) -> dict[str, object]:
-    """The checkout's commit, and whether it had changes not committed."""
-
-    def git(*args: str) -> str:
-        return _git(checkout, *args)
+    """What is measured, before the run: `benchmarks.provenance.environment`
+    of the checkout (its commit, and whether it had changes not committed),
+    with the checkout's folder and its commit's subject."""
+    from benchmarks.provenance import environment
 
     return {
+        **environment(root=checkout),
         "trio_echo_checkout": str(checkout),
-        "trio_echo_commit": git("rev-parse", "HEAD"),
-        "trio_echo_subject": git("log", "-1", "--format=%s"),
-        "trio_echo_uncommitted": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "trio_echo_subject": _git(checkout, "log", "-1", "--format=%s"),
     }
 
 
@@ -654,6 +656,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     load_before = os.getloadavg()
     measured = checkout_commit(checkout)
+    from benchmarks.provenance import code_hashes
+
+    code = code_hashes(servers(checkout).values(), root=checkout)
     with tempfile.TemporaryDirectory(prefix="trio-echo-floor-") as folder:
         try:
             source = checkout if args.working_tree else snapshot(checkout, Path(folder))
@@ -676,19 +681,16 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         runs = run_all(binary, servers(source), settings)
-    from benchmarks.reporting import environment
-
-    env = environment()
-    env |= measured
+    env = dict(measured)
     env["trio_echo_checkout_head_after"] = after = _git(checkout, "rev-parse", "HEAD")
-    if after != measured["trio_echo_commit"]:
+    if after != measured["commit"]:
         # Whether the package measured is still the checkout's at the end.
         env["trio_echo_changed_after"] = bool(
             _git(
                 checkout,
                 "diff",
                 "--stat",
-                str(measured["trio_echo_commit"]),
+                str(measured["commit"]),
                 after,
                 "--",
                 "trio_echo",
@@ -699,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     env["load_average_after"] = [round(value, 2) for value in os.getloadavg()]
     document = {
         "environment": env,
+        "code": code,
         "settings": {
             "duration": settings.duration,
             "warmup": settings.warmup,

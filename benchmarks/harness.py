@@ -49,6 +49,7 @@ from benchmarks.measuring import (
     run_matrix,
 )
 from benchmarks.pages import Results, write_pages, write_report
+from benchmarks.provenance import code_hashes
 from benchmarks.reporting import environment, summarise
 from benchmarks.servers import ROOT, SERVERS
 
@@ -185,12 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     runs = [run for run in journal.runs if run.server in {s.name for s in servers}]
     scaling = measure_scaling(binary, settings) if settings.scaling else []
-    env = environment()
-    env["seconds"] = round(time.monotonic() - started, 1)
     (out / "benchmark.json").write_text(
         json.dumps(
             {
-                "environment": env,
+                "environment": environment(),
+                "code": code_hashes(servers),
+                "seconds": round(time.monotonic() - started, 1),
                 "settings": {
                     "duration": settings.duration,
                     "warmup": settings.warmup,

@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks.measuring import Cell, Run, Scaling, Settings, median
+from benchmarks.provenance import stale
 from benchmarks.reporting import (
     and_list,
     conformance_counts,
     conformance_table,
     exceptions_text,
+    machine_facts,
     markdown,
     noise,
     per_model_table,
@@ -44,14 +46,14 @@ from benchmarks.reporting import (
     who_leads,
 )
 from benchmarks.servers import ROOT, SERVERS, Server
-from benchmarks.verdicts import against_goal, by_repetition, compare, needed
+from benchmarks.verdicts import Verdict, against_goal, by_repetition, compare, needed
 
 Summary = dict[str, dict[str, object]]
 
 
 @dataclass
 class Results:
-    """One harness run, as its folder keeps it."""
+    """One harness run, as its folder keeps it, and the other tools' results beside it."""
 
     environment: dict[str, object]
     settings: Settings
@@ -63,10 +65,13 @@ class Results:
     framer: dict[str, object] | None = None
     tls: dict[str, Any] | None = None
     floor: dict[str, Any] | None = None
+    work: dict[str, Any] | None = None
+    code: dict[str, str] | None = None
 
     @classmethod
     def load(cls, folder: Path) -> Results:
-        """The results in ``folder`` (its benchmark.json and conformance.json)."""
+        """The results in ``folder``: its benchmark.json, and conformance.json,
+        framer.json, tls.json, floor.json and work.json where they are."""
         data = json.loads((folder / "benchmark.json").read_text())
         saved = data["settings"]
         scaling = [Scaling(**entry) for entry in data["scaling"]]
@@ -81,20 +86,15 @@ class Results:
         runs = [Run(**run) for run in data["runs"]]
         measured = {run.server for run in runs}
         servers = [server for name, server in SERVERS.items() if name in measured]
-        conformance_path = folder / "conformance.json"
-        conformance = (
-            json.loads(conformance_path.read_text()) if conformance_path.exists() else None
-        )
-        framer_path = folder / "framer.json"
-        framer = json.loads(framer_path.read_text()) if framer_path.exists() else None
-        tls_path = folder / "tls.json"
-        tls = json.loads(tls_path.read_text()) if tls_path.exists() else None
-        floor_path = folder / "floor.json"
-        floor = json.loads(floor_path.read_text()) if floor_path.exists() else None
+        conformance = _optional(folder / "conformance.json")
+        if isinstance(conformance, dict):  # the outcomes, with where they came from
+            conformance = conformance["outcomes"]
         return cls(
-            framer=framer,
-            tls=tls,
-            floor=floor,
+            framer=_optional(folder / "framer.json"),
+            tls=_optional(folder / "tls.json"),
+            floor=_optional(folder / "floor.json"),
+            work=_optional(folder / "work.json"),
+            code=data.get("code"),
             environment=data["environment"],
             settings=settings,
             runs=runs,
@@ -110,6 +110,80 @@ class Results:
     def entry(self, cell: str, server: str) -> dict[str, object] | None:
         entry = self.summary.get(cell, {}).get(server)
         return entry if isinstance(entry, dict) and entry.get("figure") is not None else None
+
+    def provenance(self) -> Provenance:
+        """Which of the harness's figures were measured on older code."""
+        return provenance({"environment": self.environment, "code": self.code}, self.servers)
+
+
+def _optional(path: Path) -> Any:
+    """A results file's document, or None where there is none."""
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# -- where the figures came from -------------------------------------------------
+
+OLDER_CODE = "measured before the results recorded their code: every figure may be from older code"
+"""What a results file that records no code hashes (or no commit) is said to be."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Which of a results file's figures were measured on code that has changed since.
+
+    Attributes:
+        note: What to say once for the whole file, when it records no code
+            (`OLDER_CODE`, with the commit it records, if any); empty otherwise.
+        marks: For each server whose code changed since its figures were
+            measured: ``measured at abc1234, on older code``.
+    """
+
+    note: str = ""
+    marks: dict[str, str] = field(default_factory=dict)
+
+    def label(self, name: str, label: str, *others: str) -> str:
+        """``label``, with the mark of ``name`` (or of one of ``others``) if it has one."""
+        mark = next((self.marks[key] for key in (name, *others) if key in self.marks), "")
+        return f"{label} ({mark})" if mark else label
+
+    def sentence(self) -> str:
+        """`note` as a sentence of its own, or ``""``."""
+        return f" {self.note[0].upper()}{self.note[1:]}." if self.note else ""
+
+
+def provenance(document: Mapping[str, Any] | None, servers: Iterable[Server]) -> Provenance:
+    """What a results document says of the code it measured, against today's.
+
+    Args:
+        document: The document, with its ``environment`` and, if it records
+            them, its ``code`` hashes by server name.
+        servers: The servers its figures are of, as `benchmarks.provenance`
+            hashes them.
+
+    Returns:
+        A note for the whole file when it records no code hashes or no
+        commit; else a mark for each server whose code changed since.
+    """
+    if not document:
+        return Provenance()
+    env = document.get("environment") or {}
+    commit = env.get("commit") or env.get("trio_echo_commit")
+    code = document.get("code")
+    if not code or not env.get("commit"):
+        return Provenance(note=OLDER_CODE + (f" (measured at {str(commit)[:7]})" if commit else ""))
+    changed = stale(code, servers)
+    return Provenance(
+        marks={name: f"measured at {str(commit)[:7]}, on older code" for name in changed}
+    )
+
+
+def code_servers() -> dict[str, Server]:
+    """Every server a results file may record, by name, as its code is hashed:
+    the comparison's, the floor tool's and the TLS tool's."""
+    from benchmarks.floor import servers as floor_servers
+    from benchmarks.tls import peer_servers
+
+    return {**floor_servers(ROOT), **peer_servers(), **SERVERS}
 
 
 # -- the report -------------------------------------------------------------------
@@ -130,21 +204,42 @@ def report(results: Results, skipped: list[str] | None = None) -> str:
             for name, server in SERVERS.items()
             if name not in names and not name.endswith("-baseline")
         ]
+    said = results.provenance()
+    if said.marks:
+        note = (
+            "On code changed since: "
+            + ", ".join(
+                said.label(server.name, server.label)
+                for server in results.servers
+                if server.name in said.marks
+            )
+            + "."
+        )
+    else:
+        note = said.sentence().strip()
     text = markdown(
         results.summary,
         results.servers,
         results.settings,
         results.conformance,
         results.environment,
+        note=note,
     )
     not_measured = ["## Not measured here", "", *skipped, ""] if skipped else []
-    floor = ["## trio_echo against trio's own floor", "", *floor_section(results.floor), ""]
+    floor = [
+        "## trio_echo against trio's own floor",
+        "",
+        *floor_section(results.floor, idle=comparison_idle(results)),
+        "",
+    ]
+    counted = ["## Counted work", "", *work_section(results.work), ""] if results.work else []
     return text + "\n".join(
         [
             *servers_table(results.servers),
             *not_measured,
             *scaling_table(results.scaling),
             *floor,
+            *counted,
         ]
     )
 
@@ -160,14 +255,15 @@ def write_report(results: Results, folder: Path, skipped: list[str] | None = Non
 
 
 def run_line(results: Results) -> str:
-    """Where the figures come from, in one sentence."""
-    env, settings = results.environment, results.settings
+    """Where the figures come from, in one sentence (and what code they are of)."""
+    env, settings = machine_facts(results.environment), results.settings
     return (
         f"From the run committed in `benchmarks/results/` ({env['date']}; {env['cpus']} CPUs,"
         f" {env['machine']}, Python {env['python']}; each server on one core, the load"
         f" generator on another): the median of {settings.repeat} interleaved repetitions of"
         f" {settings.duration:g} s, in square brackets the lowest and the highest; ⚠: the"
         " load generator used 90% or more of its core, so the figure is a lower bound."
+        + results.provenance().sentence()
     )
 
 
@@ -184,13 +280,15 @@ def _cell_text(results: Results, cell: Cell, server: Server) -> str:
 def figures_table(results: Results, names: list[str], titles: dict[str, str]) -> list[str]:
     """A table with a row per server and a column per load in ``names``."""
     cells = [cell for name in names if (cell := results.cell(name))]
+    said = results.provenance()
     lines = [
         "| server | " + " | ".join(titles.get(cell.name, cell.name) for cell in cells) + " |",
         "|---" * (len(cells) + 1) + "|",
     ]
     for server in results.servers:
         texts = [_cell_text(results, cell, server) for cell in cells]
-        lines.append(f"| {server.label} | " + " | ".join(texts) + " |")
+        label = said.label(server.name, server.label)
+        lines.append(f"| {label} | " + " | ".join(texts) + " |")
     return lines
 
 
@@ -221,7 +319,16 @@ def _comparison(results: Results, one: str, other: str) -> str:
             for name in rate[-1:]
         ),
     ]
-    return and_list(parts)
+    counted = [
+        text
+        for load in COUNTED_LOADS
+        if (
+            text := counted_text(
+                results.work, load, one, other, f"the instructions per {{unit}} on {load}"
+            )
+        )
+    ]
+    return and_list(parts) + (f"; counted, {and_list(counted)}" if counted else "")
 
 
 HEADLINE = ["count 100 B", "echo 1 KiB", "framed 100 B x16", "count 10 MB"]
@@ -301,10 +408,15 @@ def framer_table(results: Results) -> list[str]:
     rows = results.framer["results"]
     assert isinstance(env, dict)
     assert isinstance(rows, list)
+    facts = machine_facts(env)
+    from benchmarks.framer import server as framer_server
+
+    said = provenance(results.framer, [framer_server()])
+    mark = f" ({said.marks['framer']})" if "framer" in said.marks else ""
     lines = [
-        f"The framer alone (`python benchmarks/framer.py`; {env['date']}, Python"
-        f" {env['python']}; the median of {rows[0]['repeat']} runs, with the lowest and the"
-        " highest):",
+        f"The framer alone (`python benchmarks/framer.py`; {facts['date']}, Python"
+        f" {facts['python']}; the median of {rows[0]['repeat']} runs, with the lowest and the"
+        f" highest){mark}:",
         "",
         "| case | median | lowest to highest |",
         "|---|---|---|",
@@ -315,6 +427,8 @@ def framer_table(results: Results) -> list[str]:
             f"| {row['case']} | {row['median']:,.{digits}f} {row['unit']} |"
             f" {row['min']:,.{digits}f} to {row['max']:,.{digits}f} |"
         )
+    if said.note:
+        lines += ["", said.sentence().strip()]
     return lines
 
 
@@ -486,11 +600,14 @@ def _tls_ratio(document: dict[str, Any], load: str, one: str, other: str) -> str
     return f"{said.ratio:.2f}x ({said.outcome()})"
 
 
-def tls_section(document: dict[str, Any] | None) -> list[str]:
-    """The TLS costs (benchmarks/tls.py --commit-results), as a table and ratios."""
+def tls_section(document: dict[str, Any] | None, work: dict[str, Any] | None = None) -> list[str]:
+    """The TLS costs (benchmarks/tls.py --commit-results), as a table and ratios,
+    with the counted instructions per connection (``work``) beside the ratios."""
     if not document:
         return ["(no TLS results: python benchmarks/tls.py --commit-results)"]
-    env, settings = document["environment"], document["settings"]
+    settings = document["settings"]
+    env = machine_facts(document["environment"])
+    said = provenance(document, code_servers().values())
     loads = {load["name"]: load for load in settings["loads"]}
     handshakes, bulk = loads["handshakes"], loads["bulk"]
     summary = document["summary"]
@@ -506,7 +623,7 @@ def tls_section(document: dict[str, Any] | None) -> list[str]:
         f" {bulk['rate']:,.0f} messages/s over {bulk['connections']} connections"
         f" ({bulk['rate'] * bulk['size'] / 1e6:,.0f} MB/s each way), CPU per MB. Beside each,"
         " the same server (for the trio rows, trio (plain): the same pump on a SocketStream)"
-        " over plain TCP, in the same run.",
+        " over plain TCP, in the same run." + said.sentence(),
         "",
         "| server | TLS, per handshake | plain TCP, per connection | TLS, per MB | plain TCP,"
         " per MB |",
@@ -515,7 +632,7 @@ def tls_section(document: dict[str, Any] | None) -> list[str]:
     for peer in (peer for peer in document["peers"] if peer["tls"]):
         plain = peer["plain"]
         lines.append(
-            f"| {peer['label']} |"
+            f"| {said.label(peer['name'], peer['label'], plain)} |"
             f" {_tls_figure(summary['handshakes'].get(peer['name']), 'µs')} |"
             f" {_tls_figure(summary['handshakes'].get(plain), 'µs')} |"
             f" {_tls_figure(summary['bulk'].get(peer['name']), 'ms')} |"
@@ -540,11 +657,17 @@ def tls_section(document: dict[str, Any] | None) -> list[str]:
         "",
     ]
     for one, other, what in pairs:
+        counted = counted_text(work, TLS_COUNTED, one, other, "the instructions per {unit}")
         lines.append(
             f"- {what}: {_tls_ratio(document, 'handshakes', one, other)} per handshake,"
             f" {_tls_ratio(document, 'bulk', one, other)} per MB"
+            + (f"; counted, {counted}" if counted else "")
         )
     return lines
+
+
+TLS_COUNTED = "TLS, count 100 B"
+"""The counted load (benchmarks/work.py) that is the TLS handshake load."""
 
 
 def _spread_text(spread: dict[str, Any] | None, digits: int, unit: str = "") -> str:
@@ -567,7 +690,7 @@ def _target_value(target: dict[str, Any]) -> str:
 
 
 def _against(target: dict[str, Any], labels: dict[str, str]) -> str:
-    server = labels.get(target["server"], target["server"])
+    server = str(labels.get(target["server"], target["server"]))
     others = [labels.get(name, name) for name in target["against"]]
     if target["kind"] == "ratio":
         return f"{server} over {and_list(others) if len(others) < 3 else ', '.join(others)}"
@@ -630,27 +753,122 @@ def floor_noise(document: dict[str, Any]) -> str:
     )
 
 
-def floor_section(document: dict[str, Any] | None) -> list[str]:
+def comparison_idle(results: Results) -> dict[str, Any] | None:
+    """trio_echo's memory per idle connection in the comparison's run, in KiB:
+    its value in each repetition, and their median, lowest and highest."""
+    values = by_repetition(
+        (run.repetition, run.figure / 1024)
+        for run in results.runs
+        if run.server == "trio-echo" and run.cell == "idle connections" and run.figure is not None
+    )
+    if not values:
+        return None
+    entry = results.entry("idle connections", "trio-echo")
+    figure = entry["figure"] if entry else median(values.values()) * 1024
+    assert isinstance(figure, float)
+    return {
+        "values": list(values.values()),
+        "median": figure / 1024,
+        "min": min(values.values()),
+        "max": max(values.values()),
+    }
+
+
+def _with_idle(document: dict[str, Any], idle: dict[str, Any]) -> dict[str, Any]:
+    """The floor's document with trio_echo's harness memory per idle connection
+    taken from the comparison's run (``idle``), target and figure alike."""
+    targets = []
+    for target in document["targets"]:
+        if target["load"] == "idle connections" and target["server"] == "trio-echo":
+            targets.append(
+                dict(
+                    target,
+                    values=idle["values"],
+                    value=idle["median"],
+                    min=idle["min"],
+                    max=idle["max"],
+                )
+            )
+        else:
+            targets.append(target)
+    summary = {load: dict(row) for load, row in document["summary"].items()}
+    if "trio-echo" in summary.get("idle connections", {}):
+        kib = {key: idle[key] * 1024 for key in ("median", "min", "max")}
+        summary["idle connections"]["trio-echo"] = dict(
+            summary["idle connections"]["trio-echo"], figure=kib
+        )
+    return dict(document, targets=targets, summary=summary)
+
+
+def _counted_target(target: dict[str, Any], work: dict[str, Any] | None) -> str:
+    """A target's counted figure (benchmarks/work.py), on the counted load it names."""
+    load = next(
+        (
+            name
+            for name in COUNTED_LOADS
+            if target["load"] == name or target["load"].startswith(name + " ")
+        ),
+        None,
+    )
+    if work is None or load is None:
+        return ""
+    if target["kind"] == "difference":
+        one = _counted_entry(work, load, target["server"])
+        others = [_counted_entry(work, load, name) for name in target["against"]]
+        if one is None or len(others) != 1 or others[0] is None:
+            return ""
+        extra = _mean(one["instructions"]) - _mean(others[0]["instructions"])
+        return f"{_signed(extra, _count(extra))} instructions per {_unit(work, load)}"
+    if target["kind"] != "ratio":
+        return ""
+    return counted_text(
+        work, load, target["server"], list(target["against"]), "the instructions per {unit}"
+    )
+
+
+def floor_section(
+    document: dict[str, Any] | None,
+    work: dict[str, Any] | None = None,
+    *,
+    idle: dict[str, Any] | None = None,
+) -> list[str]:
     """trio_echo against trio's floor (benchmarks/floor.py --commit-results):
-    each target, then the figures it comes from."""
+    each target, then the figures it comes from.
+
+    Args:
+        document: floor.json's document.
+        work: work.json's, for the counted figure beside each target that
+            has one.
+        idle: trio_echo's memory per idle connection in the comparison's
+            run (`comparison_idle`), shown in place of the floor run's, so
+            that the page gives one figure for it.
+    """
     if not document:
         return ["(no floor results: python benchmarks/floor.py --commit-results)"]
+    if idle is not None:
+        document = _with_idle(document, idle)
     env, settings = document["environment"], document["settings"]
-    labels = {server["name"]: server["label"] for server in document["servers"]}
+    facts = machine_facts(env)
+    origin = provenance(document, code_servers().values())
+    labels = {
+        server["name"]: origin.label(server["name"], server["label"])
+        for server in document["servers"]
+    }
+    commit = str(env.get("commit") or env["trio_echo_commit"])
     subject = str(env["trio_echo_subject"])
     subject = subject if len(subject) <= 72 else subject[:71].rstrip() + "…"
     measured = env.get("trio_echo_measured", "the working tree")
-    if measured == "the working tree" and env.get("trio_echo_uncommitted"):
+    if measured == "the working tree" and (env.get("dirty") or env.get("trio_echo_uncommitted")):
         measured += ", with changes not committed"
-    after = env.get("trio_echo_checkout_head_after", env["trio_echo_commit"])
-    if after != env["trio_echo_commit"]:
+    after = env.get("trio_echo_checkout_head_after", commit)
+    if after != commit:
         moved = f"; the checkout moved on to {str(after)[:7]} during the run"
         changed = env.get("trio_echo_changed_after")
         measured += moved + (", its trio_echo unchanged" if changed is False else ", not measured")
     lines = [
-        f"From `benchmarks/results/floor.json` (`python benchmarks/floor.py`; {env['date']};"
-        f" {env['cpus']} CPUs, {env['machine']}, Python {env['python']}; trio_echo at"
-        f' {str(env["trio_echo_commit"])[:7]}, "{subject}" ({measured});'
+        f"From `benchmarks/results/floor.json` (`python benchmarks/floor.py`; {facts['date']};"
+        f" {facts['cpus']} CPUs, {facts['machine']}, Python {facts['python']}; trio_echo at"
+        f' {commit[:7]}, "{subject}" ({measured});'
         " each server on one core, the load generator on another; load average"
         f" {env['load_average_before'][0]:.2f} before, {env['load_average_after'][0]:.2f}"
         f" after): {settings['repeat']} repetitions; in each, a load's servers run one after"
@@ -661,13 +879,23 @@ def floor_section(document: dict[str, Any] | None) -> list[str]:
         " lowest and the highest. A target is met when its value met the goal in at least 80%"
         f" of the repetitions ({needed(settings['repeat'])} of {settings['repeat']}), not met"
         " when it missed in at least as many, and not decided otherwise. Against several"
-        " servers, the reference in each repetition is the best of them.",
+        " servers, the reference in each repetition is the best of them." + origin.sentence(),
         "",
         floor_noise(document),
         "",
+    ]
+    counted = work is not None
+    if counted:
+        lines += [
+            "Beside each target that a counted load matches, the same comparison counted"
+            " (benchmarks/work.py, above): instructions per connection or message, which decide"
+            " outright.",
+            "",
+        ]
+    lines += [
         "| target | what | median [lowest to highest] | goal | verdict (repetitions that met"
-        " the goal) |",
-        "|---|---|---|---|---|",
+        " the goal) |" + (" counted |" if counted else ""),
+        "|---|---|---|---|---|" + ("---|" if counted else ""),
     ]
     undecided = []
     for target in document["targets"]:
@@ -689,6 +917,7 @@ def floor_section(document: dict[str, Any] | None) -> list[str]:
         lines.append(
             f"| {target['what']} | {_against(target, labels)} | {_target_value(target)} |"
             f" {target['goal']} | {met} |"
+            + (f" {_counted_target(target, work)} |" if counted else "")
         )
     if undecided:
         lines += ["", "Not decided:", "", *undecided]
@@ -699,7 +928,14 @@ def floor_section(document: dict[str, Any] | None) -> list[str]:
         " p99 latency (at a fixed rate, from when each message was due). Memory: the"
         f" harness's PSS with {settings['idle_connections']:,} idle connections open, and"
         " benchmarks/idle_memory.py's tracemalloc with"
-        f" {settings['tracemalloc_connections']:,}.",
+        f" {settings['tracemalloc_connections']:,}."
+        + (
+            " trio_echo's PSS per idle connection, target and figure, is the comparison's"
+            " (benchmarks/results/benchmark.json, in the tables above), not this run's, so"
+            " that the page gives one figure for it."
+            if idle is not None
+            else ""
+        ),
         "",
         "| load | server | throughput or memory | server CPU | rate reached | p99 |",
         "|---|---|---|---|---|---|",
@@ -718,18 +954,294 @@ def floor_section(document: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+# -- counted work (benchmarks/work.py) -----------------------------------------------
+
+COUNTED_LOADS = ["count 100 B", "echo 1 KiB", "framed 100 B x16"]
+"""The loads that benchmarks/work.py counts and the timed comparison also measures."""
+
+LOG_LOAD = "count 100 B"
+"""The load on which trio_echo at INFO is counted beside trio_echo at WARNING."""
+
+
+def _count(value: float) -> str:
+    """A count in three figures: ``249k``, ``24.9k``, ``2.49k``, ``932``."""
+    size = abs(value)
+    sign = "-" if value < 0 else ""
+    if size >= 1e6:
+        return f"{sign}{size / 1e6:.2f}M"
+    if size >= 99_950:
+        return f"{sign}{size / 1e3:.0f}k"
+    if size >= 9_995:
+        return f"{sign}{size / 1e3:.1f}k"
+    if size >= 1_000:
+        return f"{sign}{size / 1e3:.2f}k"
+    return f"{sign}{size:.0f}"
+
+
+def _signed(value: float, text: str) -> str:
+    return text if value < 0 else f"+{text}"
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _counted_entry(
+    document: dict[str, Any] | None, load: str, server: str
+) -> dict[str, Any] | None:
+    """A server's counted figures on a load, or None where it has none (or an error)."""
+    if not document:
+        return None
+    entry = document["figures"].get(load, {}).get(server)
+    return entry if entry and "error" not in entry else None
+
+
+def _unit(document: dict[str, Any], load: str) -> str:
+    return str(document["settings"]["loads"].get(load, {}).get("unit", "message"))
+
+
+def counted_verdict(
+    document: dict[str, Any] | None, load: str, one: str, against: str | list[str]
+) -> Verdict | None:
+    """``one``'s instructions against ``against``'s (the fewest of several, in
+    each repetition) on ``load``: a counted verdict, which decides outright."""
+    others = [against] if isinstance(against, str) else against
+    mine = _counted_entry(document, load, one)
+    theirs = [_counted_entry(document, load, name) for name in others]
+    if mine is None or not others or any(entry is None for entry in theirs):
+        return None
+    columns = zip(*(entry["instructions"] for entry in theirs if entry), strict=True)
+    best = [min(values) for values in columns]
+    pairs = tuple(zip(mine["instructions"], best, strict=False))
+    return Verdict(one, " ".join(others), pairs, lower_is_better=True, outright=True)
+
+
+def counted_text(
+    document: dict[str, Any] | None, load: str, one: str, against: str | list[str], what: str
+) -> str:
+    """``0.76x what (better in 2 of 2 counted measurements)`` (``{unit}`` in
+    ``what`` is the load's unit), or ``""`` without figures for both."""
+    said = counted_verdict(document, load, one, against)
+    if document is None or said is None or said.ratio is None:
+        return ""
+    return f"{said.ratio:.2f}x {what.format(unit=_unit(document, load))} ({said.outcome()})"
+
+
+def _tls_plain() -> dict[str, str]:
+    """Each TLS server's plain-TCP twin, as benchmarks/tls.py pairs them."""
+    from benchmarks.tls import PEERS_COMPARED
+
+    return {peer.name: peer.plain for peer in PEERS_COMPARED if peer.tls}
+
+
+def _counted_rows(document: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The table's rows: for each, the server counted on each load. A TLS
+    server shares its plain-TCP twin's row where the twin is counted."""
+    loads = document["settings"]["loads"]
+    plain = _tls_plain()
+    rows: dict[str, dict[str, str]] = {}
+    for load, row in document["figures"].items():
+        if not loads.get(load, {}).get("tls"):
+            for server in row:
+                rows.setdefault(server, {})[load] = server
+    for load, row in document["figures"].items():
+        if loads.get(load, {}).get("tls"):
+            for server in row:
+                twin = plain.get(server, server)
+                rows.setdefault(twin if twin in rows else server, {})[load] = server
+    return rows
+
+
+def _flag_text(flag: str) -> str:
+    return flag.replace("|", "\\|").replace("\n", " ")
+
+
+def work_section(document: dict[str, Any] | None, *, heading: bool = False) -> list[str]:
+    """The counted work (benchmarks/work.py --commit-results): a table with a
+    row per server and a column per load, what the log line and TLS add, and
+    what such counts can say; nothing without results."""
+    if not document:
+        return []
+    env, figures = document["environment"], document["figures"]
+    title = ["## Counted work", ""] if heading else []
+    loads = list(figures)
+    said = provenance(document, code_servers().values())
+    rows = _counted_rows(document)
+    flags: list[str] = []
+    lines = [
+        *title,
+        f"From `benchmarks/results/work.json` (`python benchmarks/work.py`, {document['minutes']:g}"
+        f" minutes, at {str(env.get('commit'))[:7]}"
+        + (", with changes not committed" if env.get("dirty") else "")
+        + f"; {env.get('kernel')} {env.get('machine')}; OPENSSL_ia32cap"
+        f" {document['openssl_ia32cap'].get('native')} natively,"
+        f" {document['openssl_ia32cap'].get('valgrind')} under valgrind). In each cell: the"
+        " instructions per connection or per message, the mean of two repetitions (each in"
+        " parentheses), its multiple of trio_echo's on the same load, then the system calls."
+        " The TLS column gives each server's TLS form; trio (plain)'s is the trio SSLStream"
+        " server, the same pump on an SSLStream." + said.sentence(),
+        "",
+        "| server | " + " | ".join(f"{load}, per {_unit(document, load)}" for load in loads) + " |",
+        "|---" * (len(loads) + 1) + "|",
+    ]
+    for name, by_load in rows.items():
+        cells = []
+        label = name
+        for load in loads:
+            server = by_load.get(load, "")
+            entry = figures[load].get(server) if server else None
+            if entry is None:
+                cells.append("")
+                continue
+            label = entry["label"] if label == name else label
+            if "error" in entry:
+                cells.append(f"error: {_flag_text(str(entry['error']))}")
+                continue
+            mean = _mean(entry["instructions"])
+            text = f"{_count(mean)} ({', '.join(_count(value) for value in entry['instructions'])})"
+            reference = rows.get("trio-echo", {}).get(load)
+            ratio = counted_verdict(document, load, server, reference) if reference else None
+            if ratio is not None and ratio.ratio is not None and reference != server:
+                text += f", {ratio.ratio:.2f}x"
+            text += f"; {_mean(entry['syscalls']):,.2f} calls"
+            if entry.get("flag"):
+                flags.append(
+                    f"[{len(flags) + 1}] {entry['label']}, {load}: {_flag_text(entry['flag'])}."
+                )
+                text += f" [{len(flags)}]"
+            cells.append(text)
+        marked = said.label(name, label, *by_load.values())
+        lines.append(f"| {marked} | " + " | ".join(cells) + " |")
+    if flags:
+        lines += ["", "Flagged:", "", *(f"- {flag}" for flag in flags)]
+    extras = [
+        *_floor_lines(document),
+        *_log_line(document),
+        *_tls_extra(document, rows),
+    ]
+    if extras:
+        lines += ["", *extras]
+    lines += [
+        "",
+        "What these counts say. Each server is counted on one connection at a time, paced so"
+        " that every message (or connection) has a wake-up of its own: the count is the"
+        " user-space work that one message costs when nothing else is waiting. Under load, a"
+        " server that serves several messages per wake-up (an event loop that finds many"
+        " sockets ready) does less per message, so for the event-loop servers the count is an"
+        " upper bound on the work per message; it says nothing of latency, of the kernel's"
+        " time, of cache misses or of scheduling, which the timed figures carry. valgrind runs"
+        " a program's threads one at a time, so the threads and forking servers' counts are"
+        " their work, not their parallelism. The TLS counts are OpenSSL's code path on"
+        " valgrind's CPU, whose OPENSSL_ia32cap (above) differs from this machine's, so they"
+        " may not be the path it takes natively. Two repetitions that differ by more than 2%"
+        " are flagged.",
+    ]
+    return lines
+
+
+def _floor_lines(document: dict[str, Any]) -> list[str]:
+    parts = [
+        text
+        for load in document["figures"]
+        if (
+            text := counted_text(
+                document,
+                load,
+                "trio-echo",
+                "floor",
+                f"the floor's instructions per {{unit}} on {load}",
+            )
+        )
+    ]
+    return [f"- trio_echo against the trio floor: {and_list(parts)}."] if parts else []
+
+
+def _difference(one: dict[str, Any], other: dict[str, Any]) -> str:
+    extra = _mean(one["instructions"]) - _mean(other["instructions"])
+    calls = _mean(one["syscalls"]) - _mean(other["syscalls"])
+    return (
+        f"{_signed(extra, _count(extra))} instructions ({_count(_mean(one['instructions']))}"
+        f" minus {_count(_mean(other['instructions']))}) and {_signed(calls, f'{calls:.2f}')}"
+        " system calls"
+    )
+
+
+def _log_line(document: dict[str, Any]) -> list[str]:
+    info = _counted_entry(document, LOG_LOAD, "trio-echo-info")
+    warning = _counted_entry(document, LOG_LOAD, "trio-echo")
+    if info is None or warning is None:
+        return []
+    return [
+        f"- The log line at INFO, per {_unit(document, LOG_LOAD)} on {LOG_LOAD} (trio_echo,"
+        f" --log-level info minus trio_echo at WARNING): {_difference(info, warning)}."
+    ]
+
+
+def _tls_extra(document: dict[str, Any], rows: dict[str, dict[str, str]]) -> list[str]:
+    loads = document["settings"]["loads"]
+    parts = []
+    for load, settings in loads.items():
+        if not settings.get("tls") or load not in document["figures"]:
+            continue
+        plain = next(
+            (
+                name
+                for name, other in loads.items()
+                if not other.get("tls")
+                and (other["mode"], other["size"], other["pipeline"])
+                == (settings["mode"], settings["size"], settings["pipeline"])
+            ),
+            None,
+        )
+        if plain is None:
+            continue
+        for by_load in rows.values():
+            tls = _counted_entry(document, load, by_load.get(load, ""))
+            twin = _counted_entry(document, plain, by_load.get(plain, ""))
+            if tls and twin:
+                parts.append(f"{tls['label']}, {_difference(tls, twin)}")
+        if parts:
+            return [
+                f"- What TLS adds per {_unit(document, load)} ({load} minus {plain}):"
+                f" {'; '.join(parts)}."
+            ]
+    return []
+
+
+def counted_column(results: Results) -> dict[str, str] | None:
+    """Each server's instructions per connection on count 100 B, for the
+    per-model table; None without counted results."""
+    if not results.work or LOG_LOAD not in results.work["figures"]:
+        return None
+    column = {}
+    for server, entry in results.work["figures"][LOG_LOAD].items():
+        if "error" in entry:
+            column[server] = "error"
+        else:
+            values = entry["instructions"]
+            column[server] = f"{_count(_mean(values))} ({', '.join(_count(v) for v in values)})"
+    return column
+
+
 def models_sections(results: Results) -> dict[str, list[str]]:
     """docs/models.md's generated parts."""
+    said = results.provenance()
     return {
-        "tls": tls_section(results.tls),
-        "floor": floor_section(results.floor),
+        "tls": tls_section(results.tls, results.work),
+        "floor": floor_section(results.floor, results.work, idle=comparison_idle(results)),
+        "counted": work_section(results.work, heading=True),
         "figures": [
             run_line(results),
             "",
             noise(results.summary, results.servers),
             "",
             *per_model_table(
-                results.summary, results.servers, results.settings, results.conformance
+                results.summary,
+                results.servers,
+                results.settings,
+                results.conformance,
+                counted=counted_column(results),
+                labels={name: said.label(name, SERVERS[name].label) for name in said.marks},
             )[4:-1],
         ],
         "choose": [
@@ -765,7 +1277,8 @@ _MARKED = re.compile(
 
 
 def fill(text: str, sections: dict[str, list[str]]) -> str:
-    """``text`` with each marked part replaced by its section.
+    """``text`` with each marked part replaced by its section (an empty
+    section leaves the two markers alone together).
 
     Raises:
         LookupError: If a section has no markers in ``text``, or a marked
@@ -778,7 +1291,8 @@ def fill(text: str, sections: dict[str, list[str]]) -> str:
         if name not in sections:
             raise LookupError(f"no section {name!r} to write")
         seen.add(name)
-        return match[1] + "\n".join(sections[name]) + "\n" + match[3]
+        body = "".join(line + "\n" for line in sections[name])
+        return match[1] + body + match[3]
 
     filled = _MARKED.sub(replace, text)
     if missing := set(sections) - seen:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import os
-import platform
 import re
-import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from benchmarks import provenance
 from benchmarks.lines import count as count_lines
 from benchmarks.measuring import (
     CLIENT_LIMIT,
@@ -157,12 +158,16 @@ def markdown(
     settings: Settings,
     conformance: list[dict[str, str]] | None,
     environment: dict[str, object],
+    *,
+    note: str = "",
 ) -> str:
+    facts = machine_facts(environment)
     lines = [
         "# Benchmark report",
         "",
-        f"Machine: {environment['machine']}; {environment['cpus']} CPUs; "
-        f"Python {environment['python']}; {environment['date']}.",
+        f"Machine: {facts['machine']}; {facts['cpus']} CPUs; "
+        f"Python {facts['python']}; {facts['date']}.",
+        *([note] if note else []),
         f"Each server pinned to CPU {SERVER_CPU}, the C load generator to CPU {CLIENT_CPU}. "
         f"Median of {settings.repeat} interleaved repetition(s) of {settings.duration:g} s "
         f"(after {settings.warmup:g} s of warm-up); in parentheses, the ratio to the Twisted "
@@ -412,8 +417,22 @@ def per_model_table(
     servers: list[Server],
     settings: Settings,
     conformance: list[dict[str, str]] | None,
+    *,
+    counted: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """One row per model: what it passes, what it costs, and how long it is."""
+    """One row per model: what it passes, what it costs, and how long it is.
+
+    Args:
+        summary: The figures, by load and server.
+        servers: The rows.
+        settings: The loads.
+        conformance: The conformance outcomes, if run.
+        counted: Each server's counted instructions per connection on
+            count 100 B (benchmarks/work.py), as text: a column of its own.
+        labels: A server's row label where it is not its ``label``.
+    """
+    labels = labels or {}
     by_name = {cell.name: cell for cell in settings.cells}
     columns = [
         name
@@ -447,8 +466,10 @@ def per_model_table(
         + " | ".join(
             titles.get(name, f"CPU per conn., {name.split(' at ')[-1]}") for name in columns
         )
-        + " | CPU per message, echo 1 KiB | lines: handler / program |",
-        "|---" * (len(columns) + 4) + "|",
+        + " | CPU per message, echo 1 KiB |"
+        + (" instructions per connection, count 100 B (counted) |" if counted else "")
+        + " lines: handler / program |",
+        "|---" * (len(columns) + 4 + bool(counted)) + "|",
     ]
     echo = by_name.get("echo 1 KiB")
     for server in servers:
@@ -471,9 +492,11 @@ def per_model_table(
             )
         else:
             cells.append("n/a")
+        if counted:
+            cells.append(counted.get(server.name, "n/a"))
         handler, program = lines_of_code(server)
         cells.append(f"{handler} / {program}")
-        lines.append(f"| {server.label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {labels.get(server.name, server.label)} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
@@ -641,11 +664,23 @@ def _share(key: str) -> float:
 
 
 def environment() -> dict[str, object]:
+    """What figures measured now are measured with: `benchmarks.provenance.environment`."""
+    return dict(provenance.environment())
+
+
+def machine_facts(environment: Mapping[str, object]) -> dict[str, object]:
+    """The facts the pages print of a results file's environment: ``date``,
+    ``cpus``, ``machine`` (system, release and architecture) and ``python``
+    (its version), from `environment`'s record or from the older one that
+    kept them under those names."""
+    if "recorded_at" not in environment:
+        return {key: environment[key] for key in ("date", "cpus", "machine", "python")}
+    when = datetime.datetime.fromisoformat(str(environment["recorded_at"]))
     return {
-        "machine": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "date": when.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": environment["cpu_count"],
+        "machine": f"{environment['kernel']} {environment['machine']}",
+        "python": str(environment["python"]).split()[0],
     }
 
 

@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -53,7 +53,7 @@ from benchmarks.build import (
 )
 from benchmarks.measuring import SATURATED, median
 from benchmarks.running import ServerProcess, loadgen_command, run_loadgen
-from benchmarks.servers import PEERS, trio_echo_command
+from benchmarks.servers import PEERS, SERVERS, Server, trio_echo_command
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tls.json"
 SCRATCH = Path(__file__).resolve().parent / ".cache" / "results" / "tls.json"
@@ -189,6 +189,30 @@ PEERS_COMPARED = [
         tls=False,
     ),
 ]
+
+
+PROGRAMS = {
+    "trio-echo-tls": SERVERS["trio-echo"].program,
+    "trio-tls": ("benchmarks/peers/trio_tls.py",),
+    "trio-tls-bio": ("benchmarks/peers/trio_tls.py",),
+    "asyncio-streams-tls": SERVERS["asyncio-streams"].program,
+    "uvloop-protocol-tls": SERVERS["uvloop-protocol"].program,
+}
+"""The program of each TLS peer; a plain-TCP peer's is the comparison's server's."""
+
+
+def peer_servers(peers: list[Peer] | None = None) -> dict[str, Server]:
+    """Each peer (by default, every one compared) as `benchmarks.provenance`
+    hashes its figures' code, by name."""
+    found = {}
+    for peer in PEERS_COMPARED if peers is None else peers:
+        if peer.name in PROGRAMS:
+            found[peer.name] = replace(
+                SERVERS["trio-echo"], name=peer.name, label=peer.label, program=PROGRAMS[peer.name]
+            )
+        else:
+            found[peer.name] = SERVERS[peer.name]
+    return found
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
@@ -358,12 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="trio-echo-tls-") as folder:
         runs = run_all(peers, settings, binaries, Path(folder))
-    from benchmarks.reporting import environment
+    from benchmarks.provenance import code_hashes, environment
 
-    env = environment()
-    env["seconds"] = round(time.monotonic() - started, 1)
     document = {
-        "environment": env,
+        "environment": environment(),
+        "code": code_hashes(peer_servers(peers).values()),
+        "seconds": round(time.monotonic() - started, 1),
         "settings": {
             "duration": settings.duration,
             "warmup": settings.warmup,

@@ -352,4 +352,13 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("--conformance-json")
     if path and _conformance:
-        Path(path).write_text(json.dumps(_conformance, indent=1) + "\n")
+        from benchmarks.provenance import code_hashes, environment
+        from benchmarks.servers import SERVERS
+
+        names = {outcome["server"] for outcome in _conformance}
+        document = {
+            "environment": environment(),
+            "code": code_hashes(server for name, server in SERVERS.items() if name in names),
+            "outcomes": _conformance,
+        }
+        Path(path).write_text(json.dumps(document, indent=1) + "\n")

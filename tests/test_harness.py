@@ -465,5 +465,6 @@ def test_the_floor_tool_runs_its_whole_path_quickly(tmp_path: Path) -> None:
         for server in load["servers"]:
             entry = document["summary"][load["name"]][server]
             assert entry["failed"] == 0, (load["name"], server, entry["notes"])
-    assert document["environment"]["trio_echo_commit"]
+    assert document["environment"]["commit"]
+    assert set(document["code"]) == {server["name"] for server in document["servers"]}
     assert "| target |" in result.stdout
