@@ -126,7 +126,11 @@ def descendants(pid: int) -> list[int]:
     while pending:
         current = pending.pop()
         found.append(current)
-        for path in Path(f"/proc/{current}/task").glob("*/children"):
+        try:  # a process that exits meanwhile takes its /proc entries with it
+            paths = list(Path(f"/proc/{current}/task").glob("*/children"))
+        except OSError:
+            continue
+        for path in paths:
             try:
                 pending += [int(child) for child in path.read_text().split()]
             except OSError:
