@@ -255,7 +255,7 @@ class Busy:
 
     messages: int
     seconds: float
-    p99_us: float
+    p90_us: float  # the latency of a round, its 90th percentile
 
 
 class Driver:
@@ -279,7 +279,7 @@ class Driver:
         started = time.monotonic()
         figures = _run_loadgen(command)
         time.sleep(self.pace * 2)
-        return Busy(figures.messages, time.monotonic() - started, figures.latency_us["p99"])
+        return Busy(figures.messages, time.monotonic() - started, figures.latency_us["p90"])
 
     def units(self, messages: int) -> int:
         """How many of the load's units ``messages`` messages are."""
@@ -301,7 +301,7 @@ def repetition(
 
     ``mark`` ends an interval and returns what was counted in it, by name.
     Returns the counts of ``N`` rounds by difference, the units they are,
-    and the worst p99 latency (µs) of the two busy intervals.
+    and the worse p90 latency (µs) of the two busy intervals.
     """
     short = driver.busy(n)
     counted_short = mark()
@@ -312,7 +312,7 @@ def repetition(
     counted = Counter(counted_long)
     counted.subtract(counted_short)
     counted.subtract(counted_idle)
-    return counted, driver.units(long.messages - short.messages), max(short.p99_us, long.p99_us)
+    return counted, driver.units(long.messages - short.messages), max(short.p90_us, long.p90_us)
 
 
 def _callgrind_total(path: Path) -> int:
@@ -440,18 +440,18 @@ def count(subject: Subject, load: Load, rig: Rig) -> dict[str, Any]:
     ca = rig.ca if load.tls else None
     with tempfile.TemporaryDirectory(prefix="trio-echo-work-") as scratch:
         callgrind = Callgrind(Path(scratch), forks=subject.forks)
-        instructions, p99s = [], []
+        instructions, p90s = [], []
         with _started(callgrind.command(command), timeout=600) as process:
             driver = Driver(process.port, load, binary, ca)
             driver.pace = driver.warm_up()
             callgrind.dump(process.pid)
             rounds = min(load.n, max(MIN_ROUNDS, int(INTERVAL / driver.pace)))
             for _ in range(2):
-                counted, units, p99 = repetition(
+                counted, units, p90 = repetition(
                     driver, lambda: callgrind.dump(process.pid), rounds
                 )
                 instructions.append(round(counted["Ir"] / units))
-                p99s.append(p99)
+                p90s.append(p90)
         strace = Strace(Path(scratch))
         syscalls, by_name = [], []
         with _started(strace.command(command), timeout=120) as process:
@@ -477,12 +477,12 @@ def count(subject: Subject, load: Load, rig: Rig) -> dict[str, Any]:
         "syscalls_by_name": by_name,
         "pace_ms": round(driver.pace * 1000, 1),
         "rounds": rounds,
-        "p99_ms": [round(p / 1000, 2) for p in p99s],
-        "flag": flag(subject, instructions, p99s, driver.pace),
+        "p90_ms": [round(p / 1000, 2) for p in p90s],
+        "flag": flag(subject, instructions, p90s, driver.pace),
     }
 
 
-def flag(subject: Subject, instructions: list[int], p99s: list[float], pace: float) -> str:
+def flag(subject: Subject, instructions: list[int], p90s: list[float], pace: float) -> str:
     """Why a figure may not be what it says, or "" when nothing says so."""
     reasons = []
     low, high = min(instructions), max(instructions)
@@ -491,10 +491,11 @@ def flag(subject: Subject, instructions: list[int], p99s: list[float], pace: flo
         if subject.name == "trio-echo-info":
             reason += " (its log writer batches what gathers each quarter second)"
         reasons.append(reason)
-    if max(p99s) > pace * 1e6:
+    if max(p90s) > pace * 1e6:
         reasons.append(
-            f"a round took longer than the pace ({max(p99s) / 1000:.1f} ms, paced"
-            f" {pace * 1000:.0f} ms): some rounds may have shared a wake-up"
+            f"a tenth of the rounds or more took longer than the pace (p90"
+            f" {max(p90s) / 1000:.1f} ms, paced {pace * 1000:.0f} ms): they may have"
+            " shared wake-ups"
         )
     return "; ".join(reasons)
 
@@ -606,6 +607,43 @@ def check(document: dict[str, Any], loads: list[Load], *, jobs: int) -> list[str
     return failures
 
 
+def merge(committed: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``committed`` with the servers ``update`` counted again put in their place.
+
+    The code hashes of the servers counted again are ``update``'s; the run
+    that counted them is listed under ``"updates"`` with its environment.
+    """
+    document = json.loads(json.dumps(committed))
+    counted: set[str] = set()
+    for load, row in update["figures"].items():
+        document["figures"].setdefault(load, {}).update(row)
+        order = _order(load)
+        document["figures"][load] = dict(
+            sorted(document["figures"][load].items(), key=lambda item: order(item[0]))
+        )
+        counted.update(row)
+    document["code"].update({name: update["code"][name] for name in counted})
+    document.setdefault("updates", []).append(
+        {
+            "servers": sorted(counted),
+            "loads": sorted(update["figures"]),
+            "minutes": update["minutes"],
+            "environment": update["environment"],
+        }
+    )
+    return document
+
+
+def _names(text: str | None, known: list[str], what: str) -> list[str] | None:
+    if not text:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"no {what} named {', '.join(unknown)} (there are: {', '.join(known)})")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", help="comma-separated server names (default: every one)")
@@ -619,7 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--commit-results",
         action="store_true",
-        help="write benchmarks/results/work.json and the pages (every server, every load)",
+        help="write benchmarks/results/work.json and the pages; with --servers or --loads,"
+        " put what they count in place of the committed figures",
     )
     parser.add_argument(
         "--check",
@@ -631,37 +670,48 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             print(f"work.py: {tool} is not installed (apt-get install valgrind strace)")
             return 2
-    loads = [LOADS[name] for name in args.loads.split(",")] if args.loads else list(LOADS.values())
-    names = set(args.servers.split(",")) if args.servers else None
+    try:
+        load_names = _names(args.loads, list(LOADS), "load")
+        names = _names(args.servers, [server.name for server in counted_servers()], "server")
+    except ValueError as error:
+        parser.error(str(error))
+    loads = [LOADS[name] for name in load_names or LOADS]
     if args.check:
+        if not RESULTS.exists():
+            print(f"work.py: no committed figures to check against ({RESULTS} is missing)")
+            return 2
         failures = check(json.loads(RESULTS.read_text()), loads, jobs=args.jobs)
         for failure in failures:
             print(f"more work than committed: {failure}")
+        print("every count within the guard" if not failures else f"{len(failures)} over the guard")
         return 1 if failures else 0
-    if args.commit_results and (names or args.loads):
-        parser.error("--commit-results writes the full run: no --servers or --loads")
+    started = time.monotonic()
+    measured = {
+        "environment": environment(),
+        "openssl_ia32cap": openssl_caps(),
+        "code": code_hashes(counted_servers()),
+    }
     try:
-        started = time.monotonic()
-        figures = run(loads, names, jobs=args.jobs)
+        figures = run(loads, set(names) if names else None, jobs=args.jobs)
     except (NoCompilerError, NoTlsError) as error:
         print(f"work.py: {error}")
         return 2
     document = {
-        "environment": environment(),
-        "openssl_ia32cap": openssl_caps(),
-        "code": code_hashes(counted_servers()),
+        **measured,
         "settings": {
-            "loads": {load.name: asdict(load) for load in loads},
+            "loads": {load.name: asdict(load) for load in LOADS.values()},
             "jobs": args.jobs,
             "pace_ms": [MIN_PACE * 1000, MAX_PACE * 1000],
         },
         "minutes": round((time.monotonic() - started) / 60, 1),
         "figures": figures,
     }
+    if args.commit_results and (names or load_names):
+        document = merge(json.loads(RESULTS.read_text()), document)
     out = RESULTS if args.commit_results else args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"wrote {out} ({document['minutes']} minutes)")
+    print(f"wrote {out} ({round((time.monotonic() - started) / 60, 1)} minutes)")
     if args.commit_results:
         for path in write_pages(Results.load(RESULTS.parent)):
             print(f"wrote {path}")
