@@ -37,7 +37,7 @@ from trio_echo import (
     Unread,
     encode_message,
 )
-from trio_echo._protocol import (
+from trio_echo.protocol._protocol import (
     BUFFER_OVERHEAD,
     MAX_MESSAGES_PER_STEP,
     READ_SIZE_MAX,

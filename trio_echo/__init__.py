@@ -17,7 +17,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._client import (
+    from ._ports import DEFAULT_PORT
+    from ._tls import TLSFileError, client_context
+    from .client._exchange import (
         EchoCheck,
         EchoMismatchError,
         Endpoint,
@@ -29,14 +31,16 @@ if TYPE_CHECKING:
         echo_plain,
         exchange,
     )
-    from ._config import DEFAULT_PORT, ConfigError, ServerConfig
-    from ._connection import HandlerError, handle_connection
-    from ._errors import LocalProtocolError, ProtocolError, Reason, RemoteProtocolError
-    from ._events import NEED_DATA, EndOfMessage, EndOfStream, Event, Header, Payload
-    from ._framer import DEFAULT_MAX_MESSAGE_SIZE, CountFramer, encode_header, encode_message
-    from ._load import LoadReport, run_load
-    from ._memory import MemoryBudget
-    from ._protocol import (
+    from .client._load import LoadReport, run_load
+    from .protocol._errors import LocalProtocolError, ProtocolError, Reason, RemoteProtocolError
+    from .protocol._events import NEED_DATA, EndOfMessage, EndOfStream, Event, Header, Payload
+    from .protocol._framer import (
+        DEFAULT_MAX_MESSAGE_SIZE,
+        CountFramer,
+        encode_header,
+        encode_message,
+    )
+    from .protocol._protocol import (
         CHECK_UNREAD,
         CLOSE,
         HANDSHAKE,
@@ -53,72 +57,75 @@ if TYPE_CHECKING:
         Receive,
         Unread,
     )
-    from ._report import ConnectionReport
-    from ._server import ALL_INTERFACES, EchoServer, ListenAddress, open_listeners
-    from ._tls import ServerTLS, TLSFileError, TLSFiles, client_context
-    from ._unix import UnixSocketFile, open_unix_listener
+    from .server._budget import MemoryBudget
+    from .server._config import ConfigError, ServerConfig
+    from .server._listeners import ALL_INTERFACES, EchoServer, ListenAddress, open_listeners
+    from .server._pump import HandlerError, handle_connection
+    from .server._report import ConnectionReport
+    from .server._tls import ServerTLS, TLSFiles
+    from .server._unix import UnixSocketFile, open_unix_listener
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "EchoCheck": "_client",
-    "EchoMismatchError": "_client",
-    "Endpoint": "_client",
-    "FramedAnswers": "_client",
-    "HandshakeError": "_client",
-    "echo": "_client",
-    "echo_count": "_client",
-    "echo_framed": "_client",
-    "echo_plain": "_client",
-    "exchange": "_client",
-    "ConfigError": "_config",
-    "DEFAULT_PORT": "_config",
-    "ServerConfig": "_config",
-    "HandlerError": "_connection",
-    "handle_connection": "_connection",
-    "LocalProtocolError": "_errors",
-    "ProtocolError": "_errors",
-    "Reason": "_errors",
-    "RemoteProtocolError": "_errors",
-    "EndOfMessage": "_events",
-    "EndOfStream": "_events",
-    "Event": "_events",
-    "Header": "_events",
-    "NEED_DATA": "_events",
-    "Payload": "_events",
-    "CountFramer": "_framer",
-    "DEFAULT_MAX_MESSAGE_SIZE": "_framer",
-    "encode_header": "_framer",
-    "encode_message": "_framer",
-    "LoadReport": "_load",
-    "run_load": "_load",
-    "MemoryBudget": "_memory",
-    "Action": "_protocol",
-    "CHECK_UNREAD": "_protocol",
-    "CLOSE": "_protocol",
-    "HANDSHAKE": "_protocol",
-    "Deadline": "_protocol",
-    "EchoProtocol": "_protocol",
-    "Expiry": "_protocol",
-    "Limits": "_protocol",
-    "Mode": "_protocol",
-    "Outcome": "_protocol",
-    "PAUSED": "_protocol",
-    "Receive": "_protocol",
-    "SEND_EOF": "_protocol",
-    "Unread": "_protocol",
-    "YIELD": "_protocol",
-    "ConnectionReport": "_report",
-    "ALL_INTERFACES": "_server",
-    "EchoServer": "_server",
-    "ListenAddress": "_server",
-    "open_listeners": "_server",
-    "ServerTLS": "_tls",
+    "EchoCheck": "client._exchange",
+    "EchoMismatchError": "client._exchange",
+    "Endpoint": "client._exchange",
+    "FramedAnswers": "client._exchange",
+    "HandshakeError": "client._exchange",
+    "echo": "client._exchange",
+    "echo_count": "client._exchange",
+    "echo_framed": "client._exchange",
+    "echo_plain": "client._exchange",
+    "exchange": "client._exchange",
+    "ConfigError": "server._config",
+    "DEFAULT_PORT": "_ports",
+    "ServerConfig": "server._config",
+    "HandlerError": "server._pump",
+    "handle_connection": "server._pump",
+    "LocalProtocolError": "protocol._errors",
+    "ProtocolError": "protocol._errors",
+    "Reason": "protocol._errors",
+    "RemoteProtocolError": "protocol._errors",
+    "EndOfMessage": "protocol._events",
+    "EndOfStream": "protocol._events",
+    "Event": "protocol._events",
+    "Header": "protocol._events",
+    "NEED_DATA": "protocol._events",
+    "Payload": "protocol._events",
+    "CountFramer": "protocol._framer",
+    "DEFAULT_MAX_MESSAGE_SIZE": "protocol._framer",
+    "encode_header": "protocol._framer",
+    "encode_message": "protocol._framer",
+    "LoadReport": "client._load",
+    "run_load": "client._load",
+    "MemoryBudget": "server._budget",
+    "Action": "protocol._protocol",
+    "CHECK_UNREAD": "protocol._protocol",
+    "CLOSE": "protocol._protocol",
+    "HANDSHAKE": "protocol._protocol",
+    "Deadline": "protocol._protocol",
+    "EchoProtocol": "protocol._protocol",
+    "Expiry": "protocol._protocol",
+    "Limits": "protocol._protocol",
+    "Mode": "protocol._protocol",
+    "Outcome": "protocol._protocol",
+    "PAUSED": "protocol._protocol",
+    "Receive": "protocol._protocol",
+    "SEND_EOF": "protocol._protocol",
+    "Unread": "protocol._protocol",
+    "YIELD": "protocol._protocol",
+    "ConnectionReport": "server._report",
+    "ALL_INTERFACES": "server._listeners",
+    "EchoServer": "server._listeners",
+    "ListenAddress": "server._listeners",
+    "open_listeners": "server._listeners",
+    "ServerTLS": "server._tls",
     "TLSFileError": "_tls",
-    "TLSFiles": "_tls",
+    "TLSFiles": "server._tls",
     "client_context": "_tls",
-    "UnixSocketFile": "_unix",
-    "open_unix_listener": "_unix",
+    "UnixSocketFile": "server._unix",
+    "open_unix_listener": "server._unix",
 }
 """Every public name, and the module that defines it."""
 
