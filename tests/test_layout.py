@@ -8,6 +8,8 @@
 - What both ends use (the modules at the package's top) imports neither side.
 - A folder's ``__init__.py`` imports nothing, so that importing one module
   does not import its neighbours.
+- The public names the type checker reads in ``trio_echo/__init__.py`` are
+  the ones its table (``_EXPORTS``) imports when they are first used.
 
 Imports are read from the source with `ast`, every one of them: at a
 module's top, inside a function, and those for the type checker only. A
@@ -117,3 +119,17 @@ def test_what_both_ends_use_imports_neither_side(path: Path) -> None:
 @pytest.mark.parametrize("path", INITS, ids=ids(INITS))
 def test_a_folders_init_imports_nothing(path: Path) -> None:
     assert list(imports(path)) == []
+
+
+def test_the_type_checker_reads_the_names_the_table_imports() -> None:
+    declared: dict[str, str] = {}
+    for node in ast.parse((PACKAGE / "__init__.py").read_text()).body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for statement in node.body:
+                assert isinstance(statement, ast.ImportFrom), ast.unparse(statement)
+                assert statement.level == 1, ast.unparse(statement)
+                for alias in statement.names:
+                    assert alias.asname == alias.name, f"{alias.name}: not re-exported"
+                    declared[alias.name] = str(statement.module)
+    assert declared == trio_echo._EXPORTS
+    assert trio_echo.__all__ == list(trio_echo._EXPORTS)

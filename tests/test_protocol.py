@@ -14,8 +14,7 @@ from collections import deque
 
 import attrs
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from tests.conftest import chunkings, random_chunks
 from trio_echo import (

@@ -30,10 +30,10 @@ from trio_echo import (
     ServerConfig,
     ServerTLS,
     TLSFileError,
+    TLSFiles as ServerFiles,
     handle_connection,
     open_listeners,
 )
-from trio_echo import TLSFiles as ServerFiles
 from trio_echo.server._listeners import accepted_stream
 from trio_echo.server._socket_stream import FastSocketStream
 
