@@ -155,8 +155,8 @@ SERVERS: dict[str, Server] = {
             "trio_echo",
             "Trio, a nursery per connection",
             trio_echo_command,
-            handler=("trio_echo/_connection.py",),
-            program=("trio_echo/_connection.py", "trio_echo/_server.py"),
+            handler=("trio_echo/server/_pump.py",),
+            program=("trio_echo/server/_pump.py", "trio_echo/server/_listeners.py"),
         ),
         Server(
             "trio",

@@ -36,11 +36,16 @@ from trio_echo import (
     handle_connection,
     open_listeners,
 )
-from trio_echo._connection import Connection
-from trio_echo._framer import CountFramer
-from trio_echo._protocol import MAX_MESSAGES_PER_STEP, READ_SIZE_MAX, READ_SIZE_MIN, STEP_BYTES
-from trio_echo._server import accepted_stream
-from trio_echo._socket_stream import FastSocketStream
+from trio_echo.protocol._framer import CountFramer
+from trio_echo.protocol._protocol import (
+    MAX_MESSAGES_PER_STEP,
+    READ_SIZE_MAX,
+    READ_SIZE_MIN,
+    STEP_BYTES,
+)
+from trio_echo.server._listeners import accepted_stream
+from trio_echo.server._pump import Connection
+from trio_echo.server._socket_stream import FastSocketStream
 
 MiB = 1024 * 1024
 

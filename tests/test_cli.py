@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 
-import trio_echo._logging
-from tests.conftest import LISTENING, ROOT
-from tests.conftest import ChildProcess as Process
+import trio_echo.server._log
+from tests.conftest import LISTENING, ROOT, ChildProcess as Process
 from trio_echo import ConnectionReport, Mode, ServerConfig
-from trio_echo._cli import ExitStatus, _server_options, build_parser, parse_size
-from trio_echo._client_command import ClientOptions
-from trio_echo._logging import (
+from trio_echo.cli._client_command import ClientOptions
+from trio_echo.cli._parser import ExitStatus, _server_options, build_parser, parse_size
+from trio_echo.cli._server_command import ServerOptions
+from trio_echo.server._log import (
     BATCH,
     TEXT_FORMAT,
     LogBuffer,
@@ -37,8 +37,7 @@ from trio_echo._logging import (
     _write,
     hold_text_line,
 )
-from trio_echo._report import _record
-from trio_echo._server_command import ServerOptions
+from trio_echo.server._report import _record
 
 Spawn = Callable[..., Process]
 MiB = 1024 * 1024
@@ -852,7 +851,7 @@ class Lines(io.StringIO):
 
 def test_the_writer_writes_a_batch_with_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
     # Woken by the BATCH-th record, not by its interval (made too long to matter).
-    monkeypatch.setattr(trio_echo._logging, "FLUSH_INTERVAL", 3600.0)
+    monkeypatch.setattr(trio_echo.server._log, "FLUSH_INTERVAL", 3600.0)
     buffer, out = LogBuffer(), Lines()
     handler = _BufferingHandler(buffer)
     threading.Thread(target=_write, args=(buffer, TextFormatter(), out), daemon=True).start()
@@ -866,7 +865,7 @@ def test_the_writer_writes_a_batch_with_one_call(monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_lone_record_is_written_within_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trio_echo._logging, "FLUSH_INTERVAL", 0.05)
+    monkeypatch.setattr(trio_echo.server._log, "FLUSH_INTERVAL", 0.05)
     buffer, out = LogBuffer(), Lines()
     threading.Thread(target=_write, args=(buffer, TextFormatter(), out), daemon=True).start()
     _BufferingHandler(buffer).handle(record("alone"))

@@ -22,9 +22,9 @@ import trustme
 
 from tests.conftest import ROOT, TLSFiles
 from trio_echo import Endpoint, HandshakeError, Mode, echo, echo_count, run_load
-from trio_echo._cli import ExitStatus
-from trio_echo._tls import TLSFiles as ServerFiles
 from trio_echo._tls import client_context
+from trio_echo.cli._parser import ExitStatus
+from trio_echo.server._tls import TLSFiles as ServerFiles
 
 MiB = 1024 * 1024
 

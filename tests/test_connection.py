@@ -31,9 +31,9 @@ from trio_echo import (
     encode_message,
     handle_connection,
 )
-from trio_echo._connection import Connection
-from trio_echo._server import accepted_stream
-from trio_echo._socket_stream import FastSocketStream
+from trio_echo.server._listeners import accepted_stream
+from trio_echo.server._pump import Connection
+from trio_echo.server._socket_stream import FastSocketStream
 
 
 def split(raw: bytes, how: str) -> list[bytes]:

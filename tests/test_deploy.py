@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, ChildProcess, children, round_trip
-from trio_echo._cli import build_parser
-from trio_echo._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
+from trio_echo.cli._parser import build_parser
+from trio_echo.server._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
 
 Spawn = Callable[..., ChildProcess]
 
@@ -324,7 +324,7 @@ def test_haproxy_in_front_of_two_instances(spawn: Spawn, tmp_path: Path) -> None
 
 WITHOUT_SO_REUSEPORT = (
     "import socket, sys, trio; del socket.SO_REUSEPORT; "
-    "from trio_echo._cli import main; sys.exit(main(sys.argv[1:]))"
+    "from trio_echo.cli._parser import main; sys.exit(main(sys.argv[1:]))"
 )
 """The command line, on a platform whose socket module has no SO_REUSEPORT."""
 
@@ -364,8 +364,8 @@ def test_reuse_port_without_so_reuseport_is_one_sentence() -> None:
 def test_workers_without_posix_sessions_is_one_sentence(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from trio_echo import _server_command
-    from trio_echo._cli import main
+    from trio_echo.cli import _server_command
+    from trio_echo.cli._parser import main
 
     monkeypatch.setattr(_server_command, "SUPERVISOR_AVAILABLE", False)
     assert main(["server", "--port", "0", "--workers", "2"]) == 2

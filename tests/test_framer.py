@@ -11,8 +11,7 @@ import random
 from collections.abc import Iterable, Iterator
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from tests.conftest import chunkings, one_byte_at_a_time
 from trio_echo import (

@@ -16,8 +16,9 @@ import pytest
 import trio
 
 from tests.conftest import ROOT, ChildProcess, round_trip, start_server
-from trio_echo import EchoServer, ServerConfig, _metrics, open_listeners
-from trio_echo._metrics import serve_metrics
+from trio_echo import EchoServer, ServerConfig, open_listeners
+from trio_echo.server import _metrics
+from trio_echo.server._metrics import serve_metrics
 
 prometheus_parser = pytest.importorskip(
     "prometheus_client.parser", reason="the metrics extra (prometheus-client) is not installed"

@@ -14,8 +14,7 @@ from collections import deque
 
 import attrs
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from tests.conftest import chunkings, random_chunks
 from trio_echo import (
@@ -37,7 +36,7 @@ from trio_echo import (
     Unread,
     encode_message,
 )
-from trio_echo._protocol import (
+from trio_echo.protocol._protocol import (
     BUFFER_OVERHEAD,
     MAX_MESSAGES_PER_STEP,
     READ_SIZE_MAX,

@@ -22,7 +22,7 @@ from benchmarks.provenance import (
 from benchmarks.servers import SERVERS, Server
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTOCOL = Path("trio_echo/_protocol.py")
+PROTOCOL = Path("trio_echo/protocol/_protocol.py")
 COMMON = Path("benchmarks/peers/_common.py")
 PEERS = Path("benchmarks/peers")
 HASH = re.compile(r"[0-9a-f]{16}")
@@ -60,7 +60,7 @@ def test_trio_echo_depends_on_its_whole_package():
 def test_a_peer_on_the_shared_protocol_depends_on_it_and_on_no_other_peer():
     files = code_files(SERVERS["asyncio-protocol"])
     assert PROTOCOL in files
-    assert Path("trio_echo/_errors.py") in files  # reached by _protocol's relative import
+    assert Path("trio_echo/protocol/_errors.py") in files  # reached by _protocol's relative import
     assert [path for path in files if path.parent == PEERS] == [
         COMMON,
         PEERS / "asyncio_protocol.py",
@@ -71,8 +71,8 @@ def test_a_peer_on_the_shared_protocol_depends_on_it_and_on_no_other_peer():
 def test_a_peer_depends_only_on_the_modules_that_define_the_names_it_imports():
     files = code_files(SERVERS["asyncio-protocol"])
     assert Path("trio_echo/__init__.py") in files
-    assert Path("trio_echo/_client.py") not in files
-    assert Path("trio_echo/_server.py") not in files
+    assert Path("trio_echo/client/_exchange.py") not in files
+    assert Path("trio_echo/server/_listeners.py") not in files
 
 
 def test_imports_among_peers_are_followed_transitively():
@@ -149,7 +149,7 @@ def test_the_hash_follows_a_servers_files_and_no_others(checkout: Path):
 def test_the_hash_does_not_follow_a_file_outside_the_servers_code(checkout: Path):
     server = SERVERS["asyncio-protocol"]
     before = code_hash(server, root=checkout)
-    touch(checkout / "trio_echo" / "_client.py")
+    touch(checkout / "trio_echo" / "client" / "_exchange.py")
     touch(checkout / "benchmarks" / "harness.py")
     assert code_hash(server, root=checkout) == before
 
@@ -228,7 +228,7 @@ def test_stale_reports_a_server_whose_code_changed(checkout: Path):
     message = describe_stale(found, servers, root=checkout)
     assert message.startswith("gevent: ")
     assert "benchmarks/peers/gevent_server.py" in message
-    assert "trio_echo/_protocol.py" in message
+    assert "trio_echo/protocol/_protocol.py" in message
 
 
 def test_stale_passes_over_servers_no_longer_listed_or_never_recorded():

@@ -24,10 +24,10 @@ import pytest
 import trio
 
 from tests.conftest import ROOT, ChildProcess
-from trio_echo import _signals, _workers
-from trio_echo._server_command import _first_leaf
-from trio_echo._signals import handle_shutdown_signals
-from trio_echo._workers import Supervisor, WorkerStartError, describe_status
+from trio_echo.cli._server_command import _first_leaf
+from trio_echo.server import _signals, _supervisor
+from trio_echo.server._signals import handle_shutdown_signals
+from trio_echo.server._supervisor import Supervisor, WorkerStartError, describe_status
 
 
 def server_command(*args: str) -> list[str]:
@@ -227,7 +227,7 @@ async def test_a_cancelled_supervisor_cuts_its_workers(tmp_path: Path) -> None:
 async def test_a_worker_that_ignores_the_drain_is_killed_after_the_grace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(_workers, "KILL_MARGIN", 0.2)
+    monkeypatch.setattr(_supervisor, "KILL_MARGIN", 0.2)
     with StandIn(tmp_path, "stubborn") as stand_in:
         supervisor = stand_in.supervisor(1, grace=0.1)
         async with trio.open_nursery() as nursery:
@@ -247,7 +247,7 @@ async def test_a_worker_that_ignores_the_drain_is_killed_after_the_grace(
 async def test_failed_starts_back_off_and_then_the_supervisor_gives_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(_workers, "RESTART_DELAY", 0.01)
+    monkeypatch.setattr(_supervisor, "RESTART_DELAY", 0.01)
     # The first start succeeds, then the program fails at every start.
     with StandIn(tmp_path, "stubborn") as stand_in:
         supervisor = stand_in.supervisor(1, grace=0)
@@ -265,7 +265,7 @@ async def test_failed_starts_back_off_and_then_the_supervisor_gives_up(
         assert delays == ["0.01 s", "0.02 s", "0.04 s", "0.08 s"]
         assert "killed by SIGKILL; restarting it in 0.01 s" in caplog.text
         assert supervisor.failure == (
-            f"worker 1 failed {_workers.MAX_FAILURES_IN_A_ROW} times in a row, most recently:"
+            f"worker 1 failed {_supervisor.MAX_FAILURES_IN_A_ROW} times in a row, most recently:"
             " worker 1 did not start (exited with status 1); stopping the server"
         )
 
@@ -301,7 +301,7 @@ def test_a_signal_ignored_by_whoever_started_it_stays_ignored(tmp_path: Path) ->
 async def test_drain_and_cut_reach_a_worker_as_two_signals_each_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_workers, "KILL_MARGIN", 0.2)
+    monkeypatch.setattr(_supervisor, "KILL_MARGIN", 0.2)
     with StandIn(tmp_path, "stubborn") as stand_in:
         supervisor = stand_in.supervisor(1, grace=0)
         async with trio.open_nursery() as nursery:
@@ -337,8 +337,9 @@ def test_the_package_imports_nothing_heavy_until_used() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, trio_echo, trio_echo._signals; "
-            "print(sorted(m for m in ('trio', 'attr', 'trio_echo._server') if m in sys.modules))",
+            "import sys, trio_echo, trio_echo.server._signals; "
+            "heavy = ('trio', 'attr', 'trio_echo.server._listeners'); "
+            "print(sorted(m for m in heavy if m in sys.modules))",
         ],
         capture_output=True,
         cwd=ROOT,

@@ -16,8 +16,8 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from trio_echo._server import accepted_stream
-from trio_echo._socket_stream import FastSocketStream
+from trio_echo.server._listeners import accepted_stream
+from trio_echo.server._socket_stream import FastSocketStream
 
 
 def tcp_socket_pair() -> tuple[socket.socket, socket.socket]:

@@ -30,12 +30,12 @@ from trio_echo import (
     ServerConfig,
     ServerTLS,
     TLSFileError,
+    TLSFiles as ServerFiles,
     handle_connection,
     open_listeners,
 )
-from trio_echo import TLSFiles as ServerFiles
-from trio_echo._server import accepted_stream
-from trio_echo._socket_stream import FastSocketStream
+from trio_echo.server._listeners import accepted_stream
+from trio_echo.server._socket_stream import FastSocketStream
 
 
 def server_tls(files: TLSFiles, *, client_ca: bool = False) -> ServerTLS:

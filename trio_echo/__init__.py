@@ -17,171 +17,149 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._client import (
-        EchoCheck,
-        EchoMismatchError,
-        Endpoint,
-        FramedAnswers,
-        HandshakeError,
-        echo,
-        echo_count,
-        echo_framed,
-        echo_plain,
-        exchange,
+    # The public names, for the type checker: it does not run `_EXPORTS`
+    # (tests/test_layout.py checks that the two name the same).
+    from ._ports import DEFAULT_PORT as DEFAULT_PORT
+    from ._tls import TLSFileError as TLSFileError, client_context as client_context
+    from .client._exchange import (
+        EchoCheck as EchoCheck,
+        EchoMismatchError as EchoMismatchError,
+        Endpoint as Endpoint,
+        FramedAnswers as FramedAnswers,
+        HandshakeError as HandshakeError,
+        echo as echo,
+        echo_count as echo_count,
+        echo_framed as echo_framed,
+        echo_plain as echo_plain,
+        exchange as exchange,
     )
-    from ._config import DEFAULT_PORT, ConfigError, ServerConfig
-    from ._connection import HandlerError, handle_connection
-    from ._errors import LocalProtocolError, ProtocolError, Reason, RemoteProtocolError
-    from ._events import NEED_DATA, EndOfMessage, EndOfStream, Event, Header, Payload
-    from ._framer import DEFAULT_MAX_MESSAGE_SIZE, CountFramer, encode_header, encode_message
-    from ._load import LoadReport, run_load
-    from ._memory import MemoryBudget
-    from ._protocol import (
-        CHECK_UNREAD,
-        CLOSE,
-        HANDSHAKE,
-        PAUSED,
-        SEND_EOF,
-        YIELD,
-        Action,
-        Deadline,
-        EchoProtocol,
-        Expiry,
-        Limits,
-        Mode,
-        Outcome,
-        Receive,
-        Unread,
+    from .client._load import LoadReport as LoadReport, run_load as run_load
+    from .protocol._errors import (
+        LocalProtocolError as LocalProtocolError,
+        ProtocolError as ProtocolError,
+        Reason as Reason,
+        RemoteProtocolError as RemoteProtocolError,
     )
-    from ._report import ConnectionReport
-    from ._server import ALL_INTERFACES, EchoServer, ListenAddress, open_listeners
-    from ._tls import ServerTLS, TLSFileError, TLSFiles, client_context
-    from ._unix import UnixSocketFile, open_unix_listener
+    from .protocol._events import (
+        NEED_DATA as NEED_DATA,
+        EndOfMessage as EndOfMessage,
+        EndOfStream as EndOfStream,
+        Event as Event,
+        Header as Header,
+        Payload as Payload,
+    )
+    from .protocol._framer import (
+        DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE,
+        CountFramer as CountFramer,
+        encode_header as encode_header,
+        encode_message as encode_message,
+    )
+    from .protocol._protocol import (
+        CHECK_UNREAD as CHECK_UNREAD,
+        CLOSE as CLOSE,
+        HANDSHAKE as HANDSHAKE,
+        PAUSED as PAUSED,
+        SEND_EOF as SEND_EOF,
+        YIELD as YIELD,
+        Action as Action,
+        Deadline as Deadline,
+        EchoProtocol as EchoProtocol,
+        Expiry as Expiry,
+        Limits as Limits,
+        Mode as Mode,
+        Outcome as Outcome,
+        Receive as Receive,
+        Unread as Unread,
+    )
+    from .server._budget import MemoryBudget as MemoryBudget
+    from .server._config import ConfigError as ConfigError, ServerConfig as ServerConfig
+    from .server._listeners import (
+        ALL_INTERFACES as ALL_INTERFACES,
+        EchoServer as EchoServer,
+        ListenAddress as ListenAddress,
+        open_listeners as open_listeners,
+    )
+    from .server._pump import HandlerError as HandlerError, handle_connection as handle_connection
+    from .server._report import ConnectionReport as ConnectionReport
+    from .server._tls import ServerTLS as ServerTLS, TLSFiles as TLSFiles
+    from .server._unix import (
+        UnixSocketFile as UnixSocketFile,
+        open_unix_listener as open_unix_listener,
+    )
+
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "EchoCheck": "_client",
-    "EchoMismatchError": "_client",
-    "Endpoint": "_client",
-    "FramedAnswers": "_client",
-    "HandshakeError": "_client",
-    "echo": "_client",
-    "echo_count": "_client",
-    "echo_framed": "_client",
-    "echo_plain": "_client",
-    "exchange": "_client",
-    "ConfigError": "_config",
-    "DEFAULT_PORT": "_config",
-    "ServerConfig": "_config",
-    "HandlerError": "_connection",
-    "handle_connection": "_connection",
-    "LocalProtocolError": "_errors",
-    "ProtocolError": "_errors",
-    "Reason": "_errors",
-    "RemoteProtocolError": "_errors",
-    "EndOfMessage": "_events",
-    "EndOfStream": "_events",
-    "Event": "_events",
-    "Header": "_events",
-    "NEED_DATA": "_events",
-    "Payload": "_events",
-    "CountFramer": "_framer",
-    "DEFAULT_MAX_MESSAGE_SIZE": "_framer",
-    "encode_header": "_framer",
-    "encode_message": "_framer",
-    "LoadReport": "_load",
-    "run_load": "_load",
-    "MemoryBudget": "_memory",
-    "Action": "_protocol",
-    "CHECK_UNREAD": "_protocol",
-    "CLOSE": "_protocol",
-    "HANDSHAKE": "_protocol",
-    "Deadline": "_protocol",
-    "EchoProtocol": "_protocol",
-    "Expiry": "_protocol",
-    "Limits": "_protocol",
-    "Mode": "_protocol",
-    "Outcome": "_protocol",
-    "PAUSED": "_protocol",
-    "Receive": "_protocol",
-    "SEND_EOF": "_protocol",
-    "Unread": "_protocol",
-    "YIELD": "_protocol",
-    "ConnectionReport": "_report",
-    "ALL_INTERFACES": "_server",
-    "EchoServer": "_server",
-    "ListenAddress": "_server",
-    "open_listeners": "_server",
-    "ServerTLS": "_tls",
+_EXPORTS: dict[str, str] = {
+    # The sans-IO core.
+    "DEFAULT_MAX_MESSAGE_SIZE": "protocol._framer",
+    "CountFramer": "protocol._framer",
+    "encode_header": "protocol._framer",
+    "encode_message": "protocol._framer",
+    "NEED_DATA": "protocol._events",
+    "EndOfMessage": "protocol._events",
+    "EndOfStream": "protocol._events",
+    "Event": "protocol._events",
+    "Header": "protocol._events",
+    "Payload": "protocol._events",
+    "LocalProtocolError": "protocol._errors",
+    "ProtocolError": "protocol._errors",
+    "Reason": "protocol._errors",
+    "RemoteProtocolError": "protocol._errors",
+    "CHECK_UNREAD": "protocol._protocol",
+    "CLOSE": "protocol._protocol",
+    "HANDSHAKE": "protocol._protocol",
+    "PAUSED": "protocol._protocol",
+    "SEND_EOF": "protocol._protocol",
+    "YIELD": "protocol._protocol",
+    "Action": "protocol._protocol",
+    "Deadline": "protocol._protocol",
+    "EchoProtocol": "protocol._protocol",
+    "Expiry": "protocol._protocol",
+    "Limits": "protocol._protocol",
+    "Mode": "protocol._protocol",
+    "Outcome": "protocol._protocol",
+    "Receive": "protocol._protocol",
+    "Unread": "protocol._protocol",
+    # The server.
+    "ConfigError": "server._config",
+    "ServerConfig": "server._config",
+    "MemoryBudget": "server._budget",
+    "HandlerError": "server._pump",
+    "handle_connection": "server._pump",
+    "ConnectionReport": "server._report",
+    "ALL_INTERFACES": "server._listeners",
+    "EchoServer": "server._listeners",
+    "ListenAddress": "server._listeners",
+    "open_listeners": "server._listeners",
+    "UnixSocketFile": "server._unix",
+    "open_unix_listener": "server._unix",
+    "ServerTLS": "server._tls",
+    "TLSFiles": "server._tls",
+    # The client.
+    "EchoCheck": "client._exchange",
+    "EchoMismatchError": "client._exchange",
+    "Endpoint": "client._exchange",
+    "FramedAnswers": "client._exchange",
+    "HandshakeError": "client._exchange",
+    "echo": "client._exchange",
+    "echo_count": "client._exchange",
+    "echo_framed": "client._exchange",
+    "echo_plain": "client._exchange",
+    "exchange": "client._exchange",
+    "LoadReport": "client._load",
+    "run_load": "client._load",
+    # What both ends use.
+    "DEFAULT_PORT": "_ports",
     "TLSFileError": "_tls",
-    "TLSFiles": "_tls",
     "client_context": "_tls",
-    "UnixSocketFile": "_unix",
-    "open_unix_listener": "_unix",
 }
-"""Every public name, and the module that defines it."""
+"""Every public name, and the module that defines it (below this package).
 
-__all__ = [
-    "ALL_INTERFACES",
-    "CHECK_UNREAD",
-    "CLOSE",
-    "DEFAULT_MAX_MESSAGE_SIZE",
-    "DEFAULT_PORT",
-    "HANDSHAKE",
-    "NEED_DATA",
-    "PAUSED",
-    "SEND_EOF",
-    "YIELD",
-    "Action",
-    "ConfigError",
-    "ConnectionReport",
-    "CountFramer",
-    "Deadline",
-    "EchoCheck",
-    "EchoMismatchError",
-    "EchoProtocol",
-    "EchoServer",
-    "EndOfMessage",
-    "EndOfStream",
-    "Endpoint",
-    "Event",
-    "Expiry",
-    "FramedAnswers",
-    "HandlerError",
-    "HandshakeError",
-    "Header",
-    "Limits",
-    "ListenAddress",
-    "LoadReport",
-    "LocalProtocolError",
-    "MemoryBudget",
-    "Mode",
-    "Outcome",
-    "Payload",
-    "ProtocolError",
-    "Reason",
-    "Receive",
-    "RemoteProtocolError",
-    "ServerConfig",
-    "ServerTLS",
-    "TLSFileError",
-    "TLSFiles",
-    "UnixSocketFile",
-    "Unread",
-    "client_context",
-    "echo",
-    "echo_count",
-    "echo_framed",
-    "echo_plain",
-    "encode_header",
-    "encode_message",
-    "exchange",
-    "handle_connection",
-    "open_listeners",
-    "open_unix_listener",
-    "run_load",
-]
+`__all__` and the imports on first use (`__getattr__`) are made from it.
+"""
+
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

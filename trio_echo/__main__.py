@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sys
 
-from ._signals import install_early_handlers
+from .server._signals import install_early_handlers
 
 
 def main() -> int:
     """Run the command line; return its exit status."""
     install_early_handlers()
-    from ._cli import main as cli_main  # noqa: PLC0415 (after the handlers)
+    from .cli._parser import main as cli_main  # noqa: PLC0415 (after the handlers)
 
     return cli_main()
 

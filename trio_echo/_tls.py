@@ -1,14 +1,9 @@
 # TLS for both ends: contexts made from PEM files, with one sentence for
 # each way the files can be wrong, and for each way a peer's certificate can
-# fail to verify.
-#
-# The server's pair can be loaded again while it serves (`ServerTLS.reload`):
-# a new context is made from the files and used for connections accepted
-# from then on; connections already open keep the one they began with. A bad
-# new file keeps the context in use.
+# fail to verify. The server's own files, and their reload, are in
+# server/_tls.py.
 from __future__ import annotations
 
-import logging
 import os
 import ssl
 import stat
@@ -17,14 +12,10 @@ import attrs
 
 __all__ = [
     "CertificateFailure",
-    "ServerTLS",
     "TLSFileError",
-    "TLSFiles",
     "certificate_failure",
     "client_context",
 ]
-
-logger = logging.getLogger("trio_echo.server")
 
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 """The oldest TLS either end speaks."""
@@ -83,73 +74,6 @@ def _load_authorities(context: ssl.SSLContext, cafile: str, *, what: str) -> Non
         raise TLSFileError(
             f"the {what} {cafile} is not a PEM certificate ({_reason(error)})"
         ) from None
-
-
-@attrs.frozen
-class TLSFiles:
-    """The PEM files a TLS server is given.
-
-    Attributes:
-        cert: The certificate chain, the server's certificate first.
-        key: Its private key.
-        client_ca: Certificates of the authorities a client's certificate
-            must come from; if given, every client must present one.
-    """
-
-    cert: str
-    key: str
-    client_ca: str | None = None
-
-    def load(self) -> ssl.SSLContext:
-        """Make a server context from the files, as they are now.
-
-        TLS 1.2 or newer, from `ssl.create_default_context`.
-
-        Raises:
-            TLSFileError: If a file is missing or unreadable, does not parse,
-                or the key does not match the certificate.
-        """
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = MINIMUM_VERSION
-        _load_chain(context, self.cert, self.key, what="server")
-        if self.client_ca is not None:
-            _load_authorities(context, self.client_ca, what="client authority file")
-            context.verify_mode = ssl.CERT_REQUIRED
-        return context
-
-
-class ServerTLS:
-    """A server's TLS context, which can be made anew from its files.
-
-    Args:
-        files: The files to load, now and on each `reload`.
-
-    Raises:
-        TLSFileError: If the files cannot be loaded.
-    """
-
-    def __init__(self, files: TLSFiles) -> None:
-        self.files = files
-        self.context = files.load()
-        """The context new connections are wrapped with."""
-
-    def reload(self) -> bool:
-        """Load the files again; on a failure keep the context in use.
-
-        Logs one line either way. Blocks while the files are read: call it
-        from a thread.
-
-        Returns:
-            Whether the new files are in use.
-        """
-        try:
-            context = self.files.load()
-        except TLSFileError as error:
-            logger.warning("TLS certificate not reloaded, the one in use stays: %s", error)
-            return False
-        self.context = context
-        logger.info("TLS certificate reloaded from %s", self.files.cert)
-        return True
 
 
 def client_context(

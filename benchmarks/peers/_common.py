@@ -135,7 +135,7 @@ def server_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     """The TLS context ``--tls-cert``/``--tls-key`` ask for, or None for plain TCP.
 
     TLS 1.2 or later, from ``ssl.create_default_context``, as trio_echo's
-    server makes it (``trio_echo._tls.TLSFiles.load``): the same settings,
+    server makes it (``trio_echo.server._tls.TLSFiles.load``): the same settings,
     session tickets included, for every server compared. Every connection of
     the TLS benchmark is still a full handshake: its client never resumes a
     session.

@@ -20,7 +20,11 @@ import time
 import attrs
 import trio
 
-from ._client import (
+from .._tls import certificate_failure
+from ..protocol._errors import RemoteProtocolError
+from ..protocol._framer import encode_header, encode_message
+from ..protocol._protocol import Mode
+from ._exchange import (
     RECEIVE_SIZE,
     EchoCheck,
     EchoMismatchError,
@@ -29,10 +33,6 @@ from ._client import (
     HandshakeError,
     cut_after_the_reply,
 )
-from ._errors import RemoteProtocolError
-from ._framer import encode_header, encode_message
-from ._protocol import Mode
-from ._tls import certificate_failure
 
 __all__ = ["LoadReport", "run_load"]
 

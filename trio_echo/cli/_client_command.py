@@ -13,7 +13,11 @@ from collections.abc import AsyncIterator, Callable
 import attrs
 import trio
 
-from ._client import (
+from .._messages import Message, MessageReadError
+from .._ports import DEFAULT_PORT
+from .._status import ExitStatus, fail
+from .._tls import TLSFileError, certificate_failure, client_context
+from ..client._exchange import (
     EchoCheck,
     EchoMismatchError,
     Endpoint,
@@ -22,14 +26,10 @@ from ._client import (
     exchange,
     message_pieces,
 )
-from ._config import DEFAULT_PORT
-from ._errors import RemoteProtocolError
-from ._framer import DEFAULT_MAX_MESSAGE_SIZE, encode_header
-from ._load import run_load
-from ._messages import Message, MessageReadError
-from ._protocol import Mode
-from ._status import ExitStatus, fail
-from ._tls import TLSFileError, certificate_failure, client_context
+from ..client._load import run_load
+from ..protocol._errors import RemoteProtocolError
+from ..protocol._framer import DEFAULT_MAX_MESSAGE_SIZE, encode_header
+from ..protocol._protocol import Mode
 
 __all__ = ["LOAD_FLAGS", "TLS_FLAGS", "ClientOptions", "run_client", "run_load_command"]
 

@@ -28,9 +28,7 @@ from typing import cast
 
 import trio
 
-from ._config import ServerConfig
-from ._memory import Account, MemoryBudget
-from ._protocol import (
+from ..protocol._protocol import (
     BUFFER_OVERHEAD,
     CHECK_UNREAD,
     CLOSE,
@@ -46,6 +44,8 @@ from ._protocol import (
     Receive,
     Unread,
 )
+from ._budget import Account, MemoryBudget
+from ._config import ServerConfig
 from ._report import (
     ConnectionReport,
     debugging,

@@ -12,9 +12,9 @@ import time
 import attrs
 import trio
 
-from ._errors import Reason
-from ._logging import hold_text_line
-from ._protocol import CLEAN_OUTCOMES, EchoProtocol, Mode, Outcome
+from ..protocol._errors import Reason
+from ..protocol._protocol import CLEAN_OUTCOMES, EchoProtocol, Mode, Outcome
+from ._log import hold_text_line
 
 __all__ = [
     "ConnectionReport",

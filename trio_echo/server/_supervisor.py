@@ -95,7 +95,7 @@ class Supervisor:
         grace: Seconds the workers' connections get to finish on a drain.
         pass_fds: File descriptors the workers inherit (listening sockets).
         metrics: Whether to give each worker a socket to answer `snapshots`
-            on (see `trio_echo._metrics`).
+            on (see `trio_echo.server._metrics`).
 
     Attributes:
         failure: Why the supervisor gave up, in a sentence, if it did (a

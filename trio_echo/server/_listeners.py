@@ -34,11 +34,11 @@ from collections.abc import Sequence
 import attrs
 import trio
 
+from ..protocol._protocol import MAX_MESSAGES_PER_STEP
+from ._budget import MemoryBudget
 from ._config import ServerConfig
-from ._connection import Connection
-from ._memory import MemoryBudget
 from ._metrics import ServerMetrics
-from ._protocol import MAX_MESSAGES_PER_STEP
+from ._pump import Connection
 from ._socket_stream import FastSocketStream
 from ._tls import ServerTLS
 from ._unix import peer_credentials

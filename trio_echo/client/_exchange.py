@@ -39,12 +39,12 @@ from collections.abc import (
 import attrs
 import trio
 
-from ._config import DEFAULT_PORT
-from ._events import NEED_DATA, EndOfMessage, EndOfStream, Payload
-from ._framer import DEFAULT_MAX_MESSAGE_SIZE, CountFramer, encode_header
-from ._messages import Message
-from ._protocol import Mode
-from ._tls import certificate_failure
+from .._messages import Message
+from .._ports import DEFAULT_PORT
+from .._tls import certificate_failure
+from ..protocol._events import NEED_DATA, EndOfMessage, EndOfStream, Payload
+from ..protocol._framer import DEFAULT_MAX_MESSAGE_SIZE, CountFramer, encode_header
+from ..protocol._protocol import Mode
 
 __all__ = [
     "EchoCheck",

@@ -9,18 +9,14 @@ from collections.abc import Callable
 
 import attrs
 
-from ._framer import DEFAULT_MAX_MESSAGE_SIZE
-from ._protocol import Limits, Mode
+from ..protocol._framer import DEFAULT_MAX_MESSAGE_SIZE
+from ..protocol._protocol import Limits, Mode
 
 __all__ = [
-    "DEFAULT_PORT",
     "ConfigError",
     "ServerConfig",
     "default_max_connections",
 ]
-
-DEFAULT_PORT = 50007
-"""The port the original Twisted server listened on."""
 
 MiB = 1024 * 1024
 

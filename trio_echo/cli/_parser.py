@@ -16,7 +16,19 @@ from typing import Any
 
 import attrs
 
-from . import __version__
+from .. import __version__
+from .._status import PROG, ExitStatus, fail
+from ..protocol._protocol import Mode
+from ..server._config import (
+    MIN_CONNECTION_BUFFER,
+    ConfigError,
+    ServerConfig,
+    default_max_connections,
+)
+from ..server._listeners import ALL_INTERFACES
+from ..server._log import LOG_FORMATS, configure_logging
+from ..server._metrics import MetricsUnavailableError, check_available
+from ..server._signals import restore_default_handlers
 from ._client_command import (
     LOAD_FLAGS,
     TLS_FLAGS,
@@ -24,14 +36,7 @@ from ._client_command import (
     run_client,
     run_load_command,
 )
-from ._config import MIN_CONNECTION_BUFFER, ConfigError, ServerConfig, default_max_connections
-from ._logging import LOG_FORMATS, configure_logging
-from ._metrics import MetricsUnavailableError, check_available
-from ._protocol import Mode
-from ._server import ALL_INTERFACES
 from ._server_command import ServerOptions, run_server
-from ._signals import restore_default_handlers
-from ._status import PROG, ExitStatus, fail
 
 __all__ = ["ExitStatus", "build_parser", "main", "parse_size"]
 

@@ -22,27 +22,29 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from ._config import DEFAULT_PORT, ServerConfig
-from ._metrics import Snapshot, answer_snapshots, serve_metrics, worker_channel
-from ._server import EchoServer, ListenAddress, format_address, open_listeners
-from ._signals import (
+from .._ports import DEFAULT_PORT
+from .._status import ExitStatus, fail
+from .._tls import TLSFileError
+from ..server._config import ServerConfig
+from ..server._listeners import EchoServer, ListenAddress, format_address, open_listeners
+from ..server._metrics import Snapshot, answer_snapshots, serve_metrics, worker_channel
+from ..server._signals import (
     RELOAD_SIGNAL,
     early_signals,
     handle_reload_signal,
     handle_shutdown_signals,
     signal_name,
 )
-from ._status import ExitStatus, fail
-from ._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
-from ._tls import ServerTLS, TLSFileError, TLSFiles
-from ._unix import UnixSocketFile, open_unix_listener
-from ._workers import (
+from ..server._supervisor import (
     SUPERVISOR_FD_VARIABLE,
     Supervisor,
     WorkerStartError,
     supervisor_fd,
     wait_for_supervisor_exit,
 )
+from ..server._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
+from ..server._tls import ServerTLS, TLSFiles
+from ..server._unix import UnixSocketFile, open_unix_listener
 
 __all__ = ["ServerOptions", "run_server"]
 

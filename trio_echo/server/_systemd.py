@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import socket
 
-from ._server import check_listener
+from ._listeners import check_listener
 
 __all__ = ["LISTEN_FDS_START", "listeners_from_fds", "notify", "systemd_listeners"]
 
