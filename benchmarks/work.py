@@ -584,27 +584,54 @@ def _order(load: str) -> Callable[[str], int]:
     return lambda name: names.index(name) if name in names else len(names)
 
 
-def check(document: dict[str, Any], loads: list[Load], *, jobs: int) -> list[str]:
-    """Count trio_echo again on ``loads``: what it does ``GUARD`` or more above its
-    committed figures, in words (nothing when it does not)."""
-    names = {"trio-echo", "trio-echo-info", "trio-echo-tls"}
-    now = run(loads, names, jobs=jobs)
-    failures = []
-    for load, row in now.items():
+GUARDED = ("trio-echo", "trio-echo-info", "trio-echo-tls")
+"""The servers ``--check`` counts: trio_echo in each of its forms."""
+
+
+def over_guard(
+    document: dict[str, Any], counted: dict[str, dict[str, Any]]
+) -> dict[tuple[str, str], str]:
+    """What ``counted`` does ``GUARD`` or more above ``document``'s figures, in words.
+
+    A count's lower repetition decides: a round that shared a wake-up, or
+    waited for a client the machine was slow to run, only adds work.
+    """
+    over = {}
+    for load, row in counted.items():
         for server, entry in row.items():
             committed = document["figures"].get(load, {}).get(server)
             if committed is None or "error" in committed:
                 continue
             if "error" in entry:
-                failures.append(f"{load}, {server}: {entry['error']}")
+                over[load, server] = f"{load}, {server}: {entry['error']}"
                 continue
             before, after = figure(committed), min(entry["instructions"])
             if after > before * (1 + GUARD):
-                failures.append(
+                over[load, server] = (
                     f"{load}, {entry['label']}: {after:,.0f} instructions per"
                     f" {LOADS[load].unit}, {after / before - 1:+.1%} on the committed {before:,.0f}"
                 )
-    return failures
+    return over
+
+
+def check(document: dict[str, Any], loads: list[Load], *, jobs: int) -> list[str]:
+    """Count trio_echo again on ``loads``: what it does ``GUARD`` or more above its
+    committed figures, in words (nothing when it does not).
+
+    A load over the guard is counted once more, and fails only if it is
+    over again: more work in the code shows both times, a slow moment of
+    the machine seldom twice.
+    """
+    first = over_guard(document, run(loads, set(GUARDED), jobs=jobs))
+    if not first:
+        return []
+    loads_over = [LOADS[load] for load in {load for load, _ in first}]
+    again = over_guard(document, run(loads_over, {server for _, server in first}, jobs=jobs))
+    return [
+        f"{again[key]} (the first count: {first[key].rsplit(': ', 1)[-1]})"
+        for key in again
+        if key in first
+    ]
 
 
 def merge(committed: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
