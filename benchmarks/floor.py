@@ -632,9 +632,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.commit_results and args.quick:
         parser.error("--commit-results writes the full run: no --quick")
     if args.report:
-        from benchmarks.pages import Results, write_floor
+        from benchmarks.pages import Results, write_committed
 
-        written = write_floor(Results.load(RESULTS.parent), RESULTS.parent)
+        written = write_committed(Results.load(RESULTS.parent), RESULTS.parent)
         print("floor: wrote " + ", ".join(str(path) for path in written), file=sys.stderr)
         return 0
     checkout = args.trio_echo.resolve()
@@ -724,9 +724,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n".join(floor_section(document)))
     if args.commit_results:
-        from benchmarks.pages import Results, write_floor
+        from benchmarks.pages import Results, write_committed
 
-        write_floor(Results.load(RESULTS.parent), RESULTS.parent)
+        write_committed(Results.load(RESULTS.parent), RESULTS.parent)
     return 0
 
 

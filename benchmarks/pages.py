@@ -1300,9 +1300,9 @@ def fill(text: str, sections: dict[str, list[str]]) -> str:
     return filled
 
 
-def write_floor(results: Results, folder: Path) -> list[Path]:
-    """Write what the floor's results change: the pages' parts, and benchmark.md's
-    section (the rest of it as the committed run writes it)."""
+def write_committed(results: Results, folder: Path) -> list[Path]:
+    """Write what a committed results file changes: the pages' parts, and the
+    harness's report, benchmark.md, whose sections come from every file."""
     written = write_pages(results)
     path = folder / "benchmark.md"
     text = report(results)

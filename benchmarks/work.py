@@ -83,7 +83,7 @@ from benchmarks.build import (
     compile_tls_loadgen,
 )
 from benchmarks.floor import servers as floor_servers
-from benchmarks.pages import Results, write_pages
+from benchmarks.pages import Results, write_committed
 from benchmarks.provenance import code_hashes, environment
 from benchmarks.running import LoadFigures, ServerProcess, loadgen_command
 from benchmarks.servers import ROOT, SERVERS, Server
@@ -740,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(document, indent=1) + "\n")
     print(f"wrote {out} ({round((time.monotonic() - started) / 60, 1)} minutes)")
     if args.commit_results:
-        for path in write_pages(Results.load(RESULTS.parent)):
+        for path in write_committed(Results.load(RESULTS.parent), RESULTS.parent):
             print(f"wrote {path}")
     return 0
 
