@@ -20,6 +20,7 @@ def tests(session: nox.Session) -> None:
     session.run(
         "pytest",
         "--numprocesses=auto",
+        "--dist=worksteal",
         "--cov",
         "--cov-report=term-missing:skip-covered",
         *session.posargs,
@@ -49,7 +50,7 @@ def work_guard(session: nox.Session) -> None:
     """Count trio_echo's work again; fail when a load takes 3% more than committed.
 
     Instructions under valgrind, not time: the count does not move with the
-    machine (benchmarks/work.py; about five minutes here).
+    machine (benchmarks/work.py; about four minutes here).
     """
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/work.py", "--check", *session.posargs)

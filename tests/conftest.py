@@ -27,6 +27,9 @@ import trustme
 from trio_echo import EchoServer, ServerConfig, open_listeners
 
 ROOT = Path(__file__).resolve().parent.parent
+COVERAGE_IN_CHILDREN = "COVERAGE_PROCESS_CONFIG"
+"""Set by coverage (``patch = ["subprocess"]``) for the Python programs the tests
+start to measure themselves; the peers, which are not trio_echo, go without."""
 LISTENING = re.compile(rb"listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)")
 
 
@@ -38,8 +41,16 @@ class ChildProcess:
     """
 
     def __init__(
-        self, command: Sequence[str], directory: Path, *, pass_fds: Sequence[int] = ()
+        self,
+        command: Sequence[str],
+        directory: Path,
+        *,
+        pass_fds: Sequence[int] = (),
+        measured: bool = True,
     ) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if not measured:
+            env.pop(COVERAGE_IN_CHILDREN, None)
         self.stdout_path = Path(tempfile.mkstemp(prefix="stdout-", dir=directory)[1])
         self.stderr_path = Path(tempfile.mkstemp(prefix="stderr-", dir=directory)[1])
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
@@ -49,7 +60,7 @@ class ChildProcess:
                 stderr=err,
                 stdin=subprocess.DEVNULL,
                 cwd=ROOT,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                env=env,
                 pass_fds=tuple(pass_fds),
             )
         self.port = 0
@@ -122,7 +133,7 @@ class Peer:
         ``extra`` arguments go at the end of its command line.
         """
         command = [part.format(port=0, mode=mode) for part in self.command] + list(extra)
-        process = ChildProcess(command, directory)
+        process = ChildProcess(command, directory, measured=self.name == "trio-echo")
         process.wait_for_port()
         return process
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, peers
+from tests.conftest import COVERAGE_IN_CHILDREN, ROOT, peers
 
 pytestmark = [
     pytest.mark.skipif(
@@ -24,6 +24,13 @@ pytestmark = [
     ),
     pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the harness needs two CPUs"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _children_unmeasured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmark tools and their servers run without coverage: they are not
+    trio_echo's code, and measuring them doubles their time."""
+    monkeypatch.delenv(COVERAGE_IN_CHILDREN, raising=False)
 
 
 def harness(*args: str) -> subprocess.CompletedProcess[str]:
