@@ -68,7 +68,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +85,9 @@ from benchmarks.build import (
 from benchmarks.floor import servers as floor_servers
 from benchmarks.pages import Results, write_committed
 from benchmarks.provenance import code_hashes, environment
-from benchmarks.running import LoadFigures, ServerProcess, loadgen_command
+from benchmarks.running import LoadFigures, ServerProcess, loadgen_command, run_loadgen
 from benchmarks.servers import ROOT, SERVERS, Server
-from benchmarks.tls import PEERS_COMPARED, make_certificate
+from benchmarks.tls import PEERS_COMPARED, make_certificate, peer_servers
 
 RESULTS = Path(__file__).resolve().parent / "results" / "work.json"
 SCRATCH = Path(__file__).resolve().parent / ".cache" / "results" / "work.json"
@@ -164,34 +164,26 @@ def _plain(server: Server, mode: str) -> Callable[[Path | None], list[str]]:
     return command
 
 
-TLS_PROGRAMS = {
-    "trio-echo-tls": SERVERS["trio-echo"].program,
-    "trio-tls": ("benchmarks/peers/trio_tls.py",),
-    "asyncio-streams-tls": SERVERS["asyncio-streams"].program,
-    "uvloop-protocol-tls": SERVERS["uvloop-protocol"].program,
-}
-"""The TLS servers counted (benchmarks/tls.py starts them), and their programs."""
+TLS_SKIPPED = ("trio-tls-bio",)
+"""benchmarks/tls.py's TLS peers not counted: the MemoryBIO variant is a
+measurement of trio's SSLStream, not a server of the comparison."""
 
 
 def subjects(load: Load) -> list[Subject]:
     """Every server this tool counts on ``load``: the comparison's, the trio
     floor, and, on `LOG_LOAD`, trio_echo at INFO."""
     if load.tls:
+        servers = peer_servers()
         return [
-            Subject(
-                peer.name,
-                peer.label,
-                peer.command,
-                replace(SERVERS["trio-echo"], name=peer.name, program=TLS_PROGRAMS[peer.name]),
-            )
+            Subject(peer.name, peer.label, peer.command, servers[peer.name])
             for peer in PEERS_COMPARED
-            if peer.name in TLS_PROGRAMS
+            if peer.tls and peer.name not in TLS_SKIPPED
         ]
     extra = floor_servers(ROOT)
     listed = [server for server in SERVERS.values() if server.name != "trio-echo-baseline"]
-    listed.insert(2, replace(extra["floor"], program=("benchmarks/peers/trio_floor.py",)))
+    listed.insert(2, extra["floor"])
     if load.name == LOG_LOAD:
-        listed.insert(2, replace(extra["trio-echo-info"], program=SERVERS["trio-echo"].program))
+        listed.insert(2, extra["trio-echo-info"])
     return [
         Subject(
             server.name,
@@ -240,10 +232,9 @@ def _loadgen(
 
 
 def _run_loadgen(command: list[str]) -> LoadFigures:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-    if result.returncode != 0 or not result.stdout.strip():
-        raise RuntimeError(f"loadgen failed: {result.stderr.strip() or result.returncode}")
-    figures = LoadFigures.parse(result.stdout)
+    """Run the load generator unpinned (two servers may be counted at once);
+    a run with an error counts nothing."""
+    figures = run_loadgen(command, timeout=900, pinned=False)
     if figures.errors or figures.connect_errors:
         raise RuntimeError(f"loadgen saw errors: {figures.first_error}")
     return figures
