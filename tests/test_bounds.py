@@ -36,12 +36,12 @@ from trio_echo import (
     handle_connection,
     open_listeners,
 )
-from trio_echo.protocol._framer import CountFramer
-from trio_echo.protocol._protocol import (
+from trio_echo.protocol import (
     MAX_MESSAGES_PER_STEP,
     READ_SIZE_MAX,
     READ_SIZE_MIN,
     STEP_BYTES,
+    CountFramer,
 )
 from trio_echo.server._listeners import accepted_stream
 from trio_echo.server._pump import Connection

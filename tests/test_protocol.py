@@ -36,7 +36,7 @@ from trio_echo import (
     Unread,
     encode_message,
 )
-from trio_echo.protocol._protocol import (
+from trio_echo.protocol import (
     BUFFER_OVERHEAD,
     MAX_MESSAGES_PER_STEP,
     READ_SIZE_MAX,

@@ -27,9 +27,7 @@ from ..client._exchange import (
     message_pieces,
 )
 from ..client._load import run_load
-from ..protocol._errors import RemoteProtocolError
-from ..protocol._framer import DEFAULT_MAX_MESSAGE_SIZE, encode_header
-from ..protocol._protocol import Mode
+from ..protocol import DEFAULT_MAX_MESSAGE_SIZE, Mode, RemoteProtocolError, encode_header
 
 __all__ = ["LOAD_FLAGS", "TLS_FLAGS", "ClientOptions", "run_client", "run_load_command"]
 

@@ -18,7 +18,7 @@ import attrs
 
 from .. import __version__
 from .._status import PROG, ExitStatus, fail
-from ..protocol._protocol import Mode
+from ..protocol import Mode
 from ..server._config import (
     MIN_CONNECTION_BUFFER,
     ConfigError,

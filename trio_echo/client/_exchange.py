@@ -42,9 +42,16 @@ import trio
 from .._messages import Message
 from .._ports import DEFAULT_PORT
 from .._tls import certificate_failure
-from ..protocol._events import NEED_DATA, EndOfMessage, EndOfStream, Payload
-from ..protocol._framer import DEFAULT_MAX_MESSAGE_SIZE, CountFramer, encode_header
-from ..protocol._protocol import Mode
+from ..protocol import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    NEED_DATA,
+    CountFramer,
+    EndOfMessage,
+    EndOfStream,
+    Mode,
+    Payload,
+    encode_header,
+)
 
 __all__ = [
     "EchoCheck",

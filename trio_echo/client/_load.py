@@ -21,9 +21,7 @@ import attrs
 import trio
 
 from .._tls import certificate_failure
-from ..protocol._errors import RemoteProtocolError
-from ..protocol._framer import encode_header, encode_message
-from ..protocol._protocol import Mode
+from ..protocol import Mode, RemoteProtocolError, encode_header, encode_message
 from ._exchange import (
     RECEIVE_SIZE,
     EchoCheck,

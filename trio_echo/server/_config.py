@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 import attrs
 
-from ..protocol._framer import DEFAULT_MAX_MESSAGE_SIZE
-from ..protocol._protocol import Limits, Mode
+from ..protocol import DEFAULT_MAX_MESSAGE_SIZE, Limits, Mode
 
 __all__ = [
     "ConfigError",

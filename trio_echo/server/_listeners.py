@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from ..protocol._protocol import MAX_MESSAGES_PER_STEP
+from ..protocol import MAX_MESSAGES_PER_STEP
 from ._budget import MemoryBudget
 from ._config import ServerConfig
 from ._metrics import ServerMetrics

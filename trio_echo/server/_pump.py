@@ -28,7 +28,7 @@ from typing import cast
 
 import trio
 
-from ..protocol._protocol import (
+from ..protocol import (
     BUFFER_OVERHEAD,
     CHECK_UNREAD,
     CLOSE,

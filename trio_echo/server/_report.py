@@ -12,8 +12,7 @@ import time
 import attrs
 import trio
 
-from ..protocol._errors import Reason
-from ..protocol._protocol import CLEAN_OUTCOMES, EchoProtocol, Mode, Outcome
+from ..protocol import CLEAN_OUTCOMES, EchoProtocol, Mode, Outcome, Reason
 from ._log import hold_text_line
 
 __all__ = [
