@@ -28,6 +28,7 @@ from trio_echo import (
     EchoProtocol,
     EchoServer,
     EndOfMessage,
+    Limits,
     MemoryBudget,
     Mode,
     Outcome,
@@ -247,7 +248,9 @@ async def test_reading_on_in_small_reads_is_bounded_per_step(steps: MessagesPerS
     # STEP_BYTES / READ_SIZE_MIN reads, not after STEP_BYTES bytes.
     data = b"s" * (256 * 1024)
     stream = ReadyStream(data)
-    report = await handle_connection(stream, ServerConfig(mode=Mode.ECHO, connection_buffer=200))
+    report = await handle_connection(
+        stream, ServerConfig(mode=Mode.ECHO, limits=Limits(max_held=200))
+    )
     assert report.bytes_in == len(stream.echo) == len(data)
     assert steps.most_reads <= STEP_BYTES // READ_SIZE_MIN + 1
     assert steps.reads >= len(data) // 8  # reads of 8 bytes: the case this is about
@@ -313,7 +316,7 @@ async def test_a_byte_that_comes_while_the_echo_is_on_its_way_does_not_reset_it(
 async def test_a_quiet_connection_holds_no_budget() -> None:
     # Connections that streamed and went quiet wait for their next read
     # without a reservation: they cannot starve a fresh connection.
-    config = ServerConfig(mode=Mode.ECHO, memory_budget=MiB, connection_buffer=512 * 1024)
+    config = ServerConfig(mode=Mode.ECHO, memory_budget=MiB, limits=Limits(max_held=512 * 1024))
     server = EchoServer(config, open_listeners("127.0.0.1", 0))
     async with trio.open_nursery() as nursery:
         (address,) = await nursery.start(server.serve)
@@ -343,7 +346,7 @@ async def test_what_a_lingering_connection_reads_is_not_kept() -> None:
     client_socket, server_socket = tcp_pair()
     client = FastSocketStream(client_socket)
     budget = MemoryBudget(256 * MiB)
-    config = ServerConfig(linger_timeout=60)
+    config = ServerConfig(limits=Limits(linger_timeout=60))
     connection = Connection(accepted_stream(server_socket), config, budget, "peer")
     async with trio.open_nursery() as nursery:
         if not connection.serve_ready():
@@ -367,7 +370,7 @@ async def test_waiting_for_the_budget_is_the_servers_limit(autojump_clock: objec
     assert budget.try_reserve(MiB) == MiB  # another connection holds it all
     client, server = trio.testing.memory_stream_pair()
     await client.send_all(b"5 hello")  # a whole, valid message
-    config = ServerConfig(header_timeout=2, idle_timeout=30, memory_budget=MiB)
+    config = ServerConfig(memory_budget=MiB, limits=Limits(header_timeout=2, idle_timeout=30))
     start = trio.current_time()
     report = await handle_connection(server, config, budget=budget, peer="innocent")
     assert report.outcome == Outcome.BUDGET_TIMEOUT  # not header-timeout: not its fault
@@ -382,7 +385,7 @@ async def test_a_connection_held_up_by_the_budget_completes_once_it_is_free(
     budget.try_reserve(MiB)
     client, server = trio.testing.memory_stream_pair()
     await client.send_all(b"5 hello")
-    config = ServerConfig(header_timeout=2, idle_timeout=30, memory_budget=MiB)
+    config = ServerConfig(memory_budget=MiB, limits=Limits(header_timeout=2, idle_timeout=30))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(functools.partial(handle_connection, server, config, budget=budget))
         await trio.sleep(10)  # five header timeouts: the header timer does not run
@@ -401,7 +404,9 @@ async def test_a_trickling_payload_is_closed_as_too_slow(
     # One byte every 4 s keeps the idle timeout away for ever; the minimum
     # data rate (240 bytes/s after 5 s) does not.
     client, server = trio.testing.memory_stream_pair()
-    config = ServerConfig(mode=mode, idle_timeout=60, min_data_rate=240, min_data_rate_grace=5)
+    config = ServerConfig(
+        mode=mode, limits=Limits(idle_timeout=60, min_data_rate=240, min_data_rate_grace=5)
+    )
 
     async def trickle() -> None:
         await client.send_all(b"100 ")
@@ -420,7 +425,7 @@ async def test_a_trickling_payload_is_closed_as_too_slow(
 
 async def test_echo_mode_has_the_idle_timeout_alone(autojump_clock: object) -> None:
     client, server = trio.testing.memory_stream_pair()
-    config = ServerConfig(mode=Mode.ECHO, idle_timeout=60)
+    config = ServerConfig(mode=Mode.ECHO, limits=Limits(idle_timeout=60))
 
     async def trickle() -> None:
         for _ in range(50):  # 200 s of a byte every 4 s
@@ -440,7 +445,7 @@ async def test_a_minimum_rate_of_zero_turns_the_check_off(
     autojump_clock: object, mode: Mode
 ) -> None:
     client, server = trio.testing.memory_stream_pair()
-    config = ServerConfig(mode=mode, idle_timeout=60, min_data_rate=0)
+    config = ServerConfig(mode=mode, limits=Limits(idle_timeout=60, min_data_rate=0))
 
     async def trickle() -> None:
         await client.send_all(b"10 ")

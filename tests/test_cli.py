@@ -311,13 +311,13 @@ def options_of(*argv: str) -> ServerOptions:
 @pytest.mark.parametrize(("flag", "rate"), [([], 240.0), (["--min-data-rate", "0"], 0.0)])
 def test_the_minimum_data_rate_reaches_the_config(flag: list[str], rate: float) -> None:
     config = options_of(*flag).config
-    assert (config.min_data_rate, config.limits.min_data_rate) == (rate, rate)
+    assert config.limits.min_data_rate == rate
 
 
 @pytest.mark.parametrize(("flag", "linger"), [([], 2.0), (["--linger-timeout", "0"], 0.0)])
 def test_the_linger_timeout_reaches_the_config(flag: list[str], linger: float) -> None:
     config = options_of(*flag).config
-    assert (config.linger_timeout, config.limits.linger_timeout) == (linger, linger)
+    assert config.limits.linger_timeout == linger
 
 
 def test_the_server_commands_defaults_are_its_options_and_configs() -> None:

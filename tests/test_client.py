@@ -16,6 +16,7 @@ from trio_echo import (
     EchoCheck,
     EchoMismatchError,
     FramedAnswers,
+    Limits,
     Mode,
     Reason,
     RemoteProtocolError,
@@ -302,7 +303,7 @@ async def test_load_run_reports(nursery: trio.Nursery, mode: Mode) -> None:
 
 async def test_load_run_counts_errors(nursery: trio.Nursery) -> None:
     # A count server that only accepts 10-byte messages: every 100-byte one fails.
-    _server, port = await start_server(nursery, max_message_size=10)
+    _server, port = await start_server(nursery, limits=Limits(max_message_size=10))
     report = await run_load("127.0.0.1", port, repeat=5, concurrency=2, size=100)
     assert (report.messages, report.errors) == (0, 5)
     assert "short" in report.first_error

@@ -23,6 +23,7 @@ from trio_echo import (
     ConfigError,
     ConnectionReport,
     HandlerError,
+    Limits,
     MemoryBudget,
     Mode,
     Outcome,
@@ -344,7 +345,7 @@ async def test_stream_ending_inside_a_message(
 async def test_count_header_timeout(
     autojump_clock: trio.testing.MockClock, stream_pair: StreamPair
 ) -> None:
-    config = ServerConfig(header_timeout=5, idle_timeout=100)
+    config = ServerConfig(limits=Limits(header_timeout=5, idle_timeout=100))
     client, server = stream_pair()
     async with trio.open_nursery() as nursery:
         start = trio.current_time()
@@ -359,7 +360,7 @@ async def test_count_header_timeout_counts_from_the_start(
     autojump_clock: trio.testing.MockClock, stream_pair: StreamPair
 ) -> None:
     # Trickling a byte every second does not extend the header's time.
-    config = ServerConfig(header_timeout=5, idle_timeout=100)
+    config = ServerConfig(limits=Limits(header_timeout=5, idle_timeout=100))
     client, server = stream_pair()
 
     async def trickle() -> None:
@@ -381,7 +382,7 @@ async def test_count_header_timeout_counts_from_the_start(
 async def test_framed_header_timeout_starts_at_the_first_byte(
     autojump_clock: trio.testing.MockClock, stream_pair: StreamPair
 ) -> None:
-    config = ServerConfig(mode=Mode.FRAMED, header_timeout=5, idle_timeout=100)
+    config = ServerConfig(mode=Mode.FRAMED, limits=Limits(header_timeout=5, idle_timeout=100))
     client, server = stream_pair()
 
     async def peer() -> None:
@@ -402,7 +403,7 @@ async def test_framed_header_timeout_starts_at_the_first_byte(
 async def test_idle_timeout(
     autojump_clock: trio.testing.MockClock, stream_pair: StreamPair
 ) -> None:
-    config = ServerConfig(mode=Mode.ECHO, idle_timeout=30)
+    config = ServerConfig(mode=Mode.ECHO, limits=Limits(idle_timeout=30))
     client, server = stream_pair()
 
     async def peer() -> None:
@@ -425,7 +426,7 @@ async def test_idle_timeout(
 async def test_idle_timeout_covers_a_peer_that_never_reads(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    config = ServerConfig(mode=Mode.ECHO, idle_timeout=30)
+    config = ServerConfig(mode=Mode.ECHO, limits=Limits(idle_timeout=30))
     client, server = trio.testing.lockstep_stream_pair()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.send_all, b"echo me, but I will not read")
@@ -450,7 +451,7 @@ async def test_send_everything_then_read_completes_over_a_lockstep_pair() -> Non
 
 async def test_connection_buffer_stops_reading_when_full() -> None:
     limit = 10_000
-    config = ServerConfig(mode=Mode.ECHO, connection_buffer=limit)
+    config = ServerConfig(mode=Mode.ECHO, limits=Limits(max_held=limit))
     budget = MemoryBudget(config.memory_budget)
     client, server = trio.testing.lockstep_stream_pair()
     sent = 0
@@ -481,7 +482,7 @@ async def test_connection_buffer_stops_reading_when_full() -> None:
 
 async def test_memory_budget_is_shared_by_connections() -> None:
     budget = MemoryBudget(15_000)
-    config = ServerConfig(mode=Mode.ECHO, connection_buffer=10_000, memory_budget=15_000)
+    config = ServerConfig(mode=Mode.ECHO, memory_budget=15_000, limits=Limits(max_held=10_000))
     sent = [0, 0]
     pairs = [trio.testing.lockstep_stream_pair() for _ in range(2)]
 
@@ -643,24 +644,27 @@ async def test_a_stream_without_the_nowait_calls_is_served_in_its_task() -> None
 def test_config_owns_its_defaults() -> None:
     # Every combination a library user can give is valid, without the CLI.
     # The buffer holds a whole message and what holding it costs, within the budget.
-    assert ServerConfig(memory_budget=1 << 20).connection_buffer == 1 << 20
-    assert ServerConfig(max_message_size=1 << 30).connection_buffer == 1 << 28  # the budget
-    assert ServerConfig(max_message_size=10).connection_buffer == 10 + 64 * 1024
-    assert ServerConfig(max_message_size=1 << 20).connection_buffer == (17 << 16) + (1 << 16)
+    def buffer(**settings: int) -> int:
+        return ServerConfig(limits=Limits(**settings)).limits.max_held
+
+    assert ServerConfig(memory_budget=1 << 20).limits.max_held == 1 << 20
+    assert buffer(max_message_size=1 << 30) == 1 << 28  # the budget
+    assert buffer(max_message_size=10) == 10 + 64 * 1024
+    assert buffer(max_message_size=1 << 20) == (17 << 16) + (1 << 16)
     with pytest.raises(ValueError, match="may not exceed"):
-        ServerConfig(connection_buffer=2, memory_budget=1)
+        ServerConfig(memory_budget=1, limits=Limits(max_held=2))
 
 
 def test_a_config_error_names_its_settings_as_its_caller_does() -> None:
     with pytest.raises(ConfigError) as caught:
-        ServerConfig(connection_buffer=2, memory_budget=1)
+        ServerConfig(memory_budget=1, limits=Limits(max_held=2))
     error = caught.value
-    assert str(error) == "connection_buffer (2 bytes) may not exceed memory_budget (1 bytes)"
+    assert str(error) == "max_held (2 bytes) may not exceed memory_budget (1 bytes)"
     assert error.describe(lambda name: f"--{name.replace('_', '-')}") == (
-        "--connection-buffer (2 bytes) may not exceed --memory-budget (1 bytes)"
+        "--max-held (2 bytes) may not exceed --memory-budget (1 bytes)"
     )
     with pytest.raises(ConfigError, match=r"^idle_timeout must be positive"):
-        ServerConfig(idle_timeout=0)
+        ServerConfig(limits=Limits(idle_timeout=0))
 
 
 async def test_a_keyboard_interrupt_is_not_absorbed_as_a_bug() -> None:

@@ -79,6 +79,7 @@ CORE = modules_in("protocol")
 CLIENT = modules_in("client")
 SHARED = [path for path in modules_in(".") if path.name not in ("__init__.py", "__main__.py")]
 INITS = sorted(PACKAGE.glob("*/__init__.py"))
+SIDE_INITS = [path for path in INITS if path.parent.name != "protocol"]
 
 
 def test_the_layout_is_what_the_tests_read() -> None:
@@ -116,9 +117,17 @@ def test_what_both_ends_use_imports_neither_side(path: Path) -> None:
             assert not within(module, side), f"{path.name}:{line} imports {module}"
 
 
-@pytest.mark.parametrize("path", INITS, ids=ids(INITS))
+@pytest.mark.parametrize("path", SIDE_INITS, ids=ids(SIDE_INITS))
 def test_a_folders_init_imports_nothing(path: Path) -> None:
     assert list(imports(path)) == []
+
+
+def test_the_cores_init_gathers_its_own_modules_only() -> None:
+    # The sans-IO core is one piece, as h11 is: its folder exports its names.
+    modules = {module for _line, module in imports(PACKAGE / "protocol" / "__init__.py")}
+    assert modules, "the core's names are exported from trio_echo.protocol"
+    for module in modules:
+        assert module.startswith("trio_echo.protocol._"), module
 
 
 def test_the_type_checker_reads_the_names_the_table_imports() -> None:

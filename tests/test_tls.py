@@ -25,6 +25,7 @@ from tests.conftest import ROOT, ChildProcess, TLSFiles
 from trio_echo import (
     ConnectionReport,
     EchoServer,
+    Limits,
     Mode,
     Outcome,
     ServerConfig,
@@ -160,7 +161,7 @@ async def test_a_stalled_handshake_ends_at_its_own_deadline(
     tls_files: TLSFiles, autojump_clock: trio.testing.MockClock
 ) -> None:
     # The peer connects and says nothing: not even a ClientHello.
-    config = ServerConfig(header_timeout=30, tls_handshake_timeout=4, idle_timeout=100)
+    config = ServerConfig(limits=Limits(header_timeout=30, handshake_timeout=4, idle_timeout=100))
     client, server, reports = serve_one(server_tls(tls_files))
     start = trio.current_time()
     await run_server_side(server, config, reports)
@@ -175,7 +176,7 @@ async def test_a_stalled_handshake_ends_at_its_own_deadline(
 async def test_the_header_timer_starts_when_the_handshake_ends(
     tls_files: TLSFiles, autojump_clock: trio.testing.MockClock
 ) -> None:
-    config = ServerConfig(header_timeout=5, tls_handshake_timeout=20, idle_timeout=100)
+    config = ServerConfig(limits=Limits(header_timeout=5, handshake_timeout=20, idle_timeout=100))
     client, server, reports = serve_one(server_tls(tls_files))
     tls_client = trio.SSLStream(client, client_context(tls_files), server_hostname="localhost")
     handshake_done = trio.Event()
@@ -225,7 +226,7 @@ async def test_a_close_without_close_notify_ends_a_complete_message_only(
     # https_compatible=False (trio's default): a close without close_notify
     # is a truncation, reported as a broken stream; once the message is
     # complete nothing was lost, and the outcome stays complete.
-    config = ServerConfig(linger_timeout=30)
+    config = ServerConfig(limits=Limits(linger_timeout=30))
     client, server, reports = serve_one(server_tls(tls_files))
     tls_client = trio.SSLStream(client, client_context(tls_files), server_hostname="localhost")
     async with trio.open_nursery() as nursery:
@@ -271,7 +272,7 @@ async def test_the_handshake_runs_in_the_connections_task_not_the_accepting_one(
 ) -> None:
     # Ten peers connect and stall their handshakes; an eleventh is served.
     server = EchoServer(
-        ServerConfig(tls_handshake_timeout=60),
+        ServerConfig(limits=Limits(handshake_timeout=60)),
         open_listeners("127.0.0.1", 0),
         tls=server_tls(tls_files),
     )

@@ -19,13 +19,10 @@ import socket
 import sys
 from collections.abc import Sequence
 
-import attrs
 import trio
 
-from .._ports import DEFAULT_PORT
 from .._status import ExitStatus, fail
 from .._tls import TLSFileError
-from ..server._config import ServerConfig
 from ..server._listeners import EchoServer, ListenAddress, format_address, open_listeners
 from ..server._metrics import Snapshot, answer_snapshots, serve_metrics, worker_channel
 from ..server._signals import (
@@ -43,71 +40,14 @@ from ..server._supervisor import (
     wait_for_supervisor_exit,
 )
 from ..server._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
-from ..server._tls import ServerTLS, TLSFiles
+from ..server._tls import ServerTLS
 from ..server._unix import UnixSocketFile, open_unix_listener
+from ._server_options import ServerOptions
 
 __all__ = ["ServerOptions", "run_server"]
 
 logger = logging.getLogger("trio_echo.server")
 workers_logger = logging.getLogger("trio_echo.workers")
-
-
-@attrs.frozen(kw_only=True)
-class ServerOptions:
-    """What the server command was asked to do, as typed values.
-
-    The command line's defaults are these, and `ServerConfig`'s.
-
-    Attributes:
-        config: How to serve connections.
-        host: The host to listen on: this machine only, by default.
-        port: The port to listen on (0: a free one).
-        grace: Seconds open connections get to finish on the first signal.
-        workers: How many server processes (1: no supervisor).
-        fds: Inherited listening sockets to serve on instead of binding.
-        reuse_port: Whether to bind with ``SO_REUSEPORT``.
-        log_level: The least severe log records written (``INFO``: one line
-            per connection).
-        log_format: ``text``, or ``json`` for one object per line.
-        metrics: Where to serve the Prometheus metrics (host, port), if
-            anywhere.
-        tcp: Whether to listen on TCP (``host``, ``port``): not when only a
-            unix socket is asked for.
-        unix: A unix socket's path to listen on, if any.
-        unix_mode: The unix socket file's permissions.
-        tls_cert: The server's certificate chain (PEM), to serve over TLS.
-        tls_key: Its private key (PEM); by default, in ``tls_cert``.
-        tls_client_ca: Authorities whose client certificates are required.
-    """
-
-    config: ServerConfig = attrs.Factory(ServerConfig)
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    grace: float = 10.0
-    workers: int = 1
-    fds: tuple[int, ...] = attrs.field(default=(), converter=tuple)
-    reuse_port: bool = False
-    log_level: str = "INFO"
-    log_format: str = "text"
-    metrics: tuple[str, int] | None = None
-    tcp: bool = True
-    unix: str | None = None
-    unix_mode: int = 0o600
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_client_ca: str | None = None
-
-    @property
-    def where(self) -> str:
-        """The address asked for, as ``host:port``."""
-        return format_address(self.host, self.port)
-
-    @property
-    def tls_files(self) -> TLSFiles | None:
-        """The TLS files, if the server is to speak TLS."""
-        if self.tls_cert is None:
-            return None
-        return TLSFiles(self.tls_cert, self.tls_key or self.tls_cert, self.tls_client_ca)
 
 
 class _CannotListenError(Exception):

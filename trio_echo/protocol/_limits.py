@@ -1,46 +1,302 @@
-# Every bound a connection keeps.
+# The bounds one connection keeps, each declared once.
+#
+# A setting is an attrs field whose metadata is its `Setting`: the field
+# carries the default, the `Setting` its bound, its unit, its flag and what it
+# is, in one sentence. The command line builds its flags and its --help from
+# these declarations, the README's table of bounds is generated from them,
+# and the classes' docstrings list them: none of these can disagree with the
+# value a connection keeps. `ServerConfig` declares the server's own settings
+# the same way.
+#
+# Nothing here reads a setting on the hot path: `Limits` is a plain frozen
+# attrs class, built once per server, whose fields a connection reads as
+# attributes.
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import attrs
 
 from ._framer import DEFAULT_MAX_MESSAGE_SIZE
 
-__all__ = ["IDLE_GRANULARITY", "Limits"]
+__all__ = [
+    "IDLE_GRANULARITY",
+    "MIN_CONNECTION_BUFFER",
+    "ConfigError",
+    "Limits",
+    "Setting",
+    "default_max_held",
+    "documented",
+    "setting",
+    "settings",
+]
 
 IDLE_GRANULARITY = 0.5
 """Seconds by which the idle deadline may land late (see `EchoProtocol`)."""
 
+MIN_CONNECTION_BUFFER = 64 * 1024
+"""One full read: the default connection buffer is never less, and the
+command line takes no buffer or budget below it."""
 
-@attrs.frozen
-class Limits:
-    """Every bound a connection keeps.
+_SETTING = "trio_echo.setting"
+"""The metadata key of a field's `Setting`."""
+
+
+class ConfigError(ValueError):
+    """A setting out of its bounds, or two settings that disagree.
+
+    Its message names settings by their field names; `describe` names them
+    as its caller does (the command line by its flags).
 
     Attributes:
-        max_message_size: The largest length a message may announce.
-        max_held: The most bytes the connection may hold (`EchoProtocol.held`).
-        header_timeout: Seconds a length prefix has to arrive in full: from
-            the connection's start in count mode, from its first byte in
-            framed mode.
-        idle_timeout: Seconds the connection may go without a byte received
-            or sent.
-        linger_timeout: Seconds to wait for the peer to close after a
-            half-close, when it may still send.
-        min_data_rate: Bytes per second a message's payload must average,
-            once `min_data_rate_grace` has passed since its header; 0 turns
-            the check off. Echo mode has no messages, and so no such check.
-        min_data_rate_grace: Seconds a payload has before its rate counts.
-        handshake_timeout: Seconds a TLS handshake has to end, from the
-            connection's start.
+        setting: The setting at fault.
+        problem: What is wrong with it, naming any other setting as
+            ``{name}`` (formatted by `describe`).
+        other: That other setting's name, if any.
     """
 
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    max_held: int = DEFAULT_MAX_MESSAGE_SIZE + DEFAULT_MAX_MESSAGE_SIZE // 16 + 64 * 1024
-    header_timeout: float = 10.0
-    idle_timeout: float = 60.0
-    linger_timeout: float = 2.0
-    min_data_rate: float = 240.0
-    min_data_rate_grace: float = 5.0
-    handshake_timeout: float = 10.0
+    def __init__(self, setting: str, problem: str, other: str | None = None) -> None:
+        self.setting, self.problem, self.other = setting, problem, other
+        super().__init__(self.describe())
+
+    def describe(self, name: Callable[[str], str] = str) -> str:
+        """The error in a sentence, each setting called ``name(setting)``."""
+        other = name(self.other) if self.other else ""
+        return f"{name(self.setting)} {self.problem.format(name=other)}"
+
+
+@attrs.frozen
+class Setting:
+    """What a setting is, besides its default: its flag, unit, bound and words.
+
+    Attributes:
+        flag: The command line's flag: ``--idle-timeout``.
+        doc: What the setting is or bounds, as a phrase for ``--help``, the
+            README's table and the docstrings. ``{name}`` stands for the
+            setting ``name``, written as each of them names settings.
+        group: The ``--help`` section that lists it.
+        unit: How its values are written and read: ``bytes``, ``seconds``,
+            ``bytes/s``, ``count``, or a kind of its own for the command line
+            (``port``, ``file``, ``choice``, ...).
+        least: The smallest value it takes, if it is bounded so.
+        positive: Whether it must be more than zero.
+        floor: A larger least that the command line holds to, if any: the
+            library takes less, for tests and embedding.
+        why: Why the floor, in a few words.
+        default_text: The default in words, when it is derived.
+        choices: The values it takes, if they are a list.
+        bound: Whether the README's table of bounds lists it.
+    """
+
+    flag: str
+    doc: str
+    group: str
+    unit: str
+    least: float | None = None
+    positive: bool = False
+    floor: float | None = None
+    why: str = ""
+    default_text: str = ""
+    choices: tuple[str, ...] = ()
+    bound: bool = False
+
+    def problem(self, value: float) -> str | None:
+        """What is wrong with ``value``, if it is out of bounds."""
+        if self.positive:
+            return None if value > 0 else f"must be positive, not {value!r}"
+        if self.least is None or value >= self.least:
+            return None
+        words = "zero or more" if self.least == 0 else f"at least {self.least:g}"
+        return f"must be {words}, not {value!r}"
+
+    def text(self, name: Callable[[str], str]) -> str:
+        """`doc`, each setting it mentions called ``name(setting)``."""
+        return self.doc.format_map(_Names(name))
+
+    def default_in_words(self, name: Callable[[str], str]) -> str:
+        """`default_text`, each setting it mentions called ``name(setting)``."""
+        return self.default_text.format_map(_Names(name))
+
+
+class _Names(dict[str, str]):
+    def __init__(self, name: Callable[[str], str]) -> None:
+        super().__init__()
+        self._name = name
+
+    def __missing__(self, key: str) -> str:
+        return self._name(key)
+
+
+def _check(_instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    problem = attribute.metadata[_SETTING].problem(value)
+    if problem is not None:
+        raise ConfigError(attribute.name, problem)
+
+
+def setting(
+    default: Any,
+    *,
+    converter: Callable[[Any], Any] | None = None,
+    **declaration: Any,
+) -> Any:
+    """An attrs field declared as a setting.
+
+    Args:
+        default: Its default: a value, or an `attrs.Factory`.
+        converter: What turns a given value into the field's type, if anything.
+        **declaration: The `Setting`'s attributes.
+    """
+    declared = Setting(**declaration)
+    return attrs.field(
+        default=default,
+        converter=converter,
+        validator=_check if declared.least is not None or declared.positive else None,
+        metadata={_SETTING: declared},
+    )
+
+
+def settings(cls: type) -> Iterator[tuple[attrs.Attribute[Any], Setting]]:
+    """The fields of the attrs class ``cls`` declared as settings, in order."""
+    for field in attrs.fields(cls):
+        if _SETTING in field.metadata:
+            yield field, field.metadata[_SETTING]
+
+
+_C = TypeVar("_C", bound=type)
+
+_UNITS = ("bytes", "seconds", "bytes/s")
+"""The units a docstring names (a count, a choice or a file speaks for itself)."""
+
+
+def documented(cls: _C) -> _C:
+    """Add the ``Attributes:`` section of ``cls``'s docstring, from its settings."""
+    lines = [
+        f"        {field.name}: {declared.text(str)}"
+        + (f" ({declared.unit})." if declared.unit in _UNITS else ".")
+        for field, declared in settings(cls)
+    ]
+    cls.__doc__ = f"{(cls.__doc__ or '').rstrip()}\n\n    Attributes:\n" + "\n".join(lines)
+    return cls
+
+
+def default_max_held(max_message_size: int) -> int:
+    """The bytes a connection may hold by default: a whole message, and what holding it costs.
+
+    That is the message, a sixteenth more for a buffer's overhead per read
+    (at most 1/64 of it), and a read more, so that a client which sends a
+    whole message before it reads any of the echo, as the original's client
+    did, completes.
+    """
+    return max_message_size + max_message_size // 16 + MIN_CONNECTION_BUFFER
+
+
+_EACH = "each connection"
+_TLS = "TLS"
+
+
+@documented
+@attrs.frozen
+class Limits:
+    """Every bound a connection keeps."""
+
+    max_message_size: int = setting(
+        DEFAULT_MAX_MESSAGE_SIZE,
+        flag="--max-message-size",
+        doc="the length a message may announce, and so the digits of its prefix",
+        group=_EACH,
+        unit="bytes",
+        least=0,
+        bound=True,
+    )
+    max_held: int = setting(
+        attrs.Factory(lambda self: default_max_held(self.max_message_size), takes_self=True),
+        flag="--connection-buffer",
+        doc=(
+            "memory one connection may hold: bytes received and not yet framed, and answers"
+            " not yet sent, each buffer charged with its overhead"
+        ),
+        group=_EACH,
+        unit="bytes",
+        least=1,
+        floor=MIN_CONNECTION_BUFFER,
+        why="one full read",
+        default_text=(
+            "a whole message and what holding it costs, within {memory_budget}:"
+            " {max_message_size} plus a sixteenth plus 64KiB, so that a client which sends"
+            " its whole message before it reads completes"
+        ),
+        bound=True,
+    )
+    header_timeout: float = setting(
+        10.0,
+        flag="--header-timeout",
+        doc=(
+            "time for a length prefix to arrive in full: in count mode from the connection's"
+            " start, in framed mode from the prefix's first byte"
+        ),
+        group=_EACH,
+        unit="seconds",
+        positive=True,
+        bound=True,
+    )
+    idle_timeout: float = setting(
+        60.0,
+        flag="--idle-timeout",
+        doc="time a connection may go with nothing received or sent",
+        group=_EACH,
+        unit="seconds",
+        positive=True,
+        bound=True,
+    )
+    linger_timeout: float = setting(
+        2.0,
+        flag="--linger-timeout",
+        doc=(
+            "time a count connection waits, after its echo and a half-close, for a client"
+            " that may still send to close (unread bytes would turn the server's close into"
+            " a reset that destroys the echo); 0 closes at once"
+        ),
+        group=_EACH,
+        unit="seconds",
+        least=0,
+        bound=True,
+    )
+    min_data_rate: float = setting(
+        240.0,
+        flag="--min-data-rate",
+        doc=(
+            "how fast a message's payload must come, on average, once {min_data_rate_grace}"
+            " has passed since its length prefix; 0 turns it off. Echo mode has no"
+            " messages, and keeps the idle timeout alone"
+        ),
+        group=_EACH,
+        unit="bytes/s",
+        least=0,
+        bound=True,
+    )
+    min_data_rate_grace: float = setting(
+        5.0,
+        flag="--min-data-rate-grace",
+        doc="time a message's payload has before its rate counts",
+        group=_EACH,
+        unit="seconds",
+        least=0,
+        bound=True,
+    )
+    handshake_timeout: float = setting(
+        attrs.Factory(lambda self: self.header_timeout, takes_self=True),
+        flag="--tls-handshake-timeout",
+        doc=(
+            "time a TLS handshake has to end, from the connection's start; the header"
+            " timeout starts when it ends"
+        ),
+        group=_TLS,
+        unit="seconds",
+        positive=True,
+        default_text="that of {header_timeout}",
+        bound=True,
+    )
     idle_granularity: float = attrs.field(init=False)
     """Seconds by which the idle deadline may land late: see `EchoProtocol`."""
 

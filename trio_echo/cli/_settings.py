@@ -1,0 +1,273 @@
+# The server command's flags, made from the settings' declarations.
+#
+# Every setting is declared once, where its value lives (`Limits`,
+# `ServerConfig`, `ServerOptions`; see protocol/_limits.py). Here each
+# declaration becomes a flag: its reader (from its unit and bound), its
+# --help line (its words, its floor, its default) and its section of --help.
+# The README's table of bounds is written from the same declarations:
+#
+#     python -m trio_echo.cli._settings README.md
+#
+# rewrites the part between its markers, and tests/test_settings.py fails
+# when the committed table differs from what the declarations write.
+from __future__ import annotations
+
+import argparse
+import functools
+import re
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..protocol._limits import Limits, Setting, settings
+from ..server._config import ServerConfig
+from ._readers import (
+    read_count,
+    read_fd,
+    read_file_mode,
+    read_metrics_address,
+    read_number,
+    read_port,
+    read_size,
+    size_text,
+)
+from ._server_options import ServerOptions
+
+__all__ = [
+    "GROUPS",
+    "SERVER_SETTINGS",
+    "Declared",
+    "HelpFormatter",
+    "add_server_arguments",
+    "bounds_table",
+    "declared",
+    "fill_bounds_table",
+    "flag",
+    "help_text",
+]
+
+SERVER_SETTINGS: tuple[type, ...] = (ServerConfig, ServerOptions, Limits)
+"""The classes whose settings the server command takes; within a section of
+--help, their settings come in this order."""
+
+GROUPS: dict[str, str | None] = {
+    "listening": "Where to listen: TCP, a unix socket, or sockets handed over.",
+    "serving": "The protocol, and the server as a whole: its memory, its connections, its"
+    " processes and its shutdown.",
+    "each connection": "What one connection may make the server hold, and for how long."
+    " Sizes take binary units (4096, 64KiB, 1M, 2GiB), from 1 byte to 1TiB.",
+    "TLS": "Serve every connection over TLS 1.2 or newer. SIGUSR1 loads the certificate and"
+    " key again (for connections accepted from then on); if they cannot be loaded, the ones"
+    " in use stay, with a warning.",
+    "metrics and log": None,
+}
+"""The sections of ``trio-echo server --help``, in order, each with its words."""
+
+
+@attrs.frozen
+class Declared:
+    """A setting as its class declares it.
+
+    Attributes:
+        name: The field's name, and the parsed argument's.
+        setting: Its declaration.
+        default: The field's default: a value, or an `attrs.Factory`.
+        home: The class that declares it.
+    """
+
+    name: str
+    setting: Setting
+    default: Any
+    home: type
+
+
+@functools.cache
+def declared() -> tuple[Declared, ...]:
+    """Every setting of the server command, in the order --help lists them."""
+    every = [
+        Declared(field.name, setting, field.default, home)
+        for home in SERVER_SETTINGS
+        for field, setting in settings(home)
+    ]
+    return tuple(sorted(every, key=lambda one: list(GROUPS).index(one.setting.group)))
+
+
+def flag(name: str) -> str:
+    """The flag that sets the setting ``name``: ``--connection-buffer`` for ``max_held``."""
+    flags = {one.name: one.setting.flag for one in declared()}
+    return flags.get(name, "--" + name.replace("_", "-"))
+
+
+_JOINED = "\u00a0"
+"""Joins a number to its unit in help texts, so that no line ends between them."""
+
+
+def _show(setting: Setting, value: Any, space: str = " ") -> str:
+    """A value as the flags write it: ``64MiB``, ``60 s``, ``0600``."""
+    if setting.unit == "bytes":
+        return size_text(value)
+    if setting.unit == "seconds":
+        return f"{value:g}{space}s"
+    if setting.unit == "bytes/s":
+        return f"{value:g}{space}bytes/s"
+    if setting.unit == "octal":
+        return f"{value:04o}"
+    return str(value)
+
+
+def _default(one: Declared, name: Callable[[str], str], *, here: bool) -> str:
+    """The default of ``one`` in words.
+
+    With ``here``, a default derived from nothing else says what it is on
+    this machine too.
+    """
+    setting, default = one.setting, one.default
+    if setting.default_text:
+        words = setting.default_in_words(name)
+        if here and isinstance(default, attrs.Factory) and not default.takes_self:  # type: ignore[arg-type]
+            words += f", here {_show(setting, default.factory())}"
+        return words
+    if default in (None, (), False):
+        return ""
+    return _show(setting, default, _JOINED if here else " ")
+
+
+def _floor(setting: Setting) -> str:
+    """The least the command line takes, and why: ``64KiB, one full read``."""
+    if setting.floor is None:
+        return ""
+    return f"{_show(setting, setting.floor)}, {setting.why}"
+
+
+def help_text(one: Declared) -> str:
+    """The --help line of ``one``: its words, its floor and its default."""
+    default = _default(one, flag, here=True)
+    floor = _floor(one.setting)
+    notes = [
+        note for note in (floor and f"at least {floor}", default and f"default: {default}") if note
+    ]
+    text = one.setting.text(flag) + (f" ({'; '.join(notes)})" if notes else "")
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
+def _choose(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """Read one of ``choices``, whatever its case."""
+    by_case = {choice.casefold(): choice for choice in choices}
+    return lambda text: by_case.get(text.casefold(), text)
+
+
+def _sized(setting: Setting) -> Callable[[str], int]:
+    """Read a size within ``setting``'s floor."""
+
+    def read(text: str) -> int:
+        size = read_size(text)
+        if setting.floor is not None and size < setting.floor:
+            raise argparse.ArgumentTypeError(f"{text!r} is less than {_floor(setting)}")
+        return size
+
+    return read
+
+
+def _reading(setting: Setting) -> dict[str, Any]:
+    """How argparse reads values of ``setting``: its type, metavar, action."""
+    unit, zero = setting.unit, not setting.positive
+    if unit == "bytes":
+        return {"type": _sized(setting), "metavar": "SIZE"}
+    if unit == "seconds":
+        return {"type": functools.partial(read_number, zero=zero), "metavar": "SECONDS"}
+    if unit == "bytes/s":
+        rate = functools.partial(read_number, zero=zero, unit="bytes per second")
+        return {"type": rate, "metavar": "BYTES_PER_SECOND"}
+    if unit == "choice":
+        return {"type": _choose(setting.choices), "choices": setting.choices}
+    if unit == "switch":
+        return {"action": "store_true"}
+    readers: dict[str, tuple[Callable[[str], Any] | None, str]] = {
+        "count": (read_count, "N"),
+        "port": (read_port, "PORT"),
+        "fd": (read_fd, "FD"),
+        "octal": (read_file_mode, "MODE"),
+        "host:port": (read_metrics_address, "HOST:PORT"),
+        "host": (None, "HOST"),
+        "path": (None, "PATH"),
+        "file": (None, "FILE"),
+    }
+    read, metavar = readers[unit]
+    reading: dict[str, Any] = {"metavar": metavar}
+    if read is not None:
+        reading["type"] = read
+    if unit == "fd":
+        reading["action"] = "append"
+    return reading
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's, except that no line of help ends inside a flag or after a number."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        lines = textwrap.wrap(re.sub(r"[ \t\n]+", " ", text), width, break_on_hyphens=False)
+        return [line.replace(_JOINED, " ") for line in lines]
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a flag to ``parser`` for each setting of the server command.
+
+    A flag not given is absent from the parsed namespace (the parser's
+    ``argument_default`` is `argparse.SUPPRESS`): the declarations own the
+    defaults, and --help quotes them.
+    """
+    sections = {title: parser.add_argument_group(title, words) for title, words in GROUPS.items()}
+    for one in declared():
+        sections[one.setting.group].add_argument(
+            one.setting.flag, dest=one.name, help=help_text(one), **_reading(one.setting)
+        )
+
+
+def _code(name: str) -> str:
+    return f"`{flag(name)}`"
+
+
+def bounds_table() -> list[str]:
+    """The README's table of bounds: each setting declared as one, a connection's first."""
+    rows = ["| flag | default | what it bounds |", "|---|---|---|"]
+    for one in sorted(declared(), key=lambda one: one.home is not Limits):
+        if one.setting.bound:
+            floor = _floor(one.setting)
+            words = one.setting.text(_code) + (f"; at least {floor}" if floor else "")
+            default = _default(one, _code, here=False)
+            rows.append(f"| `{one.setting.flag}` | {default} | {words} |")
+    return rows
+
+
+_MARKED = re.compile(
+    r"(<!-- generated: bounds \(python -m trio_echo\.cli\._settings README\.md writes this"
+    r" part\) -->\n).*?(<!-- end of generated: bounds -->)",
+    re.DOTALL,
+)
+
+
+def fill_bounds_table(text: str) -> str:
+    """``text`` with the part between its bounds markers made from the declarations.
+
+    Raises:
+        LookupError: If ``text`` has no such markers.
+    """
+    if _MARKED.search(text) is None:
+        raise LookupError("no markers for the table of bounds")
+    table = "".join(line + "\n" for line in bounds_table())
+    return _MARKED.sub(lambda match: match[1] + table + match[2], text)
+
+
+def _main(arguments: Iterator[str]) -> None:
+    """Write the table of bounds into each README named."""
+    for name in arguments:
+        path = Path(name)
+        path.write_text(fill_bounds_table(path.read_text()))
+
+
+if __name__ == "__main__":
+    _main(iter(sys.argv[1:]))
