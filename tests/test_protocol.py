@@ -366,6 +366,23 @@ def test_waiting_for_the_budget_stops_the_peers_timers_not_the_idle_one() -> Non
     assert protocol.outcome is Outcome.BUDGET_TIMEOUT
 
 
+def test_asking_for_a_read_during_a_budget_wait_does_not_restart_the_timers() -> None:
+    limits = Limits(header_timeout=10.0, idle_timeout=60.0)
+    protocol = EchoProtocol(Mode.COUNT, limits=limits, now=0.0)
+    protocol.budget_wait(3.0)
+    assert isinstance(protocol.next_action(5.0), Receive)
+    assert protocol.deadline == Deadline(60.5, Expiry.BUDGET)  # still held up
+    protocol.budget_granted(8.0)
+    assert protocol.deadline == Deadline(15.0, Expiry.HEADER)
+
+
+def test_a_budget_granted_without_a_wait_changes_no_timer() -> None:
+    protocol = EchoProtocol(Mode.COUNT, limits=Limits(header_timeout=10.0), now=0.0)
+    before = protocol.deadline
+    protocol.budget_granted(4.0)
+    assert protocol.deadline == before == Deadline(10.0, Expiry.HEADER)
+
+
 def test_a_full_buffer_stops_the_peers_timers() -> None:
     # A peer that does not read fills the connection's buffer mid-payload:
     # the server stops reading, and the data-rate timer stops with it.

@@ -309,32 +309,43 @@ class CountFramer:
         ):
             return
         start = self._position - len(self._digits)
-        value = 0
-        for index, byte in enumerate(text):
-            if not _ZERO <= byte <= _NINE:
-                raise RemoteProtocolError(
-                    Reason.BAD_LENGTH,
-                    f"byte {bytes([byte])!r} in the length {text[: index + 1]!r} is not a digit",
-                    offset=start + index,
-                )
-            if index == 1 and text[0] == _ZERO:
-                raise RemoteProtocolError(
-                    Reason.BAD_LENGTH,
-                    "a length may not have a leading zero",
-                    offset=start + index,
-                )
-            if index == self._max_digits:
-                raise RemoteProtocolError(
-                    Reason.TOO_MANY_DIGITS,
-                    f"a length has at most {self._max_digits} digits",
-                    offset=start + index,
-                )
-            value = value * 10 + byte - _ZERO
-            if value > self._max_message_size:
-                raise RemoteProtocolError(
-                    Reason.LENGTH_TOO_LARGE,
-                    f"the length exceeds the maximum message size {self._max_message_size}",
-                    offset=start + index,
-                )
-        # Every byte is fine, so the text is empty: a space came first.
-        raise RemoteProtocolError(Reason.BAD_LENGTH, "the length is empty", offset=start)
+        raise _length_error(text, start, self._max_digits, self._max_message_size)
+
+
+def _length_error(
+    text: bytes, start: int, max_digits: int, max_message_size: int
+) -> RemoteProtocolError:
+    """The error of the first byte that makes the length ``text`` invalid.
+
+    ``start`` is the stream offset of its first byte. An empty ``text`` is
+    invalid too: a space came where a digit must be.
+    """
+    value = 0
+    for index, byte in enumerate(text):
+        if not _ZERO <= byte <= _NINE:
+            return RemoteProtocolError(
+                Reason.BAD_LENGTH,
+                f"byte {bytes([byte])!r} in the length {text[: index + 1]!r} is not a digit",
+                offset=start + index,
+            )
+        if index == 1 and text[0] == _ZERO:
+            return RemoteProtocolError(
+                Reason.BAD_LENGTH,
+                "a length may not have a leading zero",
+                offset=start + index,
+            )
+        if index == max_digits:
+            return RemoteProtocolError(
+                Reason.TOO_MANY_DIGITS,
+                f"a length has at most {max_digits} digits",
+                offset=start + index,
+            )
+        value = value * 10 + byte - _ZERO
+        if value > max_message_size:
+            return RemoteProtocolError(
+                Reason.LENGTH_TOO_LARGE,
+                f"the length exceeds the maximum message size {max_message_size}",
+                offset=start + index,
+            )
+    # Every byte is fine, so the text is empty: a space came first.
+    return RemoteProtocolError(Reason.BAD_LENGTH, "the length is empty", offset=start)

@@ -167,7 +167,10 @@ class Framed(ModeRules):
 
     def take(self, protocol: EchoProtocol, data: Chunk) -> None:
         """Hand the bytes to the framer; `frame` frames them."""
-        protocol._take_framed(data)
+        framer = protocol._framer
+        assert framer is not None
+        framer.receive_data(data)
+        protocol._work = True
 
     def frame(self, protocol: EchoProtocol, now: float) -> bool:
         """Frame messages until the bytes run out or the step's bound is met."""
@@ -213,7 +216,7 @@ class Framed(ModeRules):
         except RemoteProtocolError as error:
             # Reading is over; what was answered before the fault still
             # goes out, and then the connection closes.
-            protocol._fault(error)
+            protocol._end(error.reason, error.detail)
             faulted = True
         protocol._step_messages = messages
         if small:

@@ -19,7 +19,7 @@ COALESCE_LIMIT = 4 * 1024
 queued as objects of their own."""
 
 
-OUTBOX_FIELDS = ("_out", "_out_held", "_out_offset")
+OUTBOX_FIELDS = ("_out", "_out_held", "_out_offset", "bytes_out")
 """The slots of `EchoProtocol` that this part keeps."""
 
 
@@ -38,10 +38,18 @@ class Outbox:
     _out_held: int  # what the answers cost: their bytes, and BUFFER_OVERHEAD a buffer
     _out_offset: int  # into the first
 
+    bytes_out: int
+
+    if TYPE_CHECKING:
+
+        def _progress(self, now: float) -> None: ...
+
     def _start_outbox(self) -> None:
         self._out = None
         self._out_held = 0
         self._out_offset = 0
+        self.bytes_out = 0
+        """Bytes sent."""
 
     def data_to_send(self) -> Chunk | None:
         """Return the next bytes to send, or None if there are none.
@@ -73,8 +81,15 @@ class Outbox:
         out.append(buffer)
         self._out_held += len(buffer) + BUFFER_OVERHEAD
 
-    def _drop_sent(self, out: deque[bytes], count: int) -> None:
-        """Drop the first ``count`` bytes of ``out`` (the answers): they were sent."""
+    def sent(self, count: int, now: float) -> None:
+        """Report that ``count`` bytes of `data_to_send` were sent."""
+        if not count:
+            return
+        self.bytes_out += count
+        out = self._out
+        if not out:
+            return  # it closed while these were under way
+        self._progress(now)
         offset = self._out_offset + count
         while out and offset >= len(out[0]):
             front = out.popleft()

@@ -63,22 +63,21 @@ from ._actions import (
     SEND_EOF,
     Action,
 )
-from ._errors import LocalProtocolError, Reason, RemoteProtocolError
+from ._errors import LocalProtocolError
 from ._framer import CountFramer
 from ._limits import Limits
 from ._modes import Mode, rules_of
 from ._outbox import BUFFER_OVERHEAD, OUTBOX_FIELDS, Chunk, Outbox
 from ._state import (
-    CLEAN_OUTCOMES,
-    CLOSINGS,
     DONE,
     ENDING,
     HANDSHAKING,
     LINGERING,
     READING,
+    STATE_FIELDS,
     Closing,
+    Ending,
     Outcome,
-    Phase,
     Unread,
 )
 from ._steps import READ_SIZE_LEAST, READ_SIZE_MAX, STEP_FIELDS, Steps
@@ -89,7 +88,7 @@ __all__ = ["EchoProtocol"]
 _DEFAULT_LIMITS = Limits()
 
 
-class EchoProtocol(Timers, Outbox, Steps):
+class EchoProtocol(Ending, Timers, Outbox, Steps):
     """One connection's state machine, in one `Mode`.
 
     The pump feeds it what happens and does what it says:
@@ -107,13 +106,8 @@ class EchoProtocol(Timers, Outbox, Steps):
       pump shares with other connections, and `abort` when the transport
       breaks or the server cuts the connection.
 
-    Once `next_action` says `CLOSE`, `outcome` says how it ended.
-
-    The idle deadline moves forward at most once per granularity (half a
-    second, or a sixteenth of the idle timeout if that is less), so that a
-    pump need not move its timer on every read: an idle connection is closed
-    between ``idle_timeout`` and ``idle_timeout`` plus the granularity after
-    its last byte.
+    Once `next_action` says `CLOSE`, `outcome` says how it ended. (Its parts
+    say more: `Timers` on the deadlines, `Outbox`, `Steps`, `Ending`.)
 
     Args:
         mode: The mode to serve.
@@ -130,16 +124,11 @@ class EchoProtocol(Timers, Outbox, Steps):
     """
 
     __slots__ = (
-        # What it is and how it ends (`_state`)
-        "_can_half_close",
+        # What it is, and how it ends (`_state`)
         "_limits",
-        "_peer_closed",
-        "_phase",
         "_rules",
-        "_unread",
-        "detail",
         "mode",
-        "outcome",
+        *STATE_FIELDS,
         # What it takes in, and how much (`_steps`, and the mode's framer)
         "_framer",
         "_work",
@@ -149,7 +138,6 @@ class EchoProtocol(Timers, Outbox, Steps):
         "messages",
         *STEP_FIELDS,
         # What it sends (`_outbox`)
-        "bytes_out",
         *OUTBOX_FIELDS,
         # When it must end (`_timers`)
         *TIMER_FIELDS,
@@ -168,23 +156,14 @@ class EchoProtocol(Timers, Outbox, Steps):
         self._rules = rules = rules_of(mode)
         self.mode = rules.mode
         self._limits = limits
-        self._can_half_close = can_half_close
-        self._phase: Phase = HANDSHAKING if handshake else READING
-        self._peer_closed = False
-        self._unread: Unread | None = None  # asked for once a count message ends
+        self._start_ending(handshake=handshake, can_half_close=can_half_close)
         self._framer: CountFramer | None = rules.new_framer(limits)
         self._work = False  # received bytes (or an end of stream) not yet framed
         self._start_steps(max_read)
         self._start_outbox()
         self._start_timers(now, handshake=handshake, header_from_start=rules.header_from_start)
-        self.outcome: Outcome | Reason | None = None
-        """How the connection ended (or is ending); None while it is open."""
-        self.detail = ""
-        """What went wrong, in words, when something did."""
         self.bytes_in = 0
         """Bytes received: every byte, including those discarded."""
-        self.bytes_out = 0
-        """Bytes sent."""
         self.messages = 0
         """Messages received in full (count and framed modes)."""
         self.headers = 0
@@ -210,11 +189,6 @@ class EchoProtocol(Timers, Outbox, Steps):
         if framer is None:
             return self._out_held
         return self._out_held + framer.held + framer.chunks * BUFFER_OVERHEAD
-
-    @property
-    def clean(self) -> bool:
-        """Whether the connection ended the way the protocol intends."""
-        return self.outcome in CLEAN_OUTCOMES
 
     # -- What the pump reports ----------------------------------------------
 
@@ -242,22 +216,6 @@ class EchoProtocol(Timers, Outbox, Steps):
             self._rules.take(self, data)
         elif size:
             self._unread = Unread.YES  # discarded: the message is over
-
-    def sent(self, count: int, now: float) -> None:
-        """Report that ``count`` bytes of `data_to_send` were sent."""
-        if not count:
-            return
-        self.bytes_out += count
-        out = self._out
-        if not out:
-            return  # it closed while these were under way
-        self._progress(now)
-        self._drop_sent(out, count)
-
-    def report_unread(self, unread: Unread) -> None:
-        """Answer `CHECK_UNREAD`: whether bytes wait unread (none came with it)."""
-        if self._unread is None or unread is Unread.YES:
-            self._unread = unread
 
     def handshake_done(self, now: float) -> None:
         """Report that the TLS handshake (`HANDSHAKE`) ended well.
@@ -293,11 +251,7 @@ class EchoProtocol(Timers, Outbox, Steps):
                 except that a bug is always told.
             detail: What happened, in words.
         """
-        if outcome is Outcome.INTERNAL_ERROR:
-            self.outcome = None
-        elif outcome is Outcome.RESET and self._phase is HANDSHAKING:
-            outcome = Outcome.TLS_HANDSHAKE
-        self._end(outcome, detail)
+        self._end_aborted(outcome, detail)
         self._close()
 
     # -- What the pump does -------------------------------------------------
@@ -339,17 +293,6 @@ class EchoProtocol(Timers, Outbox, Steps):
 
     # -- What the mode's rules call -----------------------------------------
 
-    def _take_framed(self, data: Chunk) -> None:
-        """Hand a read's bytes to the framer, to be framed by the next step."""
-        framer = self._framer
-        assert framer is not None
-        framer.receive_data(data)
-        self._work = True
-
-    def _fault(self, error: RemoteProtocolError) -> None:
-        """The peer broke the protocol: reading is over, the answers go out."""
-        self._end(error.reason, error.detail)
-
     def _end_reading(self) -> None:
         """Reading for the protocol is over: a count message, or the end of stream."""
         self._phase = ENDING
@@ -368,10 +311,9 @@ class EchoProtocol(Timers, Outbox, Steps):
         if self.outcome is not None and not self.clean:
             return self._close()  # the peer broke the protocol: its answers are out
         self._end(self._rules.ending(self.messages))
-        unread = Unread.NO if self._peer_closed else self._unread
-        if unread is None:
+        closing = self._closing()
+        if closing is CHECK_UNREAD:
             return CHECK_UNREAD
-        closing = CLOSINGS[unread, self._can_half_close]
         if closing is Closing.NOW:
             return self._close()
         if closing is Closing.HALF_CLOSE:
@@ -383,12 +325,6 @@ class EchoProtocol(Timers, Outbox, Steps):
         """Read and discard until the peer closes, or the linger time ends."""
         self._phase = LINGERING
         self._linger_timer(now)
-
-    def _end(self, outcome: Outcome | Reason, detail: str = "") -> None:
-        """Record how the connection ended, unless that is decided already."""
-        if self.outcome is None:
-            self.outcome = outcome
-            self.detail = detail
 
     def _close(self) -> type[CLOSE]:
         """Nothing more is read or sent: drop what is held."""

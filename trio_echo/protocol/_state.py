@@ -12,7 +12,10 @@
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
+from ._actions import CHECK_UNREAD
+from ._errors import Reason
 from ._events import _SentinelBase
 
 __all__ = [
@@ -23,7 +26,9 @@ __all__ = [
     "HANDSHAKING",
     "LINGERING",
     "READING",
+    "STATE_FIELDS",
     "Closing",
+    "Ending",
     "Outcome",
     "Phase",
     "Unread",
@@ -132,3 +137,69 @@ CLOSINGS: dict[tuple[Unread, bool], Closing] = {
 """How a connection closes once its protocol ended well and its answers are
 out, while the peer may still send: a peer that closed its side has nothing
 left to send (`Unread.NO`)."""
+
+
+STATE_FIELDS = ("_can_half_close", "_peer_closed", "_phase", "_unread", "detail", "outcome")
+"""The slots of `EchoProtocol` that this part keeps."""
+
+
+class Ending:
+    """The phase, and how the connection ends: a part of `EchoProtocol`.
+
+    Its fields are `STATE_FIELDS`, slots of the protocol.
+    """
+
+    if not TYPE_CHECKING:  # its fields are the protocol's slots
+        __slots__ = ()
+
+    _can_half_close: bool  # whether the transport can half-close
+    _peer_closed: bool  # the peer ended its stream
+    _phase: Phase
+    _unread: Unread | None  # asked for once a count message ends
+    outcome: Outcome | Reason | None
+    detail: str
+
+    def _start_ending(self, *, handshake: bool, can_half_close: bool) -> None:
+        self._phase: Phase = HANDSHAKING if handshake else READING
+        self._can_half_close = can_half_close
+        self._peer_closed = False
+        self._unread = None
+        self.outcome = None
+        """How the connection ended (or is ending); None while it is open."""
+        self.detail = ""
+        """What went wrong, in words, when something did."""
+
+    @property
+    def clean(self) -> bool:
+        """Whether the connection ended the way the protocol intends."""
+        return self.outcome in CLEAN_OUTCOMES
+
+    def report_unread(self, unread: Unread) -> None:
+        """Answer `CHECK_UNREAD`: whether bytes wait unread (none came with it)."""
+        if self._unread is None or unread is Unread.YES:
+            self._unread = unread
+
+    def _end(self, outcome: Outcome | Reason, detail: str = "") -> None:
+        """Record how the connection ended, unless that is decided already."""
+        if self.outcome is None:
+            self.outcome = outcome
+            self.detail = detail
+
+    def _end_aborted(self, outcome: Outcome, detail: str) -> None:
+        """Record an abort (see `EchoProtocol.abort`): a bug is always told."""
+        if outcome is Outcome.INTERNAL_ERROR:
+            self.outcome = None
+        elif outcome is Outcome.RESET and self._phase is HANDSHAKING:
+            outcome = Outcome.TLS_HANDSHAKE
+        self._end(outcome, detail)
+
+    def _closing(self) -> Closing | type[CHECK_UNREAD]:
+        """How a connection that ended well closes, once its answers are out.
+
+        `CHECK_UNREAD` first, if the transport has not said whether closing
+        now could reset.
+        """
+        unread = Unread.NO if self._peer_closed else self._unread
+        if unread is None:
+            return CHECK_UNREAD
+        return CLOSINGS[unread, self._can_half_close]
