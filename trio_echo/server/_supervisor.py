@@ -20,7 +20,7 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import trio
 
@@ -124,8 +124,7 @@ class Supervisor:
         self._sent: set[int] = set()  # the signals sent to every worker
         self._ready: set[int] = set()  # the workers listening now, by number
         self.ever_ready = False
-        self._metrics = metrics
-        self._snapshot_channels: dict[int, SnapshotChannel] = {}  # by worker number
+        self._metrics = _WorkerMetrics() if metrics else None
         self.failure: str | None = None
 
     @property
@@ -272,18 +271,9 @@ class Supervisor:
         The workers are asked at once; one that does not answer in time is
         left out.
         """
-        answers: dict[int, Snapshot] = {}
-
-        async def ask(number: int, channel: SnapshotChannel) -> None:
-            snapshot = await channel.ask()
-            if snapshot is not None:
-                answers[number] = snapshot
-
-        async with trio.open_nursery() as nursery:
-            for number, channel in self._snapshot_channels.items():
-                if number in self._ready:
-                    nursery.start_soon(ask, number, channel)
-        return [(str(number), answers[number]) for number in sorted(answers)]
+        if self._metrics is None:
+            return []
+        return await self._metrics.snapshots(self._ready)
 
     async def _cancelled(self, number: int, process: trio.Process) -> None:
         """Stop a worker whose supervisor is cancelled: a cut, then a kill."""
@@ -305,12 +295,8 @@ class Supervisor:
         env = dict(os.environ, **{SUPERVISOR_FD_VARIABLE: str(parent_alive)})
         pass_fds = (*self._pass_fds, parent_alive)
         theirs = None
-        if self._metrics:
-            ours, theirs = socket.socketpair()
-            old = self._snapshot_channels.pop(number, None)
-            if old is not None:
-                old.channel.close()
-            self._snapshot_channels[number] = SnapshotChannel(trio.socket.from_stdlib_socket(ours))
+        if self._metrics is not None:
+            theirs = self._metrics.connect(number)
             env[METRICS_FD_VARIABLE] = str(theirs.fileno())
             pass_fds += (theirs.fileno(),)
         try:
@@ -345,6 +331,37 @@ class Supervisor:
         logger.info("worker %d (pid %d) started", number, process.pid)
         self.ever_ready = True
         return process
+
+
+class _WorkerMetrics:
+    """The sockets over which the supervisor asks each worker for its metrics."""
+
+    def __init__(self) -> None:
+        self._channels: dict[int, SnapshotChannel] = {}  # by worker number
+
+    def connect(self, number: int) -> socket.socket:
+        """Make worker ``number``'s socket (a new one for a replacement); return its end."""
+        ours, theirs = socket.socketpair()
+        old = self._channels.pop(number, None)
+        if old is not None:
+            old.channel.close()
+        self._channels[number] = SnapshotChannel(trio.socket.from_stdlib_socket(ours))
+        return theirs
+
+    async def snapshots(self, ready: Collection[int]) -> list[tuple[str | None, Snapshot]]:
+        """Ask each worker in ``ready`` at once; leave out one that does not answer in time."""
+        answers: dict[int, Snapshot] = {}
+
+        async def ask(number: int, channel: SnapshotChannel) -> None:
+            snapshot = await channel.ask()
+            if snapshot is not None:
+                answers[number] = snapshot
+
+        async with trio.open_nursery() as nursery:
+            for number, channel in self._channels.items():
+                if number in ready:
+                    nursery.start_soon(ask, number, channel)
+        return [(str(number), answers[number]) for number in sorted(answers)]
 
 
 def supervisor_fd(environ: dict[str, str] | None = None) -> int | None:
