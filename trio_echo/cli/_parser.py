@@ -21,7 +21,9 @@ from ..server._config import ServerConfig
 from ..server._log import configure_logging
 from ..server._signals import restore_default_handlers
 from ._checks import UsageError, check_client, check_server
-from ._client_command import ClientOptions, run_client, run_load_command
+from ._client_command import run_client
+from ._client_options import ClientOptions
+from ._load_command import run_load_command
 from ._readers import (
     parse_size,
     read_count,
