@@ -95,3 +95,11 @@ def test_how_big_the_reply_is(mode: Mode, sizes: list[int], reply: int) -> None:
 )
 def test_when_a_client_half_closes(mode: Mode, after: int | None) -> None:
     assert rules_of(mode).half_close_after(100) == after
+
+
+def test_a_class_that_names_no_mode_is_no_modes_rules() -> None:
+    class Shared(ModeRules):  # rules for several modes to build on
+        __slots__ = ()
+
+    assert [rules_of(mode).mode for mode in Mode] == list(Mode)
+    assert not any(type(rules_of(mode)) is Shared for mode in Mode)
