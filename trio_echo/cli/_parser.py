@@ -2,8 +2,9 @@
 #
 # This module is the parser: it checks every argument and converts it to a
 # typed value once, here, then hands the command to its module
-# (_server_command, _client_command, _load_command). Every failure the user can cause ends
-# with one sentence on standard error and a status from ExitStatus.
+# (_server_command, _client_command, _load_command). Every failure the user
+# can cause ends with one sentence on standard error and a status from
+# ExitStatus.
 from __future__ import annotations
 
 import argparse
