@@ -25,7 +25,7 @@ import pytest
 import trio_echo.server._log
 from tests.conftest import LISTENING, ROOT, ChildProcess as Process
 from trio_echo import ConnectionReport, Mode, ServerConfig
-from trio_echo.cli._client_command import ClientOptions
+from trio_echo.cli._client_options import ClientOptions
 from trio_echo.cli._parser import ExitStatus, _server_options, build_parser, parse_size
 from trio_echo.cli._server_command import ServerOptions
 from trio_echo.server._log import (

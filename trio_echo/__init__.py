@@ -21,19 +21,20 @@ if TYPE_CHECKING:
     # (tests/test_layout.py checks that the two name the same).
     from ._ports import DEFAULT_PORT as DEFAULT_PORT
     from ._tls import TLSFileError as TLSFileError, client_context as client_context
-    from .client._exchange import (
-        EchoCheck as EchoCheck,
-        EchoMismatchError as EchoMismatchError,
-        Endpoint as Endpoint,
-        FramedAnswers as FramedAnswers,
-        HandshakeError as HandshakeError,
+    from .client._echo import (
         echo as echo,
         echo_count as echo_count,
         echo_framed as echo_framed,
         echo_plain as echo_plain,
-        exchange as exchange,
     )
+    from .client._endpoint import Endpoint as Endpoint, HandshakeError as HandshakeError
+    from .client._exchange import exchange as exchange
     from .client._load import LoadReport as LoadReport, run_load as run_load
+    from .client._replies import (
+        EchoCheck as EchoCheck,
+        EchoMismatchError as EchoMismatchError,
+        FramedAnswers as FramedAnswers,
+    )
     from .protocol import (
         CHECK_UNREAD as CHECK_UNREAD,
         CLOSE as CLOSE,
@@ -131,15 +132,15 @@ _EXPORTS: dict[str, str] = {
     "ServerTLS": "server._tls",
     "TLSFiles": "server._tls",
     # The client.
-    "EchoCheck": "client._exchange",
-    "EchoMismatchError": "client._exchange",
-    "Endpoint": "client._exchange",
-    "FramedAnswers": "client._exchange",
-    "HandshakeError": "client._exchange",
-    "echo": "client._exchange",
-    "echo_count": "client._exchange",
-    "echo_framed": "client._exchange",
-    "echo_plain": "client._exchange",
+    "EchoCheck": "client._replies",
+    "EchoMismatchError": "client._replies",
+    "FramedAnswers": "client._replies",
+    "Endpoint": "client._endpoint",
+    "HandshakeError": "client._endpoint",
+    "echo": "client._echo",
+    "echo_count": "client._echo",
+    "echo_framed": "client._echo",
+    "echo_plain": "client._echo",
     "exchange": "client._exchange",
     "LoadReport": "client._load",
     "run_load": "client._load",

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from ..server._metrics import MetricsUnavailableError, check_available
-from ._client_command import LOAD_FLAGS, TLS_FLAGS
+from ._client_options import LOAD_FLAGS, TLS_FLAGS
 from ._settings import flag
 
 __all__ = [

@@ -2,12 +2,12 @@
 #
 # This module is the parser: it checks every argument and converts it to a
 # typed value once, here, then hands the command to its module
-# (_server_command, _client_command). Every failure the user can cause ends
-# with one sentence on standard error and a status from ExitStatus.
+# (_server_command, _client_command, _load_command). Every failure the user
+# can cause ends with one sentence on standard error and a status from
+# ExitStatus.
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,139 +16,19 @@ import attrs
 
 from .. import __version__
 from .._status import PROG, ExitStatus, fail
-from ..protocol import ConfigError, Limits, Mode
+from ..protocol import ConfigError, Limits
 from ..server._config import ServerConfig
 from ..server._log import configure_logging
 from ..server._signals import restore_default_handlers
 from ._checks import UsageError, check_client, check_server
-from ._client_command import ClientOptions, run_client, run_load_command
-from ._readers import (
-    parse_size,
-    read_count,
-    read_host_and_port,
-    read_load_size,
-    read_number,
-    read_port,
-)
+from ._client_command import run_client
+from ._client_options import ClientOptions
+from ._load_command import run_load_command
+from ._readers import parse_size
 from ._server_command import ServerOptions, run_server
-from ._settings import HelpFormatter, add_server_arguments, flag
+from ._settings import HelpFormatter, add_client_arguments, add_server_arguments, flag
 
 __all__ = ["ExitStatus", "build_parser", "main", "parse_size"]
-
-
-def _default(cls: type, name: str) -> Any:
-    """The default of field ``name`` of the attrs class ``cls``.
-
-    Only for a field whose default is a value, not a factory.
-    """
-    return attrs.fields_dict(cls)[name].default
-
-
-def _add_client_arguments(parser: argparse.ArgumentParser) -> None:
-    def option(name: str) -> Any:
-        return _default(ClientOptions, name)
-
-    parser.add_argument(
-        "message",
-        nargs="*",
-        metavar="MESSAGE",
-        help=(
-            "the message to send, or - to read it from standard input; framed mode "
-            "takes several and pipelines them on one connection"
-        ),
-    )
-    parser.add_argument("--file", metavar="PATH", help="send the contents of PATH")
-    parser.add_argument(
-        "--host",
-        type=read_host_and_port,
-        help=(
-            f"the server's host, or HOST:PORT as the server prints it ([::1]:50007) "
-            f"(default: {option('host')})"
-        ),
-    )
-    parser.add_argument(
-        "--port", type=read_port, help=f"the server's port (default: {option('port')})"
-    )
-    parser.add_argument(
-        "--unix",
-        metavar="PATH",
-        help="connect to the server's unix socket at PATH, instead of a host and a port",
-    )
-    parser.add_argument(
-        "--mode",
-        choices=[mode.value for mode in Mode],
-        help=f"the server's mode (default: {option('mode')})",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=functools.partial(read_number, zero=False),
-        metavar="SECONDS",
-        help=(
-            f"give up after this long (default: {option('timeout'):g}; in a load run, per message)"
-        ),
-    )
-    parser.add_argument(
-        "--quiet",
-        "-q",
-        action="store_true",
-        help="do not write the echo to standard output (it is still checked)",
-    )
-    tls = parser.add_argument_group(
-        "TLS",
-        "Speak TLS to the server, over TCP or a unix socket. A certificate that is"
-        " rejected (the server's, or the client's by the server) exits with status"
-        f" {int(ExitStatus.CERTIFICATE)}; a TLS file that cannot be used, with"
-        f" {int(ExitStatus.USAGE)}.",
-    )
-    tls.add_argument(
-        "--tls",
-        action="store_true",
-        help="speak TLS: the server's certificate must verify and carry the server's name",
-    )
-    tls.add_argument(
-        "--cafile",
-        metavar="FILE",
-        help="trust the certificate authorities in FILE (PEM) (default: the system's trust store)",
-    )
-    tls.add_argument(
-        "--server-name",
-        metavar="NAME",
-        help=(
-            "the name the server's certificate must carry (default: the host; "
-            "over --unix, localhost)"
-        ),
-    )
-    tls.add_argument(
-        "--cert",
-        metavar="FILE",
-        help=(
-            "present this client certificate (PEM) to a server that asks for one; "
-            "the file may hold its key too"
-        ),
-    )
-    tls.add_argument(
-        "--key",
-        metavar="FILE",
-        help="the client certificate's private key (PEM) (default: in the --cert file)",
-    )
-    load = parser.add_argument_group(
-        "load run",
-        "Send many messages over concurrent connections and report throughput and latency.",
-    )
-    load.add_argument("--repeat", type=read_count, metavar="N", help="messages to send in all")
-    load.add_argument(
-        "--concurrency",
-        type=read_count,
-        metavar="C",
-        help=f"connections at once (default: {option('concurrency')})",
-    )
-    load.add_argument(
-        "--size",
-        type=read_load_size,
-        metavar="SIZE",
-        help=f"payload bytes per message (default: {option('size')})",
-    )
-    load.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
         formatter_class=HelpFormatter,
     )
-    _add_client_arguments(client)
+    add_client_arguments(client)
     client.set_defaults(command_parser=client)
     return parser
 

@@ -1,9 +1,12 @@
-# The server command's flags, made from the settings' declarations.
+# The commands' flags, made from the settings' declarations.
 #
 # Every setting is declared once, where its value lives (`Limits`,
-# `ServerConfig`, `ServerOptions`; see protocol/_limits.py). Here each
-# declaration becomes a flag: its reader (from its unit and bound), its
-# --help line (its words, its floor, its default) and its section of --help.
+# `ServerConfig`, `ServerOptions` for the server, `ClientOptions` for the
+# client; see protocol/_limits.py). Here each declaration becomes a flag:
+# its reader (from its unit and bound), its --help line (its words, its
+# floor, its default) and its section of --help. A declaration whose flag is
+# not a flag (``MESSAGE``) is a positional argument; one whose flag lists
+# another after a comma (``--quiet, -q``) takes that spelling too.
 # The README's table of bounds is written from the same declarations:
 #
 #     python -m trio_echo.cli._settings README.md
@@ -23,12 +26,16 @@ from typing import Any
 
 import attrs
 
+from .._status import ExitStatus
 from ..protocol._limits import Limits, Setting, settings
 from ..server._config import ServerConfig
+from ._client_options import LOAD_RUN, TLS, ClientOptions
 from ._readers import (
     read_count,
     read_fd,
     read_file_mode,
+    read_host_and_port,
+    read_load_size,
     read_metrics_address,
     read_number,
     read_port,
@@ -38,12 +45,17 @@ from ._readers import (
 from ._server_options import ServerOptions
 
 __all__ = [
+    "CLIENT_GROUPS",
+    "CLIENT_SETTINGS",
     "GROUPS",
     "SERVER_SETTINGS",
     "Declared",
     "HelpFormatter",
+    "add_arguments",
+    "add_client_arguments",
     "add_server_arguments",
     "bounds_table",
+    "client_declared",
     "declared",
     "fill_bounds_table",
     "flag",
@@ -67,6 +79,19 @@ GROUPS: dict[str, str | None] = {
 }
 """The sections of ``trio-echo server --help``, in order, each with its words."""
 
+CLIENT_SETTINGS: tuple[type, ...] = (ClientOptions,)
+"""The classes whose settings the client command takes."""
+
+CLIENT_GROUPS: dict[str, str | None] = {
+    "": None,  # the command's own options
+    TLS: "Speak TLS to the server, over TCP or a unix socket. A certificate that is rejected"
+    " (the server's, or the client's by the server) exits with status"
+    f" {int(ExitStatus.CERTIFICATE)}; a TLS file that cannot be used, with"
+    f" {int(ExitStatus.USAGE)}.",
+    LOAD_RUN: "Send many messages over concurrent connections and report throughput and latency.",
+}
+"""The sections of ``trio-echo client --help``, in order, each with its words."""
+
 
 @attrs.frozen
 class Declared:
@@ -85,20 +110,36 @@ class Declared:
     home: type
 
 
+def _declared_in(homes: tuple[type, ...], groups: dict[str, str | None]) -> tuple[Declared, ...]:
+    """Every setting of ``homes``, in the order of their sections in ``groups``."""
+    every = [
+        Declared(field.name, setting, field.default, home)
+        for home in homes
+        for field, setting in settings(home)
+    ]
+    return tuple(sorted(every, key=lambda one: list(groups).index(one.setting.group)))
+
+
 @functools.cache
 def declared() -> tuple[Declared, ...]:
     """Every setting of the server command, in the order --help lists them."""
-    every = [
-        Declared(field.name, setting, field.default, home)
-        for home in SERVER_SETTINGS
-        for field, setting in settings(home)
-    ]
-    return tuple(sorted(every, key=lambda one: list(GROUPS).index(one.setting.group)))
+    return _declared_in(SERVER_SETTINGS, GROUPS)
+
+
+@functools.cache
+def client_declared() -> tuple[Declared, ...]:
+    """Every setting of the client command, in the order --help lists them."""
+    return _declared_in(CLIENT_SETTINGS, CLIENT_GROUPS)
+
+
+def _spellings(setting: Setting) -> list[str]:
+    """The ways to write ``setting``'s flag: ``["--quiet", "-q"]``."""
+    return setting.flag.split(", ")
 
 
 def flag(name: str) -> str:
     """The flag that sets the setting ``name``: ``--connection-buffer`` for ``max_held``."""
-    flags = {one.name: one.setting.flag for one in declared()}
+    flags = {one.name: _spellings(one.setting)[0] for one in (*client_declared(), *declared())}
     return flags.get(name, "--" + name.replace("_", "-"))
 
 
@@ -186,6 +227,8 @@ def _reading(setting: Setting) -> dict[str, Any]:
         return {"type": _choose(setting.choices), "choices": setting.choices}
     if unit == "switch":
         return {"action": "store_true"}
+    if unit == "messages":
+        return {"nargs": "*", "metavar": setting.flag}
     readers: dict[str, tuple[Callable[[str], Any] | None, str]] = {
         "count": (read_count, "N"),
         "port": (read_port, "PORT"),
@@ -193,6 +236,9 @@ def _reading(setting: Setting) -> dict[str, Any]:
         "octal": (read_file_mode, "MODE"),
         "host:port": (read_metrics_address, "HOST:PORT"),
         "host": (None, "HOST"),
+        "host[:port]": (read_host_and_port, "HOST"),
+        "load size": (read_load_size, "SIZE"),
+        "name": (None, "NAME"),
         "path": (None, "PATH"),
         "file": (None, "FILE"),
     }
@@ -213,18 +259,40 @@ class HelpFormatter(argparse.HelpFormatter):
         return [line.replace(_JOINED, " ") for line in lines]
 
 
-def add_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add a flag to ``parser`` for each setting of the server command.
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    every: tuple[Declared, ...],
+    groups: dict[str, str | None],
+) -> None:
+    """Add a flag to ``parser`` for each setting of ``every``.
 
-    A flag not given is absent from the parsed namespace (the parser's
+    Each goes to its section of ``groups`` (``""``: the parser's own). A
+    flag not given is absent from the parsed namespace (the parser's
     ``argument_default`` is `argparse.SUPPRESS`): the declarations own the
     defaults, and --help quotes them.
     """
-    sections = {title: parser.add_argument_group(title, words) for title, words in GROUPS.items()}
-    for one in declared():
-        sections[one.setting.group].add_argument(
-            one.setting.flag, dest=one.name, help=help_text(one), **_reading(one.setting)
-        )
+    sections: dict[str, argparse.ArgumentParser | argparse._ArgumentGroup] = {
+        title: parser.add_argument_group(title, words) if title else parser
+        for title, words in groups.items()
+    }
+    for one in every:
+        section = sections[one.setting.group]
+        reading = _reading(one.setting)
+        if one.setting.flag.startswith("-"):
+            spellings = _spellings(one.setting)
+            section.add_argument(*spellings, dest=one.name, help=help_text(one), **reading)
+        else:  # a positional argument, named by its field
+            section.add_argument(one.name, help=help_text(one), **reading)
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a flag to ``parser`` for each setting of the server command."""
+    add_arguments(parser, declared(), GROUPS)
+
+
+def add_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a flag to ``parser`` for each setting of the client command."""
+    add_arguments(parser, client_declared(), CLIENT_GROUPS)
 
 
 def _code(name: str) -> str:

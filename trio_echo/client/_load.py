@@ -1,13 +1,16 @@
 # A load run for people comparing servers: N messages over C concurrent
 # connections, every echo checked byte for byte, with throughput and latency.
 #
-# count: a new connection per message (the original's pattern); echo and
-# framed: C persistent connections, one message in flight on each. Latency is
-# measured per message, from the first byte sent (in count mode, from the
-# connect, and over TLS the handshake) to the last byte of the echo. Over
-# TLS, count mode makes a new TLS connection per message (a full handshake
-# each), and a persistent connection ends with close_notify where over TCP
-# or a unix socket it half-closes. Being Python, this client shares the
+# In a mode whose connection carries one message (count), a new connection
+# per message (the original's pattern); in the others (echo, framed), C
+# persistent connections, one message in flight on each. What each message
+# is sent as, how big its reply is and how it is checked are the mode's
+# rules (`ModeRules`, `ReplyCheck`). Latency is measured per message, from
+# the first byte sent (with a connection per message, from the connect, and
+# over TLS the handshake) to the last byte of the echo. Over TLS, a
+# connection per message is a new TLS connection (a full handshake each),
+# and a persistent connection ends with close_notify where over TCP or a
+# unix socket it half-closes. Being Python, this client shares the
 # machine's cores with the server; the benchmarks/ harness has a C load
 # generator for measurements where the client must not be the limit.
 from __future__ import annotations
@@ -21,16 +24,10 @@ import attrs
 import trio
 
 from .._tls import certificate_failure
-from ..protocol import Mode, RemoteProtocolError, encode_header, encode_message
-from ._exchange import (
-    RECEIVE_SIZE,
-    EchoCheck,
-    EchoMismatchError,
-    Endpoint,
-    FramedAnswers,
-    HandshakeError,
-    cut_after_the_reply,
-)
+from ..protocol import Mode, ModeRules, RemoteProtocolError, rules_of
+from ._endpoint import Endpoint, HandshakeError
+from ._exchange import RECEIVE_SIZE, cut_after_the_reply
+from ._replies import EchoMismatchError, ReplyCheck
 
 __all__ = ["LoadReport", "run_load"]
 
@@ -123,13 +120,24 @@ FAILURES = (
 @attrs.define
 class _Run:
     endpoint: Endpoint
-    mode: Mode
+    rules: ModeRules
     payload: bytes
     timeout: float
     remaining: int
     latencies: list[float] = attrs.field(factory=list)
     errors: int = 0
     first_failure: BaseException | None = None
+    request: bytes = attrs.field(init=False)
+    reply_size: int = attrs.field(init=False)
+    until_close: bool = attrs.field(init=False)
+    """Whether a reply ends when the server closes: in a mode whose client
+    never half-closes, the server closes once it has answered."""
+
+    def __attrs_post_init__(self) -> None:
+        pieces: list[bytes] = self.rules.requests([self.payload], len)
+        self.request = b"".join(pieces)
+        self.reply_size = self.rules.reply_size([len(self.payload)])
+        self.until_close = self.rules.half_close_after(self.reply_size) is None
 
     def take(self) -> bool:
         if self.remaining <= 0:
@@ -160,25 +168,21 @@ class _Run:
         return str(error) or type(error).__name__
 
     async def worker(self) -> None:
+        connection = (
+            self._one_message_connection if self.rules.one_message else self._persistent_connection
+        )
         while self.take():
             try:
-                if self.mode is Mode.COUNT:
-                    await self._count_message()
-                else:
-                    await self._persistent_connection()
+                await connection()
             except* FAILURES as group:
                 self.failed(group.exceptions[0])
 
-    async def _count_message(self) -> None:
+    async def _one_message_connection(self) -> None:
         start = time.perf_counter()
         with trio.fail_after(self.timeout):
             stream = await self.endpoint.connect()
             async with stream:
-                header = encode_header(len(self.payload))
-                check = EchoCheck(self.payload, header=header)
-                await self._round_trip(stream, header + self.payload, check, until=None)
-        if problem := check.problem():
-            raise EchoMismatchError(problem)
+                await self._message(stream)
         self.latencies.append(time.perf_counter() - start)
 
     async def _persistent_connection(self) -> None:
@@ -187,20 +191,10 @@ class _Run:
         with trio.fail_after(self.timeout):
             stream = await self.endpoint.connect()
         async with stream:
-            outgoing = self.payload if self.mode is Mode.ECHO else encode_message(self.payload)
             while True:
                 start = time.perf_counter()
                 with trio.fail_after(self.timeout):
-                    if self.mode is Mode.ECHO:
-                        check = EchoCheck(self.payload)
-                        await self._round_trip(stream, outgoing, check, until=len(self.payload))
-                        problem = check.problem()
-                    else:
-                        answers = FramedAnswers(max_message_size=len(self.payload))
-                        await self._round_trip(stream, outgoing, answers, until=answers)
-                        problem = None if answers.answers == [self.payload] else "a wrong answer"
-                if problem:
-                    raise EchoMismatchError(problem)
+                    await self._message(stream)
                 self.latencies.append(time.perf_counter() - start)
                 if not self.take():
                     break
@@ -211,51 +205,42 @@ class _Run:
                         pass
             # Over TLS, closing the stream (close_notify) ends the connection.
 
-    async def _round_trip(
-        self,
-        stream: trio.abc.Stream,
-        outgoing: bytes,
-        sink: EchoCheck | FramedAnswers,
-        *,
-        until: int | FramedAnswers | None,
-    ) -> None:
-        """Send ``outgoing`` and feed the reply to ``sink``.
+    async def _message(self, stream: trio.abc.Stream) -> None:
+        """Send the message, and check its reply.
 
-        ``until`` says when the reply is complete: None, at the end of the
-        stream; a number, once that many bytes came; a FramedAnswers, once it
-        holds one answer.
+        The reply is complete once it has its size, or, in a mode whose
+        server closes after its answer, at the end of the stream.
+
+        Raises:
+            EchoMismatchError: If the reply differs from the message.
         """
-
-        def done(received: int) -> bool:
-            if until is None:
-                return False
-            if isinstance(until, int):
-                return received >= until
-            return len(until.answers) >= 1
+        check = ReplyCheck(self.rules, [self.payload])
 
         async def receive() -> None:
             received = 0
-            while not done(received):
+            while self.until_close or received < self.reply_size:
                 try:
                     data = await stream.receive_some(RECEIVE_SIZE)
                 except trio.BrokenResourceError as error:
-                    if until is None and cut_after_the_reply(error, received, len(self.payload)):
+                    if self.until_close and cut_after_the_reply(error, received, self.reply_size):
                         return  # a TLS close without close_notify, after the whole echo
                     raise
                 if not data:
-                    if until is None:
+                    if self.until_close:
                         return
                     raise trio.BrokenResourceError("the server closed before the echo was complete")
                 received += len(data)
-                sink(bytes(data))
+                check(bytes(data))
 
-        if len(outgoing) <= SEQUENTIAL_LIMIT:
-            await stream.send_all(outgoing)
+        if len(self.request) <= SEQUENTIAL_LIMIT:
+            await stream.send_all(self.request)
             await receive()
-            return
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(stream.send_all, outgoing)
-            await receive()
+        else:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stream.send_all, self.request)
+                await receive()
+        if problem := check.problem():
+            raise EchoMismatchError(problem)
 
 
 async def run_load(
@@ -278,7 +263,7 @@ async def run_load(
         host: The server's host.
         port: The server's port.
         mode: ``count`` (a connection per message), ``echo`` or ``framed``
-            (persistent connections).
+            (persistent connections): the server's mode.
         repeat: Messages to send in all.
         concurrency: Connections at once.
         size: Payload bytes per message.
@@ -298,7 +283,7 @@ async def run_load(
     mode = Mode(mode)
     payload = random.Random(seed).randbytes(size)
     endpoint = Endpoint(host=host, port=port, unix=unix, tls=tls, server_name=server_name)
-    run = _Run(endpoint, mode, payload, timeout, remaining=repeat)
+    run = _Run(endpoint, rules_of(mode), payload, timeout, remaining=repeat)
     start = time.perf_counter()
     async with trio.open_nursery() as nursery:
         for _ in range(min(concurrency, repeat)):

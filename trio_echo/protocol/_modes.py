@@ -11,8 +11,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from ._errors import RemoteProtocolError
 from ._events import NEED_DATA, EndOfMessage, Header, Payload
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from ._protocol import EchoProtocol
 
 __all__ = ["Mode", "ModeRules", "rules_of"]
+
+_P = TypeVar("_P")
 
 
 class Mode(enum.StrEnum):
@@ -116,6 +118,23 @@ class ModeRules:
     def request_prefix(self, size: int) -> bytes:
         """Return what a client sends before a payload of ``size`` bytes."""
         return encode_header(size) if self.framed_requests else b""
+
+    def requests(self, payloads: Iterable[_P], size: Callable[[_P], int]) -> list[bytes | _P]:
+        """Return what a client sends for ``payloads``, in order, on one connection.
+
+        Each payload comes after its prefix, if it has one.
+
+        Args:
+            payloads: The payloads: bytes, or anything else that the
+                client sends (a message read from a file, say).
+            size: How many bytes a payload has.
+        """
+        pieces: list[bytes | _P] = []
+        for payload in payloads:
+            if prefix := self.request_prefix(size(payload)):
+                pieces.append(prefix)
+            pieces.append(payload)
+        return pieces
 
     def answer_prefix(self, size: int) -> bytes:
         """Return what comes back before the answer to a payload of ``size`` bytes."""

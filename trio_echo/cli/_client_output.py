@@ -1,0 +1,106 @@
+# What the client command shows while it runs: the echo, written to standard
+# output as it arrives, and on a terminal, the bytes sent and echoed so far
+# on standard error.
+from __future__ import annotations
+
+import errno
+import sys
+import time
+
+import trio
+
+__all__ = ["EchoOutput", "OutputError", "Progress"]
+
+
+class OutputError(Exception):
+    """Writing the echo to standard output failed (the cause says how)."""
+
+
+class EchoOutput:
+    """The echo, written to standard output as it arrives.
+
+    Into a pipe or a file, the bytes exactly; on a terminal, a line ends each
+    framed answer, and the output ends with a line.
+
+    Raises:
+        OutputError: If standard output is closed, and the echo is to be
+            written.
+    """
+
+    def __init__(self, *, quiet: bool) -> None:
+        if sys.stdout is None and not quiet:
+            raise OutputError from OSError(errno.EBADF, "standard output is closed")
+        self._out = sys.stdout.buffer if sys.stdout is not None else None
+        self._quiet = quiet
+        self._terminal = self._out is not None and not quiet and sys.stdout.isatty()
+        self._line_open = False
+
+    def write(self, data: bytes) -> None:
+        """Write ``data``, unless quiet.
+
+        Raises:
+            OutputError: If it cannot be written.
+        """
+        if self._quiet or not data or self._out is None:
+            return
+        try:
+            self._out.write(data)
+            self._out.flush()
+        except OSError as error:
+            raise OutputError from error
+        self._line_open = not data.endswith(b"\n")
+
+    def end_line(self) -> None:
+        """On a terminal, end the line if one is open."""
+        if self._terminal and self._line_open:
+            self.write(b"\n")
+
+
+class Progress:
+    """Bytes sent and echoed, shown on standard error while it is a terminal.
+
+    Args:
+        total: The bytes to send in all.
+    """
+
+    INTERVAL = 0.5
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.sent = 0
+        self.echoed = 0
+        self._start = time.monotonic()
+        self._shown = False
+
+    def on_sent(self, count: int) -> None:
+        """Count ``count`` more bytes sent."""
+        self.sent += count
+
+    def on_echoed(self, count: int) -> None:
+        """Count ``count`` more bytes echoed."""
+        self.echoed += count
+
+    def show(self) -> None:
+        """Show the figures, over the line shown last."""
+        elapsed = max(time.monotonic() - self._start, 1e-9)
+        rate = self.echoed / elapsed / 1e6
+        print(
+            f"\rsent {self.sent:,} of {self.total:,} bytes, echoed {self.echoed:,}"
+            f" ({rate:,.1f} MB/s)   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._shown = True
+
+    def finish(self) -> None:
+        """Show the last figures, and end their line, if any were shown."""
+        if self._shown:
+            self.show()
+            print(file=sys.stderr)
+
+    async def run(self) -> None:
+        """Show the figures every `INTERVAL` seconds, until cancelled."""
+        while True:
+            await trio.sleep(self.INTERVAL)
+            self.show()
