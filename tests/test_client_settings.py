@@ -13,7 +13,7 @@ from trio_echo import ConfigError, Mode
 from trio_echo.cli._client_options import LOAD_FLAGS, TLS_FLAGS, ClientOptions
 from trio_echo.cli._parser import build_parser
 from trio_echo.cli._settings import Declared, client_declared, flag, help_text
-from trio_echo.protocol._limits import settings
+from trio_echo.protocol._declarations import settings
 
 
 def client_parser() -> argparse.ArgumentParser:

@@ -32,7 +32,8 @@ from trio_echo.cli._settings import (
     flag,
     help_text,
 )
-from trio_echo.protocol._limits import Setting, default_max_held, settings
+from trio_echo.protocol._declarations import Setting, settings
+from trio_echo.protocol._limits import default_max_held
 
 
 def server_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from .._ports import DEFAULT_PORT
 from .._tls import client_context
 from ..client._endpoint import Endpoint
 from ..protocol import Mode
-from ..protocol._limits import documented, setting, settings
+from ..protocol._declarations import documented, setting, settings
 
 __all__ = ["LOAD_FLAGS", "LOAD_RUN", "TLS", "TLS_FLAGS", "ClientOptions"]
 

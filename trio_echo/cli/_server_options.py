@@ -8,7 +8,7 @@ from __future__ import annotations
 import attrs
 
 from .._ports import DEFAULT_PORT
-from ..protocol._limits import documented, setting
+from ..protocol._declarations import documented, setting
 from ..server._config import ServerConfig
 from ..server._listeners import ALL_INTERFACES, format_address
 from ..server._log import LOG_FORMATS

@@ -27,7 +27,8 @@ from typing import Any
 import attrs
 
 from .._status import ExitStatus
-from ..protocol._limits import Limits, Setting, settings
+from ..protocol._declarations import Setting, settings
+from ..protocol._limits import Limits
 from ..server._config import ServerConfig
 from ._client_options import LOAD_RUN, TLS, ClientOptions
 from ._readers import (

@@ -17,6 +17,7 @@ from ._actions import (
     Action as Action,
     Receive as Receive,
 )
+from ._declarations import ConfigError as ConfigError
 from ._errors import (
     LocalProtocolError as LocalProtocolError,
     ProtocolError as ProtocolError,
@@ -37,7 +38,7 @@ from ._framer import (
     encode_header as encode_header,
     encode_message as encode_message,
 )
-from ._limits import ConfigError as ConfigError, Limits as Limits
+from ._limits import Limits as Limits
 from ._modes import Mode as Mode, ModeRules as ModeRules, rules_of as rules_of
 from ._outbox import BUFFER_OVERHEAD as BUFFER_OVERHEAD, Chunk as Chunk
 from ._protocol import EchoProtocol as EchoProtocol

@@ -10,15 +10,9 @@ import resource
 
 import attrs
 
-from ..protocol import Mode
-from ..protocol._limits import (
-    MIN_CONNECTION_BUFFER,
-    ConfigError,
-    Limits,
-    default_max_held,
-    documented,
-    setting,
-)
+from ..protocol import ConfigError, Limits, Mode
+from ..protocol._declarations import documented, setting
+from ..protocol._limits import MIN_CONNECTION_BUFFER, default_max_held
 
 __all__ = [
     "ConfigError",
