@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import trio_echo.server._log
-from tests.conftest import LISTENING, ROOT, ChildProcess as Process
+from tests.support.processes import LISTENING, ROOT, ChildProcess as Process
 from trio_echo import ConnectionReport, Mode, ServerConfig
 from trio_echo.cli._client_command import ClientOptions
 from trio_echo.cli._parser import ExitStatus, _server_options, build_parser, parse_size

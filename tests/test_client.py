@@ -11,7 +11,8 @@ import pytest
 import trio
 import trio.testing
 
-from tests.conftest import ROOT, requires_twisted, start_server
+from tests.support.processes import ROOT, requires_twisted
+from tests.support.streams import start_server
 from trio_echo import (
     EchoCheck,
     EchoMismatchError,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.conftest import start_server, wait_until
+from tests.support.streams import start_server, wait_until
 from trio_echo import (
     ALL_INTERFACES,
     EchoProtocol,

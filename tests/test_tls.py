@@ -21,7 +21,8 @@ import trio
 import trio.testing
 import trustme
 
-from tests.conftest import ROOT, ChildProcess, TLSFiles
+from tests.support.processes import ROOT, ChildProcess
+from tests.support.tls import TLSFiles
 from trio_echo import (
     ConnectionReport,
     EchoServer,

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COVERAGE_IN_CHILDREN, ROOT, peers
+from benchmarks.tests.peers import peers
+from tests.support.processes import COVERAGE_IN_CHILDREN, ROOT
 
 pytestmark = [
     pytest.mark.skipif(
