@@ -370,15 +370,6 @@ def recv_exactly(sock: socket.socket, count: int) -> bytes:
     return received
 
 
-def wait_for_log(process: Process, line: bytes, seconds: float = 30.0) -> None:
-    """Wait until ``process`` has logged ``line`` (or fail once ``seconds`` pass)."""
-    deadline = time.monotonic() + seconds
-    while line not in process.stderr:
-        assert process.popen.poll() is None, process.stderr
-        assert time.monotonic() < deadline, f"no {line!r} in {process.stderr!r}"
-        time.sleep(0.02)
-
-
 def test_sigterm_during_a_transfer_lets_it_complete(server: tuple[Process, int]) -> None:
     process, port = server
     payload = bytes(range(256)) * 4096  # 1 MiB
@@ -386,7 +377,7 @@ def test_sigterm_during_a_transfer_lets_it_complete(server: tuple[Process, int])
         sock.sendall(b"%d " % len(payload) + payload[:1000])
         assert recv_exactly(sock, 1000) == payload[:1000]  # it is being served
         process.popen.send_signal(signal.SIGTERM)
-        wait_for_log(process, b"waiting for 1 connection(s) to end")  # listeners closed
+        process.wait_for_log(b"waiting for 1 connection(s) to end")  # listeners closed
         # Not accepting any more...
         with (
             pytest.raises(ConnectionRefusedError),
@@ -412,7 +403,7 @@ def test_second_signal_exits_at_once(spawn: Spawn) -> None:
         sock.sendall(b"100 stalled")
         assert recv_exactly(sock, 7) == b"stalled"  # it is being served
         process.popen.send_signal(signal.SIGTERM)
-        wait_for_log(process, b"waiting for 1 connection(s) to end")
+        process.wait_for_log(b"waiting for 1 connection(s) to end")
         assert process.popen.poll() is None  # waiting for the stalled connection
         start = time.monotonic()
         process.popen.send_signal(signal.SIGINT)

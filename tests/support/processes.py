@@ -96,6 +96,15 @@ class ChildProcess:
             f"stdout={self.stdout[-500:]!r} stderr={self.stderr[-2000:]!r}"
         )
 
+    def wait_for_log(self, text: bytes, timeout: float = 30.0) -> None:
+        """Wait until standard error (the log) has ``text``; fail if the process
+        exits first, or once ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr:
+            assert self.popen.poll() is None, f"exited without {text!r}: {self.stderr[-2000:]!r}"
+            assert time.monotonic() < deadline, f"no {text!r} in {self.stderr[-2000:]!r}"
+            time.sleep(0.02)
+
     def stop(self) -> None:
         """Kill the process, and its children (workers run in sessions of their own)."""
         for pid in children(self.pid):
