@@ -24,6 +24,7 @@ import pytest
 
 import trio_echo.server._log
 from tests.support.processes import LISTENING, ROOT, ChildProcess as Process
+from tests.support.streams import wait_until_acknowledged
 from trio_echo import ConnectionReport, Mode, ServerConfig
 from trio_echo.cli._client_command import ClientOptions
 from trio_echo.cli._parser import ExitStatus, _server_options, build_parser, parse_size
@@ -491,7 +492,7 @@ def test_echo_server_reads_the_data_behind_tcp_urgent_data(spawn: Spawn) -> None
         try:
             client.send(b"abcd", socket.MSG_OOB)  # "d" is the urgent byte
             client.send(b"efgh")
-            time.sleep(0.2)
+            wait_until_acknowledged(client)  # all of it queued at the stopped server
         finally:
             os.kill(process.pid, signal.SIGCONT)
         client.settimeout(10)

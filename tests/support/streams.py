@@ -3,7 +3,11 @@ blocking sockets."""
 
 from __future__ import annotations
 
+import fcntl
 import socket
+import struct
+import termios
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,3 +73,12 @@ def round_trip(where: int | str | Path, payload: bytes) -> bytes:
         while data := sock.recv(65536):
             received += data
     return received
+
+
+def wait_until_acknowledged(sock: socket.socket, seconds: float = 10.0) -> None:
+    """Wait until the peer's kernel has acknowledged every byte ``sock`` sent:
+    they are in its receive queue, whether or not the peer process runs."""
+    deadline = time.monotonic() + seconds
+    while struct.unpack("i", fcntl.ioctl(sock, termios.TIOCOUTQ, b"\0" * 4))[0]:
+        assert time.monotonic() < deadline, "the peer's kernel acknowledged nothing"
+        time.sleep(0.001)
