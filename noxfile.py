@@ -15,7 +15,7 @@ SANS_IO_MODULES = "trio_echo/protocol/*"
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite, a worker per CPU, and report branch coverage."""
+    """Run the product's tests (tests/), a worker per CPU, and report branch coverage."""
     session.install("-e", ".[test]")
     session.run(
         "pytest",
