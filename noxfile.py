@@ -1,5 +1,5 @@
-"""Sessions: the tests (with coverage), lint, type checking, the counted-work
-guard, and the benchmarks."""
+"""Sessions: the tests (with coverage), lint, type checking, the benchmarks'
+own tests, the counted-work guard, and the benchmarks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ SANS_IO_MODULES = "trio_echo/protocol/*"
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite, a worker per CPU, and report branch coverage."""
+    """Run the product's tests (tests/), a worker per CPU, and report branch coverage."""
     session.install("-e", ".[test]")
     session.run(
         "pytest",
@@ -28,6 +28,24 @@ def tests(session: nox.Session) -> None:
     if not session.posargs:
         # The gate is the whole suite's: a subset (-- -k NAME) covers less.
         session.run("coverage", "report", f"--include={SANS_IO_MODULES}", "--fail-under=100")
+
+
+@nox.session
+def benchmark_tests(session: nox.Session) -> None:
+    """Run the benchmarks' own tests (benchmarks/tests/), a worker per CPU.
+
+    The harness, the pages, the counted work, and every compared server held
+    to the conformance cases. Not among the default sessions: they test the
+    benchmarks, not trio_echo (CI runs them after the default sessions).
+    """
+    session.install("-e", ".[test,bench]")
+    session.run(
+        "pytest",
+        "--numprocesses=auto",
+        "--dist=worksteal",
+        "benchmarks/tests",
+        *session.posargs,
+    )
 
 
 @nox.session

@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 "-q",
                 "-p",
                 "no:cacheprovider",
-                "tests/test_conformance.py",
+                "benchmarks/tests/test_conformance.py",
                 f"--conformance-json={conformance_path}",
             ],
             cwd=ROOT,

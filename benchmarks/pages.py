@@ -9,7 +9,7 @@ touched::
     <!-- end of generated: NAME -->
 
 ``python benchmarks/harness.py --report --commit-results`` writes them
-again from ``benchmarks/results/``, and ``tests/test_pages.py`` fails when a
+again from ``benchmarks/results/``, and ``benchmarks/tests/test_pages.py`` fails when a
 committed page differs from what the committed results write. Every number
 in a generated part comes from the results; the prose around it names no
 figure.

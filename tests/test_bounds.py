@@ -23,7 +23,8 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from tests.conftest import ChildProcess
+from tests.support.processes import ChildProcess
+from tests.support.streams import receive_all
 from trio_echo import (
     EchoProtocol,
     EchoServer,
@@ -109,13 +110,6 @@ def tcp_pair(*, client_receive_buffer: int | None = None) -> tuple[socket.socket
         client.connect(listener.getsockname())
         server, _ = listener.accept()
     return client, server
-
-
-async def receive_all(stream: trio.abc.ReceiveStream) -> bytes:
-    received = bytearray()
-    while data := await stream.receive_some():
-        received += data
-    return bytes(received)
 
 
 # -- Work between checkpoints ---------------------------------------------------

@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 import trio_echo.server._log
-from tests.conftest import LISTENING, ROOT, ChildProcess as Process
+from tests.support.processes import LISTENING, ROOT, ChildProcess as Process
+from tests.support.streams import wait_until_acknowledged
 from trio_echo import ConnectionReport, Mode, ServerConfig
 from trio_echo.cli._client_options import ClientOptions
 from trio_echo.cli._parser import ExitStatus, _server_options, build_parser, parse_size
@@ -370,15 +371,6 @@ def recv_exactly(sock: socket.socket, count: int) -> bytes:
     return received
 
 
-def wait_for_log(process: Process, line: bytes, seconds: float = 30.0) -> None:
-    """Wait until ``process`` has logged ``line`` (or fail once ``seconds`` pass)."""
-    deadline = time.monotonic() + seconds
-    while line not in process.stderr:
-        assert process.popen.poll() is None, process.stderr
-        assert time.monotonic() < deadline, f"no {line!r} in {process.stderr!r}"
-        time.sleep(0.02)
-
-
 def test_sigterm_during_a_transfer_lets_it_complete(server: tuple[Process, int]) -> None:
     process, port = server
     payload = bytes(range(256)) * 4096  # 1 MiB
@@ -386,7 +378,7 @@ def test_sigterm_during_a_transfer_lets_it_complete(server: tuple[Process, int])
         sock.sendall(b"%d " % len(payload) + payload[:1000])
         assert recv_exactly(sock, 1000) == payload[:1000]  # it is being served
         process.popen.send_signal(signal.SIGTERM)
-        wait_for_log(process, b"waiting for 1 connection(s) to end")  # listeners closed
+        process.wait_for_log(b"waiting for 1 connection(s) to end")  # listeners closed
         # Not accepting any more...
         with (
             pytest.raises(ConnectionRefusedError),
@@ -412,7 +404,7 @@ def test_second_signal_exits_at_once(spawn: Spawn) -> None:
         sock.sendall(b"100 stalled")
         assert recv_exactly(sock, 7) == b"stalled"  # it is being served
         process.popen.send_signal(signal.SIGTERM)
-        wait_for_log(process, b"waiting for 1 connection(s) to end")
+        process.wait_for_log(b"waiting for 1 connection(s) to end")
         assert process.popen.poll() is None  # waiting for the stalled connection
         start = time.monotonic()
         process.popen.send_signal(signal.SIGINT)
@@ -500,7 +492,7 @@ def test_echo_server_reads_the_data_behind_tcp_urgent_data(spawn: Spawn) -> None
         try:
             client.send(b"abcd", socket.MSG_OOB)  # "d" is the urgent byte
             client.send(b"efgh")
-            time.sleep(0.2)
+            wait_until_acknowledged(client)  # all of it queued at the stopped server
         finally:
             os.kill(process.pid, signal.SIGCONT)
         client.settimeout(10)

@@ -5,13 +5,15 @@ and against the original Twisted EchoCount and Echo, ported to Python 3."""
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
 import trio.testing
 
-from tests.conftest import ROOT, requires_twisted, start_server
+from tests.support.processes import ROOT, requires_twisted
+from tests.support.streams import start_server
 from trio_echo import (
     EchoCheck,
     EchoMismatchError,
@@ -281,10 +283,10 @@ async def test_the_originals_log_shows_its_per_chunk_prints(
     port = await trio.to_thread.run_sync(original.wait_for_port)  # type: ignore[attr-defined]
     async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
         assert await echo_count(stream, b"hello") == b"hello"
-    await trio.sleep(0.2)
-    output = original.stdout  # type: ignore[attr-defined]
-    assert b"extracted content length=5" in output
-    assert b"echoed data with len 5 (total sent=5)" in output
+    # The echo came back before the original printed its last line about it.
+    echoed = re.compile(rb"echoed data with len 5 \(total sent=5\)")
+    await trio.to_thread.run_sync(original.wait_for_line, echoed)  # type: ignore[attr-defined]
+    assert b"extracted content length=5" in original.stdout  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("mode", list(Mode))

@@ -20,7 +20,8 @@ import pytest
 import trio
 import trustme
 
-from tests.conftest import ROOT, TLSFiles
+from tests.support.processes import ROOT
+from tests.support.tls import TLSFiles
 from trio_echo import Endpoint, HandshakeError, Mode, echo, echo_count, run_load
 from trio_echo._tls import client_context
 from trio_echo.cli._parser import ExitStatus

@@ -19,6 +19,8 @@ import trio
 import trio.testing
 import trustme
 
+from tests.support.chunks import split
+from tests.support.streams import receive_all
 from trio_echo import (
     ConfigError,
     ConnectionReport,
@@ -36,33 +38,7 @@ from trio_echo.server._listeners import accepted_stream
 from trio_echo.server._pump import Connection
 from trio_echo.server._socket_stream import FastSocketStream
 
-
-def split(raw: bytes, how: str) -> list[bytes]:
-    """Cut ``raw`` as a test asks: whole, bytewise or randomly."""
-    if how == "whole":
-        return [raw] if raw else []
-    if how == "bytewise":
-        return [raw[i : i + 1] for i in range(len(raw))]
-    rng = random.Random(how)
-    chunks, start = [], 0
-    while start < len(raw):
-        end = start + rng.randint(1, 7)
-        chunks.append(raw[start:end])
-        start = end
-    return chunks
-
-
 CHUNKINGS = ["whole", "bytewise", "random-1", "random-2", "random-3"]
-
-
-async def receive_all(stream: trio.abc.ReceiveStream) -> bytes:
-    received = bytearray()
-    try:
-        while data := await stream.receive_some():
-            received += data
-    except trio.BrokenResourceError:
-        pass
-    return bytes(received)
 
 
 StreamPair = Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]]
@@ -152,7 +128,7 @@ async def finish(client: trio.abc.Stream, expected: int = 0) -> bytes:
     """
     if isinstance(client, trio.abc.HalfCloseableStream):
         await client.send_eof()
-        return await receive_all(client)
+        return await receive_all(client, until_broken=True)
     received = bytearray()
     while len(received) < expected and (data := await client.receive_some()):
         received += data
@@ -192,7 +168,11 @@ async def converse(
                 await trio.testing.wait_all_tasks_blocked()
         except trio.BrokenResourceError:
             half_close = False  # the server closed while we sent: read what it said
-        echo = await finish(client, expected) if half_close else await receive_all(client)
+        echo = (
+            await finish(client, expected)
+            if half_close
+            else await receive_all(client, until_broken=True)
+        )
         await client.aclose()
     return echo, reports[0]
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, ChildProcess, children, round_trip
+from tests.support.processes import ROOT, ChildProcess, children
+from tests.support.streams import round_trip
 from trio_echo.cli._parser import build_parser
 from trio_echo.server._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
 

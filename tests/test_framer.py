@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 import pytest
 from hypothesis import given, strategies as st
 
-from tests.conftest import chunkings, one_byte_at_a_time
+from tests.support.chunks import chunkings, one_byte_at_a_time
 from trio_echo import (
     DEFAULT_MAX_MESSAGE_SIZE,
     NEED_DATA,

@@ -15,7 +15,8 @@ from collections.abc import Callable
 import pytest
 import trio
 
-from tests.conftest import ROOT, ChildProcess, round_trip, start_server
+from tests.support.processes import ROOT, ChildProcess
+from tests.support.streams import round_trip, start_server
 from trio_echo import EchoServer, ServerConfig, open_listeners
 from trio_echo.server import _metrics
 from trio_echo.server._metrics import serve_metrics

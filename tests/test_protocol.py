@@ -16,7 +16,7 @@ import attrs
 import pytest
 from hypothesis import given, strategies as st
 
-from tests.conftest import chunkings, random_chunks
+from tests.support.chunks import chunkings, random_chunks
 from trio_echo import (
     CHECK_UNREAD,
     CLOSE,

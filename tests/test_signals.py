@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.conftest import ROOT, ChildProcess
+from tests.support.processes import ROOT, ChildProcess
 from trio_echo.cli._server_command import _first_leaf
 from trio_echo.server import _signals, _supervisor
 from trio_echo.server._signals import handle_shutdown_signals

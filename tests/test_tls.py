@@ -21,7 +21,8 @@ import trio
 import trio.testing
 import trustme
 
-from tests.conftest import ROOT, ChildProcess, TLSFiles
+from tests.support.processes import ROOT, ChildProcess
+from tests.support.tls import TLSFiles
 from trio_echo import (
     ConnectionReport,
     EchoServer,
@@ -411,7 +412,7 @@ def test_sigusr1_reloads_the_certificate_without_dropping_a_connection(
             renewed.cert_chain_pems[0].write_to_path(str(cert))
             renewed.private_key_pem.write_to_path(str(key))
             process.popen.send_signal(signal.SIGUSR1)
-            _wait_for_log(process, b"TLS certificate reloaded")
+            process.wait_for_log(b"TLS certificate reloaded")
             open_one.sendall(b"56789")
             rest = b""
             while data := open_one.recv(100):
@@ -422,21 +423,12 @@ def test_sigusr1_reloads_the_certificate_without_dropping_a_connection(
         # A bad new file keeps the pair in use, with one warning.
         cert.write_text("not a certificate\n")
         process.popen.send_signal(signal.SIGUSR1)
-        _wait_for_log(process, b"TLS certificate not reloaded")
+        process.wait_for_log(b"TLS certificate not reloaded")
         assert tls_round_trip(port, tls_files, b"still served") == b"still served"
         (warning,) = [line for line in process.stderr.splitlines() if b"not reloaded" in line]
         assert b"is not a PEM certificate" in warning
     finally:
         process.stop()
-
-
-def _wait_for_log(process: ChildProcess, text: bytes, seconds: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while text not in process.stderr:
-        assert time.monotonic() < deadline, f"no {text!r} in {process.stderr[-2000:]!r}"
-        time.sleep(0.02)
 
 
 def test_openssl_s_client_is_served(tls_files: TLSFiles, tmp_path: Path) -> None:

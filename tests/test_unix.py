@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, ChildProcess, children, round_trip
+from tests.support.processes import ROOT, ChildProcess, children
+from tests.support.streams import round_trip
 from trio_echo import open_unix_listener
 
 LISTENING_UNIX = re.compile(rb"listening on unix:(\S+)")

@@ -16,8 +16,6 @@ from benchmarks import work
 from benchmarks.provenance import describe_stale, stale
 from benchmarks.servers import SERVERS
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 class FakeDriver:
     """Rounds that take no time: what `work.repetition` asks of a driver."""

@@ -20,8 +20,8 @@ from benchmarks.provenance import (
     stale,
 )
 from benchmarks.servers import SERVERS, Server
+from tests.support.processes import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = Path("trio_echo/protocol/_protocol.py")
 COMMON = Path("benchmarks/peers/_common.py")
 PEERS = Path("benchmarks/peers")

@@ -28,7 +28,7 @@ from benchmarks.pages import (
 )
 from benchmarks.provenance import code_hashes, stale
 from benchmarks.reporting import machine_facts
-from tests.conftest import ROOT
+from tests.support.processes import ROOT
 
 RESULTS = ROOT / "benchmarks" / "results"
 COMMIT = "b8121c4" + "0" * 33

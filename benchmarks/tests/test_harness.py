@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import COVERAGE_IN_CHILDREN, ROOT, peers
+from benchmarks.tests.peers import peers
+from tests.support.processes import COVERAGE_IN_CHILDREN, ROOT
 
 pytestmark = [
     pytest.mark.skipif(
@@ -33,7 +34,9 @@ def _children_unmeasured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(COVERAGE_IN_CHILDREN, raising=False)
 
 
-def harness(*args: str) -> subprocess.CompletedProcess[str]:
+def harness(*args: str, temporary: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the harness; with ``temporary``, as its folder for temporary files."""
+    env = None if temporary is None else dict(os.environ, TMPDIR=str(temporary))
     return subprocess.run(
         [sys.executable, "benchmarks/harness.py", *args],
         cwd=ROOT,
@@ -41,6 +44,7 @@ def harness(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
         check=False,
+        env=env,
     )
 
 
@@ -51,12 +55,14 @@ def test_quick_run_reports_every_server(tmp_path: Path) -> None:
     ]
     (tmp_path / "conformance.json").write_text(json.dumps(conformance))
     committed = {path: path.read_bytes() for path in (ROOT / "benchmarks" / "results").iterdir()}
-    left_before = set(Path(tempfile.gettempdir()).glob("trio-echo-peer-*"))
-    result = harness("--quick", "--scaling", "--out", str(tmp_path))
+    # Its own temporary folder (short, for unix sockets): other programs on
+    # the machine may be starting servers in the shared one meanwhile.
+    with tempfile.TemporaryDirectory(prefix="te-", dir="/tmp") as temporary:
+        result = harness("--quick", "--scaling", "--out", str(tmp_path), temporary=Path(temporary))
+        # Every server start cleaned up after itself.
+        assert list(Path(temporary).glob("trio-echo-peer-*")) == []
     assert result.returncode == 0, result.stderr[-2000:]
     assert {p: p.read_bytes() for p in (ROOT / "benchmarks" / "results").iterdir()} == committed
-    # Every server start cleaned up after itself.
-    assert set(Path(tempfile.gettempdir()).glob("trio-echo-peer-*")) <= left_before
 
     report = (tmp_path / "benchmark.md").read_text()
     results = json.loads((tmp_path / "benchmark.json").read_text())

@@ -17,7 +17,7 @@ from benchmarks.pages import PAGES, Results, fill, report
 from benchmarks.reporting import summarise, who_leads
 from benchmarks.servers import SERVERS
 from benchmarks.verdicts import Verdict, against_goal, by_repetition, compare, needed
-from tests.conftest import ROOT
+from tests.support.processes import ROOT
 
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -1,0 +1,84 @@
+"""Servers on port 0, and reading what they send: over trio streams and over
+blocking sockets."""
+
+from __future__ import annotations
+
+import fcntl
+import socket
+import struct
+import termios
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+from trio_echo import EchoServer, ServerConfig, open_listeners
+
+
+async def start_server(
+    nursery: trio.Nursery, host: str = "127.0.0.1", **settings: object
+) -> tuple[EchoServer, int]:
+    """Start an EchoServer on a free port; return it and its port."""
+    server = EchoServer(ServerConfig(**settings), open_listeners(host, 0))  # type: ignore[arg-type]
+    addresses = await nursery.start(server.serve)
+    return server, addresses[0].port
+
+
+async def wait_until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll ``predicate`` until it holds (state another process or socket changes)."""
+    with trio.fail_after(seconds):
+        while not predicate():  # noqa: ASYNC110  (nothing here to wait on but the state)
+            await trio.sleep(0.01)
+
+
+async def receive_all(stream: trio.abc.ReceiveStream, *, until_broken: bool = False) -> bytes:
+    """Every byte ``stream`` receives, to its end.
+
+    Args:
+        stream: What to read.
+        until_broken: A broken stream (a reset) ends it too, instead of raising
+            `trio.BrokenResourceError`: for a peer that may close with unread
+            bytes.
+    """
+    received = bytearray()
+    try:
+        while data := await stream.receive_some():
+            received += data
+    except trio.BrokenResourceError:
+        if not until_broken:
+            raise
+    return bytes(received)
+
+
+def connect(where: int | str | Path, timeout: float = 10) -> socket.socket:
+    """A blocking socket connected to 127.0.0.1:PORT, or to a unix socket's path."""
+    if isinstance(where, int):
+        return socket.create_connection(("127.0.0.1", where), timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(where))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def round_trip(where: int | str | Path, payload: bytes) -> bytes:
+    """One count message over a blocking socket (TCP port or unix path); the echo back."""
+    with connect(where) as sock:
+        sock.sendall(b"%d " % len(payload) + payload)
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+    return received
+
+
+def wait_until_acknowledged(sock: socket.socket, seconds: float = 10.0) -> None:
+    """Wait until the peer's kernel has acknowledged every byte ``sock`` sent:
+    they are in its receive queue, whether or not the peer process runs."""
+    deadline = time.monotonic() + seconds
+    while struct.unpack("i", fcntl.ioctl(sock, termios.TIOCOUTQ, b"\0" * 4))[0]:
+        assert time.monotonic() < deadline, "the peer's kernel acknowledged nothing"
+        time.sleep(0.001)
