@@ -16,15 +16,12 @@
 # writer task is started only once one has to wait for the peer. Both paths
 # end in `_finish`, the one place that turns an exception into an ending.
 #
-# A TLS stream (`trio.SSLStream`) has no such calls and cannot half-close: it
-# is served in its own task, from its handshake on, through the stream's
-# calls alone, and closed with `aclose` (close_notify) whenever the protocol
-# closes it; forcefully only when it broke or was cancelled.
+# What differs between kinds of stream (a socket with the nowait calls, any
+# trio stream, TLS) is its transport's to answer (`_transport.py`), chosen
+# once per connection: this module asks no stream what it is.
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import cast
 
 import trio
 
@@ -34,7 +31,6 @@ from ..protocol._protocol import (
     CLOSE,
     HANDSHAKE,
     PAUSED,
-    READ_SIZE_MAX,
     YIELD,
     Action,
     Chunk,
@@ -42,31 +38,17 @@ from ..protocol._protocol import (
     EchoProtocol,
     Outcome,
     Receive,
-    Unread,
 )
 from ._budget import Account, MemoryBudget
 from ._config import ServerConfig
-from ._report import (
-    ConnectionReport,
-    debugging,
-    describe_failure,
-    log_chunk,
-    log_ending,
-    split_failure,
-)
-from ._socket_stream import FastSocketStream, NowaitStream, has_nowait_calls
+from ._report import ConnectionReport, debugging, describe_failure, log_ending, split_failure
+from ._transport import TracingTransport, Transport, transport_for
 
 __all__ = ["Connection", "HandlerError", "handle_connection"]
 
 
-TLS_RECORD_SIZE = 16 * 1024
-"""The most plaintext a TLS record carries: all one read of a TLS stream returns."""
-
 MIN_GRANT = 1024
 """The fewest bytes worth a read when the memory budget is short."""
-
-# The transport's answer to CHECK_UNREAD: would closing now reset?
-_UNREAD = {True: Unread.YES, False: Unread.NO, None: Unread.UNKNOWN}
 
 
 class HandlerError(Exception):
@@ -87,9 +69,7 @@ class Connection:
     __slots__ = (
         "_account",
         "_deadline",
-        "_debug",
         "_duration",
-        "_nowait",
         "_on_close",
         "_peer",
         "_protocol",
@@ -97,6 +77,7 @@ class Connection:
         "_scope",
         "_start",
         "_stream",
+        "_transport",
         "_writer_lot",
         "_writer_sending",
         "failure",
@@ -113,18 +94,18 @@ class Connection:
     ) -> None:
         self._start = now = trio.current_time()
         self._stream = stream
-        self._nowait = nowait = (
-            cast("NowaitStream", stream) if has_nowait_calls(type(stream)) else None
-        )
-        tls = isinstance(stream, trio.SSLStream)
-        self._protocol = EchoProtocol(
+        transport = transport_for(stream)
+        self._protocol = protocol = EchoProtocol(
             config.mode,
             limits=config.limits,
             now=now,
-            can_half_close=nowait is not None or _can_half_close(type(stream)),
-            handshake=tls,
-            max_read=TLS_RECORD_SIZE if tls else READ_SIZE_MAX,
+            can_half_close=transport.can_half_close,
+            handshake=transport.handshake,
+            max_read=transport.max_read,
         )
+        if debugging():  # the original's per-chunk lines
+            transport = TracingTransport(transport, protocol, peer)
+        self._transport: Transport[trio.abc.Stream] = transport
         self._account = Account(budget, overhead=BUFFER_OVERHEAD, minimum=MIN_GRANT)
         self._peer = peer
         self._scope: trio.CancelScope | None = None
@@ -133,7 +114,6 @@ class Connection:
         self._reader_lot: trio.lowlevel.ParkingLot | None = None
         self._writer_sending = False
         self._on_close = on_close
-        self._debug = debugging()  # the original's per-chunk lines
         self._duration: float | None = None  # set when it has ended
         self.failure: BaseException | None = None
         """A bug that ended the connection, if one did."""
@@ -157,15 +137,14 @@ class Connection:
             True if the connection has ended (it is closed and logged); if
             False, `serve` carries on from where this stopped.
         """
-        if self._nowait is None:
-            return False
+        error: Exception | None = None
         try:
             if self._advance(None) is not CLOSE:
                 return False
-        except Exception as error:  # the peer broke the connection, or a bug
-            self._finish(error)
-        else:
-            self._finish(None)
+        except Exception as caught:  # the peer broke the connection, or a bug
+            error = caught
+        self._transport.close_nowait(self._stream)
+        self._finish(error)
         return True
 
     async def serve(self) -> None:
@@ -180,7 +159,9 @@ class Connection:
                 connection is closed and logged (``cancelled``) first.
         """
         protocol, account, stream = self._protocol, self._account, self._stream
-        nowait = self._nowait
+        transport = self._transport
+        drained, wait_receivable = transport.drained, transport.wait_receivable
+        receive_nowait = transport.receive_nowait
         error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -194,18 +175,18 @@ class Connection:
                     if type(action) is Receive:
                         # While bytes are there, read on: the protocol says
                         # YIELD when a step's work is done. (A read that
-                        # waits holds no reservation.)
-                        if nowait is not None and nowait.drained():
-                            await nowait.wait_receivable()
+                        # waits for readiness holds no reservation.)
+                        if drained(stream):
+                            await wait_receivable(stream)
                         if not (size := account.reserve_nowait(action.max_bytes)):
                             protocol.budget_wait(trio.current_time())
                             self._sync_deadline()
                             size = await account.reserve(action.max_bytes)
                             protocol.budget_granted(trio.current_time())
                             self._sync_deadline()
-                        if nowait is None:
-                            received = await stream.receive_some(size)
-                        elif (received := nowait.receive_nowait(size)) is None:
+                        if (received := receive_nowait(stream, size)) is None and (
+                            received := await transport.receive(stream, size)
+                        ) is None:
                             account.settle(protocol.held)  # not there after all
                     elif action is YIELD:
                         await trio.lowlevel.checkpoint()
@@ -214,26 +195,21 @@ class Connection:
                             self._reader_lot = trio.lowlevel.ParkingLot()
                         await self._reader_lot.park()  # until the writer has sent some
                     elif action is HANDSHAKE:
-                        await cast("trio.SSLStream[trio.abc.Stream]", stream).do_handshake()
+                        await transport.do_handshake(stream)
                         protocol.handshake_done(trio.current_time())
                     else:  # SEND_EOF: asked of a half-closeable stream only
-                        await cast("trio.abc.HalfCloseableStream", stream).send_eof()
+                        await transport.send_eof(stream)
                         protocol.eof_sent(trio.current_time())
                 nursery.cancel_scope.cancel()  # the writer, if one waits
             if nursery.cancel_scope.cancelled_caught:
-                self._protocol.expired(trio.current_time())  # unless it had ended already
-            if self._nowait is None:
-                # The protocol closes (it ended, or gave up on the peer): say
-                # so gracefully (a TLS stream sends close_notify), within the
-                # linger time. A broken stream or a cancellation is closed
-                # forcefully below.
-                with trio.move_on_after(self._protocol.limits.linger_timeout):
-                    await self._stream.aclose()
+                protocol.expired(trio.current_time())  # unless it had ended already
+            # The protocol closes (it ended, or gave up on the peer): say so
+            # gracefully. A broken stream or a cancellation is closed
+            # forcefully below.
+            await transport.aclose(stream, protocol.limits.linger_timeout)
         except BaseException as caught:
             error = caught
-        if self._nowait is None:
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self._stream)  # a no-op once closed
+        await transport.aclose_forcefully(stream)  # a no-op once closed
         if (uncaught := self._finish(error)) is not None:
             raise uncaught
 
@@ -246,41 +222,31 @@ class Connection:
         made, if any. In the accepting task (no nursery) that includes one
         read, if bytes are there.
         """
-        protocol, nowait = self._protocol, self._nowait
+        protocol = self._protocol
         now = trio.current_time()  # nothing here waits: one reading serves
         if received is not None:
-            self._received(received, now)
+            protocol.receive_data(received, now)
         read_once = nursery is None
         while True:
-            if self._debug:
-                headers = protocol.headers
-                action = protocol.next_action(now)
-                if protocol.headers != headers:
-                    log_chunk(self._peer, "extracted", protocol.length)
-            else:
-                action = protocol.next_action(now)
+            action = protocol.next_action(now)
             data = protocol.data_to_send()
             if data is not None and self._send_ready(data, nursery, now) and action is PAUSED:
                 continue
             if action is CHECK_UNREAD:
-                protocol.report_unread(_UNREAD[self._would_reset()])
+                protocol.report_unread(self._transport.would_reset(self._stream))
                 continue
-            if read_once and type(action) is Receive and nowait is not None:
+            if read_once and type(action) is Receive:
                 read_once = False
                 size = self._account.reserve_nowait(action.max_bytes)
-                if size and (data := nowait.receive_nowait(size)) is not None:
-                    self._received(data, now)
+                if (
+                    size
+                    and (received := self._transport.receive_nowait(self._stream, size)) is not None
+                ):
+                    protocol.receive_data(received, now)
                     continue
             self._account.settle(protocol.held)  # what framing and sending left
             self._sync_deadline()
             return action
-
-    def _received(self, data: bytes | bytearray, now: float) -> None:
-        # The account is settled once the protocol has framed them (`_advance`).
-        protocol = self._protocol
-        protocol.receive_data(data, now)
-        if self._debug:
-            log_chunk(self._peer, "received", len(data), protocol.bytes_in)
 
     def _send_ready(self, data: Chunk, nursery: trio.Nursery | None, now: float) -> bool:
         """Send ``data``, and what follows, while the stream takes them.
@@ -290,16 +256,15 @@ class Connection:
         Returns:
             Whether any bytes were sent.
         """
-        protocol, nowait = self._protocol, self._nowait
+        protocol = self._protocol
         sent = False
-        if nowait is not None and not self._writer_sending:
+        if not self._writer_sending:
+            send_nowait, stream = self._transport.send_nowait, self._stream
             following: Chunk | None = data
             while following is not None:
-                if count := nowait.send_nowait(following):
+                if count := send_nowait(stream, following):
                     protocol.sent(count, now)
                     sent = True
-                    if self._debug:
-                        log_chunk(self._peer, "echoed", count, protocol.bytes_out)
                 if count < len(following):
                     break
                 following = protocol.data_to_send()
@@ -314,39 +279,21 @@ class Connection:
 
     async def _write(self) -> None:
         """The writer task: send the answers as the peer takes them."""
-        protocol, stream, lot = self._protocol, self._stream, self._writer_lot
+        protocol, transport, stream = self._protocol, self._transport, self._stream
+        lot = self._writer_lot
         assert lot is not None
         while True:
             if (data := protocol.data_to_send()) is None:
                 await lot.park()
                 continue
             self._writer_sending = True
-            await stream.send_all(data)
+            await transport.send_all(stream, data)
             self._writer_sending = False
             protocol.sent(len(data), trio.current_time())
             self._account.hold(protocol.held)
-            if self._debug:
-                log_chunk(self._peer, "echoed", len(data), protocol.bytes_out)
             self._sync_deadline()
             if self._reader_lot is not None:
                 self._reader_lot.unpark()
-
-    def _would_reset(self) -> bool | None:
-        """The transport's answer to CHECK_UNREAD: could closing now reset?
-
-        None where the transport cannot tell. Under TLS, only the socket's
-        bytes known to wait count (see `EchoProtocol`): the graceful close
-        sends close_notify, after which the peer has nothing more to say but
-        its own.
-        """
-        if self._nowait is not None:
-            return self._nowait.close_would_reset()
-        stream = self._stream
-        if isinstance(stream, trio.SSLStream):
-            transport = stream.transport_stream
-            if isinstance(transport, FastSocketStream):
-                return transport.unread_waiting()
-        return None
 
     def _sync_deadline(self) -> None:
         if self._scope is None:
@@ -357,15 +304,13 @@ class Connection:
             self._scope.deadline = deadline.when
 
     def _finish(self, error: BaseException | None) -> BaseException | None:
-        """The one ending: what ended it, the budget given back, the log line.
+        """The one ending, once the stream is closed: what ended it, the log line.
 
         Returns:
             What of ``error`` is not the connection's to absorb (a
             cancellation, an interrupt), to be raised on.
         """
         protocol = self._protocol
-        if self._nowait is not None:
-            self._nowait.close_nowait()
         bugs = uncaught = None
         if error is not None:
             bugs, uncaught = split_failure(error)
@@ -382,11 +327,6 @@ class Connection:
         if self._on_close is not None:
             self._on_close(self)
         return uncaught
-
-
-@functools.cache
-def _can_half_close(stream_type: type) -> bool:
-    return issubclass(stream_type, trio.abc.HalfCloseableStream)
 
 
 async def handle_connection(
@@ -426,6 +366,10 @@ async def handle_connection(
     if not ended:
         await connection.serve()
     if connection.failure is not None:
+        # A bug may end a connection before its stream could be closed
+        # without waiting (`Transport.close_nowait`): close it now.
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
         raise HandlerError(f"a bug ended the connection from {peer}") from connection.failure
     assert connection.report is not None
     return connection.report
