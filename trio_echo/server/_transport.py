@@ -33,7 +33,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 import trio
 
 from ..protocol._protocol import READ_SIZE_MAX, Chunk, EchoProtocol, Unread
-from ._socket_stream import FastSocketStream, NowaitStream, has_nowait_calls
+from ._socket_stream import FastSocketStream, NowaitStream, has_nowait_calls, unread_waiting
 
 __all__ = [
     "TLS_RECORD_SIZE",
@@ -254,7 +254,7 @@ class TLSSocketTransport(TLSTransport):
         # Only the socket's bytes known to wait count (see `EchoProtocol`):
         # the graceful close sends close_notify, after which the peer has
         # nothing more to say but its own.
-        return _UNREAD[_socket_of(stream).unread_waiting()]
+        return _UNREAD[unread_waiting(_socket_of(stream))]
 
     @staticmethod
     def close_nowait(stream: trio.abc.Stream) -> None:
