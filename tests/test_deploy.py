@@ -20,7 +20,8 @@ import pytest
 
 from tests.conftest import ROOT, ChildProcess, children, round_trip
 from trio_echo.cli._parser import build_parser
-from trio_echo.server._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
+from trio_echo.server._listeners import ActivationError, listeners_from_fds, systemd_listeners
+from trio_echo.server._systemd import notify
 
 Spawn = Callable[..., ChildProcess]
 

@@ -79,11 +79,11 @@ if TYPE_CHECKING:
     )
     from .server._listeners import (
         ALL_INTERFACES as ALL_INTERFACES,
-        EchoServer as EchoServer,
         ListenAddress as ListenAddress,
         open_listeners as open_listeners,
     )
     from .server._report import ConnectionReport as ConnectionReport
+    from .server._server import EchoServer as EchoServer
     from .server._tls import ServerTLS as ServerTLS, TLSFiles as TLSFiles
     from .server._unix import (
         UnixSocketFile as UnixSocketFile,
@@ -132,7 +132,7 @@ _EXPORTS: dict[str, str] = {
     "handle_connection": "server._handler",
     "ConnectionReport": "server._report",
     "ALL_INTERFACES": "server._listeners",
-    "EchoServer": "server._listeners",
+    "EchoServer": "server._server",
     "ListenAddress": "server._listeners",
     "open_listeners": "server._listeners",
     "UnixSocketFile": "server._unix",
