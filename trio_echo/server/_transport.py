@@ -28,11 +28,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 import trio
 
-from ..protocol._protocol import READ_SIZE_MAX, Chunk, EchoProtocol, Unread
+from ..protocol._protocol import READ_SIZE_MAX, Chunk, EchoProtocol, Mode, Unread
 from ._socket_stream import FastSocketStream, NowaitStream, has_nowait_calls, unread_waiting
 
 __all__ = [
@@ -109,7 +109,9 @@ class Transport(Protocol[StreamT_contra]):
     def close_nowait(self, stream: StreamT_contra) -> None:
         """Close forcefully at once, as far as the stream can without waiting.
 
-        A stream that cannot is never ended without waiting, but after a bug.
+        Where it cannot (any trio stream), this does nothing: such a stream
+        is ended without waiting only by a bug, and `handle_connection`
+        closes it then.
         """
 
     def aclose(self, stream: StreamT_contra, linger: float) -> Coroutine[Any, Any, None]:
@@ -355,6 +357,16 @@ class TracingTransport(Generic[StreamT_contra]):
     async def aclose_forcefully(self, stream: StreamT_contra) -> None:
         self._framed()
         await self._inner.aclose_forcefully(stream)
+
+
+if TYPE_CHECKING:  # each is a Transport: checked, never run
+    _: list[Transport[Any]] = [
+        NowaitTransport(FastSocketStream),
+        StreamTransport(can_half_close=True),
+        TLSTransport(),
+        TLSSocketTransport(),
+        TracingTransport(TLSTransport(), EchoProtocol(Mode.ECHO), "peer"),
+    ]
 
 
 def transport_for(stream: trio.abc.Stream) -> Transport[trio.abc.Stream]:
