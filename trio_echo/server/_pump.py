@@ -136,8 +136,10 @@ class Connection:
             trio.Cancelled: If the surrounding scope was cancelled; the
                 connection is closed and logged (``cancelled``) first.
         """
-        protocol, account = self._protocol, self._account
-        transport, stream = self._transport, self._stream
+        protocol, account, stream = self._protocol, self._account, self._stream
+        transport = self._transport
+        drained, wait_receivable = transport.drained, transport.wait_receivable
+        receive_nowait = transport.receive_nowait
         error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -151,15 +153,15 @@ class Connection:
                         # While bytes are there, read on: the protocol says
                         # YIELD when a step's work is done. (A read that
                         # waits for readiness holds no reservation.)
-                        if transport.drained(stream):
-                            await transport.wait_receivable(stream)
+                        if drained(stream):
+                            await wait_receivable(stream)
                         if not (size := account.reserve_nowait(action.max_bytes)):
                             protocol.budget_wait(trio.current_time())
                             self._sync_deadline()
                             size = await account.reserve(action.max_bytes)
                             protocol.budget_granted(trio.current_time())
                             self._sync_deadline()
-                        if (received := transport.receive_nowait(stream, size)) is None and (
+                        if (received := receive_nowait(stream, size)) is None and (
                             received := await transport.receive(stream, size)
                         ) is None:
                             account.settle(protocol.held)  # not there after all
