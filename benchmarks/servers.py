@@ -155,8 +155,18 @@ SERVERS: dict[str, Server] = {
             "trio_echo",
             "Trio, a nursery per connection",
             trio_echo_command,
-            handler=("trio_echo/server/_pump.py",),
-            program=("trio_echo/server/_pump.py", "trio_echo/server/_listeners.py"),
+            handler=(
+                "trio_echo/server/_pump.py",
+                "trio_echo/server/_transport.py",
+                "trio_echo/server/_writer.py",
+            ),
+            program=(
+                "trio_echo/server/_pump.py",
+                "trio_echo/server/_transport.py",
+                "trio_echo/server/_writer.py",
+                "trio_echo/server/_listeners.py",
+                "trio_echo/server/_server.py",
+            ),
         ),
         Server(
             "trio",

@@ -572,7 +572,7 @@ def test_report_log_fields() -> None:
 async def test_a_message_already_there_is_served_without_a_task() -> None:
     client, server = socket_stream_pair()
     client.send_nowait(b"5 hello")
-    await trio.sleep(0.01)  # arrived
+    await trio.lowlevel.wait_readable(server.socket)  # arrived
     connection = Connection(server, ServerConfig(), MemoryBudget(1 << 20), "peer")
     with trio.testing.assert_no_checkpoints():
         assert connection.serve_ready()  # ended: closed and logged
@@ -584,7 +584,7 @@ async def test_a_message_already_there_is_served_without_a_task() -> None:
 async def test_a_partial_message_is_served_on_in_the_connections_task() -> None:
     client, server = socket_stream_pair()
     client.send_nowait(b"10 hello")
-    await trio.sleep(0.01)
+    await trio.lowlevel.wait_readable(server.socket)
     connection = Connection(server, ServerConfig(), MemoryBudget(1 << 20), "peer")
     assert not connection.serve_ready()
     assert client.receive_nowait() == b"hello"  # the part that came is echoed already
@@ -600,7 +600,7 @@ async def test_a_partial_message_is_served_on_in_the_connections_task() -> None:
 async def test_bytes_after_a_message_make_it_linger_instead_of_resetting() -> None:
     client, server = socket_stream_pair()
     client.send_nowait(b"2 hiEXTRA")
-    await trio.sleep(0.01)
+    await trio.lowlevel.wait_readable(server.socket)
     connection = Connection(server, ServerConfig(), MemoryBudget(1 << 20), "peer")
     assert not connection.serve_ready()  # closing now would reset: it must linger
     async with trio.open_nursery() as nursery:

@@ -21,7 +21,8 @@ import pytest
 from tests.support.processes import ROOT, ChildProcess, children
 from tests.support.streams import round_trip
 from trio_echo.cli._parser import build_parser
-from trio_echo.server._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
+from trio_echo.server._listeners import ActivationError, listeners_from_fds, systemd_listeners
+from trio_echo.server._systemd import notify
 
 Spawn = Callable[..., ChildProcess]
 

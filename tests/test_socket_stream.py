@@ -17,7 +17,7 @@ import trio.lowlevel
 import trio.testing
 
 from trio_echo.server._listeners import accepted_stream
-from trio_echo.server._socket_stream import FastSocketStream
+from trio_echo.server._socket_stream import FastSocketStream, unacknowledged
 
 
 def tcp_socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -61,7 +61,7 @@ async def test_trio_half_closeable_stream_checks() -> None:
 async def test_every_async_call_is_a_checkpoint_even_when_it_need_not_wait() -> None:
     left, right = stream_pair()
     left.send_nowait(b"x" * 100)
-    await trio.sleep(0.01)  # arrived
+    await trio.lowlevel.wait_readable(right.socket)  # arrived
     for call in (
         functools.partial(right.receive_some, 5),
         functools.partial(right.receive_some, 5),  # the read before was not short
@@ -81,12 +81,12 @@ async def test_the_nowait_calls_never_yield() -> None:
     with trio.testing.assert_no_checkpoints():
         assert right.receive_nowait(10) is None
         assert left.send_nowait(b"abc") == 3
-        assert left.unacknowledged() in (0, 3, None)
-    await trio.sleep(0.01)
+        assert unacknowledged(left) in (0, 3, None)
+    await right.wait_receivable()  # drained, so it waits until "abc" arrives
     with trio.testing.assert_no_checkpoints():
         assert right.receive_nowait(10) == b"abc"
         left.close_nowait()
-        assert left.unacknowledged() is None  # closed: nothing to tell
+        assert unacknowledged(left) is None  # closed: nothing to tell
     await right.aclose()
 
 
@@ -99,7 +99,7 @@ async def test_unacknowledged_counts_what_the_peer_has_not_taken() -> None:
     stream = accepted_stream(server)
     sent = stream.send_nowait(b"u" * 300_000)
     assert sent > 100_000
-    assert 0 < (stream.unacknowledged() or 0) <= sent
+    assert 0 < (unacknowledged(stream) or 0) <= sent
     client.close()
     await stream.aclose()
 
@@ -186,7 +186,7 @@ async def test_data_behind_tcp_urgent_data_is_read() -> None:
     left.socket.send(b"abc")
     left.socket.send(b"d", socket.MSG_OOB)
     left.socket.send(b"efgh")
-    await trio.sleep(0.05)
+    await trio.lowlevel.wait_readable(right.socket)  # (loopback delivers each send at once)
     with trio.fail_after(5):
         assert await read_until(right, 7) == b"abcefgh"
     await left.aclose()
@@ -338,7 +338,7 @@ async def test_send_nowait_and_reset() -> None:
         socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
     )
     await right.aclose()
-    await trio.sleep(0.05)
+    await trio.lowlevel.wait_readable(left.socket)  # the reset arrived
     with pytest.raises(trio.BrokenResourceError):
         await left.receive_some()
 
@@ -390,11 +390,11 @@ async def test_close_would_reset_says_when_a_close_could_destroy_echo() -> None:
     stream = accepted_stream(server)
     assert stream.close_would_reset() is False  # nothing unread, nothing in flight
     client.sendall(b"more")
-    await trio.sleep(0.01)  # arrived (loopback)
+    await trio.lowlevel.wait_readable(stream.socket)  # arrived
     assert stream.close_would_reset() is True  # a byte waits unread
     assert stream.receive_nowait(10) == b"more"  # and the check did not take it
     client.shutdown(socket.SHUT_WR)
-    await trio.sleep(0.01)
+    await stream.wait_receivable()  # drained: it waits for the end of stream
     assert stream.close_would_reset() is False  # the peer is done sending
     client.close()
     await stream.aclose()

@@ -68,14 +68,17 @@ if TYPE_CHECKING:
     )
     from .server._budget import MemoryBudget as MemoryBudget
     from .server._config import ConfigError as ConfigError, ServerConfig as ServerConfig
+    from .server._handler import (
+        HandlerError as HandlerError,
+        handle_connection as handle_connection,
+    )
     from .server._listeners import (
         ALL_INTERFACES as ALL_INTERFACES,
-        EchoServer as EchoServer,
         ListenAddress as ListenAddress,
         open_listeners as open_listeners,
     )
-    from .server._pump import HandlerError as HandlerError, handle_connection as handle_connection
     from .server._report import ConnectionReport as ConnectionReport
+    from .server._server import EchoServer as EchoServer
     from .server._tls import ServerTLS as ServerTLS, TLSFiles as TLSFiles
     from .server._unix import (
         UnixSocketFile as UnixSocketFile,
@@ -120,11 +123,11 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "server._config",
     "ServerConfig": "server._config",
     "MemoryBudget": "server._budget",
-    "HandlerError": "server._pump",
-    "handle_connection": "server._pump",
+    "HandlerError": "server._handler",
+    "handle_connection": "server._handler",
     "ConnectionReport": "server._report",
     "ALL_INTERFACES": "server._listeners",
-    "EchoServer": "server._listeners",
+    "EchoServer": "server._server",
     "ListenAddress": "server._listeners",
     "open_listeners": "server._listeners",
     "UnixSocketFile": "server._unix",

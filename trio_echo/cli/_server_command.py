@@ -1,14 +1,14 @@
 # `trio-echo server`: its listening sockets, then one server, or a supervisor
 # of workers, until the shutdown signals end it.
 #
-# Listening sockets come from one place (`_handed_over`, else `_open`: TCP
-# and a unix socket), each with its one sentence when it fails. A unix
-# socket file is removed on exit by the process that made it, never by one
-# it was handed to. With TLS, the certificate is loaded before anything
-# listens, and loaded again on SIGUSR1. Workers are started with the parent's
-# own arguments, followed by what only the parent knows (`--workers 1`, and
-# how to reach the listening sockets): later flags override earlier ones, so
-# no copy of the flag list is kept here.
+# Listening sockets are handed over (`_handed_over`) or made where asked
+# (`_open`: TCP and a unix socket), both by server/_listeners.py, each with
+# its one sentence when it fails. A unix socket file is removed on exit by
+# the process that made it, never by one it was handed to. With TLS, the
+# certificate is loaded before anything listens, and loaded again on SIGUSR1.
+# Workers are started with the parent's own arguments, followed by what only
+# the parent knows (`--workers 1`, and how to reach the listening sockets):
+# later flags override earlier ones, so no copy of the flag list is kept here.
 from __future__ import annotations
 
 import functools
@@ -23,8 +23,17 @@ import trio
 
 from .._status import ExitStatus, fail
 from .._tls import TLSFileError
-from ..server._listeners import EchoServer, ListenAddress, format_address, open_listeners
+from ..server._listeners import (
+    ActivationError,
+    CannotListenError,
+    ListenAddress,
+    format_address,
+    handed_over,
+    listen_on,
+    open_listeners,
+)
 from ..server._metrics import Snapshot, answer_snapshots, serve_metrics, worker_channel
+from ..server._server import EchoServer
 from ..server._signals import (
     RELOAD_SIGNAL,
     early_signals,
@@ -39,19 +48,15 @@ from ..server._supervisor import (
     supervisor_fd,
     wait_for_supervisor_exit,
 )
-from ..server._systemd import ActivationError, listeners_from_fds, notify, systemd_listeners
+from ..server._systemd import notify
 from ..server._tls import ServerTLS
-from ..server._unix import UnixSocketFile, open_unix_listener
+from ..server._unix import UnixSocketFile
 from ._server_options import ServerOptions
 
 __all__ = ["ServerOptions", "run_server"]
 
 logger = logging.getLogger("trio_echo.server")
 workers_logger = logging.getLogger("trio_echo.workers")
-
-
-class _CannotListenError(Exception):
-    """No listening socket could be had; the message says why, in a sentence."""
 
 
 class _UsageError(Exception):
@@ -92,7 +97,7 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
         socket_file = None
         if not (listeners := _handed_over(options)):
             listeners, socket_file = _open(options, reuse_port=options.reuse_port)
-    except _CannotListenError as error:
+    except CannotListenError as error:
         return fail(str(error), ExitStatus.CANNOT_LISTEN)
     except _UsageError as error:
         return fail(str(error), ExitStatus.USAGE)
@@ -119,7 +124,7 @@ def _metrics_listener(options: ServerOptions) -> socket.socket | None:
         (sock, *others) = open_listeners(host, port)
     except OSError as error:
         reason = (error.strerror or str(error)).lower()
-        raise _CannotListenError(
+        raise CannotListenError(
             f"cannot listen for metrics on {format_address(host, port)}: {reason}"
         ) from None
     for other in others:  # one address is enough for a scraper
@@ -140,9 +145,9 @@ def _stopped_before_listening(signum: int) -> ExitStatus:
 def _handed_over(options: ServerOptions) -> list[socket.socket] | None:
     """The listening sockets handed over with --fd or by systemd, if any."""
     try:
-        listeners = listeners_from_fds(list(options.fds)) if options.fds else systemd_listeners()
+        listeners = handed_over(options.fds)
     except ActivationError as error:
-        raise _CannotListenError(f"server: {error}") from None
+        raise CannotListenError(f"server: {error}") from None
     # A worker is handed its supervisor's sockets, --unix among them.
     if listeners and options.unix is not None and SUPERVISOR_FD_VARIABLE not in os.environ:
         raise _UsageError(
@@ -160,26 +165,14 @@ def _open(
     Returns:
         The listening sockets, and the unix socket's file to remove on exit.
     """
-    listeners = _bind(options, reuse_port=reuse_port) if options.tcp else []
-    if options.unix is None:
-        return listeners, None
-    try:
-        sock, socket_file = open_unix_listener(options.unix, mode=options.unix_mode)
-    except OSError as error:
-        for other in listeners:
-            other.close()
-        reason = (error.strerror or str(error)).lower()
-        raise _CannotListenError(f"cannot listen on unix:{options.unix}: {reason}") from None
-    return [*listeners, sock], socket_file
-
-
-def _bind(options: ServerOptions, *, reuse_port: bool, listen: bool = True) -> list[socket.socket]:
-    """Bind (and listen on) every address of the host asked for."""
-    try:
-        return open_listeners(options.host, options.port, reuse_port=reuse_port, listen=listen)
-    except OSError as error:
-        reason = (error.strerror or str(error)).lower()
-        raise _CannotListenError(f"cannot listen on {options.where}: {reason}") from None
+    return listen_on(
+        options.host,
+        options.port,
+        tcp=options.tcp,
+        unix=options.unix,
+        unix_mode=options.unix_mode,
+        reuse_port=reuse_port,
+    )
 
 
 async def _serve_until_signalled(
@@ -266,7 +259,9 @@ def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
         # Each worker binds its own socket, and the kernel spreads connections.
         # The parent binds the port too (without listening, so it gets no
         # connections), to learn the port 0 picked, and to hold it.
-        listeners = reserved = _bind(options, reuse_port=True, listen=False)
+        listeners = reserved = listen_on(options.host, options.port, reuse_port=True, listen=False)[
+            0
+        ]
         pass_fds = []
         command += ["--port", str(listeners[0].getsockname()[1]), "--reuse-port"]
     else:

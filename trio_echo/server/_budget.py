@@ -125,6 +125,10 @@ class MemoryBudget:
             trio.lowlevel.reschedule(waiter.task)
 
 
+MIN_GRANT = 1024
+"""The fewest bytes worth a read when the memory budget is short."""
+
+
 class Account:
     """One connection's charge on a `MemoryBudget`.
 
@@ -141,7 +145,7 @@ class Account:
 
     __slots__ = ("_budget", "_charged", "_minimum", "_overhead", "_reserved")
 
-    def __init__(self, budget: MemoryBudget, *, overhead: int, minimum: int) -> None:
+    def __init__(self, budget: MemoryBudget, *, overhead: int, minimum: int = MIN_GRANT) -> None:
         self._budget = budget
         self._overhead = overhead
         self._minimum = minimum

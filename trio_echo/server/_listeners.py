@@ -1,49 +1,46 @@
-# The listening side: sockets bound, connections accepted within a cap, each
-# served in its own task of the server's connections nursery, and a graceful
-# shutdown.
+# Listening sockets, built in one place: bound here (TCP, or a unix socket),
+# or handed over (inherited file descriptors, or systemd's socket
+# activation); and what accepts connections on them (`Listener`).
 #
-# The accept loop waits until a listening socket is readable, then accepts
-# the pending connections (up to ACCEPT_BATCH per wakeup, so that a flood of
-# connections cannot starve the tasks already running) instead of one per
-# wakeup. It serves what has arrived on them inline only until they have
-# framed MAX_MESSAGES_PER_STEP messages in that wakeup; the rest are served
-# in their own tasks, so the accepting task's step stays about as short as a
-# connection's. It never holds a connection slot while it waits: it takes slots
-# only for connections that are already there, so one listener (say IPv4)
-# cannot keep another (IPv6) from accepting.
+# `listen_on` binds what a server is asked to listen on, and `handed_over`
+# takes what it was given; each failure is one sentence. The unix socket's
+# file (made, found stale, removed) is `_unix.py`'s.
 #
-# Each new connection is first served with what has already arrived
-# (Connection.serve_ready): one whose message is complete ends there, in the
-# accepting task. The others get a task of their own in the connections
-# nursery. A bug in the handler is logged, with its traceback, by the
-# connection itself, and ends only that connection: neither call raises it.
-#
-# The listeners may be TCP or unix sockets, and with TLS every accepted
-# stream is wrapped in a trio.SSLStream: its handshake runs in the
-# connection's own task, never in the accepting one.
+# A `SocketListener` accepts on a listening socket: each connection is a
+# `FastSocketStream`, named by its peer. A `TLSListener` wraps a listener and
+# each stream it accepts in a `trio.SSLStream`, as `trio.SSLListener` does;
+# the handshake waits for the connection's own task.
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
-import math
 import os
 import socket
 from collections.abc import Sequence
+from typing import Protocol
 
 import attrs
 import trio
 
-from ..protocol import MAX_MESSAGES_PER_STEP
-from ._budget import MemoryBudget
-from ._config import ServerConfig
-from ._metrics import ServerMetrics
-from ._pump import Connection
 from ._socket_stream import FastSocketStream
 from ._tls import ServerTLS
-from ._unix import peer_credentials
+from ._unix import UnixSocketFile, open_unix_listener, peer_credentials
 
-__all__ = ["ALL_INTERFACES", "EchoServer", "ListenAddress", "open_listeners"]
+__all__ = [
+    "ALL_INTERFACES",
+    "ActivationError",
+    "CannotListenError",
+    "ListenAddress",
+    "Listener",
+    "SocketListener",
+    "TLSListener",
+    "accepted_stream",
+    "check_listener",
+    "handed_over",
+    "listen_on",
+    "listeners_from_fds",
+    "open_listeners",
+    "systemd_listeners",
+]
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -52,21 +49,6 @@ ALL_INTERFACES = "*"
 
 BACKLOG = 4096
 """Pending connections the kernel may queue (it caps this at somaxconn)."""
-
-ACCEPT_BATCH = 16
-"""Connections accepted (and served inline, if they can be) per wakeup of a
-listener, at most: about a millisecond of work for short connections."""
-
-# Accept errors that say the process or the machine is out of something: wait
-# a moment and try again, as trio's own serve_listeners does.
-_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-_RESOURCE_PAUSE = 0.1
-
-LIMIT_WARNING_INTERVAL = 60.0
-"""Seconds between two warnings that the connection limit was reached."""
-
-# Accept errors about one connection that died while queued: skip it.
-_TRANSIENT_ERRORS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
 
 
 @attrs.frozen
@@ -187,6 +169,138 @@ _FAMILIES = frozenset(
 )
 
 
+LISTEN_FDS_START = 3
+"""The first file descriptor systemd passes (SD_LISTEN_FDS_START)."""
+
+
+class ActivationError(ValueError):
+    """A handed-over file descriptor is not a listening stream socket."""
+
+
+def listeners_from_fds(fds: list[int]) -> list[socket.socket]:
+    """Wrap inherited file descriptors of listening stream sockets.
+
+    Args:
+        fds: The file descriptors.
+
+    Returns:
+        Non-blocking socket objects that own the descriptors.
+
+    Raises:
+        ActivationError: If a descriptor is not an open, listening TCP
+            socket.
+    """
+    listeners = []
+    for fd in fds:
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as error:
+            raise ActivationError(
+                f"file descriptor {fd} is not a socket ({error.strerror})"
+            ) from None
+        if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+        ):
+            sock.detach()
+            raise ActivationError(f"file descriptor {fd} is not a listening stream socket")
+        try:
+            check_listener(sock)
+        except ValueError as error:
+            sock.detach()
+            raise ActivationError(f"file descriptor {fd}: {error}") from None
+        sock.setblocking(False)
+        listeners.append(sock)
+    return listeners
+
+
+def systemd_listeners(environ: dict[str, str] | None = None) -> list[socket.socket] | None:
+    """Return the sockets systemd passed to this process, if it passed any.
+
+    Follows sd_listen_fds(3): the sockets are file descriptors 3 to
+    3 + LISTEN_FDS - 1, meant for this process only if LISTEN_PID is its
+    process id. The variables are removed from the environment either way,
+    so that child processes do not take the sockets for their own.
+
+    Returns:
+        The listening sockets, or None if none were passed.
+
+    Raises:
+        ActivationError: If a passed descriptor is not a listening stream
+            socket.
+    """
+    env = os.environ if environ is None else environ
+    pid, count = env.get("LISTEN_PID"), env.get("LISTEN_FDS")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        env.pop(name, None)
+    if not pid or not count or not pid.isdigit() or int(pid) != os.getpid():
+        return None
+    if not count.isdigit() or int(count) == 0:
+        return None
+    return listeners_from_fds(list(range(LISTEN_FDS_START, LISTEN_FDS_START + int(count))))
+
+
+class CannotListenError(Exception):
+    """No listening socket could be had; the message says why, in a sentence."""
+
+
+def listen_on(
+    host: str,
+    port: int,
+    *,
+    tcp: bool = True,
+    unix: str | None = None,
+    unix_mode: int = 0o600,
+    reuse_port: bool = False,
+    listen: bool = True,
+) -> tuple[list[socket.socket], UnixSocketFile | None]:
+    """Listen where a server is asked to: TCP on ``host`` and ``port``, a unix socket, or both.
+
+    Args:
+        host: The host (or `ALL_INTERFACES`), if ``tcp``.
+        port: The port (0: a free one), if ``tcp``.
+        tcp: Whether to listen on TCP.
+        unix: A unix socket's path to listen on, if any.
+        unix_mode: The unix socket file's permissions.
+        reuse_port: Bind TCP with ``SO_REUSEPORT``.
+        listen: Whether to listen on TCP; False only binds (see `open_listeners`).
+
+    Returns:
+        The listening sockets, and the unix socket's file, to remove on exit.
+
+    Raises:
+        CannotListenError: If an address cannot be had; nothing is left open.
+    """
+    listeners = []
+    if tcp:
+        try:
+            listeners = open_listeners(host, port, reuse_port=reuse_port, listen=listen)
+        except OSError as error:
+            where = format_address(host, port)
+            raise CannotListenError(f"cannot listen on {where}: {_reason(error)}") from None
+    if unix is None:
+        return listeners, None
+    try:
+        sock, socket_file = open_unix_listener(unix, mode=unix_mode, backlog=BACKLOG)
+    except OSError as error:
+        for other in listeners:
+            other.close()
+        raise CannotListenError(f"cannot listen on unix:{unix}: {_reason(error)}") from None
+    return [*listeners, sock], socket_file
+
+
+def _reason(error: OSError) -> str:
+    return (error.strerror or str(error)).lower()
+
+
+def handed_over(fds: Sequence[int] = ()) -> list[socket.socket] | None:
+    """The listening sockets handed over: ``fds`` if any, else systemd's, if it passed any.
+
+    Raises:
+        ActivationError: If a descriptor is not a listening stream socket.
+    """
+    return listeners_from_fds(list(fds)) if fds else systemd_listeners()
+
+
 def accepted_stream(sock: socket.socket) -> FastSocketStream:
     """Return the stream a server serves an accepted socket on.
 
@@ -196,193 +310,76 @@ def accepted_stream(sock: socket.socket) -> FastSocketStream:
     return FastSocketStream(sock, set_nodelay=False, set_nonblocking=False)
 
 
+class Listener(Protocol):
+    """Where a server accepts connections, each as a stream to serve.
+
+    Attributes:
+        socket: The listening socket, to wait on until it is readable.
+    """
+
+    socket: socket.socket
+
+    def accept_nowait(self) -> tuple[trio.abc.Stream, str] | None:
+        """Accept a pending connection: its stream and its peer's name.
+
+        Returns:
+            None if no connection is pending.
+
+        Raises:
+            OSError: If the socket's accept failed.
+        """
+
+
+class SocketListener:
+    """Accepts on a listening TCP or unix socket: each connection a `FastSocketStream`."""
+
+    __slots__ = ("socket",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = sock
+
+    def accept_nowait(self) -> tuple[trio.abc.Stream, str] | None:
+        while True:
+            try:
+                sock, address = self.socket.accept()
+            except BlockingIOError:
+                return None
+            peer = _peer_name(sock, address)
+            try:
+                return accepted_stream(sock), peer
+            except OSError as error:  # reset while queued: on to the next
+                sock.close()
+                logger.warning(
+                    "connection from %s ended: reset before it was served: %s", peer, error
+                )
+
+
+class TLSListener:
+    """Wraps a listener: each stream it accepts is served in a `trio.SSLStream`.
+
+    Args:
+        inner: The listener to wrap.
+        tls: The server's TLS context, read on each accept (so that a
+            reloaded certificate serves the connections accepted from then on).
+    """
+
+    __slots__ = ("_inner", "_tls", "socket")
+
+    def __init__(self, inner: Listener, tls: ServerTLS) -> None:
+        self._inner = inner
+        self._tls = tls
+        self.socket = inner.socket
+
+    def accept_nowait(self) -> tuple[trio.abc.Stream, str] | None:
+        if (accepted := self._inner.accept_nowait()) is None:
+            return None
+        stream, peer = accepted
+        return trio.SSLStream(stream, self._tls.context, server_side=True), peer
+
+
 def _peer_name(sock: socket.socket, address: object) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         return format_address(str(address[0]), int(address[1]))
     if sock.family == getattr(socket, "AF_UNIX", None):
         return f"unix:{peer_credentials(sock)}"  # a client's address is seldom named
     return str(address) or sock.family.name
-
-
-class EchoServer:
-    """A trio_echo server on listening sockets.
-
-    Start it with ``addresses = await nursery.start(server.serve)``; stop it
-    with `shutdown` (graceful) or `abort`.
-
-    Args:
-        config: How to serve connections.
-        listeners: Bound, listening TCP or unix sockets (from
-            `open_listeners` or `open_unix_listener`, or handed over by
-            systemd). The server closes them when it stops.
-        metrics: Whether to count what `metrics` reports (nothing is
-            counted otherwise).
-        tls: Serve every connection over TLS, with this context (which
-            `ServerTLS.reload` may replace while the server runs); None for
-            plain TCP.
-
-    Attributes:
-        metrics: What the server counts, if asked to (see `serve_metrics`).
-
-    Raises:
-        ValueError: If there is no listener, or one is not a stream socket.
-    """
-
-    def __init__(
-        self,
-        config: ServerConfig,
-        listeners: Sequence[socket.socket],
-        *,
-        metrics: bool = False,
-        tls: ServerTLS | None = None,
-    ) -> None:
-        if not listeners:
-            raise ValueError("a server needs at least one listening socket")
-        for sock in listeners:
-            check_listener(sock)
-        self.config = config
-        self.tls = tls
-        self._listeners = list(listeners)
-        for sock in self._listeners:
-            # Accepted sockets inherit it: one call here, none per connection.
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._budget = budget = MemoryBudget(config.memory_budget)
-        self.metrics = (
-            ServerMetrics(
-                open_connections=lambda: self._active,
-                budget=lambda: (budget.used, budget.total, budget.waiting),
-            )
-            if metrics
-            else None
-        )
-        self._active = 0
-        self._slot_freed = trio.lowlevel.ParkingLot()
-        self._next_limit_warning = -math.inf
-        self._accept_scope = trio.CancelScope()
-        self._connections_scope = trio.CancelScope()
-
-    @property
-    def addresses(self) -> list[ListenAddress]:
-        """The addresses listened on."""
-        return [ListenAddress.of(sock) for sock in self._listeners if sock.fileno() != -1]
-
-    @property
-    def connections(self) -> int:
-        """The connections being served now."""
-        return self._active
-
-    async def serve(
-        self, *, task_status: trio.TaskStatus[list[ListenAddress]] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Accept and serve connections until `shutdown` or `abort`.
-
-        Returns once accepting has stopped and every connection has ended.
-
-        Args:
-            task_status: Given the listening addresses once accepting has
-                begun.
-        """
-        try:
-            with self._connections_scope:
-                async with trio.open_nursery() as connections:
-                    with self._accept_scope:
-                        async with trio.open_nursery() as acceptors:
-                            for listener in self._listeners:
-                                acceptors.start_soon(self._accept, listener, connections)
-                            task_status.started(self.addresses)
-                    self._close_listeners()
-                    if self._active:
-                        logger.info("waiting for %d connection(s) to end", self._active)
-        finally:
-            self._close_listeners()
-
-    def shutdown(self, grace: float) -> None:
-        """Stop accepting, and give open connections ``grace`` seconds to end.
-
-        Connections still open after that are cancelled (and logged as
-        ``cancelled``). Calling it again can only shorten the grace period.
-
-        Args:
-            grace: Seconds; 0 cancels the connections at once.
-        """
-        self._accept_scope.cancel()
-        deadline = trio.current_time() + grace if grace > 0 else -math.inf
-        self._connections_scope.deadline = min(self._connections_scope.deadline, deadline)
-
-    def abort(self) -> None:
-        """Stop accepting and cancel every connection now."""
-        self.shutdown(0)
-
-    def _close_listeners(self) -> None:
-        for sock in self._listeners:
-            if sock.fileno() != -1:
-                trio.lowlevel.notify_closing(sock)
-                sock.close()
-
-    async def _accept(self, listener: socket.socket, connections: trio.Nursery) -> None:
-        config, budget, closed = self.config, self._budget, self._connection_closed
-        while True:
-            await trio.lowlevel.wait_readable(listener)
-            framed = 0  # messages framed in this step, inline
-            for _ in range(ACCEPT_BATCH):
-                if self._active >= config.max_connections:
-                    await self._wait_for_slot()
-                try:
-                    sock, address = listener.accept()
-                except BlockingIOError:
-                    break
-                except OSError as error:
-                    if error.errno in _TRANSIENT_ERRORS:
-                        continue
-                    if error.errno not in _RESOURCE_ERRORS:
-                        raise
-                    logger.warning(
-                        "cannot accept on %s: %s; retrying in %g s",
-                        ListenAddress.of(listener),
-                        error.strerror,
-                        _RESOURCE_PAUSE,
-                    )
-                    await trio.sleep(_RESOURCE_PAUSE)
-                    break
-                peer = _peer_name(sock, address)
-                stream: trio.abc.Stream
-                try:
-                    stream = accepted_stream(sock)
-                    if self.tls is not None:  # its handshake waits for the connection's task
-                        stream = trio.SSLStream(stream, self.tls.context, server_side=True)
-                except OSError as error:
-                    sock.close()
-                    logger.warning(
-                        "connection from %s ended: reset before it was served: %s", peer, error
-                    )
-                    continue
-                connection = Connection(stream, config, budget, peer, on_close=closed)
-                self._active += 1
-                if framed >= MAX_MESSAGES_PER_STEP or not connection.serve_ready():
-                    connections.start_soon(connection.serve, name=peer)
-                framed += connection.messages
-
-    def _connection_closed(self, connection: Connection) -> None:
-        self._active -= 1
-        if self.metrics is not None and (report := connection.report) is not None:
-            self.metrics.connection_ended(report)
-        if self._slot_freed:
-            self._slot_freed.unpark_all()
-
-    async def _wait_for_slot(self) -> None:
-        if self.metrics is not None:
-            self.metrics.accepting_paused()
-        now = trio.current_time()
-        if now >= self._next_limit_warning:
-            # Said once, not once per connection: a server at its cap may
-            # pause and resume on every connection that ends.
-            self._next_limit_warning = now + LIMIT_WARNING_INTERVAL
-            logger.warning(
-                "connection limit reached (%d): not accepting until a connection ends"
-                " (said at most once a minute)",
-                self.config.max_connections,
-            )
-        while self._active >= self.config.max_connections:
-            await self._slot_freed.park()

@@ -1,30 +1,19 @@
 # One connection, from its first byte to its close: a pump.
 #
-# The EchoProtocol decides; this module moves bytes. It asks the protocol
-# what to do next, does it, and reports back what happened, with the time.
-# It owns what the protocol cannot: the stream, the cancel scope (whose
-# deadline it keeps at the protocol's), the connection's charge on the
-# server's memory budget, and the log line.
+# The EchoProtocol decides; the pump moves bytes, through the connection's
+# transport (chosen once, from the stream's type: it never asks what kind of
+# stream it has). It keeps the cancel scope's deadline at the protocol's, the
+# charge on the memory budget, and the log line.
 #
 # A connection pays only for the structure it uses. What has arrived already
-# is served in the accepting task (`serve_ready`: one read and one step of
-# the protocol), when the stream has the `NowaitStream` calls; a count
-# connection whose message is there ends right there. A connection that has
-# to wait does so in its own task (`serve`), in a nursery whose scope
-# carries the deadline. Reads go on while the stream has bytes, until the
-# protocol says YIELD; answers go out inline while the stream takes them; a
-# writer task is started only once one has to wait for the peer. Both paths
-# end in `_finish`, the one place that turns an exception into an ending.
-#
-# A TLS stream (`trio.SSLStream`) has no such calls and cannot half-close: it
-# is served in its own task, from its handshake on, through the stream's
-# calls alone, and closed with `aclose` (close_notify) whenever the protocol
-# closes it; forcefully only when it broke or was cancelled.
+# is served in the accepting task (`serve_ready`): a count message that is
+# there ends right there. A connection that has to wait does so in its own
+# task (`serve`). Reads go on while the transport has bytes, until the
+# protocol says YIELD; answers go out inline while it takes them, and a
+# writer (`_writer.py`) starts once one has to wait. Both end in `_finish`.
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import cast
 
 import trio
 
@@ -34,50 +23,27 @@ from ..protocol import (
     CLOSE,
     HANDSHAKE,
     PAUSED,
-    READ_SIZE_MAX,
     YIELD,
     Action,
     Chunk,
     Deadline,
     EchoProtocol,
-    Outcome,
     Receive,
-    Unread,
 )
 from ._budget import Account, MemoryBudget
 from ._config import ServerConfig
-from ._report import (
-    ConnectionReport,
-    debugging,
-    describe_failure,
-    log_chunk,
-    log_ending,
-    split_failure,
-)
-from ._socket_stream import FastSocketStream, NowaitStream, has_nowait_calls
+from ._report import ConnectionReport, abort_for, debugging, log_ending
+from ._transport import TracingTransport, Transport, transport_for
+from ._writer import Writer
 
-__all__ = ["Connection", "HandlerError", "handle_connection"]
-
-
-TLS_RECORD_SIZE = 16 * 1024
-"""The most plaintext a TLS record carries: all one read of a TLS stream returns."""
-
-MIN_GRANT = 1024
-"""The fewest bytes worth a read when the memory budget is short."""
-
-# The transport's answer to CHECK_UNREAD: would closing now reset?
-_UNREAD = {True: Unread.YES, False: Unread.NO, None: Unread.UNKNOWN}
-
-
-class HandlerError(Exception):
-    """A bug in trio_echo ended a connection; the bug is the ``__cause__``."""
+__all__ = ["Connection"]
 
 
 class Connection:
     """One connection, served by `serve_ready` and then, if needed, `serve`.
 
     Args:
-        stream: The connection; it is closed when the connection ends.
+        stream: The connection; closed when it ends.
         config: How to serve it.
         budget: The memory budget shared with the server's other connections.
         peer: The peer's address, for the log.
@@ -87,18 +53,15 @@ class Connection:
     __slots__ = (
         "_account",
         "_deadline",
-        "_debug",
         "_duration",
-        "_nowait",
         "_on_close",
         "_peer",
         "_protocol",
-        "_reader_lot",
         "_scope",
         "_start",
         "_stream",
-        "_writer_lot",
-        "_writer_sending",
+        "_transport",
+        "_writer",
         "failure",
     )
 
@@ -113,27 +76,24 @@ class Connection:
     ) -> None:
         self._start = now = trio.current_time()
         self._stream = stream
-        self._nowait = nowait = (
-            cast("NowaitStream", stream) if has_nowait_calls(type(stream)) else None
-        )
-        tls = isinstance(stream, trio.SSLStream)
-        self._protocol = EchoProtocol(
+        transport = transport_for(stream)
+        self._protocol = protocol = EchoProtocol(
             config.mode,
             limits=config.limits,
             now=now,
-            can_half_close=nowait is not None or _can_half_close(type(stream)),
-            handshake=tls,
-            max_read=TLS_RECORD_SIZE if tls else READ_SIZE_MAX,
+            can_half_close=transport.can_half_close,
+            handshake=transport.handshake,
+            max_read=transport.max_read,
         )
-        self._account = Account(budget, overhead=BUFFER_OVERHEAD, minimum=MIN_GRANT)
+        if debugging():  # the original's per-chunk lines
+            transport = TracingTransport(transport, protocol, peer)
+        self._transport: Transport[trio.abc.Stream] = transport
+        self._account = Account(budget, overhead=BUFFER_OVERHEAD)
         self._peer = peer
         self._scope: trio.CancelScope | None = None
         self._deadline: Deadline | None = None  # the protocol's, as set on the scope
-        self._writer_lot: trio.lowlevel.ParkingLot | None = None  # made with the writer
-        self._reader_lot: trio.lowlevel.ParkingLot | None = None
-        self._writer_sending = False
+        self._writer: Writer | None = None  # started once an answer has to wait
         self._on_close = on_close
-        self._debug = debugging()  # the original's per-chunk lines
         self._duration: float | None = None  # set when it has ended
         self.failure: BaseException | None = None
         """A bug that ended the connection, if one did."""
@@ -153,200 +113,130 @@ class Connection:
     def serve_ready(self) -> bool:
         """Serve what has arrived already, without waiting.
 
-        Returns:
-            True if the connection has ended (it is closed and logged); if
-            False, `serve` carries on from where this stopped.
+        Returns whether the connection has ended (closed and logged); if not,
+        `serve` carries on from where this stopped.
         """
-        if self._nowait is None:
-            return False
+        error: Exception | None = None
         try:
             if self._advance(None) is not CLOSE:
                 return False
-        except Exception as error:  # the peer broke the connection, or a bug
-            self._finish(error)
-        else:
-            self._finish(None)
+        except Exception as caught:  # the peer broke the connection, or a bug
+            error = caught
+        self._transport.close_nowait(self._stream)
+        self._finish(error)
         return True
 
     async def serve(self) -> None:
         """Serve the connection until it ends; then close it and log it.
 
-        The peer's faults and bugs in the handler end the connection, and
-        are logged (a bug with its traceback, and kept in `failure`); neither
-        is raised: one connection cannot take its server down.
+        The peer's faults and bugs end the connection and are logged (a bug
+        with its traceback, kept in `failure`), never raised.
 
         Raises:
             trio.Cancelled: If the surrounding scope was cancelled; the
                 connection is closed and logged (``cancelled``) first.
         """
         protocol, account, stream = self._protocol, self._account, self._stream
-        nowait = self._nowait
+        transport = self._transport
+        drained, wait_receivable = transport.drained, transport.wait_receivable
+        receive_nowait = transport.receive_nowait
         error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
                 self._scope = nursery.cancel_scope
-                # Do what the protocol says until it says CLOSE. (Inline, not
-                # in a method of its own: a frame less for every waiting
-                # connection.)
-                received: bytes | bytearray | None = None  # what the last read brought
+                # Do what the protocol says until it says CLOSE (inline: a
+                # frame less for every waiting connection).
+                received: bytes | bytearray | None = None  # the last read's bytes
                 while (action := self._advance(nursery, received)) is not CLOSE:
                     received = None
                     if type(action) is Receive:
                         # While bytes are there, read on: the protocol says
                         # YIELD when a step's work is done. (A read that
-                        # waits holds no reservation.)
-                        if nowait is not None and nowait.drained():
-                            await nowait.wait_receivable()
+                        # waits for readiness holds no reservation.)
+                        if drained(stream):
+                            await wait_receivable(stream)
                         if not (size := account.reserve_nowait(action.max_bytes)):
                             protocol.budget_wait(trio.current_time())
                             self._sync_deadline()
                             size = await account.reserve(action.max_bytes)
                             protocol.budget_granted(trio.current_time())
                             self._sync_deadline()
-                        if nowait is None:
-                            received = await stream.receive_some(size)
-                        elif (received := nowait.receive_nowait(size)) is None:
+                        if (received := receive_nowait(stream, size)) is None and (
+                            received := await transport.receive(stream, size)
+                        ) is None:
                             account.settle(protocol.held)  # not there after all
                     elif action is YIELD:
                         await trio.lowlevel.checkpoint()
-                    elif action is PAUSED:
-                        if self._reader_lot is None:
-                            self._reader_lot = trio.lowlevel.ParkingLot()
-                        await self._reader_lot.park()  # until the writer has sent some
+                    elif action is PAUSED:  # what is held waits for the writer
+                        assert self._writer is not None  # (what it waits for, see `_advance`)
+                        await self._writer.wait_sent()
                     elif action is HANDSHAKE:
-                        await cast("trio.SSLStream[trio.abc.Stream]", stream).do_handshake()
+                        await transport.do_handshake(stream)
                         protocol.handshake_done(trio.current_time())
                     else:  # SEND_EOF: asked of a half-closeable stream only
-                        await cast("trio.abc.HalfCloseableStream", stream).send_eof()
+                        await transport.send_eof(stream)
                         protocol.eof_sent(trio.current_time())
                 nursery.cancel_scope.cancel()  # the writer, if one waits
             if nursery.cancel_scope.cancelled_caught:
-                self._protocol.expired(trio.current_time())  # unless it had ended already
-            if self._nowait is None:
-                # The protocol closes (it ended, or gave up on the peer): say
-                # so gracefully (a TLS stream sends close_notify), within the
-                # linger time. A broken stream or a cancellation is closed
-                # forcefully below.
-                with trio.move_on_after(self._protocol.limits.linger_timeout):
-                    await self._stream.aclose()
+                protocol.expired(trio.current_time())  # unless it had ended already
+            # The protocol closes (it ended, or gave up on the peer): gracefully.
+            await transport.aclose(stream, protocol.limits.linger_timeout)
         except BaseException as caught:
             error = caught
-        if self._nowait is None:
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self._stream)  # a no-op once closed
+        await transport.aclose_forcefully(stream)  # a no-op once closed
         if (uncaught := self._finish(error)) is not None:
             raise uncaught
 
     def _advance(
         self, nursery: trio.Nursery | None, received: bytes | bytearray | None = None
     ) -> Action:
-        """Do what the protocol asks while that needs no wait; return what does.
-
-        First the protocol takes ``received``, the bytes of the read just
-        made, if any. In the accepting task (no nursery) that includes one
-        read, if bytes are there.
-        """
-        protocol, nowait = self._protocol, self._nowait
+        """Do what needs no wait (``received`` first; inline, one read more); return what does."""
+        protocol, account = self._protocol, self._account
         now = trio.current_time()  # nothing here waits: one reading serves
         if received is not None:
-            self._received(received, now)
+            protocol.receive_data(received, now)
         read_once = nursery is None
         while True:
-            if self._debug:
-                headers = protocol.headers
-                action = protocol.next_action(now)
-                if protocol.headers != headers:
-                    log_chunk(self._peer, "extracted", protocol.length)
-            else:
-                action = protocol.next_action(now)
+            action = protocol.next_action(now)
             data = protocol.data_to_send()
             if data is not None and self._send_ready(data, nursery, now) and action is PAUSED:
                 continue
             if action is CHECK_UNREAD:
-                protocol.report_unread(_UNREAD[self._would_reset()])
+                protocol.report_unread(self._transport.would_reset(self._stream))
                 continue
-            if read_once and type(action) is Receive and nowait is not None:
+            if read_once and type(action) is Receive:
                 read_once = False
-                size = self._account.reserve_nowait(action.max_bytes)
-                if size and (data := nowait.receive_nowait(size)) is not None:
-                    self._received(data, now)
-                    continue
-            self._account.settle(protocol.held)  # what framing and sending left
+                if size := account.reserve_nowait(action.max_bytes):
+                    received = self._transport.receive_nowait(self._stream, size)
+                    if received is not None:
+                        protocol.receive_data(received, now)
+                        continue
+            account.settle(protocol.held)  # what framing and sending left
             self._sync_deadline()
             return action
 
-    def _received(self, data: bytes | bytearray, now: float) -> None:
-        # The account is settled once the protocol has framed them (`_advance`).
-        protocol = self._protocol
-        protocol.receive_data(data, now)
-        if self._debug:
-            log_chunk(self._peer, "received", len(data), protocol.bytes_in)
-
     def _send_ready(self, data: Chunk, nursery: trio.Nursery | None, now: float) -> bool:
-        """Send ``data``, and what follows, while the stream takes them.
-
-        The rest is left to the writer; the caller settles the budget.
-
-        Returns:
-            Whether any bytes were sent.
-        """
-        protocol, nowait = self._protocol, self._nowait
+        """Send while the transport takes it, the rest by the writer; return whether any went."""
+        protocol, writer = self._protocol, self._writer
         sent = False
-        if nowait is not None and not self._writer_sending:
+        if writer is None or not writer.sending:
+            send_nowait, stream = self._transport.send_nowait, self._stream
             following: Chunk | None = data
             while following is not None:
-                if count := nowait.send_nowait(following):
+                if count := send_nowait(stream, following):
                     protocol.sent(count, now)
                     sent = True
-                    if self._debug:
-                        log_chunk(self._peer, "echoed", count, protocol.bytes_out)
                 if count < len(following):
                     break
                 following = protocol.data_to_send()
             else:
                 return sent
-        if nursery is not None:  # in the accepting task, the rest waits for the task
-            if self._writer_lot is None:
-                self._writer_lot = trio.lowlevel.ParkingLot()
-                nursery.start_soon(self._write)
-            self._writer_lot.unpark()
+        if writer is not None:
+            writer.wake()
+        elif nursery is not None:
+            self._writer = writer = Writer(protocol, self._account, on_sent=self._sync_deadline)
+            nursery.start_soon(writer.run, self._transport, self._stream)
         return sent
-
-    async def _write(self) -> None:
-        """The writer task: send the answers as the peer takes them."""
-        protocol, stream, lot = self._protocol, self._stream, self._writer_lot
-        assert lot is not None
-        while True:
-            if (data := protocol.data_to_send()) is None:
-                await lot.park()
-                continue
-            self._writer_sending = True
-            await stream.send_all(data)
-            self._writer_sending = False
-            protocol.sent(len(data), trio.current_time())
-            self._account.hold(protocol.held)
-            if self._debug:
-                log_chunk(self._peer, "echoed", len(data), protocol.bytes_out)
-            self._sync_deadline()
-            if self._reader_lot is not None:
-                self._reader_lot.unpark()
-
-    def _would_reset(self) -> bool | None:
-        """The transport's answer to CHECK_UNREAD: could closing now reset?
-
-        None where the transport cannot tell. Under TLS, only the socket's
-        bytes known to wait count (see `EchoProtocol`): the graceful close
-        sends close_notify, after which the peer has nothing more to say but
-        its own.
-        """
-        if self._nowait is not None:
-            return self._nowait.close_would_reset()
-        stream = self._stream
-        if isinstance(stream, trio.SSLStream):
-            transport = stream.transport_stream
-            if isinstance(transport, FastSocketStream):
-                return transport.unread_waiting()
-        return None
 
     def _sync_deadline(self) -> None:
         if self._scope is None:
@@ -357,75 +247,14 @@ class Connection:
             self._scope.deadline = deadline.when
 
     def _finish(self, error: BaseException | None) -> BaseException | None:
-        """The one ending: what ended it, the budget given back, the log line.
-
-        Returns:
-            What of ``error`` is not the connection's to absorb (a
-            cancellation, an interrupt), to be raised on.
-        """
+        """The one ending, once the stream is closed; returns what to raise on."""
         protocol = self._protocol
-        if self._nowait is not None:
-            self._nowait.close_nowait()
-        bugs = uncaught = None
+        uncaught = None
         if error is not None:
-            bugs, uncaught = split_failure(error)
-            if bugs is not None:
-                self.failure = bugs
-                protocol.abort(Outcome.INTERNAL_ERROR, f"{type(bugs).__name__}: {bugs}")
-            elif uncaught is not None:
-                protocol.abort(Outcome.CANCELLED)
-            else:
-                protocol.abort(Outcome.RESET, describe_failure(error))
+            self.failure, uncaught = abort_for(protocol, error)
         self._account.settle(0)
         self._duration = trio.current_time() - self._start
         log_ending(protocol, self._peer, self._duration, self.failure)
         if self._on_close is not None:
             self._on_close(self)
         return uncaught
-
-
-@functools.cache
-def _can_half_close(stream_type: type) -> bool:
-    return issubclass(stream_type, trio.abc.HalfCloseableStream)
-
-
-async def handle_connection(
-    stream: trio.abc.Stream,
-    config: ServerConfig | None = None,
-    *,
-    budget: MemoryBudget | None = None,
-    peer: str = "-",
-) -> ConnectionReport:
-    """Serve one connection until it ends, then close it and log one line.
-
-    Faults of the peer end the connection and are reported in the returned
-    `ConnectionReport`, never raised. The stream is closed on return.
-
-    Args:
-        stream: The connection.
-        config: How to serve it; the defaults if None.
-        budget: The memory budget shared with other connections; one of
-            its own if None.
-        peer: The peer's address, for the log.
-
-    Returns:
-        What happened, as logged.
-
-    Raises:
-        HandlerError: A bug in the handler, after the connection is closed
-            and logged with its traceback.
-        trio.Cancelled: If the surrounding scope was cancelled; the
-            connection is closed and logged first.
-    """
-    config = config if config is not None else ServerConfig()
-    connection = Connection(stream, config, budget or MemoryBudget(config.memory_budget), peer)
-    ended = connection.serve_ready()
-    # What serve_ready did was a step of work: let others run before the
-    # next (not a cancel point: only `serve` can close what is left open).
-    await trio.lowlevel.cancel_shielded_checkpoint()
-    if not ended:
-        await connection.serve()
-    if connection.failure is not None:
-        raise HandlerError(f"a bug ended the connection from {peer}") from connection.failure
-    assert connection.report is not None
-    return connection.report

@@ -18,6 +18,7 @@ from ._log import hold_text_line
 __all__ = [
     "ConnectionReport",
     "Outcome",
+    "abort_for",
     "debugging",
     "describe_failure",
     "log_chunk",
@@ -172,6 +173,26 @@ def log_chunk(peer: str, what: str, count: int | None, total: int = 0) -> None:
     else:
         direction = "received" if what == "received" else "sent"
         logger.debug("%s: %s data with len %d (total %s=%d)", peer, what, count, direction, total)
+
+
+def abort_for(
+    protocol: EchoProtocol, error: BaseException
+) -> tuple[BaseException | None, BaseException | None]:
+    """Tell ``protocol`` what ended its connection: a bug, a cancellation, or the peer.
+
+    Returns:
+        The bugs, if any (one exception, or a group of them), and what is
+        not the connection's to absorb (a cancellation, an interrupt), to be
+        raised on.
+    """
+    bugs, uncaught = split_failure(error)
+    if bugs is not None:
+        protocol.abort(Outcome.INTERNAL_ERROR, f"{type(bugs).__name__}: {bugs}")
+    elif uncaught is not None:
+        protocol.abort(Outcome.CANCELLED)
+    else:
+        protocol.abort(Outcome.RESET, describe_failure(error))
+    return bugs, uncaught
 
 
 def split_failure(error: BaseException) -> tuple[BaseException | None, BaseException | None]:

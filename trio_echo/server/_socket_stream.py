@@ -29,7 +29,15 @@ from typing import Protocol, runtime_checkable
 
 import trio
 
-__all__ = ["DEFAULT_RECEIVE_SIZE", "FastSocketStream", "NowaitStream", "has_nowait_calls"]
+__all__ = [
+    "DEFAULT_RECEIVE_SIZE",
+    "FastSocketStream",
+    "NowaitStream",
+    "close_would_reset",
+    "has_nowait_calls",
+    "unacknowledged",
+    "unread_waiting",
+]
 
 DEFAULT_RECEIVE_SIZE = 64 * 1024
 
@@ -138,12 +146,10 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         return self._sock
 
     def drained(self) -> bool:
-        """Whether the last read most likely emptied the socket.
+        """Whether the last read most likely emptied the socket (not a checkpoint).
 
-        True after a read that found nothing, or less than it asked for:
-        the next read would most likely fail with EAGAIN, so it should wait
-        for readiness first (`wait_receivable`, `receive_some`). Not a
-        checkpoint.
+        True after a read that found nothing, or less than it asked for: the
+        next should wait for readiness first (`wait_receivable`).
         """
         return self._drained
 
@@ -182,18 +188,13 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
     def wait_receivable(self) -> Awaitable[None]:
         """Wait until a receive would most likely not block.
 
-        Used as ``await stream.wait_receivable()``. A reader that must pay
-        for its read before it makes it (as a server with a memory budget
-        does) waits here first, so that a connection with nothing to read
-        holds nothing. After a short read this is trio's own wait for
-        readiness, `trio.lowlevel.wait_readable`, returned as it is: a
-        connection that waits holds no frame of the stream's (about 200
-        bytes each). Otherwise it is a checkpoint, as the socket may well
-        have more. Either way it is a checkpoint; `receive_nowait` may still
-        find nothing.
-
-        While it waits, the stream does not count as receiving: trio
-        refuses a second waiter, but not another task's `receive_nowait`.
+        Used as ``await stream.wait_receivable()``, by a reader that pays for
+        its read before it makes it (so that a connection with nothing to
+        read holds nothing). After a short read this is trio's own
+        `trio.lowlevel.wait_readable`, returned as it is (a waiting
+        connection holds no frame of the stream's); otherwise a checkpoint.
+        `receive_nowait` may still find nothing. While it waits, the stream
+        does not count as receiving (trio refuses a second waiter).
 
         Raises:
             trio.BusyResourceError: If another task is receiving (when
@@ -252,60 +253,8 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         return self._send_now(data)
 
     def close_would_reset(self) -> bool | None:
-        """Whether closing now could reset the connection, asked without reading.
-
-        It could if the peer's bytes wait unread, or if bytes sent are not yet
-        acknowledged (a byte the peer sends after the close would then draw
-        a reset that destroys them). Not a checkpoint.
-
-        Returns:
-            True or False; None where the platform cannot tell what is
-            acknowledged.
-
-        Raises:
-            trio.ClosedResourceError: If this stream was closed.
-            trio.BrokenResourceError: If the connection broke.
-        """
-        if (waiting := self.unread_waiting()) is not None:
-            return waiting
-        unacknowledged = self.unacknowledged()
-        return None if unacknowledged is None else unacknowledged > 0
-
-    def unread_waiting(self) -> bool | None:
-        """Whether the peer's bytes wait unread, asked without reading.
-
-        Not a checkpoint.
-
-        Returns:
-            True if they do; False if the peer has closed and nothing waits;
-            None if nothing waits and more may come.
-
-        Raises:
-            trio.ClosedResourceError: If this stream was closed.
-            trio.BrokenResourceError: If the connection broke.
-        """
-        if self._closed:
-            raise trio.ClosedResourceError("this stream was closed")
-        try:
-            waiting = self._sock.recv(1, socket.MSG_PEEK | _DONTWAIT)
-        except BlockingIOError:
-            return None
-        except OSError as error:
-            raise _translate(error, self._closed) from error
-        return bool(waiting)  # b"": the peer has closed, nothing more can come
-
-    def unacknowledged(self) -> int | None:
-        """Bytes sent that the peer has not acknowledged yet; None if unknown.
-
-        Not a checkpoint. Known where the platform has ``TIOCOUTQ`` (Linux).
-        """
-        if _OUTQ is None or self._closed:
-            return None
-        try:
-            answer = fcntl.ioctl(self._sock.fileno(), _OUTQ, b"\0\0\0\0")
-        except OSError:
-            return None
-        return int(struct.unpack("i", answer)[0])
+        """Whether closing now could reset the connection (`close_would_reset`)."""
+        return close_would_reset(self)
 
     def _send_now(self, data: bytes | bytearray | memoryview) -> int:
         if self._closed or self._eof_sent:
@@ -401,6 +350,67 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         """Close the socket (at once; unsent bytes are the kernel's to send)."""
         self.close_nowait()
         await trio.lowlevel.checkpoint()
+
+
+def close_would_reset(stream: FastSocketStream) -> bool | None:
+    """Whether closing ``stream`` now could reset its connection, asked without reading.
+
+    It could if the peer's bytes wait unread, or if bytes sent are not yet
+    acknowledged (a byte the peer sends after the close would then draw a
+    reset that destroys them). Not a checkpoint.
+
+    Returns:
+        True or False; None where the platform cannot tell what is
+        acknowledged.
+
+    Raises:
+        trio.ClosedResourceError: If the stream was closed.
+        trio.BrokenResourceError: If the connection broke.
+    """
+    if (waiting := unread_waiting(stream)) is not None:
+        return waiting
+    count = unacknowledged(stream)
+    return None if count is None else count > 0
+
+
+def unread_waiting(stream: FastSocketStream) -> bool | None:
+    """Whether the peer's bytes wait unread on ``stream``, asked without reading.
+
+    Not a checkpoint.
+
+    Returns:
+        True if they do; False if the peer has closed and nothing waits;
+        None if nothing waits and more may come.
+
+    Raises:
+        trio.ClosedResourceError: If the stream was closed.
+        trio.BrokenResourceError: If the connection broke.
+    """
+    sock = stream.socket
+    if sock.fileno() == -1:
+        raise trio.ClosedResourceError("this stream was closed")
+    try:
+        waiting = sock.recv(1, socket.MSG_PEEK | _DONTWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as error:
+        raise _translate(error, closed=False) from error
+    return bool(waiting)  # b"": the peer has closed, nothing more can come
+
+
+def unacknowledged(stream: FastSocketStream) -> int | None:
+    """Bytes sent on ``stream`` that the peer has not acknowledged yet; None if unknown.
+
+    Not a checkpoint. Known where the platform has ``TIOCOUTQ`` (Linux), on
+    an open stream.
+    """
+    if _OUTQ is None or (fd := stream.socket.fileno()) == -1:
+        return None
+    try:
+        answer = fcntl.ioctl(fd, _OUTQ, b"\0\0\0\0")
+    except OSError:
+        return None
+    return int(struct.unpack("i", answer)[0])
 
 
 def _translate(error: OSError, closed: bool) -> Exception:
