@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.processes import ROOT
 from trio_echo import ConfigError, Limits, Mode, ServerConfig
 from trio_echo.cli._checks import (
     CLIENT_RULES,
