@@ -28,7 +28,7 @@ class Outbox:
 
     They are sent in order; the first may be partly sent. Small answers are
     joined, so that a flood of tiny messages costs its bytes, not an object
-    each. Its fields are `OUTBOX_FIELDS`, slots of the protocol.
+    each. Its fields are `OUTBOX_FIELDS`, slots of the protocol, which starts them.
     """
 
     if not TYPE_CHECKING:  # its fields are the protocol's slots
@@ -43,13 +43,6 @@ class Outbox:
     if TYPE_CHECKING:
 
         def _progress(self, now: float) -> None: ...
-
-    def _start_outbox(self) -> None:
-        self._out = None
-        self._out_held = 0
-        self._out_offset = 0
-        self.bytes_out = 0
-        """Bytes sent."""
 
     def data_to_send(self) -> Chunk | None:
         """Return the next bytes to send, or None if there are none.

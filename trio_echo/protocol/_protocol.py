@@ -77,10 +77,9 @@ from ._state import (
     STATE_FIELDS,
     Closing,
     Ending,
-    Outcome,
     Unread,
 )
-from ._steps import READ_SIZE_LEAST, READ_SIZE_MAX, STEP_FIELDS, Steps
+from ._steps import READ_SIZE_LEAST, READ_SIZE_MAX, READ_SIZE_MIN, STEP_BYTES, STEP_FIELDS, Steps
 from ._timers import EXPIRY_OUTCOMES, TIMER_FIELDS, Timers
 
 __all__ = ["EchoProtocol"]
@@ -156,11 +155,30 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
         self._rules = rules = rules_of(mode)
         self.mode = rules.mode
         self._limits = limits
-        self._start_ending(handshake=handshake, can_half_close=can_half_close)
+        # The parts' fields start here (a call each would cost every connection).
+        # Ending:
+        self._phase = HANDSHAKING if handshake else READING
+        self._can_half_close = can_half_close
+        self._peer_closed = False
+        self._unread = None
+        self.outcome = None
+        """How the connection ended (or is ending); None while it is open."""
+        self.detail = ""
+        """What went wrong, in words, when something did."""
+        # Steps, and what it takes in:
+        self._yield_at = STEP_BYTES
+        self._read_size = READ_SIZE_MIN
+        self._read_max = max_read
+        self._step_messages = 0
         self._framer: CountFramer | None = rules.new_framer(limits)
         self._work = False  # received bytes (or an end of stream) not yet framed
-        self._start_steps(max_read)
-        self._start_outbox()
+        # Outbox:
+        self._out = None
+        self._out_held = 0
+        self._out_offset = 0
+        self.bytes_out = 0
+        """Bytes sent."""
+        # Timers:
         self._start_timers(now, handshake=handshake, header_from_start=rules.header_from_start)
         self.bytes_in = 0
         """Bytes received: every byte, including those discarded."""
@@ -238,20 +256,6 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
         if (ending := EXPIRY_OUTCOMES.get(self.deadline.expiry)) is not None:
             outcome, words = ending
             self._end(outcome, words.format(limits=self._limits))
-        self._close()
-
-    def abort(self, outcome: Outcome, detail: str = "") -> None:
-        """Report that the connection cannot go on.
-
-        Args:
-            outcome: Why: the transport broke (`Outcome.RESET`; during a TLS
-                handshake, `Outcome.TLS_HANDSHAKE`), the server cut the
-                connection (`Outcome.CANCELLED`), or a bug
-                (`Outcome.INTERNAL_ERROR`). An outcome already decided stays,
-                except that a bug is always told.
-            detail: What happened, in words.
-        """
-        self._end_aborted(outcome, detail)
         self._close()
 
     # -- What the pump does -------------------------------------------------

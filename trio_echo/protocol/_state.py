@@ -146,7 +146,7 @@ STATE_FIELDS = ("_can_half_close", "_peer_closed", "_phase", "_unread", "detail"
 class Ending:
     """The phase, and how the connection ends: a part of `EchoProtocol`.
 
-    Its fields are `STATE_FIELDS`, slots of the protocol.
+    Its fields are `STATE_FIELDS`, slots of the protocol, which starts them.
     """
 
     if not TYPE_CHECKING:  # its fields are the protocol's slots
@@ -159,15 +159,9 @@ class Ending:
     outcome: Outcome | Reason | None
     detail: str
 
-    def _start_ending(self, *, handshake: bool, can_half_close: bool) -> None:
-        self._phase: Phase = HANDSHAKING if handshake else READING
-        self._can_half_close = can_half_close
-        self._peer_closed = False
-        self._unread = None
-        self.outcome = None
-        """How the connection ended (or is ending); None while it is open."""
-        self.detail = ""
-        """What went wrong, in words, when something did."""
+    if TYPE_CHECKING:
+
+        def _close(self) -> object: ...
 
     @property
     def clean(self) -> bool:
@@ -185,13 +179,23 @@ class Ending:
             self.outcome = outcome
             self.detail = detail
 
-    def _end_aborted(self, outcome: Outcome, detail: str) -> None:
-        """Record an abort (see `EchoProtocol.abort`): a bug is always told."""
+    def abort(self, outcome: Outcome, detail: str = "") -> None:
+        """Report that the connection cannot go on.
+
+        Args:
+            outcome: Why: the transport broke (`Outcome.RESET`; during a TLS
+                handshake, `Outcome.TLS_HANDSHAKE`), the server cut the
+                connection (`Outcome.CANCELLED`), or a bug
+                (`Outcome.INTERNAL_ERROR`). An outcome already decided stays,
+                except that a bug is always told.
+            detail: What happened, in words.
+        """
         if outcome is Outcome.INTERNAL_ERROR:
             self.outcome = None
         elif outcome is Outcome.RESET and self._phase is HANDSHAKING:
             outcome = Outcome.TLS_HANDSHAKE
         self._end(outcome, detail)
+        self._close()
 
     def _closing(self) -> Closing | type[CHECK_UNREAD]:
         """How a connection that ended well closes, once its answers are out.

@@ -62,7 +62,7 @@ STEP_FIELDS = ("_read_max", "_read_size", "_step_messages", "_yield_at")
 class Steps:
     """The bounds of the current step, and the size of reads: a part of `EchoProtocol`.
 
-    Its fields are `STEP_FIELDS`, slots of the protocol.
+    Its fields are `STEP_FIELDS`, slots of the protocol, which starts them.
     """
 
     if not TYPE_CHECKING:  # its fields are the protocol's slots
@@ -73,12 +73,6 @@ class Steps:
     _read_size: int
     _step_messages: int  # messages framed in the step so far
     _yield_at: int  # bytes_in at which the step is over
-
-    def _start_steps(self, max_read: int) -> None:
-        self._yield_at = STEP_BYTES
-        self._read_size = READ_SIZE_MIN
-        self._read_max = max_read
-        self._step_messages = 0
 
     def _took(self, size: int) -> None:
         """Count a read of ``size`` bytes (not 0) against the step, and size the next."""
