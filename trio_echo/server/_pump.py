@@ -124,6 +124,7 @@ class Connection:
             error = caught
         self._transport.close_nowait(self._stream)
         self._finish(error)
+        error = None  # its traceback holds this frame: no cycle through it
         return True
 
     async def serve(self) -> None:
@@ -184,7 +185,9 @@ class Connection:
         except BaseException as caught:
             error = caught
         await transport.aclose_forcefully(stream)  # a no-op once closed
-        if (uncaught := self._finish(error)) is not None:
+        uncaught = self._finish(error)
+        error = None  # its traceback holds this frame: no cycle through it
+        if uncaught is not None:
             raise uncaught
 
     def _advance(
