@@ -268,6 +268,24 @@ async def test_a_count_message_ends_with_the_servers_close_notify(tls_files: TLS
     assert (received, reports[0].outcome) == (b"hello", Outcome.COMPLETE)
 
 
+async def test_no_linger_time_still_ends_with_close_notify(tls_files: TLSFiles) -> None:
+    # The linger time bounds the wait for the peer's close, not the words
+    # that say "closing": close_notify goes out whatever it is.
+    client, server, reports = serve_one(server_tls(tls_files))
+    tls_client = trio.SSLStream(
+        client, client_context(tls_files), server_hostname="localhost", https_compatible=False
+    )
+    config = ServerConfig(limits=Limits(linger_timeout=0.0))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_server_side, server, config, reports)
+        await tls_client.send_all(b"5 hello")
+        received = b""
+        while data := await tls_client.receive_some():  # raises on a close without it
+            received += data
+        await tls_client.aclose()
+    assert (received, reports[0].outcome) == (b"hello", Outcome.COMPLETE)
+
+
 async def test_the_handshake_runs_in_the_connections_task_not_the_accepting_one(
     tls_files: TLSFiles,
 ) -> None:

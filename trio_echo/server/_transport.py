@@ -64,6 +64,12 @@ N = TypeVar("N", bound=NowaitStream)
 _UNREAD = {True: Unread.YES, False: Unread.NO, None: Unread.UNKNOWN}
 
 
+SAYING_CLOSE = 1.0
+"""Seconds a graceful close has at least, whatever the linger time: time for
+a TLS stream's close_notify to go out (at once, unless the peer stopped
+reading). The linger time bounds the wait for the peer, not these words."""
+
+
 class Transport(Protocol[StreamT_contra]):
     """What the pump asks of a connection's stream, answered for its kind.
 
@@ -230,8 +236,9 @@ class StreamTransport:
     @staticmethod
     async def aclose(stream: trio.abc.Stream, linger: float) -> None:
         # Say so gracefully (a TLS stream sends close_notify), within the
-        # linger time; what is left is closed forcefully.
-        with trio.move_on_after(linger):
+        # linger time, and never in less than SAYING_CLOSE; what is left is
+        # closed forcefully.
+        with trio.move_on_after(max(linger, SAYING_CLOSE)):
             await stream.aclose()
 
     @staticmethod
