@@ -322,6 +322,29 @@ async def test_stream_ending_inside_a_message(
     assert report.outcome == reason
 
 
+async def test_a_slow_but_steady_reader_is_not_idle(autojump_clock: trio.testing.MockClock) -> None:
+    # The echo goes out as the peer takes it, 4 KiB every half second: each
+    # piece is progress, so the idle timeout (3 s) never passes, though the
+    # whole 256 KiB takes 32 s.
+    config = ServerConfig(limits=Limits(idle_timeout=3))
+    client, server = trio.testing.lockstep_stream_pair()
+    payload = bytes(range(256)) * 1024
+    received = bytearray()
+
+    async def slow_reader() -> None:
+        await client.send_all(encode_message(payload))
+        while data := await client.receive_some(4096):
+            received.extend(data)
+            await trio.sleep(0.5)
+        await client.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(slow_reader)
+        report = await handle_connection(server, config)
+    assert (report.outcome, bytes(received)) == (Outcome.COMPLETE, payload)
+    assert trio.current_time() > 30
+
+
 async def test_count_header_timeout(
     autojump_clock: trio.testing.MockClock, stream_pair: StreamPair
 ) -> None:

@@ -14,13 +14,15 @@ from collections.abc import Callable
 
 import trio
 
-from ..protocol import (
-    EchoProtocol,
-)
+from ..protocol import EchoProtocol
 from ._budget import Account
 from ._transport import Transport
 
 __all__ = ["Writer"]
+
+SEND_PIECE = 16 * 1024
+"""The most one send of the writer's takes, so that a slow but steady peer
+shows progress (and is not idle) at least every 16 KiB it reads."""
 
 
 class Writer:
@@ -62,6 +64,8 @@ class Writer:
             if (data := protocol.data_to_send()) is None:
                 await self._wake.park()
                 continue
+            if len(data) > SEND_PIECE:  # progress is told piece by piece
+                data = memoryview(data)[:SEND_PIECE]
             self.sending = True
             await transport.send_all(stream, data)
             self.sending = False
