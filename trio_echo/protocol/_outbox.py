@@ -57,6 +57,14 @@ class Outbox:
         front = out[0]
         return memoryview(front)[self._out_offset :] if self._out_offset else front
 
+    def peer_took(self, now: float) -> None:
+        """Report that the peer took bytes sent earlier (none sent now).
+
+        A transport that sees its buffers drain says so while a send waits:
+        the connection is not idle, though nothing more could be sent yet.
+        """
+        self._progress(now)
+
     def _append(self, buffer: bytes) -> None:
         """Queue a buffer of answers; a small one joins the small one before it.
 

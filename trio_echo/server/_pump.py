@@ -239,6 +239,7 @@ class Connection:
         elif nursery is not None:
             self._writer = writer = Writer(protocol, self._account, on_sent=self._sync_deadline)
             nursery.start_soon(writer.run, self._transport, self._stream)
+            nursery.start_soon(writer.watch, self._transport, self._stream)
         return sent
 
     def _sync_deadline(self) -> None:

@@ -39,7 +39,13 @@ from ..protocol import (
     Mode,
     Unread,
 )
-from ._socket_stream import FastSocketStream, NowaitStream, has_nowait_calls, unread_waiting
+from ._socket_stream import (
+    FastSocketStream,
+    NowaitStream,
+    has_nowait_calls,
+    unacknowledged,
+    unread_waiting,
+)
 
 __all__ = [
     "TLS_RECORD_SIZE",
@@ -118,6 +124,9 @@ class Transport(Protocol[StreamT_contra]):
     def would_reset(self, stream: StreamT_contra) -> Unread:
         """Whether closing now could reset the connection (CHECK_UNREAD)."""
 
+    def queued(self, stream: StreamT_contra) -> int | None:
+        """Bytes sent that the peer has not taken yet, in the kernel's buffers; None if unknown."""
+
     def close_nowait(self, stream: StreamT_contra) -> None:
         """Close forcefully at once, as far as the stream can without waiting.
 
@@ -179,6 +188,10 @@ class NowaitTransport(Generic[N]):
     def would_reset(stream: N) -> Unread:
         return _UNREAD[stream.close_would_reset()]
 
+    @staticmethod
+    def queued(stream: N) -> int | None:
+        return unacknowledged(cast("FastSocketStream", stream))
+
 
 class StreamTransport:
     """Any `trio.abc.Stream`, through its async calls only.
@@ -230,6 +243,10 @@ class StreamTransport:
         return Unread.UNKNOWN
 
     @staticmethod
+    def queued(stream: trio.abc.Stream) -> int | None:
+        return None
+
+    @staticmethod
     def close_nowait(stream: trio.abc.Stream) -> None:
         pass  # it takes an await: `aclose_forcefully`
 
@@ -270,6 +287,10 @@ class TLSSocketTransport(TLSTransport):
         # the graceful close sends close_notify, after which the peer has
         # nothing more to say but its own.
         return _UNREAD[unread_waiting(_socket_of(stream))]
+
+    @staticmethod
+    def queued(stream: trio.abc.Stream) -> int | None:
+        return unacknowledged(_socket_of(stream))
 
     @staticmethod
     def close_nowait(stream: trio.abc.Stream) -> None:
@@ -358,6 +379,9 @@ class TracingTransport(Generic[StreamT_contra]):
     def would_reset(self, stream: StreamT_contra) -> Unread:
         self._framed()
         return self._inner.would_reset(stream)
+
+    def queued(self, stream: StreamT_contra) -> int | None:
+        return self._inner.queued(stream)
 
     def close_nowait(self, stream: StreamT_contra) -> None:
         self._framed()

@@ -57,6 +57,27 @@ class Writer:
             self._has_sent = trio.lowlevel.ParkingLot()
         await self._has_sent.park()
 
+    async def watch(self, transport: Transport[trio.abc.Stream], stream: trio.abc.Stream) -> None:
+        """Tell the protocol when the peer takes bytes while a send waits (a task).
+
+        A send waits until the kernel's buffer has room again, and a peer that
+        reads slowly frees it slowly: before the deadline passes, see whether
+        the buffer drained at all since the last look. Only where the
+        transport can tell (`Transport.queued`).
+        """
+        protocol = self._protocol
+        ahead = protocol.limits.idle_granularity  # progress then moves the idle deadline
+        last, out = transport.queued(stream), protocol.bytes_out
+        while last is not None:
+            await trio.sleep_until(protocol.deadline.when - ahead)
+            queued = transport.queued(stream)
+            if queued is not None and queued < last + protocol.bytes_out - out:
+                protocol.peer_took(trio.current_time())
+                self._on_sent()
+            else:
+                await trio.sleep_until(protocol.deadline.when)  # it passes, or moved
+            last, out = queued, protocol.bytes_out
+
     async def run(self, transport: Transport[trio.abc.Stream], stream: trio.abc.Stream) -> None:
         """Send the protocol's answers on ``stream``, as the peer takes them (the task)."""
         protocol, account = self._protocol, self._account
