@@ -23,7 +23,7 @@ stream cannot starve the other connections.
 Known failure, on purpose: a client that sends a whole large message
 before it reads any echo deadlocks it (the send waits for the client to
 read, the client waits to finish sending), the conformance suite's
-send-everything-then-read case; tests/test_harness.py pins it.
+send-everything-then-read case; benchmarks/tests/test_harness.py pins it.
 
 Run: ``python benchmarks/peers/trio_floor.py --port 0 --mode count``.
 """
