@@ -42,6 +42,7 @@ from trio_echo.server._report import _record
 
 Spawn = Callable[..., Process]
 MiB = 1024 * 1024
+CLIENT_COMMAND = [sys.executable, "-m", "trio_echo", "client"]
 
 
 def run(*args: str, stdin: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
@@ -292,14 +293,39 @@ def test_client_reset() -> None:
             ["client", "--size", "100", "x"], b"--size is for a load run", id="default-size-alone"
         ),
         pytest.param(["--bogus"], b"unrecognized arguments: --bogus", id="top-level-bogus"),
+        pytest.param(
+            ["client", "--repeat", "1", "--size", "1GiB", "--concurrency", "5"],
+            b"--size 1GiB with --concurrency 5 is 5,368,709,120 bytes under way at once,"
+            b" more than a load run's 4GiB: lower one of them",
+            id="load-too-big",
+        ),
+        pytest.param(
+            ["client", "--max-message-size", "4", "hello"],
+            b"the message is 5 bytes, longer than --max-message-size (4); give a larger"
+            b" --max-message-size if the server takes longer messages",
+            id="message-too-long",
+        ),
+        pytest.param(
+            ["client", "--tls", "--server-name", "", "x"],
+            b"'' is not a name a certificate can carry",
+            id="empty-server-name",
+        ),
         pytest.param([], b"give a COMMAND", id="no-command"),
     ],
 )
 def test_usage_errors(args: list[str], words: bytes) -> None:
     result = run(*args)
     assert result.returncode == ExitStatus.USAGE
-    assert words in result.stderr
-    assert b"Traceback" not in result.stderr
+    sentence, *rest = result.stderr.decode().splitlines()
+    assert words.decode() in sentence
+    assert sentence.startswith("trio-echo: ")
+    # A sentence of the parser's is followed by where help is; one of the
+    # commands' own checks stands alone.
+    helps = [
+        [f"Try '{prog} --help' for the options."]
+        for prog in ("trio-echo", "trio-echo server", "trio-echo client")
+    ]
+    assert rest in [[], *helps], result.stderr
 
 
 def options_of(*argv: str) -> ServerOptions:
@@ -336,11 +362,30 @@ def test_the_client_commands_defaults_are_its_options() -> None:
 
 
 @pytest.mark.parametrize("command", ["server", "client"])
-def test_an_unknown_flag_shows_its_commands_usage(command: str) -> None:
+def test_a_bad_flag_is_its_sentence_then_where_help_is(command: str) -> None:
     result = run(command, "--bogus")
     assert result.returncode == ExitStatus.USAGE
-    assert result.stderr.startswith(f"usage: trio-echo {command} ".encode())
-    assert b"unrecognized arguments: --bogus" in result.stderr
+    assert result.stderr == (
+        f"trio-echo: {command}: unrecognized arguments: --bogus\n"
+        f"Try 'trio-echo {command} --help' for the options.\n".encode()
+    )
+
+
+def test_every_failure_has_one_prefix(server: tuple[Process, int]) -> None:
+    # The parser's, the server's and the client's sentences alike.
+    _process, port = server
+    failures = [
+        run("server", "--port", str(port), timeout=30),  # cannot listen
+        run("server", "--tls-key", "k.pem"),  # flags that do not go together
+        run("server", "--port", "x"),  # a bad value
+        run("client", "--port", "1", "--file", "missing"),
+        run("client", "--port", "x"),
+    ]
+    first_lines = [result.stderr.splitlines()[0] for result in failures]
+    assert [line.split(b": ")[:2] for line in first_lines] == (
+        [[b"trio-echo", b"server"]] * 3 + [[b"trio-echo", b"client"]] * 2
+    ), first_lines
+    assert not any(b"server: server:" in line or b"error:" in line for line in first_lines)
 
 
 def test_client_unreadable_file(tmp_path: Path) -> None:
@@ -545,23 +590,36 @@ def silent_listener() -> socket.socket:
 
 
 @pytest.mark.parametrize(
-    ("target", "arguments", "status", "words"),
+    ("target", "arguments", "status", "kind", "words"),
     [
         pytest.param(
-            "echo", ["--mode", "count"], ExitStatus.MISMATCH, b"echo or framed", id="mismatch"
+            "echo",
+            ["--mode", "count"],
+            ExitStatus.MISMATCH,
+            b"mismatch",
+            b"echo or framed",
+            id="mismatch",
         ),
         pytest.param(
-            "silent", ["--timeout", "0.5"], ExitStatus.TIMEOUT, b"within 0.5 s", id="timeout"
+            "silent",
+            ["--timeout", "0.5"],
+            ExitStatus.TIMEOUT,
+            b"timeout",
+            b"within 0.5 s",
+            id="timeout",
         ),
-        pytest.param("count", ["--mode", "framed"], ExitStatus.PROTOCOL, b"framing", id="framing"),
-        pytest.param("closed", [], ExitStatus.REFUSED, b"cannot connect", id="refused"),
+        pytest.param(
+            "count", ["--mode", "framed"], ExitStatus.PROTOCOL, b"framing", b"framing", id="framing"
+        ),
+        pytest.param("closed", [], ExitStatus.REFUSED, b"refused", b"cannot connect", id="refused"),
     ],
 )
-def test_load_run_status_follows_the_first_failure(
+def test_load_run_status_follows_the_first_failure(  # noqa: PLR0917
     spawn: Spawn,
     target: str,
     arguments: list[str],
     status: ExitStatus,
+    kind: bytes,
     words: bytes,
 ) -> None:
     listener = silent_listener()
@@ -576,7 +634,7 @@ def test_load_run_status_follows_the_first_failure(
     listener.close()
     assert time.monotonic() - start < 20
     assert result.returncode == status, result.stderr
-    assert b"4 of 4 messages failed; the first: " in result.stderr
+    assert b"4 of 4 messages failed (4 " + kind + b"); the first: " in result.stderr
     assert words in result.stderr
     assert not result.stderr.rstrip().endswith(b":")  # never an empty reason
     assert_one_sentence(result.stderr)
@@ -629,6 +687,7 @@ def big_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 def client_peak_rss(port: int, path: Path, how: str) -> int:
     """Send ``path`` with the client, as ``how`` says; return its peak RSS."""
     client = [sys.executable, "-m", "trio_echo", "client", "--port", str(port), "--quiet"]
+    client += ["--max-message-size", "1G"]  # as the server's
     if how == "file":
         status, errors, peak = peak_rss_of([*client, "--file", str(path)])
     elif how == "stdin-file":
@@ -663,7 +722,7 @@ def test_a_broken_pipe_on_the_output_ends_quietly(big_server: int, big_file: Pat
     reader = subprocess.Popen(["head", "-c", "5"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert reader.stdin is not None
     result = subprocess.run(
-        [sys.executable, "-m", "trio_echo", "client", "--port", str(port), "--file", str(big_file)],
+        [*CLIENT_COMMAND, "--port", str(port), "--file", str(big_file), "--max-message-size", "1G"],
         stdout=reader.stdin,
         stderr=subprocess.PIPE,
         cwd=ROOT,

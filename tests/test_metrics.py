@@ -202,6 +202,6 @@ def test_without_the_extra_metrics_is_one_sentence() -> None:
     )
     assert result.returncode == 2
     assert result.stderr == (
-        b"trio-echo: server: --metrics needs prometheus-client and h11:"
-        b" pip install 'trio_echo[metrics]'\n"
+        b"trio-echo: server: --metrics needs prometheus-client and h11, the metrics extra:"
+        b" from the project's directory, pip install '.[metrics]'\n"
     )

@@ -144,7 +144,7 @@ class ServerOptions:
         doc=(
             "serve Prometheus metrics at http://HOST:PORT/metrics (:PORT: this machine"
             " only); with {workers}, one scrape covers every worker, labelled by worker;"
-            " needs the metrics extra: pip install 'trio_echo[metrics]'"
+            " needs the metrics extra: pip install '.[metrics]' from the project's directory"
         ),
         group=_WATCHING,
         unit="host:port",
