@@ -11,13 +11,14 @@
 # later flags override earlier ones, so no copy of the flag list is kept here.
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import trio
 
@@ -181,17 +182,19 @@ async def _serve_until_signalled(
     metrics_socket: socket.socket | None = None,
     channel: socket.socket | None = None,
 ) -> None:
-    draining = False
+    stopped = False  # by a signal, or by the supervisor's exit
     async with trio.open_nursery() as nursery:
 
         def drain(name: str) -> None:
-            nonlocal draining
-            draining = True
+            nonlocal stopped
+            stopped = True
             notify("STOPPING=1")
             logger.info("%s: not accepting; open connections have %g s to finish", name, grace)
             server.shutdown(grace)
 
         def cut(name: str) -> None:
+            nonlocal stopped
+            stopped = True
             logger.warning("%s: cutting %d open connection(s) now", name, server.connections)
             server.abort()
 
@@ -211,7 +214,7 @@ async def _serve_until_signalled(
 
             nursery.start_soon(drain_when_orphaned)
         addresses: list[ListenAddress] = await nursery.start(serve)
-        if draining:
+        if stopped:
             return  # a signal came first: nothing to announce
         metrics = server.metrics
         if metrics is not None and channel is not None:
@@ -224,9 +227,28 @@ async def _serve_until_signalled(
 
             _log_metrics_address(metrics_socket)
             nursery.start_soon(serve_metrics, metrics_socket, collect)
-        for address in addresses:
-            print(f"listening on {address} mode={server.config.mode}", flush=True)
+        _announce(f"listening on {address} mode={server.config.mode}" for address in addresses)
         notify("READY=1")
+
+
+def _announce(lines: Iterable[str]) -> None:
+    """Print the 'listening on' lines; an unwritable standard output is one warning.
+
+    Standard output then goes to the null device, so that nothing is
+    written to it again, not even what is left in its buffer at exit.
+    """
+    try:
+        for line in lines:
+            print(line, flush=True)
+    except OSError as error:
+        logger.warning(
+            "cannot write to standard output (%s): serving without the 'listening on' line",
+            (error.strerror or str(error)).lower(),
+        )
+        with contextlib.suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
 
 
 async def _reload(server: EchoServer) -> None:
@@ -328,6 +350,7 @@ async def _supervise(
             supervisor.drain()
 
         def cut(name: str) -> None:
+            stopped_by.append(name)
             workers_logger.warning("%s: asking the workers to cut their connections now", name)
             supervisor.cut()
 
@@ -349,11 +372,10 @@ async def _supervise(
         if metrics_socket is not None:
             _log_metrics_address(metrics_socket)
             nursery.start_soon(serve_metrics, metrics_socket, supervisor.snapshots)
-        for sock in listeners:
-            print(
-                f"listening on {ListenAddress.of(sock)} mode={options.config.mode}"
-                f" workers={options.workers}",
-                flush=True,
-            )
+        _announce(
+            f"listening on {ListenAddress.of(sock)} mode={options.config.mode}"
+            f" workers={options.workers}"
+            for sock in listeners
+        )
         notify(f"READY=1\nSTATUS=serving with {options.workers} workers")
         workers_logger.info("%d workers serving (pids %s)", options.workers, supervisor.pids)
