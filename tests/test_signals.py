@@ -2,7 +2,8 @@
 listens, during a drain, back to back; and the supervisor's side: a drain
 while a worker starts, drain and cut as signals that cannot merge, failed
 starts backed off and then given up, a worker that ignores the drain killed,
-and a cut while starting that announces nothing.
+one that stops answering replaced, and a cut while starting that announces
+nothing.
 
 The moments are made deterministic: a signal blocked from the child's start
 is delivered at the moment the child unblocks it (once its handlers are
@@ -201,24 +202,24 @@ async def test_a_drain_while_a_worker_starts_stops_the_starting_cleanly(tmp_path
         assert supervisor.failure is None
 
 
-async def test_a_reload_is_passed_on_to_listening_workers_only(tmp_path: Path) -> None:
-    # A worker still starting may not handle SIGUSR1 yet (its default ends
-    # the process); it reads the files as it starts anyway.
-    with StandIn(tmp_path, "blocked") as stand_in:
-        supervisor = stand_in.supervisor(1)
-
-        async def release() -> None:
-            assert await stand_in.next_line() == b"starting"
-            supervisor.signal_workers(signal.SIGUSR1)  # starting: not passed on
-            stand_in.ours.send(b"x")  # let it listen
-
+async def test_a_worker_that_stops_answering_is_killed_and_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The stand-in listens but never answers its line: as a worker that is
+    # stopped, or stuck in a step that never yields.
+    with StandIn(tmp_path, "polite") as stand_in:
+        supervisor = stand_in.supervisor(1, heartbeat=0.5)
+        caplog.set_level(logging.INFO, "trio_echo.workers")
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(release)
-            await nursery.start(supervisor.run)  # every worker listens
-            supervisor.signal_workers(signal.SIGUSR1)
-            assert await stand_in.next_line() == b"SIGUSR1"
+            await nursery.start(supervisor.run)
+            (pid,) = supervisor.pids
+            assert await stand_in.next_line() == b"starting"
+            assert await stand_in.next_line() == b"starting"  # its replacement
             supervisor.drain()
-        assert await stand_in.next_line() == b"SIGTERM"  # and no other SIGUSR1 before it
+        assert (
+            f"worker 1 (pid {pid}) has not answered for 0.5 s: killing it (SIGKILL)" in caplog.text
+        )
+        assert f"worker 1 (pid {pid}) killed by SIGKILL; restarting it in" in caplog.text
 
 
 def notifications_to(directory: Path, monkeypatch: pytest.MonkeyPatch) -> socket.socket:
