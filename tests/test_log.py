@@ -1,7 +1,8 @@
 """The log: whole lines, however many processes share standard error and
 however slow its reader; a reader that stalls stalls no server; lines that
 cannot be written counted; the text format as the standard formatter's, made
-for less."""
+for less; and a standard error that cannot be written, which changes no exit
+status."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import pytest
 from tests.support.processes import LISTENING, ROOT
 from tests.support.streams import round_trip
 from trio_echo import ConnectionReport, Mode
+from trio_echo.cli._parser import ExitStatus
 from trio_echo.server import _log_writer
 from trio_echo.server._log import (
     TEXT_FORMAT,
@@ -320,6 +322,31 @@ def test_the_lines_of_two_workers_are_whole_however_slow_the_reader() -> None:
     workers = {entry["pid"] for entry in entries if "outcome" in entry}
     assert len(workers) == 2
     assert len(entries) > 900
+
+
+@pytest.mark.parametrize("stderr", ["full", "closed"])
+@pytest.mark.parametrize(
+    ("arguments", "status"),
+    [
+        pytest.param(["client", "--port", "{refused}", "hi"], ExitStatus.REFUSED, id="refused"),
+        pytest.param(["server", "--tls-cert", "/nonexistent"], ExitStatus.USAGE, id="tls-file"),
+        pytest.param(["client", "--key", "k", "hi"], ExitStatus.USAGE, id="usage"),
+    ],
+)
+def test_a_standard_error_that_cannot_be_written_changes_no_exit_status(
+    stderr: str, arguments: list[str], status: ExitStatus
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, not listening: refused
+        argv = [a.format(refused=unused.getsockname()[1]) for a in arguments]
+        command = [sys.executable, "-m", "trio_echo", *argv]
+        if stderr == "closed":
+            command = ["sh", "-c", 'exec "$@" 2>&-', "sh", *command]
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(
+                command, stdout=subprocess.PIPE, stderr=full, cwd=ROOT, timeout=60, check=False
+            )
+    assert (result.returncode, result.stdout) == (status, b"")  # nothing on the echo's stream
 
 
 def test_the_text_format_is_the_standard_formatters() -> None:

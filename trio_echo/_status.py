@@ -1,11 +1,16 @@
 # How the command line ends: an exit status from ExitStatus, and for every
-# failure one sentence on standard error, never a traceback.
+# failure one sentence on standard error, never a traceback. A standard
+# error that cannot be written (closed, a full disk, a reader gone) loses
+# the sentence and changes nothing else: not the status, and the sentence
+# never goes to standard output, which carries the client's echo.
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
 import sys
 
-__all__ = ["PROG", "ExitStatus", "fail"]
+__all__ = ["PROG", "ExitStatus", "fail", "give_stderr_a_sink"]
 
 PROG = "trio-echo"
 
@@ -51,7 +56,26 @@ class ExitStatus(enum.IntEnum):
     before it listened."""
 
 
+def give_stderr_a_sink() -> None:
+    """Make a standard error closed at start a sink, not a way to standard output.
+
+    Python then sets ``sys.stderr`` to None, and print() and argparse write
+    what was meant for it to standard output. The null device opened here
+    also takes descriptor 2 (the lowest free one), so that no file or socket
+    opened later takes it.
+    """
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (the program's life)
+
+
 def fail(message: str, status: ExitStatus) -> ExitStatus:
-    """Say ``message`` on standard error as the program; return ``status``."""
-    print(f"{PROG}: {message}", file=sys.stderr)
+    """Say ``message`` on standard error as the program; return ``status``.
+
+    Returns ``status`` all the same when standard error cannot be written.
+    """
+    stream = sys.stderr
+    if stream is None:  # closed, and no sink given: print() would use standard output
+        return status
+    with contextlib.suppress(OSError, ValueError):  # ValueError: closed since
+        print(f"{PROG}: {message}", file=stream, flush=True)
     return status
