@@ -160,37 +160,36 @@ class LogWriter:
 
         What cannot be written is counted.
         """
-        lines = self._lines(batch)
+        data = self._text(batch)
         if self.unreported and not self._report_losses():
-            self._lose(len(lines))
+            self._lose(data.count(b"\n"))
             return
-        for chunk, count in _chunks(lines):
+        for chunk in _chunks(data):
             try:
                 self._write_whole(chunk)
             except (OSError, ValueError) as error:  # ValueError: a stream closed
                 self.failure = f"cannot write the log: {_reason(error)}"
-                self._lose(count)
+                self._lose(chunk.count(b"\n"))
 
-    def _lines(self, batch: list[logging.LogRecord | str]) -> list[bytes]:
-        """Each record as a line of at most PIPE_BUF bytes, its newline included."""
+    def _text(self, batch: list[logging.LogRecord | str]) -> bytes:
+        """The lines of ``batch``, each with its newline."""
         format_record = self.formatter.format
-        lines = []
+        texts = []
         for record in batch:
             try:
-                text = record if isinstance(record, str) else format_record(record)
+                texts.append(record if isinstance(record, str) else format_record(record))
             except Exception as error:  # a record that cannot be formatted is lost, counted
                 self.failure = f"a record cannot be formatted: {error!r}"
                 self._lose(1)
-                continue
-            line = (text + "\n").encode(errors="backslashreplace")
-            lines.append(line if len(line) <= PIPE_BUF else _cut(line))
-        return lines
+        texts.append("")
+        return "\n".join(texts).encode(errors="backslashreplace")
 
     def _report_losses(self) -> bool:
         """Write how many lines were lost; return whether that line was written."""
         record = _warning("%d log line(s) lost: %s", self.unreported, self.failure)
         try:
-            self._write_whole(_cut((self.formatter.format(record) + "\n").encode()))
+            for chunk in _chunks((self.formatter.format(record) + "\n").encode()):
+                self._write_whole(chunk)
         except (OSError, ValueError):
             return False
         self.unreported = 0
@@ -216,18 +215,22 @@ class LogWriter:
                 _wait_until_writable(self.fd)
 
 
-def _chunks(lines: list[bytes]) -> Iterator[tuple[bytes, int]]:
-    """``lines`` joined into chunks of at most PIPE_BUF bytes, each with its count of lines."""
-    chunk: list[bytes] = []
-    size = 0
-    for line in lines:
-        if size + len(line) > PIPE_BUF and chunk:
-            yield b"".join(chunk), len(chunk)
-            chunk, size = [], 0
-        chunk.append(line)
-        size += len(line)
-    if chunk:
-        yield b"".join(chunk), len(chunk)
+def _chunks(data: bytes) -> Iterator[bytes]:
+    """``data`` (lines) in chunks of whole lines, at most PIPE_BUF bytes each.
+
+    A line longer than PIPE_BUF is a chunk of its own, cut to fit (`_cut`).
+    """
+    start, end = 0, len(data)
+    while end - start > PIPE_BUF:
+        newline = data.rfind(b"\n", start, start + PIPE_BUF)
+        if newline >= 0:
+            yield data[start : newline + 1]
+        else:  # the line at start is longer
+            newline = data.find(b"\n", start + PIPE_BUF)
+            yield _cut(data[start : newline + 1])
+        start = newline + 1
+    if start < end:
+        yield data[start:]
 
 
 def _cut(line: bytes) -> bytes:
