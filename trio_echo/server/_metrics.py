@@ -79,7 +79,8 @@ def check_available() -> None:
         import prometheus_client  # noqa: F401, PLC0415
     except ImportError:
         raise MetricsUnavailableError(
-            "--metrics needs prometheus-client and h11: pip install 'trio_echo[metrics]'"
+            "--metrics needs prometheus-client and h11, the metrics extra: from the"
+            " project's directory, pip install '.[metrics]'"
         ) from None
 
 
