@@ -47,6 +47,7 @@ from benchmarks.measuring import (
     measure_scaling,
     quick_settings,
     run_matrix,
+    runs_to_make,
 )
 from benchmarks.pages import Results, write_pages, write_report
 from benchmarks.provenance import code_hashes
@@ -176,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     started = time.monotonic()
     journal = Journal.open(out / "runs.jsonl", resume=args.resume)
+    print(
+        f"harness: {runs_to_make(servers, settings)} runs to make: {len(servers)} servers,"
+        f" {len(settings.cells)} loads, {settings.repeat} repetition(s) of"
+        f" {settings.duration:g} s each (after {settings.warmup:g} s of warm-up)",
+        file=sys.stderr,
+        flush=True,
+    )
     until = started + args.time_budget if args.time_budget else math.inf
     if not run_matrix(servers, settings, binary, journal, until=until):
         print(

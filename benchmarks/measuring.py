@@ -406,6 +406,14 @@ def run_matrix(
         Whether every run is in the journal now.
     """
     modes = sorted({cell.mode for cell in settings.cells}, key=["count", "echo", "framed"].index)
+    made = _Made(runs_to_make(servers, settings))
+    made.made = sum(
+        journal.measured(server.name, cell.name, rep)
+        for rep in range(settings.repeat)
+        for server in servers
+        for cell in settings.cells
+        if cell.mode in server.modes
+    )
     complete = True
     for rep in range(settings.repeat):
         order = servers if rep % 2 == 0 else list(reversed(servers))
@@ -427,11 +435,40 @@ def run_matrix(
                         complete = False
                         continue
                     bench = Bench(binary, None, server, settings)
-                    journal.add(_measure_batch(bench, mode, batch, rep, log=log))
+                    journal.add(_measure_batch(bench, mode, batch, rep, log=log, made=made))
     return complete
 
 
-def _measure_batch(bench: Bench, mode: str, cells: list[Cell], rep: int, *, log: bool) -> list[Run]:
+def figure_unit(cell: Cell) -> str:
+    """The unit of ``cell``'s figure, for a progress line."""
+    if cell.workload == "idle":
+        return "bytes per idle connection"
+    if cell.workload == "fairness":
+        return "ms p99 beside a stream"
+    return {
+        "messages_per_second": "messages/s",
+        "megabytes_per_second": "MB/s",
+        "server_cpu_us_per_message": "µs server CPU per message",
+    }.get(cell.metric, cell.metric)
+
+
+def runs_to_make(servers: list[Server], settings: Settings) -> int:
+    """How many runs `run_matrix` makes: each server on each of its loads, each repetition."""
+    loads = sum(cell.mode in server.modes for server in servers for cell in settings.cells)
+    return loads * settings.repeat
+
+
+@dataclass
+class _Made:
+    """How many runs are made so far, of how many."""
+
+    total: int
+    made: int = 0
+
+
+def _measure_batch(
+    bench: Bench, mode: str, cells: list[Cell], rep: int, *, log: bool, made: _Made | None = None
+) -> list[Run]:
     """Measure ``cells`` on one server process, started for them."""
     server, settings = bench.server, bench.settings
     try:
@@ -447,11 +484,15 @@ def _measure_batch(bench: Bench, mode: str, cells: list[Cell], rep: int, *, log:
             except (RuntimeError, subprocess.TimeoutExpired, ValueError) as error:
                 run = Run(server.name, cell.name, rep, note=f"failed: {error}")
             runs.append(run)
+            if made is not None:
+                made.made += 1
             if log:
                 flags = " (client-limited)" * run.client_limited + " (saturated)" * run.saturated
+                count = f"run {made.made}/{made.total}, " if made is not None else ""
                 print(
-                    f"  [{rep + 1}/{settings.repeat}] {server.name:<17} "
-                    f"{cell.name:<22} {run.figure or 0:>14,.1f}{flags} {run.note}",
+                    f"  [{count}repetition {rep + 1}/{settings.repeat}] {server.name:<17} "
+                    f"{cell.name:<22} {run.figure or 0:>14,.1f} {figure_unit(cell)}{flags}"
+                    f" {run.note}",
                     file=sys.stderr,
                     flush=True,
                 )

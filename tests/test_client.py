@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from tests.support.processes import ROOT, requires_twisted
-from tests.support.streams import start_server
+from tests.support.streams import OneWayStream, start_server
 from trio_echo import (
     EchoCheck,
     EchoMismatchError,
@@ -212,27 +212,10 @@ async def test_exchange_reports_a_send_cut_short() -> None:
     assert sent_all is False
 
 
-class OneWayOnly(trio.abc.Stream):
-    """A stream that cannot half-close."""
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await trio.lowlevel.checkpoint()
-        return b""
-
-    async def aclose(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-
 async def test_exchange_half_close_needs_a_half_closeable_stream() -> None:
     with pytest.raises(TypeError, match="HalfCloseableStream"):
-        await exchange(OneWayOnly(), [b"x"], lambda data: None, half_close_after=0)
-    assert await exchange(OneWayOnly(), [b"x"], lambda data: None, half_close_after=None) in (
+        await exchange(OneWayStream(), [b"x"], lambda data: None, half_close_after=0)
+    assert await exchange(OneWayStream(), [b"x"], lambda data: None, half_close_after=None) in (
         True,
         False,
     )

@@ -63,7 +63,7 @@ def test_help_lists_the_sections_in_their_order() -> None:
         ("server_name", "(default: the host; over --unix, localhost)"),
         ("key", "(default: in the --cert file)"),
         ("cafile", "(default: the system's trust store)"),
-        ("size", "at most 1GiB (default: 100)"),
+        ("size", "at most 1GiB; times --concurrency, at most 4GiB (the bytes under way"),
     ],
 )
 def test_the_help_line_says_the_declarations_words_and_default(name: str, words: str) -> None:

@@ -4,11 +4,13 @@ protocol says, over a TCP or unix listener, with or without TLS."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import random
 import socket
 import ssl
+import struct
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -463,27 +465,96 @@ async def test_a_server_that_requires_a_client_certificate(tls_files: TLSFiles) 
     )
 
 
-async def test_a_server_that_closes_for_want_of_a_client_certificate(tls_files: TLSFiles) -> None:
+async def refusing_server(
+    context: ssl.SSLContext,
+    ending: str,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """A trio TLS server whose handshakes fail, for one connection; ends it as ``ending`` says.
+
+    ``eof``: it sends an end of stream, and reads until the client closes,
+    so that nothing the client sent can turn its close into a reset.
+    ``reset``: it closes with SO_LINGER 0, which resets the connection.
+    Either way it sends no alert, as trio does not.
+    """
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    task_status.started(listener.socket.getsockname()[1])
+    async with listener:
+        stream = await listener.accept()
+    tls = trio.SSLStream(stream, context, server_side=True, https_compatible=False)
+    with pytest.raises(trio.BrokenResourceError):
+        await tls.do_handshake()
+    if ending == "eof":
+        await stream.send_eof()
+        with contextlib.suppress(trio.BrokenResourceError):
+            while await stream.receive_some(65536):
+                pass
+    else:
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await trio.aclose_forcefully(stream)
+
+
+@pytest.mark.parametrize("ending", ["eof", "reset"])
+@pytest.mark.parametrize("given", ["no-certificate", "unknown-issuer"])
+async def test_a_server_that_closes_for_want_of_a_client_certificate(
+    tls_files: TLSFiles, other_authority_pair: tuple[str, str], ending: str, given: str
+) -> None:
     # A trio server does not send its handshake's alert: the client sees
-    # the connection cut before any reply, and says what that may mean.
+    # the connection end before any reply, by an end of stream or a reset
+    # (whichever way the server ended it), and names the likely cause.
+    cert_flags = ["--cert", *other_authority_pair[:1], "--key", other_authority_pair[1]]
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(
+                refusing_server, requiring_client_certificates(tls_files), ending
+            )
+            result = await client(
+                "--port",
+                str(port),
+                "--tls",
+                "--cafile",
+                tls_files.ca,
+                *(cert_flags if given == "unknown-issuer" else []),
+                "hello",
+            )
+    cause = (
+        "as a server that requires a client certificate does when it gets none (see --cert)"
+        if given == "no-certificate"
+        else "as a server does that does not trust the client certificate (--cert): its issuer"
+        " may not be in the server's --tls-client-ca"
+    )
+    assert result == (
+        ExitStatus.CERTIFICATE,
+        b"",
+        f"trio-echo: client: cannot connect to 127.0.0.1:{port} over TLS: the server ended"
+        f" the connection before any reply, {cause}\n".encode(),
+    )
+
+
+@pytest.fixture(scope="session")
+def other_authority_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A client certificate and its key, from an authority no server here trusts."""
+    directory = tmp_path_factory.mktemp("other-client")
+    issued = trustme.CA().issue_cert("client.example.org")
+    cert, key = directory / "client.pem", directory / "client.key"
+    issued.cert_chain_pems[0].write_to_path(cert)
+    issued.private_key_pem.write_to_path(key)
+    return os.fspath(cert), os.fspath(key)
+
+
+async def test_the_command_with_a_server_that_ends_before_any_reply(tls_files: TLSFiles) -> None:
+    # The same refusal from the servers above: whatever way it reaches the
+    # client, the status is 10.
     with trio.fail_after(60):
         async with serving(Mode.COUNT, tls=requiring_client_certificates(tls_files)) as (
             endpoint,
             served,
         ):
-            result = await client(
+            status, out, err = await client(
                 "--port", str(endpoint.port), "--tls", "--cafile", tls_files.ca, "hello"
             )
-    status, out, err = result
-    assert (status, out) == (ExitStatus.RESET, b"")
-    assert err.startswith(
-        f"trio-echo: client: the connection to 127.0.0.1:{endpoint.port} was reset"
-        " ([SSL: UNEXPECTED_EOF_WHILE_READING] ".encode()
-    )
-    assert err.endswith(
-        b" (nothing came back: a TLS server that requires a client"
-        b" certificate closes so when it gets none; see --cert)\n"
-    )
+    assert (status, out) == (ExitStatus.CERTIFICATE, b"")
+    assert err.endswith(b"(see --cert)\n")
     assert err.count(b"\n") == 1
     assert len(served.handshake_failures) == 1
 
@@ -600,6 +671,17 @@ async def test_a_unix_path_without_a_server(short_tmp: Path) -> None:
         ),
         pytest.param(["--cert", "c.pem"], "--cert is for TLS: give --tls too", id="cert-alone"),
         pytest.param(
+            ["--tls", "--server-name", ""],
+            "argument --server-name: '' is not a name a certificate can carry (example: localhost)",
+            id="empty-server-name",
+        ),
+        pytest.param(
+            ["--tls", "--server-name", ".x", "--repeat", "2"],
+            "argument --server-name: '.x' is not a name a certificate can carry"
+            " (example: localhost)",
+            id="server-name-with-a-leading-dot",
+        ),
+        pytest.param(
             ["--tls", "--key", "k.pem"],
             "--key is the key of a client certificate: give --cert FILE too",
             id="key-without-cert",
@@ -609,8 +691,9 @@ async def test_a_unix_path_without_a_server(short_tmp: Path) -> None:
 async def test_usage_errors(args: list[str], words: str) -> None:
     status, out, err = await client(*args, "x")
     assert (status, out) == (ExitStatus.USAGE, b"")
-    assert err.endswith(f"trio-echo client: error: {words}\n".encode())
-    assert b"Traceback" not in err
+    assert err == (
+        f"trio-echo: client: {words}\nTry 'trio-echo client --help' for the options.\n".encode()
+    )
 
 
 async def test_tls_files_that_cannot_be_used(tls_files: TLSFiles, tmp_path: Path) -> None:

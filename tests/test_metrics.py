@@ -1,10 +1,13 @@
 """--metrics: the server's state for Prometheus, checked against what the
-test did; one scrape for every worker; a hostile scraper cannot stall
-serving; without the extra, one sentence."""
+test did; one scrape for every worker; scrapes served at once, so that
+silent or hostile scrapers stall neither serving nor another scrape;
+without the extra, one sentence."""
 
 from __future__ import annotations
 
+import math
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -16,10 +19,16 @@ import pytest
 import trio
 
 from tests.support.processes import ROOT, ChildProcess
-from tests.support.streams import round_trip, start_server
+from tests.support.streams import receive_all, round_trip, start_server
 from trio_echo import EchoServer, ServerConfig, open_listeners
 from trio_echo.server import _metrics
-from trio_echo.server._metrics import serve_metrics
+from trio_echo.server._metrics import (
+    ServerMetrics,
+    SnapshotChannel,
+    answer_snapshots,
+    serve_metrics,
+    serve_scrapes,
+)
 
 prometheus_parser = pytest.importorskip(
     "prometheus_client.parser", reason="the metrics extra (prometheus-client) is not installed"
@@ -145,16 +154,100 @@ async def test_only_get_metrics_is_served(nursery: trio.Nursery) -> None:
 async def test_a_hostile_scraper_holds_up_neither_serving_nor_scraping(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_metrics, "SCRAPE_TIMEOUT", 0.5)
+    monkeypatch.setattr(_metrics, "HEADER_TIMEOUT", 0.5)
     server = EchoServer(ServerConfig(), open_listeners("127.0.0.1", 0), metrics=True)
     port = (await nursery.start(server.serve))[0].port
     metrics_port = await start_metrics(nursery, server)
     silent = await trio.open_tcp_stream("127.0.0.1", metrics_port)
     await silent.send_all(b"GET /met")  # and nothing more
     assert await count_message(port, b"5 still") == b"still"  # serving goes on
-    await scrape(metrics_port)  # waits its turn, until the silent one times out
-    assert await silent.receive_some() == b""  # which was closed
+    await scrape(metrics_port)  # served beside the silent one
+    assert await silent.receive_some() == b""  # which is closed at its header timeout
     await silent.aclose()
+
+
+class MemoryListener(trio.abc.Listener[trio.abc.HalfCloseableStream]):
+    """A listener whose connections are memory stream pairs, made by `connect`."""
+
+    def __init__(self) -> None:
+        send: trio.MemorySendChannel[trio.abc.HalfCloseableStream]
+        receive: trio.MemoryReceiveChannel[trio.abc.HalfCloseableStream]
+        send, receive = trio.open_memory_channel(math.inf)
+        self._send, self._receive = send, receive
+        self.accepted = 0
+
+    async def connect(self) -> trio.abc.Stream:
+        """Connect; return the client's end."""
+        client, server = trio.testing.memory_stream_pair()
+        await self._send.send(server)
+        return client
+
+    async def accept(self) -> trio.abc.HalfCloseableStream:
+        stream = await self._receive.receive()
+        self.accepted += 1
+        return stream
+
+    async def aclose(self) -> None:
+        await self._receive.aclose()
+
+
+async def nothing_to_show() -> list[tuple[str | None, dict[str, object]]]:
+    return [(None, ServerMetrics(lambda: 0, lambda: (0, 1, 0)).snapshot())]
+
+
+async def scrape_through(listener: MemoryListener) -> int:
+    """Scrape over a new connection; return the answer's status."""
+    stream = await listener.connect()
+    await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = await receive_all(stream)
+    assert b"trio_echo_connections_open " in answer
+    return int(answer.split()[1])
+
+
+async def test_silent_connections_leave_a_scrapes_time_unchanged(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    listener = MemoryListener()
+    nursery.start_soon(serve_scrapes, listener, nothing_to_show)
+    silent = [await listener.connect() for _ in range(4)]  # connected, and nothing sent
+    start = trio.current_time()
+    assert await scrape_through(listener) == 200
+    assert trio.current_time() == start  # not a moment spent on the silent ones
+    for stream in silent:
+        assert await stream.receive_some() == b""  # closed at the header timeout...
+    assert trio.current_time() == start + _metrics.HEADER_TIMEOUT  # ...not later
+
+
+async def test_past_the_cap_a_scrape_waits_one_header_timeout_at_most(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    listener = MemoryListener()
+    nursery.start_soon(serve_scrapes, listener, nothing_to_show)
+    silent = [await listener.connect() for _ in range(_metrics.MAX_SCRAPES)]
+    start = trio.current_time()
+    assert await scrape_through(listener) == 200
+    # Accepted once the silent ones timed out, and not before.
+    assert trio.current_time() == start + _metrics.HEADER_TIMEOUT
+    assert listener.accepted == _metrics.MAX_SCRAPES + 1
+    for stream in silent:
+        assert await stream.receive_some() == b""
+
+
+async def test_scrapes_at_once_ask_a_worker_in_turn(nursery: trio.Nursery) -> None:
+    ours, theirs = socket.socketpair()
+    metrics = ServerMetrics(lambda: 3, lambda: (10, 100, 1))
+    nursery.start_soon(answer_snapshots, theirs, metrics)
+    channel = SnapshotChannel(trio.socket.from_stdlib_socket(ours))
+    answers: list[object] = []
+
+    async def ask() -> None:
+        answers.append(await channel.ask())
+
+    async with trio.open_nursery() as scrapes:
+        for _ in range(3):
+            scrapes.start_soon(ask)
+    assert answers == [metrics.snapshot()] * 3  # each its answer, none left out
+    channel.channel.close()
 
 
 def metrics_port_of(process: ChildProcess) -> int:
@@ -202,6 +295,6 @@ def test_without_the_extra_metrics_is_one_sentence() -> None:
     )
     assert result.returncode == 2
     assert result.stderr == (
-        b"trio-echo: server: --metrics needs prometheus-client and h11:"
-        b" pip install 'trio_echo[metrics]'\n"
+        b"trio-echo: server: --metrics needs prometheus-client and h11, the metrics extra:"
+        b" from the project's directory, pip install '.[metrics]'\n"
     )

@@ -8,6 +8,7 @@ import errno
 import logging
 import os
 import random
+import re
 import socket
 import struct
 from pathlib import Path
@@ -28,6 +29,7 @@ from trio_echo import (
     encode_message,
     open_listeners,
 )
+from trio_echo.server import _server
 
 MiB = 1024 * 1024
 
@@ -297,3 +299,37 @@ def test_a_datagram_socket_is_refused_in_one_sentence(tmp_path: Path) -> None:
         sock.bind(str(tmp_path / "listener"))
         with pytest.raises(ValueError, match="trio_echo serves stream sockets only"):
             EchoServer(ServerConfig(), [sock])
+
+
+async def test_accept_errors_are_logged_at_most_once_a_second_with_a_count(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Out of descriptors (EMFILE), the accept loop fails and retries every
+    # tenth of a second: ten seconds of it are ten lines, not a hundred.
+    attempts = 0
+
+    def out_of_descriptors(_self: object) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(_server.SocketListener, "accept_nowait", out_of_descriptors)
+    (listener,) = open_listeners("127.0.0.1", 0)
+    waiting = socket.create_connection(listener.getsockname())  # so that it is readable
+    server = EchoServer(ServerConfig(), [listener])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        await trio.sleep(10 - 0.05)
+        server.abort()
+    waiting.close()
+    counts = [
+        int(re.search(r"\((\d+) time\(s\) since", record.getMessage())[1])  # type: ignore[index]
+        for record in caplog.records
+        if record.getMessage().startswith("cannot accept on ")
+    ]
+    assert attempts > 90
+    assert 9 <= len(counts) <= 10  # one a second (the clock's tenths add up to a hair less)
+    assert counts[0] == 1
+    assert attempts - 11 <= sum(counts) <= attempts  # each failure counted once, the last unsaid

@@ -1,7 +1,9 @@
 """The signals, each sent at the moment in question: before the server
 listens, during a drain, back to back; and the supervisor's side: a drain
 while a worker starts, drain and cut as signals that cannot merge, failed
-starts backed off and then given up, a worker that ignores the drain killed.
+starts backed off and then given up, a worker that ignores the drain killed,
+one that stops answering replaced, and a cut while starting that announces
+nothing.
 
 The moments are made deterministic: a signal blocked from the child's start
 is delivered at the moment the child unblocks it (once its handlers are
@@ -24,7 +26,13 @@ import pytest
 import trio
 
 from tests.support.processes import ROOT, ChildProcess
-from trio_echo.cli._server_command import _first_leaf
+from trio_echo import EchoServer, ServerConfig, open_listeners
+from trio_echo.cli._server_command import (
+    ServerOptions,
+    _first_leaf,
+    _serve_until_signalled,
+    _supervise,
+)
 from trio_echo.server import _signals, _supervisor
 from trio_echo.server._signals import handle_shutdown_signals
 from trio_echo.server._supervisor import Supervisor, WorkerStartError, describe_status
@@ -194,24 +202,76 @@ async def test_a_drain_while_a_worker_starts_stops_the_starting_cleanly(tmp_path
         assert supervisor.failure is None
 
 
-async def test_a_reload_is_passed_on_to_listening_workers_only(tmp_path: Path) -> None:
-    # A worker still starting may not handle SIGUSR1 yet (its default ends
-    # the process); it reads the files as it starts anyway.
-    with StandIn(tmp_path, "blocked") as stand_in:
-        supervisor = stand_in.supervisor(1)
-
-        async def release() -> None:
-            assert await stand_in.next_line() == b"starting"
-            supervisor.signal_workers(signal.SIGUSR1)  # starting: not passed on
-            stand_in.ours.send(b"x")  # let it listen
-
+async def test_a_worker_that_stops_answering_is_killed_and_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The stand-in listens but never answers its line: as a worker that is
+    # stopped, or stuck in a step that never yields.
+    with StandIn(tmp_path, "polite") as stand_in:
+        supervisor = stand_in.supervisor(1, heartbeat=0.5)
+        caplog.set_level(logging.INFO, "trio_echo.workers")
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(release)
-            await nursery.start(supervisor.run)  # every worker listens
-            supervisor.signal_workers(signal.SIGUSR1)
-            assert await stand_in.next_line() == b"SIGUSR1"
+            await nursery.start(supervisor.run)
+            (pid,) = supervisor.pids
+            assert await stand_in.next_line() == b"starting"
+            assert await stand_in.next_line() == b"starting"  # its replacement
             supervisor.drain()
-        assert await stand_in.next_line() == b"SIGTERM"  # and no other SIGUSR1 before it
+        assert (
+            f"worker 1 (pid {pid}) has not answered for 0.5 s: killing it (SIGKILL)" in caplog.text
+        )
+        assert f"worker 1 (pid {pid}) killed by SIGKILL; restarting it in" in caplog.text
+
+
+def notifications_to(directory: Path, monkeypatch: pytest.MonkeyPatch) -> socket.socket:
+    """A socket that takes what this process would tell systemd."""
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(directory / "notify"))
+    receiver.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(directory / "notify"))
+    return receiver
+
+
+async def test_a_cut_while_the_workers_start_announces_nothing(
+    tmp_path: Path,
+    short_tmp: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "trio_echo.workers")
+    with (
+        StandIn(tmp_path, "blocked") as stand_in,
+        socket.socket() as listener,
+        notifications_to(short_tmp, monkeypatch) as notifications,
+    ):
+        listener.bind(("127.0.0.1", 0))
+        supervisor = stand_in.supervisor(3)
+        stopped_by: list[str] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                _supervise, supervisor, ServerOptions(workers=3), [listener], None, stopped_by
+            )
+            assert await stand_in.next_line() == b"starting"  # worker 1, blocked
+            signal.raise_signal(signal.SIGQUIT)
+        assert stopped_by == ["SIGQUIT"]
+        assert capsys.readouterr().out == ""  # no 'listening on'
+        assert "workers serving" not in caplog.text
+        with pytest.raises(BlockingIOError):
+            notifications.recv(100)  # no READY=1
+
+
+async def test_a_cut_before_the_server_serves_announces_nothing(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A SIGQUIT recorded after the command line looked, before trio took the
+    # signals: it is handled first, before the server serves.
+    monkeypatch.setattr(_signals, "_early", [signal.SIGQUIT])
+    with notifications_to(short_tmp, monkeypatch) as notifications:
+        server = EchoServer(ServerConfig(), open_listeners("127.0.0.1", 0))
+        await _serve_until_signalled(server, 10.0)
+        assert capsys.readouterr().out == ""
+        with pytest.raises(BlockingIOError):
+            notifications.recv(100)
 
 
 async def test_a_cancelled_supervisor_cuts_its_workers(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import trio
 import trio.testing
 import trustme
 
+from tests.support.streams import OneWayStream
 from trio_echo import EchoProtocol, Mode, Unread
 from trio_echo.protocol import (
     READ_SIZE_MAX,
@@ -48,29 +49,6 @@ def tls_contexts(authority: trustme.CA) -> tuple[ssl.SSLContext, ssl.SSLContext]
     return server_context, client_context
 
 
-class OneWayStream(trio.abc.Stream):
-    """A stream that cannot half-close, and whose graceful close never ends."""
-
-    def __init__(self) -> None:
-        self.closed = False
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await trio.lowlevel.checkpoint()
-        return b"x"
-
-    async def aclose(self) -> None:
-        try:
-            await trio.sleep_forever()  # a peer that never says goodbye
-        finally:
-            self.closed = True
-
-
 # -- Which transport ------------------------------------------------------------
 
 
@@ -83,7 +61,7 @@ async def test_each_kind_of_stream_gets_its_transport_once_per_type(
     assert type(transport_for(server)) is NowaitTransport
     assert transport_for(server) is transport_for(client)  # one serves every such stream
     assert type(transport_for(memory_server)) is StreamTransport
-    assert type(transport_for(OneWayStream())) is StreamTransport
+    assert type(transport_for(OneWayStream(b"x", endless_close=True))) is StreamTransport
     over_socket = trio.SSLStream(server, server_context, server_side=True)
     over_memory = trio.SSLStream(memory_server, server_context, server_side=True)
     assert type(transport_for(over_socket)) is TLSSocketTransport
@@ -121,7 +99,7 @@ def test_what_each_transport_says_of_its_kind(tls_authority: trustme.CA) -> None
         (False, TLS_RECORD_SIZE, True),
     ]
     assert transport_for(trio.testing.memory_stream_pair()[0]).can_half_close
-    assert not transport_for(OneWayStream()).can_half_close
+    assert not transport_for(OneWayStream(b"x", endless_close=True)).can_half_close
 
 
 async def test_a_socket_transport_reads_and_sends_what_is_ready_without_waiting() -> None:
@@ -238,7 +216,7 @@ async def test_tls_closes_gracefully_with_close_notify_or_forcefully_without(
 async def test_a_graceful_close_that_lingers_too_long_is_made_forceful(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    stream = OneWayStream()
+    stream = OneWayStream(b"x", endless_close=True)
     transport = transport_for(stream)
     start = trio.current_time()
     await transport.aclose(stream, 5.0)

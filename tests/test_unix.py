@@ -95,7 +95,7 @@ def test_a_file_that_is_not_a_socket_is_refused_and_kept(short_tmp: Path) -> Non
     result = run_server("--unix", str(path))
     assert result.returncode == 3
     assert result.stderr.decode().strip() == (
-        f"trio-echo: cannot listen on unix:{path}: the path exists and is not a socket:"
+        f"trio-echo: server: cannot listen on unix:{path}: the path exists and is not a socket:"
         " not removing it"
     )
     assert path.read_text() == "not a socket"
@@ -109,7 +109,7 @@ def test_a_socket_a_server_listens_on_is_refused_and_kept(short_tmp: Path) -> No
         result = run_server("--unix", str(path))
         assert result.returncode == 3
         assert result.stderr.decode().strip() == (
-            f"trio-echo: cannot listen on unix:{path}: a server is listening on it"
+            f"trio-echo: server: cannot listen on unix:{path}: a server is listening on it"
         )
         assert path.is_socket()
 

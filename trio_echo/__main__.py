@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import sys
 
+from ._status import give_stderr_a_sink
 from .server._signals import install_early_handlers
 
 
 def main() -> int:
     """Run the command line; return its exit status."""
     install_early_handlers()
+    give_stderr_a_sink()
     from .cli._parser import main as cli_main  # noqa: PLC0415 (after the handlers)
 
     return cli_main()

@@ -1,11 +1,17 @@
 # How the command line ends: an exit status from ExitStatus, and for every
-# failure one sentence on standard error, never a traceback.
+# failure one sentence on standard error, never a traceback. Every sentence
+# has one prefix, the program and its command: `trio-echo: client: ...`. A
+# standard error that cannot be written (closed, a full disk, a reader gone)
+# loses the sentence and changes nothing else: not the status, and the
+# sentence never goes to standard output, which carries the client's echo.
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
 import sys
 
-__all__ = ["PROG", "ExitStatus", "fail"]
+__all__ = ["PROG", "ExitStatus", "fail", "give_stderr_a_sink", "speak_for"]
 
 PROG = "trio-echo"
 
@@ -22,7 +28,8 @@ class ExitStatus(enum.IntEnum):
     command has its own meaning for it."""
     USAGE = 2
     """A bad flag or argument, a TLS file among them (missing, unreadable,
-    not PEM, a key that does not match its certificate)."""
+    not PEM, a key that does not match its certificate); client: a message
+    longer than --max-message-size in count or framed mode."""
     CANNOT_LISTEN = 3
     """Server: the address could not be bound (in use, not resolvable)."""
     REFUSED = 4
@@ -45,13 +52,47 @@ class ExitStatus(enum.IntEnum):
     CERTIFICATE = 10
     """Client: a TLS certificate was rejected: the server's (unknown issuer,
     wrong name, expired...), or, by the server, the client's (or its
-    absence)."""
+    absence), also when the server only ended the connection before any
+    reply, as it does when it refuses one without an alert."""
     INTERRUPTED = 130
     """Interrupted (SIGINT, Ctrl-C): the client at any moment, the server
     before it listened."""
 
 
+_speaking: dict[str, str] = {}
+
+
+def speak_for(command: str) -> None:
+    """Name the command (``server``, ``client``) that `fail` speaks for from now on."""
+    _speaking["command"] = command
+
+
+def give_stderr_a_sink() -> None:
+    """Make a standard error closed at start a sink, not a way to standard output.
+
+    Python then sets ``sys.stderr`` to None, and print() and argparse write
+    what was meant for it to standard output. The null device opened here
+    also takes descriptor 2 (the lowest free one), so that no file or socket
+    opened later takes it.
+    """
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (the program's life)
+
+
 def fail(message: str, status: ExitStatus) -> ExitStatus:
-    """Say ``message`` on standard error as the program; return ``status``."""
-    print(f"{PROG}: {message}", file=sys.stderr)
+    """Say ``message`` on standard error, after the prefix; return ``status``.
+
+    The prefix is the program and the command it speaks for
+    (`speak_for`): a message that already begins with the command's name
+    is not given it twice. Returns ``status`` all the same when standard
+    error cannot be written.
+    """
+    command = _speaking.get("command")
+    if command is not None:
+        message = f"{command}: {message.removeprefix(f'{command}: ')}"
+    stream = sys.stderr
+    if stream is None:  # closed, and no sink given: print() would use standard output
+        return status
+    with contextlib.suppress(OSError, ValueError):  # ValueError: closed since
+        print(f"{PROG}: {message}", file=stream, flush=True)
     return status

@@ -2,11 +2,21 @@
 # each way the files can be wrong, and for each way a peer's certificate can
 # fail to verify. The server's own files, and their reload, are in
 # server/_tls.py.
+#
+# Each file is read once, by us, and OpenSSL is given what was read, through
+# an anonymous file (OpenSSL loads a key from a path only): what is checked
+# is what is used, however the file changes meanwhile, and a file that
+# cannot be read is our sentence, not OpenSSL's exception. OpenSSL is never
+# let ask for a pass phrase: it would prompt on the terminal, or fail with
+# an error of its own where there is none.
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 import stat
+import tempfile
+from collections.abc import Iterator
 
 import attrs
 
@@ -33,44 +43,93 @@ def _reason(error: Exception) -> str:
     return str(error)
 
 
-def _check_file(path: str, what: str) -> None:
-    """Check that ``path`` is a regular file: a FIFO or a device could block a read."""
+def _read(path: str, what: str) -> bytes:
+    """Read the file at ``path``, a regular file: a FIFO or a device could block a read."""
     try:
         info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise TLSFileError(f"the {what} {path} is not a regular file")
+        with open(path, "rb") as file:
+            return file.read()
     except OSError as error:
         raise TLSFileError(f"cannot read the {what} {path}: {_reason(error)}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise TLSFileError(f"the {what} {path} is not a regular file")
 
 
-def _load_chain(context: ssl.SSLContext, cert: str, key: str, *, what: str) -> None:
-    """Load a certificate and its key into ``context``, naming the file at fault."""
-    for path, kind in ((cert, "certificate"), (key, "key")):
-        _check_file(path, f"{what} {kind}")
+@contextlib.contextmanager
+def _as_path(data: bytes, what: str) -> Iterator[str]:
+    """A path that reads as ``data``, for OpenSSL to open once.
+
+    An anonymous file, reached through ``/dev/fd``: nothing is left on disk
+    by name, not even while it is read.
+    """
+    try:
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("trio-echo-pem", os.MFD_CLOEXEC)
+        else:
+            with tempfile.TemporaryFile() as file:  # its name is removed at once
+                fd = os.dup(file.fileno())
+    except OSError as error:
+        raise TLSFileError(f"cannot load the {what}: {_reason(error)}") from None
+    try:
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        os.lseek(fd, 0, os.SEEK_SET)
+        yield f"/dev/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+class _PassPhraseError(Exception):
+    """OpenSSL asked for a key's pass phrase."""
+
+
+def _refuse_pass_phrase() -> bytes:
+    raise _PassPhraseError
+
+
+def _load_chain(
+    context: ssl.SSLContext, chain: bytes, key: bytes, *, cert: str, key_name: str, what: str
+) -> None:
+    """Load a certificate chain and its key into ``context``, naming the file at fault.
+
+    ``chain`` and ``key`` are what was read from the files ``cert`` and
+    ``key_name``.
+    """
     try:
         # The certificate alone first: a PEM lib error then means the key's.
-        ssl.create_default_context().load_verify_locations(cafile=cert)
+        with _as_path(chain, f"{what} certificate") as path:
+            ssl.create_default_context().load_verify_locations(cafile=path)
     except (ssl.SSLError, ValueError) as error:
         raise TLSFileError(
             f"the {what} certificate {cert} is not a PEM certificate ({_reason(error)})"
         ) from None
-    try:
-        context.load_cert_chain(cert, key)
-    except ssl.SSLError as error:
-        if error.reason == "KEY_VALUES_MISMATCH":
-            raise TLSFileError(
-                f"the {what} key {key} does not match the certificate {cert}"
-            ) from None
-        raise TLSFileError(f"the {what} key {key} is not a PEM private key") from None
-
-
-def _load_authorities(context: ssl.SSLContext, cafile: str, *, what: str) -> None:
-    _check_file(cafile, what)
-    try:
-        context.load_verify_locations(cafile=cafile)
     except OSError as error:
-        if not isinstance(error, ssl.SSLError):
-            raise TLSFileError(f"cannot read the {what} {cafile}: {_reason(error)}") from None
+        raise TLSFileError(f"cannot load the {what} certificate {cert}: {_reason(error)}") from None
+    with _as_path(chain, f"{what} certificate") as path, _as_path(key, f"{what} key") as keyfile:
+        try:
+            context.load_cert_chain(path, keyfile, password=_refuse_pass_phrase)
+        except _PassPhraseError:
+            raise TLSFileError(
+                f"the {what} key {key_name} is protected by a pass phrase, which trio_echo"
+                " never asks for: give the key unencrypted"
+            ) from None
+        except ssl.SSLError as error:
+            if error.reason == "KEY_VALUES_MISMATCH":
+                raise TLSFileError(
+                    f"the {what} key {key_name} does not match the certificate {cert}"
+                ) from None
+            raise TLSFileError(f"the {what} key {key_name} is not a PEM private key") from None
+        except (OSError, ValueError) as error:
+            raise TLSFileError(f"cannot load the {what} key {key_name}: {_reason(error)}") from None
+
+
+def _load_authorities(context: ssl.SSLContext, data: bytes, *, cafile: str, what: str) -> None:
+    """Load the authorities' certificates read from the file ``cafile`` into ``context``."""
+    try:
+        with _as_path(data, what) as path:
+            context.load_verify_locations(cafile=path)
+    except (OSError, ValueError) as error:
         raise TLSFileError(
             f"the {what} {cafile} is not a PEM certificate ({_reason(error)})"
         ) from None
@@ -93,9 +152,12 @@ def client_context(
     context = ssl.create_default_context()
     context.minimum_version = MINIMUM_VERSION
     if cafile is not None:
-        _load_authorities(context, cafile, what="authority file")
+        what = "authority file"
+        _load_authorities(context, _read(cafile, what), cafile=cafile, what=what)
     if cert is not None:
-        _load_chain(context, cert, key or cert, what="client")
+        key = key or cert
+        chain, key_pem = _read(cert, "client certificate"), _read(key, "client key")
+        _load_chain(context, chain, key_pem, cert=cert, key_name=key, what="client")
     return context
 
 

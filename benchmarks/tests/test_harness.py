@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,12 @@ def test_quick_run_reports_every_server(tmp_path: Path) -> None:
         assert list(Path(temporary).glob("trio-echo-peer-*")) == []
     assert result.returncode == 0, result.stderr[-2000:]
     assert {p: p.read_bytes() for p in (ROOT / "benchmarks" / "results").iterdir()} == committed
+    # Progress says how many runs there are, and each run's number and unit.
+    (total,) = re.findall(r"harness: (\d+) runs to make: ", result.stderr)
+    made = re.findall(r"\[run (\d+)/(\d+), repetition 1/1\] .* messages/s", result.stderr)
+    assert made, result.stderr[-2000:]
+    assert {whole for _number, whole in made} == {total}
+    assert max(int(number) for number, _whole in made) <= int(total)
 
     report = (tmp_path / "benchmark.md").read_text()
     results = json.loads((tmp_path / "benchmark.json").read_text())
@@ -472,6 +479,12 @@ def test_the_floor_tool_runs_its_whole_path_quickly(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert {p: p.read_bytes() for p in (ROOT / "benchmarks" / "results").iterdir()} == committed
+    # Progress says how many runs there are, and each run's number and unit.
+    (total,) = re.findall(r"harness: (\d+) runs to make: ", result.stderr)
+    made = re.findall(r"\[run (\d+)/(\d+), repetition 1/1\] .* messages/s", result.stderr)
+    assert made, result.stderr[-2000:]
+    assert {whole for _number, whole in made} == {total}
+    assert max(int(number) for number, _whole in made) <= int(total)
     document = json.loads(out.read_text())
     assert all(target["value"] is not None for target in document["targets"])
     for load in document["settings"]["loads"]:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.lines import code_lines
-from benchmarks.measuring import Cell, Run, Settings
+from benchmarks.measuring import Cell, Run, Settings, figure_unit, quick_settings, runs_to_make
 from benchmarks.pages import PAGES, Results, fill, report
-from benchmarks.reporting import summarise, who_leads
+from benchmarks.reporting import plots, summarise, who_leads
 from benchmarks.servers import SERVERS
 from benchmarks.verdicts import Verdict, against_goal, by_repetition, compare, needed
 from tests.support.processes import ROOT
@@ -551,3 +551,35 @@ def test_the_floor_part_is_written_from_its_results() -> None:
     assert floor_section(None) == [
         "(no floor results: python benchmarks/floor.py --commit-results)"
     ]
+
+
+def test_the_cpu_plot_names_the_runs_own_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    axes = pytest.importorskip("matplotlib.axes")
+    labels: list[str] = []
+    set_xlabel = axes.Axes.set_xlabel
+
+    def recording(self: object, label: str, *args: object, **kwargs: object) -> object:
+        labels.append(label)
+        return set_xlabel(self, label, *args, **kwargs)
+
+    monkeypatch.setattr(axes.Axes, "set_xlabel", recording)
+    settings = quick_settings()
+    summary: dict[str, dict[str, object]] = {cell.name: {} for cell in settings.cells}
+    summary["echo 1 KiB"]["trio-echo"] = {"figure": 1.0, "server_cpu_us_per_message": 12.5}
+    plots(summary, [SERVERS["trio-echo"]], settings, tmp_path)
+    connections = next(c.connections for c in settings.cells if c.name == "echo 1 KiB")
+    assert connections != 50  # a quick run's, not a full one's
+    assert f"server CPU µs per message (echo 1 KiB, {connections} connections)" in labels
+
+
+def test_a_progress_line_names_its_unit_and_the_whole() -> None:
+    settings = quick_settings()
+    units = {cell.name: figure_unit(cell) for cell in settings.cells}
+    assert units["count 100 B"] == "messages/s"
+    assert units["count 100 B at 1,000/s"] == "µs server CPU per message"
+    assert units["idle connections"] == "bytes per idle connection"
+    servers = [SERVERS["trio-echo"], SERVERS["twisted-original"]]
+    per_server = [sum(c.mode in s.modes for c in settings.cells) for s in servers]
+    assert runs_to_make(servers, settings) == sum(per_server) * settings.repeat

@@ -82,3 +82,36 @@ def wait_until_acknowledged(sock: socket.socket, seconds: float = 10.0) -> None:
     while struct.unpack("i", fcntl.ioctl(sock, termios.TIOCOUTQ, b"\0" * 4))[0]:
         assert time.monotonic() < deadline, "the peer's kernel acknowledged nothing"
         time.sleep(0.001)
+
+
+class OneWayStream(trio.abc.Stream):
+    """A stream that cannot half-close; every call is a checkpoint.
+
+    Args:
+        received: What each `receive_some` returns (``b""``: the end).
+        endless_close: Whether a graceful close never ends (a peer that
+            never says goodbye).
+    """
+
+    def __init__(self, received: bytes = b"", *, endless_close: bool = False) -> None:
+        self.received = received
+        self.endless_close = endless_close
+        self.closed = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        return self.received
+
+    async def aclose(self) -> None:
+        try:
+            if self.endless_close:
+                await trio.sleep_forever()
+            await trio.lowlevel.checkpoint()
+        finally:
+            self.closed = True

@@ -15,11 +15,13 @@ from typing import Any
 import attrs
 
 from ..server._metrics import MetricsUnavailableError, check_available
-from ._client_options import LOAD_FLAGS, TLS_FLAGS
+from ._client_options import LOAD_FLAGS, TLS_FLAGS, ClientOptions
+from ._readers import MAX_LOAD_IN_FLIGHT, size_text
 from ._settings import flag
 
 __all__ = [
     "CLIENT_RULES",
+    "METRICS_MISSING",
     "SERVER_RULES",
     "Excludes",
     "Needs",
@@ -27,6 +29,13 @@ __all__ = [
     "check_client",
     "check_server",
 ]
+
+
+METRICS_MISSING = (
+    "--metrics needs prometheus-client and h11, the metrics extra: from the project's"
+    " directory, pip install '.[metrics]'"
+)
+"""What --metrics says without the metrics extra: how to install it from a clone."""
 
 
 class UsageError(Exception):
@@ -107,8 +116,8 @@ def check_server(given: Mapping[str, Any]) -> dict[str, Any]:
     if "metrics" in given:
         try:
             check_available()
-        except MetricsUnavailableError as error:
-            raise UsageError(str(error)) from None
+        except MetricsUnavailableError:
+            raise UsageError(METRICS_MISSING) from None
     for rule in SERVER_RULES:
         rule.check(given)
     fds = given.get("fds", [])
@@ -117,6 +126,21 @@ def check_server(given: Mapping[str, Any]) -> dict[str, Any]:
     if "unix" in given and not ("host" in given or "port" in given):
         return {**given, "tcp": False}  # only the unix socket was asked for
     return dict(given)
+
+
+_CLIENT_DEFAULTS = ClientOptions()
+
+
+def _check_load_in_flight(given: Mapping[str, Any]) -> None:
+    """Raise `UsageError` if a load run would have more than `MAX_LOAD_IN_FLIGHT` under way."""
+    size = given.get("size", _CLIENT_DEFAULTS.size)
+    concurrency = given.get("concurrency", _CLIENT_DEFAULTS.concurrency)
+    if "repeat" in given and size * concurrency > MAX_LOAD_IN_FLIGHT:
+        raise UsageError(
+            f"--size {size_text(size)} with --concurrency {concurrency} is"
+            f" {size * concurrency:,} bytes under way at once, more than a load run's"
+            f" {size_text(MAX_LOAD_IN_FLIGHT)}: lower one of them"
+        )
 
 
 def check_client(given: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,6 +154,7 @@ def check_client(given: Mapping[str, Any]) -> dict[str, Any]:
     """
     for rule in CLIENT_RULES:
         rule.check(given)
+    _check_load_in_flight(given)
     settings = dict(given)
     if "host" in settings:
         settings["host"], port = settings["host"]

@@ -8,10 +8,8 @@
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import trio
 
@@ -21,67 +19,23 @@ from .._tls import TLSFileError, certificate_failure
 from ..client._endpoint import Endpoint, HandshakeError
 from ..client._exchange import exchange, message_pieces
 from ..client._replies import EchoMismatchError, ReplyCheck
+from ..client._streamed import StreamedMessage, exchange_streamed
 from ..protocol import RemoteProtocolError, rules_of
 from ._client_failures import (
     HEAD_SIZE,
-    certificate_hint,
+    certificate_refused,
     connect_failure,
     handshake_failed,
     mode_hint,
     output_failed,
     size_hint,
+    tls_hint,
 )
+from ._client_input import InputError, UsageError, messages_of
 from ._client_options import ClientOptions
 from ._client_output import EchoOutput, OutputError, Progress
 
 __all__ = ["run_client"]
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _InputError(Exception):
-    pass
-
-
-def _messages(options: ClientOptions) -> list[Message]:
-    """The messages the client was asked to send, none of them read yet.
-
-    Raises:
-        _UsageError: If the arguments do not name exactly one source, or
-            name several messages in a mode that sends one.
-        _InputError: If the input cannot be read.
-    """
-    sources = len(options.message) + (options.file is not None)
-    if sources == 0:
-        raise _UsageError("client: give a MESSAGE, --file PATH, or - for standard input")
-    if options.file is not None and options.message:
-        raise _UsageError("client: give either MESSAGE or --file, not both")
-    if sources > 1 and not rules_of(options.mode).pipelines:
-        raise _UsageError(
-            f"client: {options.mode} mode sends one message; framed mode sends several"
-        )
-    if options.message.count("-") > 1:
-        raise _UsageError("client: standard input (-) can be read once")
-    try:
-        if options.file is not None:
-            return [Message.from_file(options.file)]
-        return [
-            _standard_input() if text == "-" else Message(os.fsencode(text))
-            for text in options.message
-        ]
-    except OSError as error:
-        raise _InputError(
-            f"client: cannot read {error.filename or options.file or 'standard input'}: "
-            f"{(error.strerror or str(error)).lower()}"
-        ) from None
-
-
-def _standard_input() -> Message:
-    if sys.stdin is None:
-        raise OSError(errno.EBADF, "it is closed", "standard input")
-    return Message.from_stream(sys.stdin.buffer)
 
 
 def _size(piece: bytes | Message) -> int:
@@ -106,7 +60,8 @@ async def _client_exchange(
     rules = rules_of(options.mode)
     outgoing = rules.requests(messages, _size)
     reply_size = rules.reply_size([message.size for message in messages])
-    progress = Progress(sum(_size(piece) for piece in outgoing))
+    streamed = messages[0] if isinstance(messages[0], StreamedMessage) else None
+    progress = Progress(None if streamed else sum(_size(piece) for piece in outgoing))
 
     def echoed(data: bytes) -> None:
         output.write(data)
@@ -128,20 +83,31 @@ async def _client_exchange(
                     async for part in from_file:
                         yield part
 
-    try:
-        sent_all = await _send_and_receive(
-            options,
-            endpoint,
+    async def transfer(stream: trio.abc.Stream, on_sent: Callable[[int], None] | None) -> bool:
+        if streamed is not None:  # its size is known once it has ended
+            return await exchange_streamed(stream, streamed, sink, on_sent=on_sent)
+        return await exchange(
+            stream,
             pieces(),
             sink,
             half_close_after=rules.half_close_after(reply_size),
             reply_size=reply_size,
-            progress=progress,
+            on_sent=on_sent,
         )
-    except* MessageReadError as group:  # from the sending task: raised as itself
-        while isinstance(error := group.exceptions[0], BaseExceptionGroup):
-            group = error
-        raise error from error.__cause__
+
+    try:
+        try:
+            sent_all = await _send_and_receive(options, endpoint, transfer, progress)
+        except* MessageReadError as group:  # from the sending task: raised as itself
+            while isinstance(error := group.exceptions[0], BaseExceptionGroup):
+                group = error
+            raise error from error.__cause__
+    except trio.TooSlowError:
+        if check.problem() is not None or (streamed is not None and not streamed.ended):
+            raise
+        # The whole reply came back; the server only did not close. Nothing
+        # is missing: the exchange is complete.
+        sent_all = True
     output.end_line()
     check.end()
     problem = check.problem()
@@ -156,14 +122,10 @@ async def _client_exchange(
 async def _send_and_receive(
     options: ClientOptions,
     endpoint: Endpoint,
-    outgoing: AsyncIterator[bytes],
-    sink: Callable[[bytes], None],
-    *,
-    half_close_after: int | None,
-    reply_size: int,
+    transfer: Callable[[trio.abc.Stream, Callable[[int], None] | None], Awaitable[bool]],
     progress: Progress,
 ) -> bool:
-    """Connect, and exchange; with progress on standard error if it is a terminal.
+    """Connect, and ``transfer``; with progress on standard error if it is a terminal.
 
     Over TLS, the stream's close sends close_notify.
     """
@@ -171,26 +133,13 @@ async def _send_and_receive(
         stream = await endpoint.connect()
         async with stream:
             if not sys.stderr.isatty():
-                return await exchange(
-                    stream,
-                    outgoing,
-                    sink,
-                    half_close_after=half_close_after,
-                    reply_size=reply_size,
-                )
+                return await transfer(stream, None)
             failure: Exception | None = None
             sent_all = False
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(progress.run)
                 try:
-                    sent_all = await exchange(
-                        stream,
-                        outgoing,
-                        sink,
-                        half_close_after=half_close_after,
-                        reply_size=reply_size,
-                        on_sent=progress.on_sent,
-                    )
+                    sent_all = await transfer(stream, progress.on_sent)
                 except Exception as error:  # raised below as itself, not in a group
                     failure = error
                 nursery.cancel_scope.cancel()
@@ -203,16 +152,16 @@ async def _send_and_receive(
 def run_client(options: ClientOptions) -> int:
     """Send the message(s) the command line names; return the exit status."""
     try:
-        messages = _messages(options)
-    except _UsageError as error:
+        messages = messages_of(options)
+    except UsageError as error:
         return fail(str(error), ExitStatus.USAGE)
-    except _InputError as error:
+    except InputError as error:
         return fail(str(error), ExitStatus.IO_ERROR)
     try:
         try:
             endpoint = options.endpoint()
         except TLSFileError as error:
-            return fail(f"client: {error}", ExitStatus.USAGE)
+            return fail(str(error), ExitStatus.USAGE)
         return _run_exchange(options, endpoint, messages)
     finally:
         for message in messages:
@@ -221,20 +170,21 @@ def run_client(options: ClientOptions) -> int:
 
 def _run_exchange(options: ClientOptions, endpoint: Endpoint, messages: list[Message]) -> int:
     where = str(endpoint)
+    tls = endpoint.tls is not None
     rules = rules_of(options.mode)
     head = bytearray()
     try:
-        output = EchoOutput(quiet=options.quiet)
+        output = EchoOutput(quiet=options.quiet, lines=options.lines)
         problem = trio.run(_client_exchange, options, endpoint, messages, output, head)
     except MessageReadError as error:
-        return fail(f"client: cannot read the message: {str(error).lower()}", ExitStatus.IO_ERROR)
+        return fail(f"cannot read the message: {str(error).lower()}", ExitStatus.IO_ERROR)
     except OutputError as error:
         return output_failed(error.__cause__)
     except EchoMismatchError as error:
-        return fail(f"client: {error}", ExitStatus.MISMATCH)
+        return fail(str(error) + tls_hint(tls=tls, head=head), ExitStatus.MISMATCH)
     except trio.TooSlowError:
         return fail(
-            f"client: no complete echo from {where} within {options.timeout:g} s",
+            f"no complete echo from {where} within {options.timeout:g} s",
             ExitStatus.TIMEOUT,
         )
     except HandshakeError as error:
@@ -242,30 +192,31 @@ def _run_exchange(options: ClientOptions, endpoint: Endpoint, messages: list[Mes
     except trio.BrokenResourceError as error:
         if certificate_failure(error):  # over TLS 1.3, after the client's half of the handshake
             return handshake_failed(where, error)
+        hint = size_hint(rules, messages, head)
+        if not hint and (refused := certificate_refused(tls=tls, cert=options.cert, head=head)):
+            return fail(f"cannot connect to {where} over TLS: {refused}", ExitStatus.CERTIFICATE)
         cause = error.__cause__ or error
         return fail(
-            f"client: the connection to {where} was reset ({cause})"
-            + (
-                certificate_hint(tls=options.tls, cert=options.cert, head=head, cause=cause)
-                or size_hint(rules, messages, head)
-                or mode_hint(rules, messages, head)
-            ),
+            f"the connection to {where} was reset ({cause})"
+            + (hint or mode_hint(rules, messages, head) or tls_hint(tls=tls, head=head)),
             ExitStatus.RESET,
         )
     except RemoteProtocolError as error:
         return fail(
-            f"client: the answers from {where} break the framing: {error}"
+            f"the answers from {where} break the framing: {error}"
             + mode_hint(rules, messages, head),
             ExitStatus.PROTOCOL,
         )
     except OSError as error:
-        return fail(
-            f"client: cannot connect to {where}: {connect_failure(error)}", ExitStatus.REFUSED
-        )
+        return fail(f"cannot connect to {where}: {connect_failure(error)}", ExitStatus.REFUSED)
     if problem is not None:
         return fail(
-            f"client: {problem}"
-            + (size_hint(rules, messages, head) or mode_hint(rules, messages, head)),
+            problem
+            + (
+                size_hint(rules, messages, head)
+                or mode_hint(rules, messages, head)
+                or tls_hint(tls=tls, head=head)
+            ),
             ExitStatus.MISMATCH,
         )
     return ExitStatus.OK

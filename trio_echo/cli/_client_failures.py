@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import ssl
 import sys
 
 from .._messages import Message
@@ -18,12 +17,13 @@ from ._readers import size_text
 __all__ = [
     "HEAD_SIZE",
     "HINT_FROM",
-    "certificate_hint",
+    "certificate_refused",
     "connect_failure",
     "handshake_failed",
     "mode_hint",
     "output_failed",
     "size_hint",
+    "tls_hint",
 ]
 
 HINT_FROM = 64 * 1024
@@ -32,10 +32,13 @@ HINT_FROM = 64 * 1024
 HEAD_SIZE = 64
 """Bytes of the reply kept to say what kind of server sent it."""
 
+_TLS_ALERT = b"\x15\x03"
+"""How a TLS alert record begins (its type, then the major version)."""
+
 
 def handshake_failed(where: str, error: Exception) -> ExitStatus:
     """End for a TLS handshake that failed: over a certificate, or otherwise."""
-    cannot = f"client: cannot connect to {where} over TLS"
+    cannot = f"cannot connect to {where} over TLS"
     if failure := certificate_failure(error):
         return fail(f"{cannot}: {failure}", ExitStatus.CERTIFICATE)
     return fail(f"{cannot}: {error}", ExitStatus.RESET)
@@ -54,7 +57,7 @@ def output_failed(cause: BaseException | None) -> ExitStatus:
         return ExitStatus.OUTPUT_ERROR
     reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
     return fail(
-        f"client: cannot write the echo to standard output: {reason.lower()}",
+        f"cannot write the echo to standard output: {reason.lower()}",
         ExitStatus.OUTPUT_ERROR,
     )
 
@@ -65,8 +68,10 @@ def size_hint(rules: ModeRules, messages: list[Message], head: bytes | bytearray
     A server whose requests are framed, and that refuses a message's length,
     closes before it echoes a byte.
     """
+    if not rules.framed_requests or head:
+        return ""
     largest = max(message.size for message in messages)
-    if not rules.framed_requests or head or largest < HINT_FROM:
+    if largest < HINT_FROM:
         return ""
     return (
         f" (nothing came back: a server refuses a message longer than its"
@@ -75,29 +80,49 @@ def size_hint(rules: ModeRules, messages: list[Message], head: bytes | bytearray
     )
 
 
-def certificate_hint(
-    *, tls: bool, cert: str | None, head: bytes | bytearray, cause: BaseException
-) -> str:
-    """Say what a TLS connection cut before any reply may mean.
+def certificate_refused(*, tls: bool, cert: str | None, head: bytes | bytearray) -> str:
+    """Say why a TLS connection that ended before any reply likely did: its client certificate.
 
     Over TLS 1.3 a server checks the client's certificate after the client
-    has finished its handshake; one that does not send its alert then (a
-    trio server does not) only closes.
+    has finished its half of the handshake. One that refuses it without its
+    alert (a trio server sends none) ends the connection, and the client
+    sees an end of stream or a reset, whichever way the server ended it.
+
+    Returns:
+        The sentence's end, or ``""`` if the connection was not over TLS, or
+        something came back.
     """
-    if not tls or cert is not None or head:
+    if not tls or head:
         return ""
-    if not isinstance(cause, ssl.SSLEOFError):
-        return ""
+    if cert is None:
+        return (
+            "the server ended the connection before any reply, as a server that requires"
+            " a client certificate does when it gets none (see --cert)"
+        )
     return (
-        " (nothing came back: a TLS server that requires a client certificate closes"
-        " so when it gets none; see --cert)"
+        "the server ended the connection before any reply, as a server does that does not"
+        " trust the client certificate (--cert): its issuer may not be in the server's"
+        " --tls-client-ca"
     )
+
+
+def tls_hint(*, tls: bool, head: bytes | bytearray) -> str:
+    """Say what a plain connection's reply (or its absence) says of a TLS server."""
+    if tls:
+        return ""
+    if head.startswith(_TLS_ALERT):
+        return " (a TLS alert came back: the server speaks TLS; give --tls)"
+    if not head:
+        return (
+            " (nothing came back: a server that speaks TLS ends a plain connection so;"
+            " if it does, give --tls)"
+        )
+    return ""
 
 
 def mode_hint(rules: ModeRules, messages: list[Message], head: bytes | bytearray) -> str:
     """Say which mode the server seems to be in, when its reply shows it."""
-    first = messages[0].read(0, len(head))
-    if rules.framed_answers and head and first == head[: len(first)]:
+    if rules.framed_answers and head and head.startswith(messages[0].read(0, len(head))):
         return " (a bare payload came back: the server seems to be in count mode)"
     if not rules.framed_requests and not head:
         return (

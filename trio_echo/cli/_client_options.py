@@ -9,7 +9,7 @@ import attrs
 from .._ports import DEFAULT_PORT
 from .._tls import client_context
 from ..client._endpoint import Endpoint
-from ..protocol import Mode
+from ..protocol import DEFAULT_MAX_MESSAGE_SIZE, Mode
 from ..protocol._declarations import documented, setting, settings
 
 __all__ = ["LOAD_FLAGS", "LOAD_RUN", "TLS", "TLS_FLAGS", "ClientOptions"]
@@ -80,7 +80,7 @@ class ClientOptions:
         flag="--server-name",
         doc="the name the server's certificate must carry",
         group=TLS,
-        unit="name",
+        unit="server name",
         default_text="the host; over {unix}, localhost",
     )
     cert: str | None = setting(
@@ -118,6 +118,30 @@ class ClientOptions:
         unit="seconds",
         positive=True,
     )
+    max_message_size: int = setting(
+        DEFAULT_MAX_MESSAGE_SIZE,
+        flag="--max-message-size",
+        doc=(
+            "the longest message to send in count and framed mode (a server refuses one"
+            " longer than its own), and the longest framed answer to take; in those modes"
+            " input that is not a regular file (a pipe) is first copied to a temporary file"
+            " in $TMPDIR (else /tmp), and refused once it is longer. In echo mode such input"
+            " is sent as it is read, without a bound"
+        ),
+        group=EXCHANGE,
+        unit="bytes",
+        least=0,
+    )
+    lines: bool = setting(
+        False,
+        flag="--lines",
+        doc=(
+            "in framed mode, end each answer with a newline, as on a terminal (into a pipe"
+            " or a file, the answers are written as they came, without one)"
+        ),
+        group=EXCHANGE,
+        unit="switch",
+    )
     quiet: bool = setting(
         False,
         flag="--quiet, -q",
@@ -143,7 +167,10 @@ class ClientOptions:
     size: int = setting(
         100,
         flag="--size",
-        doc="payload bytes per message, at most 1GiB",
+        doc=(
+            "payload bytes per message, at most 1GiB; times {concurrency}, at most 4GiB"
+            " (the bytes under way at once)"
+        ),
         group=LOAD_RUN,
         unit="load size",
         least=1,

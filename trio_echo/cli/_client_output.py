@@ -1,15 +1,19 @@
 # What the client command shows while it runs: the echo, written to standard
 # output as it arrives, and on a terminal, the bytes sent and echoed so far
-# on standard error.
+# (or in a load run, the messages) on standard error.
 from __future__ import annotations
 
 import errno
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import trio
 
-__all__ = ["EchoOutput", "OutputError", "Progress"]
+if TYPE_CHECKING:
+    from ..client._load import LoadRun
+
+__all__ = ["EchoOutput", "LoadProgress", "OutputError", "Progress"]
 
 
 class OutputError(Exception):
@@ -19,20 +23,21 @@ class OutputError(Exception):
 class EchoOutput:
     """The echo, written to standard output as it arrives.
 
-    Into a pipe or a file, the bytes exactly; on a terminal, a line ends each
-    framed answer, and the output ends with a line.
+    Into a pipe or a file, the bytes exactly, unless ``lines``; on a
+    terminal, or with ``lines``, a line ends each framed answer, and the
+    output ends with a line.
 
     Raises:
         OutputError: If standard output is closed, and the echo is to be
             written.
     """
 
-    def __init__(self, *, quiet: bool) -> None:
+    def __init__(self, *, quiet: bool, lines: bool = False) -> None:
         if sys.stdout is None and not quiet:
             raise OutputError from OSError(errno.EBADF, "standard output is closed")
         self._out = sys.stdout.buffer if sys.stdout is not None else None
         self._quiet = quiet
-        self._terminal = self._out is not None and not quiet and sys.stdout.isatty()
+        self._terminal = self._out is not None and not quiet and (lines or sys.stdout.isatty())
         self._line_open = False
 
     def write(self, data: bytes) -> None:
@@ -60,12 +65,12 @@ class Progress:
     """Bytes sent and echoed, shown on standard error while it is a terminal.
 
     Args:
-        total: The bytes to send in all.
+        total: The bytes to send in all, if known.
     """
 
     INTERVAL = 0.5
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int | None) -> None:
         self.total = total
         self.sent = 0
         self.echoed = 0
@@ -85,8 +90,50 @@ class Progress:
         elapsed = max(time.monotonic() - self._start, 1e-9)
         rate = self.echoed / elapsed / 1e6
         print(
-            f"\rsent {self.sent:,} of {self.total:,} bytes, echoed {self.echoed:,}"
+            f"\rsent {self.sent:,}{'' if self.total is None else f' of {self.total:,}'} bytes,"
+            f" echoed {self.echoed:,}"
             f" ({rate:,.1f} MB/s)   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._shown = True
+
+    def finish(self) -> None:
+        """Show the last figures, and end their line, if any were shown."""
+        if self._shown:
+            self.show()
+            print(file=sys.stderr)
+
+    async def run(self) -> None:
+        """Show the figures every `INTERVAL` seconds, until cancelled."""
+        while True:
+            await trio.sleep(self.INTERVAL)
+            self.show()
+
+
+class LoadProgress:
+    """A load run's figures so far, shown on standard error while it is a terminal.
+
+    Over one line, as `Progress` shows a single exchange's.
+
+    Args:
+        run: The load run.
+    """
+
+    INTERVAL = 0.5
+
+    def __init__(self, run: LoadRun) -> None:
+        self._run = run
+        self._shown = False
+
+    def show(self) -> None:
+        """Show the figures, over the line shown last."""
+        run = self._run
+        rate = run.messages / run.seconds if run.seconds > 0 else 0.0
+        print(
+            f"\r{run.messages:,} of {run.repeat:,} messages echoed, {run.errors:,} failed"
+            f" ({rate:,.0f} messages/s)   ",
             end="",
             file=sys.stderr,
             flush=True,

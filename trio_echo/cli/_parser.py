@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
 from .. import __version__
-from .._status import PROG, ExitStatus, fail
+from .._status import PROG, ExitStatus, fail, speak_for
 from ..protocol import ConfigError, Limits
 from ..server._config import ServerConfig
 from ..server._log import configure_logging
@@ -31,13 +31,29 @@ from ._settings import HelpFormatter, add_client_arguments, add_server_arguments
 __all__ = ["ExitStatus", "build_parser", "main", "parse_size"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, except that a bad argument is its sentence, then where help is.
+
+    Not the whole usage, which would bury the sentence: the sentence has
+    the prefix of every failure, ``trio-echo: client: ...``.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Say ``message`` and where the options are listed; exit with `ExitStatus.USAGE`."""
+        self.exit(
+            ExitStatus.USAGE,
+            f"{self.prog.replace(' ', ': ')}: {message}\n"
+            f"Try '{self.prog} --help' for the options.\n",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the command line's argument parser.
 
     A flag not given is absent from the parsed namespace: the defaults are
     those of `ServerConfig`, `ServerOptions` and `ClientOptions`.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description=(
             "Echo servers and client for the count protocol ('length SP payload'), built on Trio."
@@ -93,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "command", None) is None:
         parser.error("give a COMMAND: server or client")
+    speak_for(args.command)
     given = {
         name: value
         for name, value in vars(args).items()
@@ -102,9 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             options = _server_options(given)
         except ConfigError as error:
-            return fail(f"server: {error.describe(flag)}", ExitStatus.USAGE)
+            return fail(error.describe(flag), ExitStatus.USAGE)
         except UsageError as error:
-            return fail(f"server: {error}", ExitStatus.USAGE)
+            return fail(str(error), ExitStatus.USAGE)
         configure_logging(options.log_level, options.log_format)
         return run_server(options, argv)
     try:
@@ -117,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = run_client(client) if client.repeat is None else run_load_command(client)
     except* KeyboardInterrupt:  # alone, or from inside a nursery
         pass
-    return fail("client: interrupted", ExitStatus.INTERRUPTED) if status is None else status
+    return fail("interrupted", ExitStatus.INTERRUPTED) if status is None else status
 
 
 _LIMITS = frozenset(field.name for field in attrs.fields(Limits) if field.init)

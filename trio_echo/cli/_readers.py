@@ -9,6 +9,7 @@ import math
 import re
 
 __all__ = [
+    "MAX_LOAD_IN_FLIGHT",
     "MAX_LOAD_SIZE",
     "MAX_SIZE",
     "parse_size",
@@ -20,6 +21,7 @@ __all__ = [
     "read_metrics_address",
     "read_number",
     "read_port",
+    "read_server_name",
     "read_size",
     "size_text",
 ]
@@ -67,6 +69,11 @@ def read_number(text: str, *, zero: bool, unit: str = "seconds") -> float:
 
 MAX_LOAD_SIZE = 1 << 30
 """The largest message of a load run: its messages are made in memory."""
+
+MAX_LOAD_IN_FLIGHT = 4 << 30
+"""The most a load run has in flight at once, ``--size`` times ``--concurrency``:
+4GiB. Its client holds the payload once, but each connection's message and
+echo are held by the kernel and the server while they are under way."""
 
 
 def read_load_size(text: str) -> int:
@@ -118,6 +125,23 @@ def read_metrics_address(text: str) -> tuple[str, int]:
     if port is None or not host:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (127.0.0.1:9100)")
     return host, port
+
+
+def read_server_name(text: str) -> str:
+    """A name a server's certificate may carry: a host name or an address.
+
+    The ssl library refuses an empty name, one that begins with a dot, and
+    one that IDNA cannot encode; this says so before a connection is made.
+    """
+    try:
+        valid = bool(text) and not text.startswith(".") and bool(text.encode("idna"))
+    except UnicodeError:
+        valid = False
+    if not valid or "\0" in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a name a certificate can carry (example: localhost)"
+        )
+    return text
 
 
 def read_fd(text: str) -> int:

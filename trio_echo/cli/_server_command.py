@@ -5,19 +5,22 @@
 # (`_open`: TCP and a unix socket), both by server/_listeners.py, each with
 # its one sentence when it fails. A unix socket file is removed on exit by
 # the process that made it, never by one it was handed to. With TLS, the
-# certificate is loaded before anything listens, and loaded again on SIGUSR1.
+# certificate is loaded before anything listens, and loaded again on SIGUSR1;
+# a worker is handed the pair its supervisor holds in use, and never reads
+# the files itself.
 # Workers are started with the parent's own arguments, followed by what only
 # the parent knows (`--workers 1`, and how to reach the listening sockets):
 # later flags override earlier ones, so no copy of the flag list is kept here.
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import trio
 
@@ -35,22 +38,16 @@ from ..server._listeners import (
 from ..server._metrics import Snapshot, answer_snapshots, serve_metrics, worker_channel
 from ..server._server import EchoServer
 from ..server._signals import (
-    RELOAD_SIGNAL,
     early_signals,
     handle_reload_signal,
     handle_shutdown_signals,
     signal_name,
 )
-from ..server._supervisor import (
-    SUPERVISOR_FD_VARIABLE,
-    Supervisor,
-    WorkerStartError,
-    supervisor_fd,
-    wait_for_supervisor_exit,
-)
+from ..server._supervisor import Supervisor, WorkerStartError
 from ..server._systemd import notify
 from ..server._tls import ServerTLS
 from ..server._unix import UnixSocketFile
+from ..server._worker_line import LineError, WorkerEnd
 from ._server_options import ServerOptions
 
 __all__ = ["ServerOptions", "run_server"]
@@ -77,12 +74,13 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
     """
     if early := early_signals():
         return _stopped_before_listening(early[0])
+    line = WorkerEnd.inherited()  # a worker's line to its supervisor
     try:
-        # Loaded before anything listens (a supervisor only checks the files:
-        # each worker loads its own).
-        tls = ServerTLS(options.tls_files) if options.tls_files is not None else None
+        tls = _server_tls(options, line)  # loaded before anything listens
     except TLSFileError as error:
         return fail(f"server: {error}", ExitStatus.USAGE)
+    except LineError as error:
+        return fail(f"server: {error}", ExitStatus.WORKER_FAILED)
     try:
         if options.workers > 1:
             if not SUPERVISOR_AVAILABLE:
@@ -91,11 +89,11 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
                     " platform does not have; run one server per process instead",
                     ExitStatus.USAGE,
                 )
-            return _run_workers(options, argv)
+            return _run_workers(options, argv, tls)
         channel = worker_channel()  # a worker whose supervisor serves the metrics
         metrics_socket = None if channel is not None else _metrics_listener(options)
         socket_file = None
-        if not (listeners := _handed_over(options)):
+        if not (listeners := _handed_over(options, worker=line is not None)):
             listeners, socket_file = _open(options, reuse_port=options.reuse_port)
     except CannotListenError as error:
         return fail(str(error), ExitStatus.CANNOT_LISTEN)
@@ -108,11 +106,22 @@ def run_server(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
             metrics=bool(options.metrics) or channel is not None,
             tls=tls,
         )
-        trio.run(_serve_until_signalled, server, options.grace, metrics_socket, channel)
+        trio.run(_serve_until_signalled, server, options.grace, metrics_socket, channel, line)
     finally:
         if socket_file is not None:
             socket_file.remove()
     return ExitStatus.OK
+
+
+def _server_tls(options: ServerOptions, line: WorkerEnd | None) -> ServerTLS | None:
+    """The TLS pair to serve, if any.
+
+    Read from the files; in a worker, as its supervisor read them (the
+    first message on its line).
+    """
+    if options.tls_files is None:
+        return None
+    return ServerTLS(options.tls_files, line.receive_pair() if line is not None else None)
 
 
 def _metrics_listener(options: ServerOptions) -> socket.socket | None:
@@ -142,14 +151,14 @@ def _stopped_before_listening(signum: int) -> ExitStatus:
     return ExitStatus.INTERRUPTED if signum == signal.SIGINT else ExitStatus.OK
 
 
-def _handed_over(options: ServerOptions) -> list[socket.socket] | None:
+def _handed_over(options: ServerOptions, *, worker: bool = False) -> list[socket.socket] | None:
     """The listening sockets handed over with --fd or by systemd, if any."""
     try:
         listeners = handed_over(options.fds)
     except ActivationError as error:
         raise CannotListenError(f"server: {error}") from None
     # A worker is handed its supervisor's sockets, --unix among them.
-    if listeners and options.unix is not None and SUPERVISOR_FD_VARIABLE not in os.environ:
+    if listeners and options.unix is not None and not worker:
         raise _UsageError(
             "server: --unix makes a socket of its own, but sockets were handed over"
             " (--fd, or systemd's LISTEN_FDS): give one or the other"
@@ -180,18 +189,21 @@ async def _serve_until_signalled(
     grace: float,
     metrics_socket: socket.socket | None = None,
     channel: socket.socket | None = None,
+    line: WorkerEnd | None = None,
 ) -> None:
-    draining = False
+    stopped = False  # by a signal, or by the supervisor's exit
     async with trio.open_nursery() as nursery:
 
         def drain(name: str) -> None:
-            nonlocal draining
-            draining = True
+            nonlocal stopped
+            stopped = True
             notify("STOPPING=1")
             logger.info("%s: not accepting; open connections have %g s to finish", name, grace)
             server.shutdown(grace)
 
         def cut(name: str) -> None:
+            nonlocal stopped
+            stopped = True
             logger.warning("%s: cutting %d open connection(s) now", name, server.connections)
             server.abort()
 
@@ -202,16 +214,16 @@ async def _serve_until_signalled(
             nursery.cancel_scope.cancel()  # served to the end: stop watching signals
 
         await nursery.start(handle_shutdown_signals, drain, cut)
-        await nursery.start(handle_reload_signal, functools.partial(_reload, server))
-        if (fd := supervisor_fd()) is not None:  # a worker: drain if the supervisor dies
+        await nursery.start(handle_reload_signal, functools.partial(_reload, server, line))
+        if line is not None:  # a worker: answer its supervisor, and drain once it exits
 
-            async def drain_when_orphaned() -> None:
-                await wait_for_supervisor_exit(fd)
+            async def answer_supervisor(line: WorkerEnd) -> None:
+                await line.answer(lambda pair: server.tls is not None and server.tls.use(pair))
                 drain("the supervisor exited")
 
-            nursery.start_soon(drain_when_orphaned)
+            nursery.start_soon(answer_supervisor, line)
         addresses: list[ListenAddress] = await nursery.start(serve)
-        if draining:
+        if stopped:
             return  # a signal came first: nothing to announce
         metrics = server.metrics
         if metrics is not None and channel is not None:
@@ -224,15 +236,37 @@ async def _serve_until_signalled(
 
             _log_metrics_address(metrics_socket)
             nursery.start_soon(serve_metrics, metrics_socket, collect)
-        for address in addresses:
-            print(f"listening on {address} mode={server.config.mode}", flush=True)
+        _announce(f"listening on {address} mode={server.config.mode}" for address in addresses)
         notify("READY=1")
 
 
-async def _reload(server: EchoServer) -> None:
+def _announce(lines: Iterable[str]) -> None:
+    """Print the 'listening on' lines; an unwritable standard output is one warning.
+
+    Standard output then goes to the null device, so that nothing is
+    written to it again, not even what is left in its buffer at exit.
+    """
+    try:
+        for line in lines:
+            print(line, flush=True)
+    except OSError as error:
+        logger.warning(
+            "cannot write to standard output (%s): serving without the 'listening on' line",
+            (error.strerror or str(error)).lower(),
+        )
+        with contextlib.suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+
+
+async def _reload(server: EchoServer, line: WorkerEnd | None = None) -> None:
     """Load the TLS certificate and key again (on `RELOAD_SIGNAL`)."""
     if server.tls is None:
         logger.info("SIGUSR1: not serving TLS, no certificate to reload")
+        return
+    if line is not None:
+        logger.info("SIGUSR1: a worker serves the certificate its supervisor reads; not reloaded")
         return
     # Abandoned, not waited for, if a shutdown comes while a file is read.
     await trio.to_thread.run_sync(server.tls.reload, abandon_on_cancel=True)
@@ -243,7 +277,7 @@ def _log_metrics_address(sock: socket.socket) -> None:
     logger.info("metrics on http://%s/metrics", format_address(host, port))
 
 
-def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
+def _run_workers(options: ServerOptions, argv: Sequence[str], tls: ServerTLS | None) -> ExitStatus:
     """Run ``options.workers`` servers under a supervisor; return the exit status."""
     command = [sys.executable, "-m", "trio_echo", *argv, "--workers", "1"]
     metrics_socket = _metrics_listener(options)  # served here, for every worker
@@ -277,6 +311,8 @@ def _run_workers(options: ServerOptions, argv: Sequence[str]) -> ExitStatus:
         grace=options.grace,
         pass_fds=pass_fds,
         metrics=metrics_socket is not None,
+        tls=tls,
+        heartbeat=options.worker_timeout,
     )
     stopped_by: list[str] = []  # the first signal's name, if one came
     try:
@@ -328,6 +364,7 @@ async def _supervise(
             supervisor.drain()
 
         def cut(name: str) -> None:
+            stopped_by.append(name)
             workers_logger.warning("%s: asking the workers to cut their connections now", name)
             supervisor.cut()
 
@@ -337,23 +374,18 @@ async def _supervise(
             await supervisor.run(task_status=task_status)
             nursery.cancel_scope.cancel()  # every worker has exited: stop watching signals
 
-        async def reload() -> None:
-            assert RELOAD_SIGNAL is not None  # the supervisor runs on POSIX only
-            supervisor.signal_workers(RELOAD_SIGNAL)
-
         await nursery.start(handle_shutdown_signals, drain, cut)
-        await nursery.start(handle_reload_signal, reload)
+        await nursery.start(handle_reload_signal, supervisor.reload)
         await nursery.start(supervise)
         if stopped_by:
             return  # stopped while the workers started: nothing to announce
         if metrics_socket is not None:
             _log_metrics_address(metrics_socket)
             nursery.start_soon(serve_metrics, metrics_socket, supervisor.snapshots)
-        for sock in listeners:
-            print(
-                f"listening on {ListenAddress.of(sock)} mode={options.config.mode}"
-                f" workers={options.workers}",
-                flush=True,
-            )
+        _announce(
+            f"listening on {ListenAddress.of(sock)} mode={options.config.mode}"
+            f" workers={options.workers}"
+            for sock in listeners
+        )
         notify(f"READY=1\nSTATUS=serving with {options.workers} workers")
         workers_logger.info("%d workers serving (pids %s)", options.workers, supervisor.pids)

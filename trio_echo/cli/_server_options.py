@@ -114,6 +114,18 @@ class ServerOptions:
         least=1,
         default_text="1, no parent",
     )
+    worker_timeout: float = setting(
+        5.0,
+        flag="--worker-timeout",
+        doc=(
+            "time a worker may go without answering its supervisor's heartbeat (stopped, or"
+            " stuck) before it is killed and replaced"
+        ),
+        group=_SERVING,
+        unit="seconds",
+        positive=True,
+        bound=True,
+    )
     tls_cert: str | None = setting(
         None,
         flag="--tls-cert",
@@ -144,7 +156,7 @@ class ServerOptions:
         doc=(
             "serve Prometheus metrics at http://HOST:PORT/metrics (:PORT: this machine"
             " only); with {workers}, one scrape covers every worker, labelled by worker;"
-            " needs the metrics extra: pip install 'trio_echo[metrics]'"
+            " needs the metrics extra: pip install '.[metrics]' from the project's directory"
         ),
         group=_WATCHING,
         unit="host:port",

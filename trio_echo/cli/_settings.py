@@ -40,6 +40,7 @@ from ._readers import (
     read_metrics_address,
     read_number,
     read_port,
+    read_server_name,
     read_size,
     size_text,
 )
@@ -240,6 +241,7 @@ def _reading(setting: Setting) -> dict[str, Any]:
         "host[:port]": (read_host_and_port, "HOST"),
         "load size": (read_load_size, "SIZE"),
         "name": (None, "NAME"),
+        "server name": (read_server_name, "NAME"),
         "path": (None, "PATH"),
         "file": (None, "FILE"),
     }

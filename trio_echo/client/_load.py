@@ -29,7 +29,7 @@ from ._endpoint import Endpoint, HandshakeError
 from ._exchange import RECEIVE_SIZE, cut_after_the_reply
 from ._replies import EchoMismatchError, ReplyCheck
 
-__all__ = ["LoadReport", "run_load"]
+__all__ = ["LoadReport", "LoadRun", "error_kind", "run_load"]
 
 SEQUENTIAL_LIMIT = 64 * 1024
 """Messages up to this size are sent whole before the echo is read (the
@@ -55,6 +55,10 @@ class LoadReport:
         messages: Messages echoed correctly.
         errors: Messages that failed (refused, reset, wrong echo, timeout).
         seconds: Wall-clock duration of the run.
+        errors_by_kind: How many failed of each kind (`error_kind`), in
+            the order each kind first failed.
+        repeat: Messages the run was asked to send (more than
+            ``messages + errors`` if it was interrupted).
         latencies: Per-message latency in seconds, of the successful
             messages, in ascending order.
         first_error: The first failure, in words, if there was one.
@@ -73,6 +77,8 @@ class LoadReport:
     latencies: list[float] = attrs.field(repr=False)
     first_error: str = ""
     first_failure: BaseException | None = attrs.field(default=None, repr=False, eq=False)
+    errors_by_kind: dict[str, int] = attrs.field(factory=dict)
+    repeat: int | None = None
 
     @property
     def messages_per_second(self) -> float:
@@ -102,6 +108,7 @@ class LoadReport:
                 "p99": round(percentile(self.latencies, 0.99) * ms, 3),
                 "max": round((self.latencies[-1] if self.latencies else 0.0) * ms, 3),
             },
+            "errors_by_kind": dict(self.errors_by_kind),
             "first_error": self.first_error,
         }
 
@@ -117,27 +124,112 @@ FAILURES = (
 """What can make a message of a load run fail."""
 
 
+def error_kind(error: BaseException) -> str:
+    """The kind of a load run's failure, in a word or two.
+
+    ``refused`` (the connection could not be made), ``reset`` (it broke),
+    ``timeout``, ``mismatch`` (a wrong echo), ``framing`` (framed answers
+    that break it), ``certificate`` or ``handshake`` (TLS).
+    """
+    if certificate_failure(error):
+        return "certificate"
+    for kind, word in (
+        (HandshakeError, "handshake"),
+        (EchoMismatchError, "mismatch"),
+        (trio.TooSlowError, "timeout"),
+        (trio.BrokenResourceError, "reset"),
+        (RemoteProtocolError, "framing"),
+        (OSError, "refused"),
+    ):
+        if isinstance(error, kind):
+            return word
+    return "other"
+
+
 @attrs.define
-class _Run:
+class LoadRun:
+    """A load run, whose figures can be read while it runs, or after it was cut short.
+
+    Attributes:
+        endpoint: Where the server is.
+        rules: The server's mode's rules.
+        payload: The payload every message carries: one object, shared.
+        timeout: Seconds one message (or, in the persistent modes, one
+            connection's share) may take.
+        repeat: Messages to send in all.
+        concurrency: Connections at once.
+        latencies: The latency of each message echoed so far, in seconds.
+        errors: Messages failed so far.
+        errors_by_kind: Of those, how many of each kind (`error_kind`).
+        first_failure: The first failure, if any.
+    """
+
     endpoint: Endpoint
     rules: ModeRules
     payload: bytes
     timeout: float
-    remaining: int
+    repeat: int
+    concurrency: int
     latencies: list[float] = attrs.field(factory=list)
     errors: int = 0
+    errors_by_kind: dict[str, int] = attrs.field(factory=dict)
     first_failure: BaseException | None = None
-    request: bytes = attrs.field(init=False)
+    remaining: int = attrs.field(init=False)
+    request: tuple[bytes, ...] = attrs.field(init=False)
+    """What each message is sent as: its prefix and the shared payload,
+    or, for a small one, both in one string (one send)."""
     reply_size: int = attrs.field(init=False)
     until_close: bool = attrs.field(init=False)
     """Whether a reply ends when the server closes: in a mode whose client
     never half-closes, the server closes once it has answered."""
+    _start: float | None = attrs.field(init=False, default=None)
+    _end: float | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
-        pieces: list[bytes] = self.rules.requests([self.payload], len)
-        self.request = b"".join(pieces)
+        self.remaining = self.repeat
+        pieces: list[bytes] = [p for p in self.rules.requests([self.payload], len) if p]
+        small = len(self.payload) <= SEQUENTIAL_LIMIT
+        self.request = (b"".join(pieces),) if small else tuple(pieces)
         self.reply_size = self.rules.reply_size([len(self.payload)])
         self.until_close = self.rules.half_close_after(self.reply_size) is None
+
+    async def run(self) -> None:
+        """Send the messages; return once every one is echoed or failed."""
+        self._start = time.perf_counter()
+        try:
+            async with trio.open_nursery() as nursery:
+                for _ in range(min(self.concurrency, self.repeat)):
+                    nursery.start_soon(self.worker)
+        finally:
+            self._end = time.perf_counter()
+
+    @property
+    def messages(self) -> int:
+        """Messages echoed correctly so far."""
+        return len(self.latencies)
+
+    @property
+    def seconds(self) -> float:
+        """How long the run has taken so far, or took."""
+        if self._start is None:
+            return 0.0
+        return (self._end or time.perf_counter()) - self._start
+
+    def report(self) -> LoadReport:
+        """The figures so far: the whole run's, once it has returned."""
+        return LoadReport(
+            mode=self.rules.mode,
+            size=len(self.payload),
+            concurrency=self.concurrency,
+            messages=self.messages,
+            errors=self.errors,
+            seconds=self.seconds,
+            latencies=sorted(self.latencies),
+            first_error=self.describe(self.first_failure) if self.first_failure else "",
+            first_failure=self.first_failure,
+            errors_by_kind=dict(self.errors_by_kind),
+            repeat=self.repeat,
+        )
 
     def take(self) -> bool:
         if self.remaining <= 0:
@@ -147,6 +239,8 @@ class _Run:
 
     def failed(self, error: BaseException) -> None:
         self.errors += 1
+        kind = error_kind(error)
+        self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
         if self.first_failure is None:
             self.first_failure = error
 
@@ -205,6 +299,10 @@ class _Run:
                         pass
             # Over TLS, closing the stream (close_notify) ends the connection.
 
+    async def _send(self, stream: trio.abc.Stream) -> None:
+        for piece in self.request:
+            await stream.send_all(piece)
+
     async def _message(self, stream: trio.abc.Stream) -> None:
         """Send the message, and check its reply.
 
@@ -232,12 +330,12 @@ class _Run:
                 received += len(data)
                 check(bytes(data))
 
-        if len(self.request) <= SEQUENTIAL_LIMIT:
-            await stream.send_all(self.request)
+        if len(self.payload) <= SEQUENTIAL_LIMIT:
+            await stream.send_all(self.request[0])
             await receive()
         else:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(stream.send_all, self.request)
+                nursery.start_soon(self._send, stream)
                 await receive()
         if problem := check.problem():
             raise EchoMismatchError(problem)
@@ -280,23 +378,13 @@ async def run_load(
     Returns:
         The figures of the run.
     """
-    mode = Mode(mode)
-    payload = random.Random(seed).randbytes(size)
-    endpoint = Endpoint(host=host, port=port, unix=unix, tls=tls, server_name=server_name)
-    run = _Run(endpoint, rules_of(mode), payload, timeout, remaining=repeat)
-    start = time.perf_counter()
-    async with trio.open_nursery() as nursery:
-        for _ in range(min(concurrency, repeat)):
-            nursery.start_soon(run.worker)
-    seconds = time.perf_counter() - start
-    return LoadReport(
-        mode=mode,
-        size=size,
+    run = LoadRun(
+        Endpoint(host=host, port=port, unix=unix, tls=tls, server_name=server_name),
+        rules_of(Mode(mode)),
+        random.Random(seed).randbytes(size),
+        timeout,
+        repeat=repeat,
         concurrency=concurrency,
-        messages=len(run.latencies),
-        errors=run.errors,
-        seconds=seconds,
-        latencies=sorted(run.latencies),
-        first_error=run.describe(run.first_failure) if run.first_failure else "",
-        first_failure=run.first_failure,
     )
+    await run.run()
+    return run.report()

@@ -5,14 +5,8 @@
 # not need them).
 #
 # The server never waits for its log's reader, and a line costs it little
-# more than its record. Records are held in a bounded buffer, and one thread
-# writes them out in batches, as nginx's ``access_log ... buffer=64k
-# flush=1s`` does: it wakes every FLUSH_INTERVAL, or sooner once BATCH
-# records wait, and writes all of them with one system call. A reader that
-# falls behind (a blocking container log driver, a full pipe) stalls only
-# that thread. When the buffer is full, records are dropped and counted, and
-# the next record that fits is preceded by a line saying how many were lost.
-# At exit, what is held is written for at most FLUSH_AT_EXIT.
+# more than its record: records go to a bounded buffer that a thread of its
+# own writes out in batches, each line whole (see _log_writer.py).
 #
 # The line of a connection that ended is the server's most frequent record.
 # Where it can only end up as a line of the text log (`hold_text_line`), the
@@ -21,7 +15,6 @@
 from __future__ import annotations
 
 import atexit
-import collections
 import datetime
 import json
 import logging
@@ -32,79 +25,11 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from ._log_writer import PIPE_BUF, LogBuffer, LogWriter
+
 __all__ = ["JSONFormatter", "LogBuffer", "TextFormatter", "configure_logging", "hold_text_line"]
 
 LOG_FORMATS = ("text", "json")
-
-HELD_RECORDS = 10_000
-"""The most log records waiting for the writer thread; past it, they are dropped."""
-
-FLUSH_INTERVAL = 0.25
-"""Seconds a record may wait for the writer thread, at most (while the
-reader keeps up)."""
-
-BATCH = 256
-"""Records waiting that wake the writer before its interval is over."""
-
-FLUSH_AT_EXIT = 1.0
-"""Seconds the writer has, at exit, to write what is held."""
-
-
-class LogBuffer:
-    """Records held for the writer thread, bounded, and what became of them.
-
-    Appending and taking are safe across threads without a lock (a deque's
-    append and popleft are atomic); the counts are only ever raised by one
-    thread each.
-
-    Args:
-        limit: The most records held; past it, records are dropped, counted.
-    """
-
-    def __init__(self, limit: int = HELD_RECORDS) -> None:
-        # Records, and lines made already (`hold_text_line`).
-        self.records: collections.deque[logging.LogRecord | str] = collections.deque()
-        self.limit = limit
-        self.dropped = 0
-        """Records dropped since the last one that was held."""
-        self.held = 0
-        """Records held so far, in all (lines about dropped ones included)."""
-        self.written = 0
-        """Records the writer has finished with, in all."""
-        self.wake = threading.Event()
-        """Set to make the writer write now."""
-
-    def hold(self, record: logging.LogRecord | str) -> None:
-        """Hold ``record`` (or a line) for the writer, or drop it if the buffer is full."""
-        records = self.records
-        if len(records) >= self.limit:
-            self.dropped += 1
-            return
-        if self.dropped:
-            records.append(_dropped_record(self.dropped))
-            self.held += 1
-            self.dropped = 0
-        records.append(record)
-        self.held += 1
-        if len(records) == BATCH:
-            self.wake.set()
-
-    def take(self) -> list[logging.LogRecord | str]:
-        """Take every record held, oldest first."""
-        records = self.records
-        return [records.popleft() for _ in range(len(records))]
-
-
-def _dropped_record(count: int) -> logging.LogRecord:
-    return logging.LogRecord(
-        "trio_echo",
-        logging.WARNING,
-        "",
-        0,
-        "%d log line(s) dropped: the log's reader is not keeping up",
-        (count,),
-        None,
-    )
 
 
 class _BufferingHandler(logging.Handler):
@@ -226,58 +151,14 @@ class TextFormatter(logging.Formatter):
         return self._time_text(created, self.converter)
 
 
-def _write(buffer: LogBuffer, formatter: logging.Formatter, out: TextIO) -> None:
-    """The writer thread: write what is held, in batches.
-
-    Standard error is written through a descriptor of its own with
-    ``os.write``: the thread may stay blocked in a write to the end, and it
-    must hold no lock that the interpreter's shutdown (its flush of
-    ``sys.stderr``, `logging.shutdown`) would wait for.
-    """
-    try:
-        fd = os.dup(out.fileno())
-    except (AttributeError, OSError, ValueError):
-        fd = None  # not a file: written as a stream
-    while True:
-        buffer.wake.wait(FLUSH_INTERVAL)
-        buffer.wake.clear()
-        batch = buffer.take()
-        if not batch:
-            continue
-        try:
-            text = "".join(
-                [
-                    (record if isinstance(record, str) else formatter.format(record)) + "\n"
-                    for record in batch
-                ]
-            )
-            if fd is None:
-                out.write(text)
-                out.flush()
-            else:
-                data = memoryview(text.encode(errors="backslashreplace"))
-                while data:
-                    data = data[os.write(fd, data) :]
-        except Exception:  # lines that cannot be written are lost, as logging loses them
-            pass
-        finally:
-            buffer.written += len(batch)
-
-
-def _flush(buffer: LogBuffer) -> None:
-    """At exit: have the writer write what is held, waiting FLUSH_AT_EXIT at most."""
-    deadline = time.monotonic() + FLUSH_AT_EXIT
-    while buffer.written < buffer.held and time.monotonic() < deadline:
-        buffer.wake.set()
-        time.sleep(0.01)
-
-
 class JSONFormatter(logging.Formatter):
     """Format each record as one line of JSON.
 
     The object has ``time`` (ISO 8601, UTC), ``level``, ``logger`` and
     ``message``, then the record's structured fields, then ``exception``
-    (the formatted traceback) when there is one.
+    (the formatted traceback) when there is one. A line longer than
+    PIPE_BUF bytes (newline included) is made to fit: its longest texts are
+    cut in their middle, and it gets ``"cut": true``.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -296,7 +177,40 @@ class JSONFormatter(logging.Formatter):
             entry.update(report.log_fields())
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        line = json.dumps(entry, default=str)  # ASCII: a character is a byte
+        return line if len(line) < PIPE_BUF else _fitted(entry)
+
+
+def _fitted(entry: dict[str, object]) -> str:
+    """``entry`` as a line of JSON shorter than PIPE_BUF, its longest texts cut in their middle.
+
+    The longest text (as JSON) is cut, by half at most, until the line fits;
+    cutting n characters makes the line n bytes shorter at least (an escaped
+    character takes more than one).
+    """
+    entry = {**entry, "cut": True}
+    texts = {key: value for key, value in entry.items() if isinstance(value, str)}
+    kept = {key: len(text) for key, text in texts.items()}
+    line = json.dumps(entry, default=str)
+    while len(line) >= PIPE_BUF:
+        cuttable = [key for key in kept if kept[key]]
+        if not cuttable:
+            break  # nothing left to cut: the writer cuts the line
+        key = max(cuttable, key=lambda key: len(json.dumps(entry[key])))
+        excess = len(line) - PIPE_BUF + 1 + len(_CUT_MARK) + 10  # the mark's own length too
+        cut = min(excess, kept[key] // 2)
+        kept[key] = kept[key] - cut if cut > len(_CUT_MARK) + 10 else 0
+        text, keep = texts[key], kept[key]
+        entry[key] = (
+            text[: keep // 2]
+            + _CUT_MARK % (len(text) - keep)
+            + text[len(text) - (keep - keep // 2) :]
+        )
+        line = json.dumps(entry, default=str)
+    return line
+
+
+_CUT_MARK = " [... %d characters cut ...] "
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
@@ -324,11 +238,9 @@ def configure_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | N
     logging.logMultiprocessing = False
     buffer = LogBuffer()
     # A daemon thread: one stuck in a write must not keep the process alive.
-    out = stream if stream is not None else sys.stderr
-    threading.Thread(
-        target=_write, args=(buffer, formatter, out), name="log writer", daemon=True
-    ).start()
-    atexit.register(_flush, buffer)
+    writer = LogWriter(buffer, formatter, stream if stream is not None else sys.stderr)
+    threading.Thread(target=writer.run, name="log writer", daemon=True).start()
+    atexit.register(buffer.flush)
     root = logging.getLogger("trio_echo")
     for old in list(root.handlers):
         root.removeHandler(old)

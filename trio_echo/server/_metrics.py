@@ -5,8 +5,10 @@
 # connection, and nothing at all when metrics are off. A scrape turns one
 # snapshot per process into Prometheus metric families (prometheus-client's
 # types and exposition) and serves them over HTTP/1.1 with h11, from the
-# server's own trio run: one scrape at a time, its request bounded, the
-# whole exchange timed out, so that no scraper can hold the server up.
+# server's own trio run. Each scrape connection is served in a task of its
+# own, up to MAX_SCRAPES at once, its request head bounded in size and in
+# time (HEADER_TIMEOUT) and the whole exchange timed out: a silent or slow
+# scraper holds up neither serving nor another scrape.
 #
 # With --workers, the supervisor serves the scrape: it asks each worker for
 # its snapshot over a socket pair of its own (one byte asks, one JSON line
@@ -36,6 +38,7 @@ __all__ = [
     "check_available",
     "exposition",
     "serve_metrics",
+    "serve_scrapes",
     "worker_channel",
 ]
 
@@ -46,6 +49,12 @@ METRICS_FD_VARIABLE = "TRIO_ECHO_METRICS_FD"
 
 SCRAPE_TIMEOUT = 5.0
 """Seconds a scrape has, from its connection to the last byte of the answer."""
+
+HEADER_TIMEOUT = 2.0
+"""Seconds a scrape has, from its connection, to send its request head."""
+
+MAX_SCRAPES = 16
+"""The most scrape connections served at once; past it, accepting waits for one to end."""
 
 MAX_REQUEST = 16 * 1024
 """The most bytes of request head a scrape may send."""
@@ -70,7 +79,8 @@ def check_available() -> None:
         import prometheus_client  # noqa: F401, PLC0415
     except ImportError:
         raise MetricsUnavailableError(
-            "--metrics needs prometheus-client and h11: pip install 'trio_echo[metrics]'"
+            "--metrics needs prometheus-client and h11, the metrics extra: from the"
+            " project's directory, pip install '.[metrics]'"
         ) from None
 
 
@@ -189,65 +199,94 @@ def exposition(snapshots: Sequence[tuple[str | None, Snapshot]]) -> tuple[bytes,
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-async def serve_metrics(
-    sock: socket.socket,
-    collect: Callable[[], Awaitable[Sequence[tuple[str | None, Snapshot]]]],
-) -> None:
-    """Serve ``GET /metrics`` on the listening socket ``sock``.
+Collect = Callable[[], Awaitable[Sequence[tuple[str | None, Snapshot]]]]
+"""Gathers the snapshots a scrape exposes."""
 
-    One scrape at a time, until cancelled (then the socket is closed).
+
+async def serve_metrics(sock: socket.socket, collect: Collect) -> None:
+    """Serve ``GET /metrics`` on the listening socket ``sock``, until cancelled.
+
+    See `serve_scrapes`.
 
     Args:
-        sock: A bound, listening TCP socket.
+        sock: A bound, listening TCP socket (closed when cancelled).
         collect: Gathers the snapshots to expose.
     """
-    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-    async with listener:
+    await serve_scrapes(trio.SocketListener(trio.socket.from_stdlib_socket(sock)), collect)
+
+
+async def serve_scrapes(
+    listener: trio.abc.Listener[trio.abc.HalfCloseableStream], collect: Collect
+) -> None:
+    """Serve ``GET /metrics`` to each connection ``listener`` accepts, until cancelled.
+
+    Each connection is served at once, in a task of its own, up to
+    MAX_SCRAPES at a time (then accepting waits for one to end). It has
+    HEADER_TIMEOUT to send its request head and SCRAPE_TIMEOUT for the whole
+    exchange, so that silent or slow connections delay no other scrape.
+
+    Args:
+        listener: Where scrapes connect (closed when cancelled).
+        collect: Gathers the snapshots to expose.
+    """
+    slots = trio.Semaphore(MAX_SCRAPES)
+    async with listener, trio.open_nursery() as nursery:
         while True:
+            await slots.acquire()
             try:
                 stream = await listener.accept()
             except OSError as error:  # out of file descriptors, say: serving comes first
+                slots.release()
                 logger.warning("cannot accept a scrape: %s", error.strerror or error)
                 await trio.sleep(1.0)
                 continue
-            async with stream:
-                # A scraper that goes away is no matter.
-                with (
-                    trio.move_on_after(SCRAPE_TIMEOUT),
-                    contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-                ):
-                    await _answer_scrape(stream, collect)
-                    # Unread request bytes would turn the close into a reset
-                    # that destroys the answer: half-close, and read (a
-                    # bounded amount of) what is left, as HTTP servers do.
-                    await stream.send_eof()
-                    discarded = 0
-                    while discarded < MAX_DISCARD and (data := await stream.receive_some()):
-                        discarded += len(data)
+            nursery.start_soon(_serve_scrape, stream, collect, slots)
 
 
-async def _answer_scrape(
-    stream: trio.abc.Stream,
-    collect: Callable[[], Awaitable[Sequence[tuple[str | None, Snapshot]]]],
+async def _serve_scrape(
+    stream: trio.abc.HalfCloseableStream, collect: Collect, slot: trio.Semaphore
 ) -> None:
+    """Answer the scrape on ``stream``, then close it and give back its ``slot``."""
+    try:
+        async with stream:
+            # A scraper that goes away is no matter.
+            with (
+                trio.move_on_after(SCRAPE_TIMEOUT),
+                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+            ):
+                if not await _answer_scrape(stream, collect):
+                    return
+                # Unread request bytes would turn the close into a reset
+                # that destroys the answer: half-close, and read (a
+                # bounded amount of) what is left, as HTTP servers do.
+                await stream.send_eof()
+                discarded = 0
+                while discarded < MAX_DISCARD and (data := await stream.receive_some()):
+                    discarded += len(data)
+    finally:
+        slot.release()
+
+
+async def _answer_scrape(stream: trio.abc.Stream, collect: Collect) -> bool:
+    """Read the request on ``stream`` and answer it; return whether it was answered."""
     import h11  # noqa: PLC0415
 
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST)
-    while True:
-        try:
-            event = connection.next_event()
-        except h11.RemoteProtocolError as error:
-            await _send(stream, connection, error.error_status_hint, b"bad request\n")
-            return
-        if event is h11.NEED_DATA:
-            data = bytes(await stream.receive_some(MAX_REQUEST))
-            connection.receive_data(data)
-            if not data:
-                return
-            continue
-        if isinstance(event, h11.Request):
-            break
-        return  # the connection ended before a request
+    event: object = h11.NEED_DATA
+    with trio.move_on_after(HEADER_TIMEOUT):  # then closed without an answer
+        while event is h11.NEED_DATA:
+            try:
+                event = connection.next_event()
+            except h11.RemoteProtocolError as error:
+                await _send(stream, connection, error.error_status_hint, b"bad request\n")
+                return True
+            if event is h11.NEED_DATA:
+                data = bytes(await stream.receive_some(MAX_REQUEST))
+                connection.receive_data(data)
+                if not data:
+                    return False
+    if not isinstance(event, h11.Request):
+        return False  # the connection ended before a request, or took too long to send one
     if event.method not in (b"GET", b"HEAD"):
         await _send(stream, connection, 405, b"only GET\n", [(b"allow", b"GET, HEAD")])
     elif event.target.split(b"?")[0] != b"/metrics":
@@ -257,6 +296,7 @@ async def _answer_scrape(
         if event.method == b"HEAD":
             body = b""
         await _send(stream, connection, 200, body, content_type=content_type.encode())
+    return True
 
 
 async def _send(
@@ -308,30 +348,35 @@ class SnapshotChannel:
     channel: trio.socket.SocketType
     _request: int = 0
     _buffer: bytes = b""
+    _asking: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     async def ask(self) -> Snapshot | None:
         """The worker's snapshot.
 
         None if it does not answer within half a scrape's time (a worker
-        starting, or gone).
+        starting, or gone). Scrapes served at once ask in turn.
         """
-        self._request = (self._request + 1) % 256
         with trio.move_on_after(SCRAPE_TIMEOUT / 2):
-            try:
-                await self.channel.send(bytes([self._request]))
-                while True:
-                    while b"\n" not in self._buffer:
-                        data = await self.channel.recv(MAX_SNAPSHOT)
-                        if not data or len(self._buffer) > MAX_SNAPSHOT:
-                            return None
-                        self._buffer += data
-                    line, _, self._buffer = self._buffer.partition(b"\n")
-                    snapshot: Snapshot = json.loads(line)
-                    if snapshot.pop("request", None) == self._request:
-                        return snapshot
-            except (OSError, ValueError, trio.ClosedResourceError, trio.BusyResourceError):
-                return None  # replaced by a restart, or gone
+            async with self._asking:
+                return await self._ask()
         return None
+
+    async def _ask(self) -> Snapshot | None:
+        self._request = (self._request + 1) % 256
+        try:
+            await self.channel.send(bytes([self._request]))
+            while True:
+                while b"\n" not in self._buffer:
+                    data = await self.channel.recv(MAX_SNAPSHOT)
+                    if not data or len(self._buffer) > MAX_SNAPSHOT:
+                        return None
+                    self._buffer += data
+                line, _, self._buffer = self._buffer.partition(b"\n")
+                snapshot: Snapshot = json.loads(line)
+                if snapshot.pop("request", None) == self._request:
+                    return snapshot
+        except (OSError, ValueError, trio.ClosedResourceError, trio.BusyResourceError):
+            return None  # replaced by a restart, or gone
 
 
 def worker_channel(environ: dict[str, str] | None = None) -> socket.socket | None:

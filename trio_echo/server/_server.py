@@ -41,7 +41,7 @@ from ._metrics import ServerMetrics
 from ._pump import Connection
 from ._tls import ServerTLS
 
-__all__ = ["ACCEPT_BATCH", "EchoServer"]
+__all__ = ["ACCEPT_BATCH", "ACCEPT_ERROR_INTERVAL", "EchoServer"]
 
 logger = logging.getLogger("trio_echo.server")
 
@@ -53,6 +53,10 @@ listener, at most: about a millisecond of work for short connections."""
 # a moment and try again, as trio's own serve_listeners does.
 _RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _RESOURCE_PAUSE = 0.1
+
+ACCEPT_ERROR_INTERVAL = 1.0
+"""Seconds between two warnings that accepting failed (each says how many
+times it failed since the one before)."""
 
 LIMIT_WARNING_INTERVAL = 60.0
 """Seconds between two warnings that the connection limit was reached."""
@@ -120,6 +124,8 @@ class EchoServer:
         self._active = 0
         self._slot_freed = trio.lowlevel.ParkingLot()
         self._next_limit_warning = -math.inf
+        self._next_accept_warning = -math.inf
+        self._accept_failures = 0  # since the last warning
         self._accept_scope = trio.CancelScope()
         self._connections_scope = trio.CancelScope()
 
@@ -197,12 +203,7 @@ class EchoServer:
                         continue
                     if error.errno not in _RESOURCE_ERRORS:
                         raise
-                    logger.warning(
-                        "cannot accept on %s: %s; retrying in %g s",
-                        ListenAddress.of(listener.socket),
-                        error.strerror,
-                        _RESOURCE_PAUSE,
-                    )
+                    self._accept_failed(listener, error)
                     await trio.sleep(_RESOURCE_PAUSE)
                     break
                 stream, peer = accepted
@@ -211,6 +212,24 @@ class EchoServer:
                 if framed >= MAX_MESSAGES_PER_STEP or not connection.serve_ready():
                     connections.start_soon(connection.serve, name=peer)
                 framed += connection.messages
+
+    def _accept_failed(self, listener: Listener, error: OSError) -> None:
+        # Said at most once a second, with a count: out of descriptors, the
+        # loop fails every _RESOURCE_PAUSE.
+        self._accept_failures += 1
+        now = trio.current_time()
+        if now < self._next_accept_warning:
+            return
+        self._next_accept_warning = now + ACCEPT_ERROR_INTERVAL
+        logger.warning(
+            "cannot accept on %s: %s; retrying every %g s (%d time(s) since the last such"
+            " line, said at most once a second)",
+            ListenAddress.of(listener.socket),
+            error.strerror,
+            _RESOURCE_PAUSE,
+            self._accept_failures,
+        )
+        self._accept_failures = 0
 
     def _connection_closed(self, connection: Connection) -> None:
         self._active -= 1

@@ -8,9 +8,9 @@
 #   two deliveries of one signal that arrive before either is handled, so a
 #   second SIGTERM sent right after the first may never be seen, but a
 #   SIGQUIT is a signal of its own.
-# - SIGUSR1 loads the TLS certificate and key again (a supervisor passes it
-#   on to its workers). One that comes while the server starts is ignored:
-#   the files are read when it starts.
+# - SIGUSR1 loads the TLS certificate and key again (a supervisor reads
+#   them, and hands the pair it accepted to its workers). One that comes
+#   while the server starts is ignored: the files are read when it starts.
 #
 # Before the server handles them itself (while it imports, parses and
 # binds), the command line records them (`install_early_handlers`), and

@@ -1,16 +1,17 @@
 # A worker per core: N single-threaded trio servers under one supervising
 # parent. The parent does no serving: it starts the workers, restarts one that
-# dies (logging why, and backing off while workers die at once), and passes a
-# drain or a cut on to every worker.
+# dies (logging why, and backing off while workers die at once), replaces one
+# that stops answering its heartbeat, hands them the TLS pair it holds in
+# use, and passes a drain or a cut on to every worker.
 #
 # Each worker runs in a session of its own, so that a Ctrl-C in a terminal
 # reaches the parent only: the parent then asks each worker to drain once,
 # instead of each worker taking the terminal's SIGINT and the parent's
-# SIGTERM as two signals (which cuts its connections). So that a worker does
-# not outlive a parent that was killed outright, each inherits the read end
-# of a pipe whose write end only the parent holds (SUPERVISOR_FD_VARIABLE
-# names it): when the parent is gone, the pipe reads as ended, and the
-# worker drains.
+# SIGTERM as two signals (which cuts its connections). Each worker has a
+# line to the parent (`_worker_line.py`): the heartbeat and the certificate
+# pair go over it, and a worker whose parent was killed outright reads it as
+# ended, and drains. A worker gets no NOTIFY_SOCKET: the parent alone speaks
+# to systemd, for the whole server.
 from __future__ import annotations
 
 import functools
@@ -25,14 +26,10 @@ from collections.abc import Collection, Sequence
 import trio
 
 from ._metrics import METRICS_FD_VARIABLE, Snapshot, SnapshotChannel
+from ._tls import ServerTLS
+from ._worker_line import SUPERVISOR_FD_VARIABLE, SupervisorEnd
 
-__all__ = [
-    "SUPERVISOR_FD_VARIABLE",
-    "Supervisor",
-    "WorkerStartError",
-    "supervisor_fd",
-    "wait_for_supervisor_exit",
-]
+__all__ = ["Supervisor", "WorkerStartError"]
 
 logger = logging.getLogger("trio_echo.workers")
 
@@ -60,10 +57,6 @@ DRAIN_SIGNAL = signal.SIGTERM
 CUT_SIGNAL = getattr(signal, "SIGQUIT", signal.SIGTERM)  # the supervisor runs on POSIX only
 """What the supervisor sends its workers: two different signals, which the
 kernel never merges into one (two SIGTERMs sent back to back may be)."""
-
-
-SUPERVISOR_FD_VARIABLE = "TRIO_ECHO_SUPERVISOR_FD"
-"""The environment variable that tells a worker its supervisor's pipe."""
 
 
 class WorkerStartError(RuntimeError):
@@ -96,6 +89,11 @@ class Supervisor:
         pass_fds: File descriptors the workers inherit (listening sockets).
         metrics: Whether to give each worker a socket to answer `snapshots`
             on (see `trio_echo.server._metrics`).
+        tls: The TLS pair in use, if the workers serve TLS: each worker is
+            given its pair, and `reload` reads the files again.
+        heartbeat: Seconds a worker may go without answering its heartbeat
+            before it is killed and replaced; None for no heartbeat (a
+            worker command that does not answer over its line).
 
     Attributes:
         failure: Why the supervisor gave up, in a sentence, if it did (a
@@ -111,12 +109,14 @@ class Supervisor:
         grace: float = 10.0,
         pass_fds: Sequence[int] = (),
         metrics: bool = False,
+        tls: ServerTLS | None = None,
+        heartbeat: float | None = None,
     ) -> None:
-        self._command = list(command)
         self._count = count
         self._grace = grace
-        self._pass_fds = tuple(pass_fds)
-        self._parent_alive: int | None = None  # the pipe's read end, while run() runs
+        self._tls = tls
+        self._heartbeat = heartbeat
+        self._lines: dict[int, SupervisorEnd] = {}  # by worker number
         self._processes: dict[int, trio.Process] = {}  # by worker number
         self._stopping = trio.Event()
         self._kill_at = math.inf
@@ -125,6 +125,7 @@ class Supervisor:
         self._ready: set[int] = set()  # the workers listening now, by number
         self.ever_ready = False
         self._metrics = _WorkerMetrics() if metrics else None
+        self._launcher = _Launcher(command, tuple(pass_fds), self._metrics)
         self.failure: str | None = None
 
     @property
@@ -147,8 +148,6 @@ class Supervisor:
             WorkerStartError: If a worker does not start the first time (the
                 others are stopped first).
         """
-        parent_alive, parent_gone = os.pipe()
-        self._parent_alive = parent_alive
         try:
             async with trio.open_nursery() as nursery:
                 for number in range(1, self._count + 1):
@@ -157,8 +156,8 @@ class Supervisor:
                     await nursery.start(self._keep_running, number, nursery)
                 task_status.started()
         finally:
-            os.close(parent_alive)
-            os.close(parent_gone)
+            for line in self._lines.values():
+                line.close()
 
     def drain(self) -> None:
         """Ask every worker to drain, and restart none from now on.
@@ -175,16 +174,19 @@ class Supervisor:
         """
         self._stop(CUT_SIGNAL, KILL_MARGIN)
 
-    def signal_workers(self, signum: int) -> None:
-        """Send ``signum`` to every worker that listens (to reload, say).
+    async def reload(self) -> None:
+        """Read and check the TLS files again; pass the pair on if it is accepted.
 
-        A worker still starting is left alone: it may not handle the signal
-        yet, and what it is asked to do it does as it starts.
+        One log line either way (see `ServerTLS.reload`); a bad file keeps
+        the pair in use, here and in every worker.
         """
-        for number in self._ready:
-            process = self._processes.get(number)
-            if process is not None and process.returncode is None:
-                process.send_signal(signum)
+        if self._tls is None:
+            logger.info("SIGUSR1: not serving TLS, no certificate to reload")
+            return
+        # Abandoned, not waited for, if a shutdown comes while a file is read.
+        if await trio.to_thread.run_sync(self._tls.reload, abandon_on_cancel=True):
+            for line in list(self._lines.values()):
+                await line.send_pair(self._tls.pair)
 
     def _stop(self, signum: signal.Signals, kill_after: float) -> None:
         self._stopping.set()
@@ -250,6 +252,25 @@ class Supervisor:
                 task_status.started()  # so that run() goes on: to its end
 
     async def _watch(self, number: int, process: trio.Process) -> int:
+        """Wait for a worker to exit; kill it if it stops answering its heartbeat."""
+        async with trio.open_nursery() as nursery:
+            if self._heartbeat is not None:
+                nursery.start_soon(self._kill_if_silent, number, process, self._heartbeat)
+            status = await self._wait(number, process)
+            nursery.cancel_scope.cancel()
+        return status
+
+    async def _kill_if_silent(self, number: int, process: trio.Process, silence: float) -> None:
+        await self._lines[number].wait_until_silent(silence)
+        logger.error(
+            "worker %d (pid %d) has not answered for %g s: killing it (SIGKILL)",
+            number,
+            process.pid,
+            silence,
+        )
+        process.kill()
+
+    async def _wait(self, number: int, process: trio.Process) -> int:
         """Wait for a worker to exit; kill it if it outlives the kill deadline."""
         with trio.CancelScope(deadline=self._kill_at) as scope:
             self._watches.add(scope)
@@ -275,25 +296,50 @@ class Supervisor:
             return []
         return await self._metrics.snapshots(self._ready)
 
-    async def _cancelled(self, number: int, process: trio.Process) -> None:
-        """Stop a worker whose supervisor is cancelled: a cut, then a kill."""
-        process.send_signal(CUT_SIGNAL)
-        with trio.move_on_after(KILL_MARGIN):
-            await process.wait()
-            return
-        logger.error(
-            "worker %d (pid %d) is still running after a cut: killing it (SIGKILL)",
-            number,
-            process.pid,
-        )
-        process.kill()
-
     async def _spawn(self, number: int, nursery: trio.Nursery) -> trio.Process:
         """Start worker ``number`` and wait for its 'listening on' line."""
-        parent_alive = self._parent_alive
-        assert parent_alive is not None  # set by run()
-        env = dict(os.environ, **{SUPERVISOR_FD_VARIABLE: str(parent_alive)})
-        pass_fds = (*self._pass_fds, parent_alive)
+        if (old := self._lines.pop(number, None)) is not None:
+            old.close()
+        self._lines[number] = SupervisorEnd()
+        process = await self._launcher.start(number, self._lines[number], nursery)
+        self._processes[number] = process
+        if self._tls is not None:
+            await self._lines[number].send_pair(self._tls.pair)  # the first thing it reads
+        for signum in sorted(self._sent):  # stopped while it was starting: it must stop too
+            process.send_signal(signum)
+        line = b""
+        assert process.stdout is not None
+        with trio.move_on_after(READY_TIMEOUT):
+            while b"\n" not in line and (data := await process.stdout.receive_some()):
+                line += data
+        if not line.startswith(b"listening on"):
+            process.kill()
+            status = await process.wait()
+            raise WorkerStartError(f"worker {number} did not start ({describe_status(status)})")
+        logger.info("worker %d (pid %d) started", number, process.pid)
+        self.ever_ready = True
+        return process
+
+
+class _Launcher:
+    """How a worker is started.
+
+    Its command, its environment, and what it inherits: the listening
+    sockets, its line, its metrics socket.
+    """
+
+    def __init__(
+        self, command: Sequence[str], pass_fds: tuple[int, ...], metrics: _WorkerMetrics | None
+    ) -> None:
+        self._command = list(command)
+        self._pass_fds = pass_fds
+        self._metrics = metrics
+
+    async def start(self, number: int, line: SupervisorEnd, nursery: trio.Nursery) -> trio.Process:
+        """Start worker ``number`` in ``nursery``, with ``line`` to its supervisor."""
+        env = dict(os.environ, **{SUPERVISOR_FD_VARIABLE: str(line.theirs.fileno())})
+        env.pop("NOTIFY_SOCKET", None)  # systemd hears the supervisor only
+        pass_fds = (*self._pass_fds, line.theirs.fileno())
         theirs = None
         if self._metrics is not None:
             theirs = self._metrics.connect(number)
@@ -314,23 +360,24 @@ class Supervisor:
                 )
             )
         finally:
+            line.close_theirs()  # the worker's ends: the worker holds them now
             if theirs is not None:
-                theirs.close()  # the worker's end: the worker holds it now
-        self._processes[number] = process
-        for signum in sorted(self._sent):  # stopped while it was starting: it must stop too
-            process.send_signal(signum)
-        line = b""
-        assert process.stdout is not None
-        with trio.move_on_after(READY_TIMEOUT):
-            while b"\n" not in line and (data := await process.stdout.receive_some()):
-                line += data
-        if not line.startswith(b"listening on"):
-            process.kill()
-            status = await process.wait()
-            raise WorkerStartError(f"worker {number} did not start ({describe_status(status)})")
-        logger.info("worker %d (pid %d) started", number, process.pid)
-        self.ever_ready = True
+                theirs.close()
         return process
+
+    @staticmethod
+    async def _cancelled(number: int, process: trio.Process) -> None:
+        """Stop a worker whose supervisor is cancelled: a cut, then a kill."""
+        process.send_signal(CUT_SIGNAL)
+        with trio.move_on_after(KILL_MARGIN):
+            await process.wait()
+            return
+        logger.error(
+            "worker %d (pid %d) is still running after a cut: killing it (SIGKILL)",
+            number,
+            process.pid,
+        )
+        process.kill()
 
 
 class _WorkerMetrics:
@@ -362,15 +409,3 @@ class _WorkerMetrics:
                 if number in ready:
                     nursery.start_soon(ask, number, channel)
         return [(str(number), answers[number]) for number in sorted(answers)]
-
-
-def supervisor_fd(environ: dict[str, str] | None = None) -> int | None:
-    """The supervisor's pipe, if this process is a worker (the variable is removed)."""
-    env = os.environ if environ is None else environ
-    value = env.pop(SUPERVISOR_FD_VARIABLE, None)
-    return int(value) if value is not None and value.isdigit() else None
-
-
-async def wait_for_supervisor_exit(fd: int) -> None:
-    """Return once the supervisor holding the other end of ``fd`` has exited."""
-    await trio.lowlevel.wait_readable(fd)  # the pipe reads as ended: nobody holds it
