@@ -31,25 +31,25 @@ class DrainingTransport:
         await trio.sleep_forever()  # the peer's window stays shut for the writer
 
 
-def a_connection_with_answers_to_send() -> EchoProtocol:
+def a_connection_with_answers_to_send(size: int = 64 * 1024) -> EchoProtocol:
     protocol = EchoProtocol(Mode.ECHO, limits=Limits(idle_timeout=3), now=0.0)
-    protocol.receive_data(b"x" * 1000, 0.0)
+    protocol.receive_data(b"x" * size, 0.0)
     protocol.next_action(0.0)
     return protocol
 
 
 async def watch_until_the_deadline(protocol: EchoProtocol, transport: DrainingTransport) -> float:
-    """Run the writer and its watch under the protocol's deadline; return when it passed."""
+    """Run the writer (it starts its watch) under the deadline; return when that passed."""
     with trio.CancelScope() as scope:
 
         def follow() -> None:
             scope.deadline = protocol.deadline.when
 
-        writer = Writer(protocol, Account(MemoryBudget(1 << 20), overhead=64), on_sent=follow)
         follow()
         async with trio.open_nursery() as nursery:
+            account = Account(MemoryBudget(1 << 20), overhead=64)
+            writer = Writer(protocol, account, on_sent=follow, nursery=nursery)
             nursery.start_soon(writer.run, transport, None)
-            nursery.start_soon(writer.watch, transport, None)
     return trio.current_time()
 
 
@@ -67,5 +67,13 @@ async def test_a_buffer_that_drains_keeps_the_connection_from_idling(
 async def test_a_buffer_that_never_drains_is_idle(autojump_clock: trio.testing.MockClock) -> None:
     transport = DrainingTransport([4_000_000])
     protocol = a_connection_with_answers_to_send()
+    passed = await watch_until_the_deadline(protocol, transport)
+    assert 3 <= passed <= 3 + protocol.limits.idle_granularity
+
+
+async def test_a_short_answer_is_not_watched(autojump_clock: trio.testing.MockClock) -> None:
+    # A piece or less never fills the kernel's buffers: no watch, no task.
+    transport = DrainingTransport([4_000_000, 3_900_000, 3_800_000])
+    protocol = a_connection_with_answers_to_send(1000)
     passed = await watch_until_the_deadline(protocol, transport)
     assert 3 <= passed <= 3 + protocol.limits.idle_granularity

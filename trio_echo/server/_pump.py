@@ -237,9 +237,10 @@ class Connection:
         if writer is not None:
             writer.wake()
         elif nursery is not None:
-            self._writer = writer = Writer(protocol, self._account, on_sent=self._sync_deadline)
+            self._writer = writer = Writer(
+                protocol, self._account, on_sent=self._sync_deadline, nursery=nursery
+            )
             nursery.start_soon(writer.run, self._transport, self._stream)
-            nursery.start_soon(writer.watch, self._transport, self._stream)
         return sent
 
     def _sync_deadline(self) -> None:

@@ -32,14 +32,33 @@ class Writer:
         protocol: The connection's state machine: what to send, told what was.
         account: The connection's charge on the memory budget.
         on_sent: Called after each send (the pump moves its deadline).
+        nursery: Where `run` starts `watch`, once more than a piece waits to
+            be sent (a short answer never fills the kernel's buffers); None
+            if the caller starts it.
     """
 
-    __slots__ = ("_account", "_has_sent", "_on_sent", "_protocol", "_wake", "sending")
+    __slots__ = (
+        "_account",
+        "_has_sent",
+        "_nursery",
+        "_on_sent",
+        "_protocol",
+        "_wake",
+        "_watching",
+        "sending",
+    )
 
     def __init__(
-        self, protocol: EchoProtocol, account: Account, *, on_sent: Callable[[], None]
+        self,
+        protocol: EchoProtocol,
+        account: Account,
+        *,
+        on_sent: Callable[[], None],
+        nursery: trio.Nursery | None = None,
     ) -> None:
         self._protocol = protocol
+        self._nursery = nursery
+        self._watching = False
         self._account = account
         self._on_sent = on_sent
         self._wake = trio.lowlevel.ParkingLot()
@@ -85,6 +104,10 @@ class Writer:
             if (data := protocol.data_to_send()) is None:
                 await self._wake.park()
                 continue
+            if not self._watching and protocol.held > SEND_PIECE and self._nursery is not None:
+                # Enough waits to fill the kernel's buffers: watch them drain.
+                self._watching = True
+                self._nursery.start_soon(self.watch, transport, stream)
             if len(data) > SEND_PIECE:  # progress is told piece by piece
                 data = memoryview(data)[:SEND_PIECE]
             self.sending = True
