@@ -61,21 +61,50 @@ class EchoOutput:
             self.write(b"\n")
 
 
-class Progress:
+class StatusLine:
+    """Figures shown over one line of standard error, every `INTERVAL` seconds.
+
+    A subclass says what the line reads (`text`).
+    """
+
+    INTERVAL = 0.5
+
+    _shown = False
+
+    def text(self) -> str:
+        """The figures, as the line reads."""
+        raise NotImplementedError
+
+    def show(self) -> None:
+        """Show the figures, over the line shown last."""
+        print(f"\r{self.text()}   ", end="", file=sys.stderr, flush=True)
+        self._shown = True
+
+    def finish(self) -> None:
+        """Show the last figures, and end their line, if any were shown."""
+        if self._shown:
+            self.show()
+            print(file=sys.stderr)
+
+    async def run(self) -> None:
+        """Show the figures every `INTERVAL` seconds, until cancelled."""
+        while True:
+            await trio.sleep(self.INTERVAL)
+            self.show()
+
+
+class Progress(StatusLine):
     """Bytes sent and echoed, shown on standard error while it is a terminal.
 
     Args:
         total: The bytes to send in all, if known.
     """
 
-    INTERVAL = 0.5
-
     def __init__(self, total: int | None) -> None:
         self.total = total
         self.sent = 0
         self.echoed = 0
         self._start = time.monotonic()
-        self._shown = False
 
     def on_sent(self, count: int) -> None:
         """Count ``count`` more bytes sent."""
@@ -85,69 +114,31 @@ class Progress:
         """Count ``count`` more bytes echoed."""
         self.echoed += count
 
-    def show(self) -> None:
-        """Show the figures, over the line shown last."""
+    def text(self) -> str:
+        """Bytes sent (of how many, if known) and echoed, and the rate."""
         elapsed = max(time.monotonic() - self._start, 1e-9)
         rate = self.echoed / elapsed / 1e6
-        print(
-            f"\rsent {self.sent:,}{'' if self.total is None else f' of {self.total:,}'} bytes,"
-            f" echoed {self.echoed:,}"
-            f" ({rate:,.1f} MB/s)   ",
-            end="",
-            file=sys.stderr,
-            flush=True,
+        return (
+            f"sent {self.sent:,}{'' if self.total is None else f' of {self.total:,}'} bytes,"
+            f" echoed {self.echoed:,} ({rate:,.1f} MB/s)"
         )
-        self._shown = True
-
-    def finish(self) -> None:
-        """Show the last figures, and end their line, if any were shown."""
-        if self._shown:
-            self.show()
-            print(file=sys.stderr)
-
-    async def run(self) -> None:
-        """Show the figures every `INTERVAL` seconds, until cancelled."""
-        while True:
-            await trio.sleep(self.INTERVAL)
-            self.show()
 
 
-class LoadProgress:
+class LoadProgress(StatusLine):
     """A load run's figures so far, shown on standard error while it is a terminal.
-
-    Over one line, as `Progress` shows a single exchange's.
 
     Args:
         run: The load run.
     """
 
-    INTERVAL = 0.5
-
     def __init__(self, run: LoadRun) -> None:
         self._run = run
-        self._shown = False
 
-    def show(self) -> None:
-        """Show the figures, over the line shown last."""
+    def text(self) -> str:
+        """Messages echoed of how many, failures, and the rate."""
         run = self._run
         rate = run.messages / run.seconds if run.seconds > 0 else 0.0
-        print(
-            f"\r{run.messages:,} of {run.repeat:,} messages echoed, {run.errors:,} failed"
-            f" ({rate:,.0f} messages/s)   ",
-            end="",
-            file=sys.stderr,
-            flush=True,
+        return (
+            f"{run.messages:,} of {run.repeat:,} messages echoed, {run.errors:,} failed"
+            f" ({rate:,.0f} messages/s)"
         )
-        self._shown = True
-
-    def finish(self) -> None:
-        """Show the last figures, and end their line, if any were shown."""
-        if self._shown:
-            self.show()
-            print(file=sys.stderr)
-
-    async def run(self) -> None:
-        """Show the figures every `INTERVAL` seconds, until cancelled."""
-        while True:
-            await trio.sleep(self.INTERVAL)
-            self.show()
