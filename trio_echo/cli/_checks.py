@@ -21,7 +21,6 @@ from ._settings import flag
 
 __all__ = [
     "CLIENT_RULES",
-    "METRICS_MISSING",
     "SERVER_RULES",
     "Excludes",
     "Needs",
@@ -29,13 +28,6 @@ __all__ = [
     "check_client",
     "check_server",
 ]
-
-
-METRICS_MISSING = (
-    "--metrics needs prometheus-client and h11, the metrics extra: from the project's"
-    " directory, pip install '.[metrics]'"
-)
-"""What --metrics says without the metrics extra: how to install it from a clone."""
 
 
 class UsageError(Exception):
@@ -116,8 +108,8 @@ def check_server(given: Mapping[str, Any]) -> dict[str, Any]:
     if "metrics" in given:
         try:
             check_available()
-        except MetricsUnavailableError:
-            raise UsageError(METRICS_MISSING) from None
+        except MetricsUnavailableError as missing:
+            raise UsageError(str(missing)) from None
     for rule in SERVER_RULES:
         rule.check(given)
     fds = given.get("fds", [])
