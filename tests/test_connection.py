@@ -40,6 +40,8 @@ from trio_echo.server._socket_stream import FastSocketStream
 
 CHUNKINGS = ["whole", "bytewise", "random-1", "random-2", "random-3"]
 
+MiB = 1024 * 1024
+
 
 StreamPair = Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]]
 
@@ -479,6 +481,31 @@ async def test_connection_buffer_stops_reading_when_full() -> None:
         while echoed < 100_000:
             echoed += len(await client.receive_some())
         assert sent == 100_000
+        await client.aclose()
+    assert budget.used == 0
+
+
+async def test_no_idle_connection_holds_budget_over_any_transport(stream_pair: StreamPair) -> None:
+    # Waiting for its peer, before its first byte and after a stream of them,
+    # a connection holds none of the budget: not even for its next read, on a
+    # transport that cannot say whether bytes are there without reading (TLS).
+    budget = MemoryBudget(MiB)
+    config = ServerConfig(mode=Mode.ECHO, memory_budget=MiB)
+    client, server = stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(handle_connection, server, config, budget=budget))
+        if isinstance(client, trio.SSLStream):
+            await client.do_handshake()
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget.used == 0  # before its first byte
+        blob = b"i" * (300 * 1024)
+        async with trio.open_nursery() as exchange:
+            exchange.start_soon(client.send_all, blob)
+            received = 0
+            while received < len(blob):
+                received += len(await client.receive_some())
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget.used == 0  # after a stream of them
         await client.aclose()
     assert budget.used == 0
 

@@ -1,6 +1,8 @@
-"""The memory budget: exact, served in order, and woken without a herd."""
+"""The memory budget: exact, in order, a reserve for small requests, and no herd."""
 
 from __future__ import annotations
+
+import functools
 
 import pytest
 import trio
@@ -8,6 +10,9 @@ import trio.lowlevel
 import trio.testing
 
 from trio_echo import MemoryBudget
+from trio_echo.server._budget import ONE_READ
+
+MiB = 1024 * 1024
 
 
 class Wakeups(trio.abc.Instrument):
@@ -103,6 +108,65 @@ async def test_a_cancelled_waiter_leaves_the_line() -> None:
         budget.release(5)
         await trio.testing.wait_all_tasks_blocked()
         assert got == [5]
+
+
+async def test_a_large_request_may_not_take_the_reserve_and_a_small_one_may() -> None:
+    budget = MemoryBudget(4 * MiB)  # its reserve: 1 MiB
+    assert budget.kept == MiB
+    assert budget.try_reserve(3 * MiB, 3 * MiB, large=True) == 3 * MiB
+    assert budget.try_reserve(1, 1, large=True) == 0  # the rest is the reserve
+    assert budget.try_reserve(64 * 1024) == 64 * 1024  # small: it may
+    budget.release(3 * MiB)
+    assert budget.try_reserve(3 * MiB, 1, large=True) == 3 * MiB - 64 * 1024  # in part, if asked
+
+
+async def test_a_small_request_passes_a_large_one_that_does_not_fit_yet() -> None:
+    budget = MemoryBudget(4 * MiB)
+    assert budget.try_reserve(2 * MiB, large=True) == 2 * MiB
+    order: list[str] = []
+
+    async def wait(name: str, wanted: int, *, large: bool) -> None:
+        await budget.reserve(wanted, wanted, large=large)
+        order.append(name)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(wait, "large", 2 * MiB, large=True))
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget.waiting == 1
+        await wait("small", 4096, large=False)  # at once, from the reserve
+        assert order == ["small"]
+        budget.release(2 * MiB)  # room for the large one: served first
+        await trio.testing.wait_all_tasks_blocked()
+        assert order == ["small", "large"]
+        assert budget.used == 2 * MiB + 4096
+
+
+async def test_a_release_serves_large_waiters_before_small_ones() -> None:
+    budget = MemoryBudget(4 * MiB)
+    assert budget.try_reserve(4 * MiB) == 4 * MiB  # full
+    order: list[str] = []
+
+    async def wait(name: str, wanted: int, *, large: bool) -> None:
+        await budget.reserve(wanted, wanted, large=large)
+        order.append(name)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(wait, "small", MiB, large=False))
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(functools.partial(wait, "large", MiB, large=True))
+        await trio.testing.wait_all_tasks_blocked()
+        budget.release(2 * MiB)  # room for one of them outside the reserve, and one in it
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(order) == ["large", "small"]
+        assert budget.used == 4 * MiB
+
+
+def test_the_most_one_request_could_have() -> None:
+    budget = MemoryBudget(4 * MiB)
+    assert budget.largest(100) == 100
+    assert budget.largest(100 * MiB) == 3 * MiB  # a large one: never the reserve
+    assert MemoryBudget(64 * 1024).largest(MiB) == 64 * 1024  # a tiny budget: all of it
+    assert MemoryBudget(MiB // 2).largest(MiB) == ONE_READ  # its reserve leaves less than a read
 
 
 def test_a_budget_needs_a_byte() -> None:

@@ -43,6 +43,7 @@ from trio_echo.protocol import (
     READ_SIZE_MIN,
     STEP_BYTES,
 )
+from trio_echo.protocol._limits import default_max_held
 
 LIMITS = Limits(max_message_size=1000)
 
@@ -381,6 +382,39 @@ def test_a_budget_granted_without_a_wait_changes_no_timer() -> None:
     before = protocol.deadline
     protocol.budget_granted(4.0)
     assert protocol.deadline == before == Deadline(10.0, Expiry.HEADER)
+
+
+def test_the_need_is_a_whole_message_while_one_is_under_way() -> None:
+    protocol = EchoProtocol(Mode.FRAMED)
+    assert protocol.need == 0  # no length known yet
+    pump(protocol, [b"300000 abc"], eof=False)
+    assert protocol.need == default_max_held(300_000)  # the message, and what holding it costs
+    pump(protocol, [b"x" * (300_000 - 3)], eof=False)
+    assert protocol.need == 0  # it is in: between messages
+    capped = EchoProtocol(Mode.COUNT, limits=Limits(max_held=100_000))
+    pump(capped, [b"300000 abc"], eof=False)
+    assert capped.need == 100_000  # never more than the connection may hold
+    echo = EchoProtocol(Mode.ECHO)
+    pump(echo, [b"300000 abc"], eof=False)
+    assert echo.need == 0  # echo mode has no messages
+
+
+def test_a_connection_whose_answers_wait_waits_for_its_peer_not_the_budget() -> None:
+    limits = Limits(min_data_rate=100.0, min_data_rate_grace=5.0, idle_timeout=60.0)
+    protocol = EchoProtocol(Mode.COUNT, limits=limits, now=0.0)
+    pump(protocol, [b"1000 xyz"], eof=False, send=False, times=[1.0])
+    assert protocol.deadline == Deadline(6.0, Expiry.TOO_SLOW)
+    assert protocol.budget_short(2.0) is False  # answers wait: for the peer
+    # Held up by the server: the rate timer stops; the idle one goes on, as
+    # the peer's own (it does not read).
+    assert protocol.deadline == Deadline(61.5, Expiry.IDLE)
+    while (data := protocol.data_to_send()) is not None:
+        protocol.sent(len(data), 4.0)
+    assert protocol.budget_short(4.0) is True  # holding nothing: for the budget
+    assert protocol.deadline.expiry is Expiry.BUDGET
+    protocol.budget_granted(5.0)
+    assert isinstance(protocol.next_action(5.0), Receive)
+    assert protocol.deadline == Deadline(9.0, Expiry.TOO_SLOW)  # 3 s held up, added on
 
 
 def test_a_full_buffer_stops_the_peers_timers() -> None:

@@ -115,3 +115,75 @@ class OneWayStream(trio.abc.Stream):
             await trio.lowlevel.checkpoint()
         finally:
             self.closed = True
+
+
+class _Pipe:
+    """One direction of `buffered_stream_pair`: at most ``capacity`` bytes in flight."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.buffer = bytearray()
+        self.ended = False  # the sender closed: the end of the stream
+        self.broken = False  # the receiver closed: sending fails
+        self.changed = trio.lowlevel.ParkingLot()
+
+
+class _PipeSendStream(trio.abc.SendStream):
+    def __init__(self, pipe: _Pipe) -> None:
+        self._pipe = pipe
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        pipe, view = self._pipe, memoryview(data)
+        if pipe.ended:
+            raise trio.ClosedResourceError
+        await trio.lowlevel.checkpoint()
+        while view:
+            while len(pipe.buffer) >= pipe.capacity and not pipe.broken:
+                await pipe.changed.park()
+            if pipe.broken:
+                raise trio.BrokenResourceError("the peer closed")
+            room = pipe.capacity - len(pipe.buffer)
+            pipe.buffer += view[:room]
+            view = view[room:]
+            pipe.changed.unpark_all()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self._pipe.ended = True
+        self._pipe.changed.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+
+class _PipeReceiveStream(trio.abc.ReceiveStream):
+    def __init__(self, pipe: _Pipe) -> None:
+        self._pipe = pipe
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        pipe = self._pipe
+        await trio.lowlevel.checkpoint()
+        while not pipe.buffer and not pipe.ended:
+            await pipe.changed.park()
+        size = len(pipe.buffer) if max_bytes is None else min(max_bytes, len(pipe.buffer))
+        data = bytes(pipe.buffer[:size])
+        del pipe.buffer[:size]
+        pipe.changed.unpark_all()
+        return data
+
+    async def aclose(self) -> None:
+        self._pipe.broken = True
+        self._pipe.changed.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+
+def buffered_stream_pair(capacity: int) -> tuple[trio.StapledStream, trio.StapledStream]:
+    """Two connected streams, each direction holding at most ``capacity`` bytes in flight.
+
+    Like a socket's buffers: a sender waits while its peer's are full. Each
+    end can half-close (`send_eof`), as TCP can.
+    """
+    there, back = _Pipe(capacity), _Pipe(capacity)
+    client = trio.StapledStream(_PipeSendStream(there), _PipeReceiveStream(back))
+    server = trio.StapledStream(_PipeSendStream(back), _PipeReceiveStream(there))
+    return client, server

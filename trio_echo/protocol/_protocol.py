@@ -24,8 +24,11 @@
 #   chunks the framer holds, whole, and the answers not yet sent, each
 #   buffer charged BUFFER_OVERHEAD on top of its bytes. Small answers are
 #   joined into one buffer per step, so a flood of 2-byte messages costs its
-#   bytes, not an object each. It never
-#   asks for a read that could take `held` past `max_held`.
+#   bytes, not an object each. It never asks for a read that could take
+#   `held` past `max_held`. A pump that shares memory with other
+#   connections asks for a message's `need` whole, and waits for it only
+#   while it holds nothing (`budget_short`): so no wait for memory holds
+#   memory that another waits for.
 # - Work between checkpoints. Bytes are taken in O(1) by `receive_data`;
 #   they are framed by `next_action`. A step (what lies between two YIELDs)
 #   frames at most MAX_MESSAGES_PER_STEP messages and takes in at most
@@ -65,7 +68,7 @@ from ._actions import (
 )
 from ._errors import LocalProtocolError
 from ._framer import CountFramer
-from ._limits import Limits
+from ._limits import Limits, default_max_held
 from ._modes import Mode, rules_of
 from ._outbox import BUFFER_OVERHEAD, OUTBOX_FIELDS, Chunk, Outbox
 from ._state import (
@@ -101,9 +104,11 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
       `SEND_EOF` or `CLOSE`;
     - `deadline` for when the connection must end if nothing happens, and
       what that means; `expired(now)` once it has passed;
-    - `budget_wait`/`budget_granted` around a wait for a memory budget the
-      pump shares with other connections, and `abort` when the transport
-      breaks or the server cuts the connection.
+    - `need` for the room to admit the message under way whole, and
+      `budget_short(now)` when a memory budget the pump shares with other
+      connections has no room for a read (then `budget_granted` after a
+      wait for it); `abort` when the transport breaks or the server cuts
+      the connection.
 
     Once `next_action` says `CLOSE`, `outcome` says how it ended. (Its parts
     say more: `Timers` on the deadlines, `Outbox`, `Steps`, `Ending`.)
@@ -207,6 +212,22 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
         if framer is None:
             return self._out_held
         return self._out_held + framer.held + framer.chunks * BUFFER_OVERHEAD
+
+    @property
+    def need(self) -> int:
+        """The most the connection may hold until the message under way is in.
+
+        A whole message, and what holding it costs (`default_max_held` of
+        its length), within `Limits.max_held`; 0 while no message whose
+        length is known is under way (echo mode, or between messages). A
+        pump that shares memory with other connections admits this much at
+        once, all or nothing, so that the message completes whatever its
+        peer does.
+        """
+        if self.headers > self.messages and self._phase is READING:
+            assert self.length is not None
+            return min(default_max_held(self.length), self._limits.max_held)
+        return 0
 
     # -- What the pump reports ----------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections import deque
 from typing import TYPE_CHECKING
 
 import attrs
@@ -119,6 +120,7 @@ class Timers:
         __slots__ = ()
 
     _limits: Limits
+    _out: deque[bytes] | None  # the answers not yet sent (`Outbox`)
     _deadline: Deadline
     _deadline_stale: bool
     _fixed_deadline: Deadline | None  # overrides the others: the handshake's or the linger's
@@ -154,6 +156,27 @@ class Timers:
             self._deadline_stale = False
             self._update_deadline()
         return self._deadline
+
+    def budget_short(self, now: float) -> bool:
+        """Report that the memory budget the pump shares has no room for the read asked for.
+
+        Waiting for the budget while holding part of it could deadlock: so
+        a connection waits for it only when it holds nothing but a length
+        prefix's digits.
+
+        Returns:
+            True: wait for the budget, and report `budget_granted` (as
+            `budget_wait`). False: answers wait to be sent; wait for the
+            peer to take some, then ask `next_action` again. The server
+            holds the connection up meanwhile: its header and data-rate
+            timers stop, and its idle timer goes on (a peer that does not
+            read is idle).
+        """
+        if self._out:
+            self._hold_up(now)
+            return False
+        self.budget_wait(now)
+        return True
 
     def budget_wait(self, now: float) -> None:
         """Report that reading waits for a memory budget shared with others.

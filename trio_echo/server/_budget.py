@@ -1,14 +1,36 @@
 # The memory budget that every connection of a server shares.
 #
-# A connection reserves bytes before it reads, so the bytes a read returns
-# are always paid for, and gives back what it no longer holds (its
-# EchoProtocol says how much that is): its Account keeps that charge. Past
-# the budget, readers wait, and TCP pushes back on their peers.
+# It cannot deadlock, by construction: no connection holds part of the
+# budget while it waits for more of it.
 #
-# Waiters are served in the order they came, and a release hands the freed
-# bytes straight to as many waiters as they cover: nobody is woken to find
-# the room taken (no thundering herd), and a newcomer cannot take room ahead
-# of those already waiting.
+# - A connection waits for the budget only while it holds nothing: its
+#   answers are out (it waits for its peer to take them first), and what is
+#   left is at most a length prefix's few digits, which are charged again
+#   with what it is granted.
+# - A connection that holds more never waits for the budget: it grows only
+#   if the room is free at once, and otherwise waits for its peer to take
+#   its answers, as TCP's own backpressure would have it.
+# - A message whose length is known (count and framed modes) is admitted
+#   whole, all or nothing: once admitted, it has the room to complete
+#   whatever its peer does, and never asks again until it is in.
+#
+# So the room a waiter needs is held only by connections that are not
+# waiting for it, and each of those gives it back: its message completes,
+# its peer takes its answers, or a timeout ends it.
+#
+# Requests are of two sizes, each served in the order they came:
+#
+# - small: the connection will hold at most ONE_READ. It may take room
+#   anywhere in the budget, and a read may be granted in part.
+# - large: the connection will hold more (a whole large message, or answers
+#   its peer is slow to take). It may take room only while the budget less
+#   its reserve has it. The reserve, the larger of 1 MiB and a sixteenth
+#   of the budget, is kept for small requests: a client that needs little
+#   is served at once while the budget is full of large messages.
+#
+# A release hands the freed bytes straight to as many waiters as they
+# cover, large ones first: nobody is woken to find the room taken, and a
+# small one may pass a large one that does not fit yet.
 from __future__ import annotations
 
 from collections import deque
@@ -16,7 +38,23 @@ from collections import deque
 import attrs
 import trio
 
-__all__ = ["Account", "MemoryBudget"]
+from ..protocol import BUFFER_OVERHEAD, READ_SIZE_MAX
+
+__all__ = ["ONE_READ", "Account", "MemoryBudget", "reserve_of"]
+
+MiB = 1024 * 1024
+
+ONE_READ = READ_SIZE_MAX + 4 * BUFFER_OVERHEAD
+"""A connection that holds at most this (a full read, and what holding it
+costs) needs little: its requests are small."""
+
+
+def reserve_of(total: int) -> int:
+    """The room of a budget of ``total`` bytes that only small requests may take.
+
+    The larger of 1 MiB and a sixteenth of the budget, and at most half of it.
+    """
+    return min(total // 2, max(MiB, total // 16))
 
 
 @attrs.define(eq=False)
@@ -38,13 +76,20 @@ class MemoryBudget:
         if total < 1:
             raise ValueError(f"a memory budget needs at least one byte, not {total}")
         self._total = total
+        self._reserve = reserve_of(total)
         self._used = 0
-        self._waiters: deque[_Waiter] = deque()
+        self._small: deque[_Waiter] = deque()
+        self._large: deque[_Waiter] = deque()
 
     @property
     def total(self) -> int:
         """The bytes available in all."""
         return self._total
+
+    @property
+    def kept(self) -> int:
+        """The bytes that only small requests may take (`reserve_of`)."""
+        return self._reserve
 
     @property
     def used(self) -> int:
@@ -53,44 +98,72 @@ class MemoryBudget:
 
     @property
     def waiting(self) -> int:
-        """How many reservations are waiting for room."""
-        return len(self._waiters)
+        """How many requests are waiting for room."""
+        return len(self._small) + len(self._large)
 
-    def try_reserve(self, wanted: int, minimum: int = 1) -> int:
+    def largest(self, wanted: int) -> int:
+        """The most of ``wanted`` that one request could ever be granted.
+
+        A small request may have the whole budget; a large one, the budget
+        less its reserve (where that is no more than a read, a large request
+        is made small: one read, within the budget).
+        """
+        large_room = self._total - self._reserve
+        if wanted > ONE_READ and large_room > ONE_READ:
+            return min(wanted, large_room)
+        return min(wanted, ONE_READ, self._total)
+
+    def try_reserve(self, wanted: int, minimum: int = 1, large: bool = False) -> int:
         """Reserve between ``minimum`` and ``wanted`` bytes, if that is free now.
 
-        Nothing is granted while others wait: they are served first.
+        Nothing is granted while others of the same size wait: they are
+        served first.
+
+        Args:
+            wanted: The most bytes to reserve; at least 1.
+            minimum: The fewest bytes worth having (at most ``wanted``).
+            large: Whether the request is large: it may not take the reserve.
 
         Returns:
             How many bytes were reserved; 0 if not enough is free.
         """
-        free = self._total - self._used
-        if self._waiters or free < min(minimum, wanted):
+        if large:
+            if self._large:
+                return 0
+            free = self._total - self._reserve - self._used
+        else:
+            if self._small:
+                return 0
+            free = self._total - self._used
+        if free < min(minimum, wanted):
             return 0
         granted = wanted if wanted <= free else free
         self._used += granted
         return granted
 
-    async def reserve(self, wanted: int, minimum: int = 1) -> int:
+    async def reserve(self, wanted: int, minimum: int = 1, *, large: bool = False) -> int:
         """Reserve between ``minimum`` and ``wanted`` bytes, waiting in turn.
 
         Args:
-            wanted: The most bytes to reserve; at least 1.
+            wanted: The most bytes to reserve; at least 1, and at most
+                `largest` of itself (or it waits for ever).
             minimum: The fewest bytes worth having (at most ``wanted``).
+            large: Whether the request is large: it may not take the reserve.
 
         Returns:
             How many bytes were reserved.
         """
-        granted = self.try_reserve(wanted, minimum)
+        granted = self.try_reserve(wanted, minimum, large=large)
         if granted:
             await trio.lowlevel.checkpoint()
             return granted
         await trio.lowlevel.checkpoint_if_cancelled()
         waiter = _Waiter(trio.lowlevel.current_task(), wanted, min(minimum, wanted))
-        self._waiters.append(waiter)
+        line = self._large if large else self._small
+        line.append(waiter)
 
         def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
-            self._waiters.remove(waiter)
+            line.remove(waiter)
             self._serve()  # the next one in line may fit now
             return trio.lowlevel.Abort.SUCCEEDED
 
@@ -101,22 +174,25 @@ class MemoryBudget:
         """Charge ``count`` bytes at once, without waiting.
 
         For the few bytes a connection holds beyond what it reserved (a
-        buffer's overhead, a length prefix carried over); the budget may then
-        be exceeded by that much until they are released.
+        read's chunk while answers are made from it, a TLS record); the
+        budget may then be exceeded by that much until they are released.
         """
         self._used += count
 
     def release(self, count: int) -> None:
         """Give back ``count`` reserved bytes, and serve those waiting in turn."""
         self._used -= count
-        if self._waiters:
+        if self._small or self._large:
             self._serve()
 
     def _serve(self) -> None:
-        waiters = self._waiters
+        self._serve_line(self._large, self._total - self._reserve)
+        self._serve_line(self._small, self._total)
+
+    def _serve_line(self, waiters: deque[_Waiter], limit: int) -> None:
         while waiters:
             waiter = waiters[0]
-            free = self._total - self._used
+            free = limit - self._used
             if free < waiter.minimum:
                 return
             waiter.granted = waiter.wanted if waiter.wanted <= free else free
@@ -133,9 +209,13 @@ class Account:
     """One connection's charge on a `MemoryBudget`.
 
     It charges what the connection holds (`settle`, with the connection's
-    own count) and, before each read, what the read may bring in
-    (`reserve_nowait`, else `reserve`), each read's bytes and the overhead
-    of the buffer that will hold them.
+    own count), and besides:
+
+    - before each read, room for what the read may bring in
+      (`reserve_nowait`, else `reserve`), each read's bytes and the
+      overhead of the buffer that will hold them;
+    - for a message whose length is known, room for all of it
+      (`admit_nowait`, else `admit`), kept until `message_in`.
 
     Args:
         budget: The budget shared with the server's other connections.
@@ -143,42 +223,98 @@ class Account:
         minimum: The fewest bytes worth a read when the budget is short.
     """
 
-    __slots__ = ("_budget", "_charged", "_minimum", "_overhead", "_reserved")
+    __slots__ = ("_budget", "_charged", "_floor", "_held", "_minimum", "_overhead", "admitted")
 
     def __init__(self, budget: MemoryBudget, *, overhead: int, minimum: int = MIN_GRANT) -> None:
         self._budget = budget
         self._overhead = overhead
         self._minimum = minimum
-        self._charged = 0  # what is held, and the reservation
-        self._reserved = 0  # of which, for the read under way
+        self._charged = 0  # what the budget has from this account
+        self._held = 0  # what the connection holds, as last settled
+        self._floor = 0  # room kept for the admitted message, whatever it holds
+        self.admitted = 0
+        """The number of the message admitted whole (counted from 1); 0 if none."""
+
+    @property
+    def charged(self) -> int:
+        """What the budget has from this account."""
+        return self._charged
 
     def reserve_nowait(self, max_bytes: int) -> int:
-        """Reserve for a read of at most ``max_bytes``, if the budget has room now.
+        """Make room for a read of at most ``max_bytes``, if there is room now.
+
+        Within an admitted message's room, this asks nothing of the budget.
 
         Returns:
             How many bytes the read may take; 0 if there is no room.
         """
-        overhead = self._overhead
-        granted = self._budget.try_reserve(max_bytes + overhead, overhead + self._minimum)
-        return self._granted(granted)
+        charged = self._charged
+        room = charged - self._held - self._overhead
+        if room >= max_bytes:
+            return max_bytes
+        least = max_bytes if max_bytes < self._minimum else self._minimum
+        if room < least:  # ask the budget for the rest
+            wanted = max_bytes - room
+            granted = self._budget.try_reserve(wanted, least - room, charged + wanted > ONE_READ)
+            if not granted:
+                return 0
+            self._charged = charged + granted
+            room += granted
+        return max_bytes if room > max_bytes else room
 
     async def reserve(self, max_bytes: int) -> int:
-        """Reserve for a read of at most ``max_bytes``, waiting in turn for room.
+        """Make room for a read of at most ``max_bytes``, waiting in turn.
+
+        Only for a connection that holds nothing but a length prefix's
+        digits: it gives them back while it waits.
 
         Returns:
             How many bytes the read may take.
         """
-        granted = await self._budget.reserve(*self._wanted(max_bytes))
-        return self._granted(granted)
+        held, overhead = self._held, self._overhead
+        wanted = held + max_bytes + overhead
+        least = held + overhead + min(max_bytes, self._minimum)
+        wanted = max(least, self._budget.largest(wanted))
+        await self._wait(wanted, least)
+        return min(max_bytes, self._charged - held - overhead)
+
+    def admit_nowait(self, need: int, message: int) -> bool:
+        """Make room for the whole of message number ``message``, if there is room now.
+
+        Args:
+            need: The most the connection may hold until the message is in.
+            message: The message's number, counted from 1.
+
+        Returns:
+            Whether it was admitted.
+        """
+        need = self._budget.largest(need)
+        if (wanted := need - self._charged) > 0:
+            if not self._budget.try_reserve(wanted, wanted, large=need > ONE_READ):
+                return False
+            self._charged = need
+        self._admitted(need, message)
+        return True
+
+    async def admit(self, need: int, message: int) -> None:
+        """Make room for the whole of message number ``message``, waiting in turn.
+
+        Only for a connection that holds nothing but a length prefix's
+        digits: it gives them back while it waits.
+        """
+        need = self._budget.largest(need)
+        await self._wait(need, need)
+        self._admitted(need, message)
+
+    def message_in(self) -> None:
+        """The admitted message is in: keep no room for it any more."""
+        self.admitted = self._floor = 0
+        self.settle(self._held)
 
     def settle(self, held: int) -> None:
-        """Charge exactly ``held`` bytes (and no reservation any more)."""
-        self._reserved = 0
-        self.hold(held)
-
-    def hold(self, held: int) -> None:
-        """Charge ``held`` bytes besides the reservation of the read under way."""
-        target = held + self._reserved
+        """Charge the ``held`` bytes the connection holds, and the admitted room."""
+        self._held = held
+        target = held if held > self._floor else self._floor
         change = target - self._charged
         if change > 0:
             self._budget.take(change)
@@ -186,12 +322,18 @@ class Account:
             self._budget.release(-change)
         self._charged = target
 
-    def _wanted(self, max_bytes: int) -> tuple[int, int]:
-        return max_bytes + self._overhead, self._overhead + min(max_bytes, self._minimum)
+    def close(self) -> None:
+        """The connection has ended: it holds nothing."""
+        self.admitted = self._floor = 0
+        self.settle(0)
 
-    def _granted(self, granted: int) -> int:
-        if not granted:
-            return 0
-        self._reserved = granted
-        self._charged += granted
-        return granted - self._overhead
+    def _admitted(self, need: int, message: int) -> None:
+        self.admitted, self._floor = message, need
+        self.settle(self._held)
+
+    async def _wait(self, wanted: int, least: int) -> None:
+        """Give back what is charged, then wait in turn for between ``least`` and ``wanted``."""
+        budget = self._budget
+        budget.release(self._charged)
+        self._charged = 0
+        self._charged = await budget.reserve(wanted, least, large=least > ONE_READ)

@@ -156,16 +156,22 @@ class Connection:
                         # waits for readiness holds no reservation.)
                         if drained(stream):
                             await wait_receivable(stream)
-                        if not (size := account.reserve_nowait(action.max_bytes)):
-                            protocol.budget_wait(trio.current_time())
-                            self._sync_deadline()
-                            size = await account.reserve(action.max_bytes)
-                            protocol.budget_granted(trio.current_time())
-                            self._sync_deadline()
-                        if (received := receive_nowait(stream, size)) is None and (
-                            received := await transport.receive(stream, size)
-                        ) is None:
-                            account.settle(protocol.held)  # not there after all
+                        # A message whose length came is admitted whole first
+                        # (`EchoProtocol.need`), then the read has room in it.
+                        in_room = (
+                            protocol.headers <= protocol.messages
+                            or protocol.headers == account.admitted
+                            or account.admit_nowait(protocol.need, protocol.headers)
+                        )
+                        if not (in_room and (size := account.reserve_nowait(action.max_bytes))):
+                            size = await self._wait_for_room(action.max_bytes)
+                        if size and (received := receive_nowait(stream, size)) is None:
+                            if not protocol.held:
+                                # Idle, it waits for its peer holding no room (a
+                                # stream cannot say whether bytes are there without
+                                # reading): what comes is charged as it comes.
+                                account.settle(0)
+                            received = await transport.receive(stream, size)
                     elif action is YIELD:
                         await trio.lowlevel.checkpoint()
                     elif action is PAUSED:  # what is held waits for the writer
@@ -214,9 +220,35 @@ class Connection:
                     if received is not None:
                         protocol.receive_data(received, now)
                         continue
+            if account.admitted and protocol.messages >= account.admitted:
+                account.message_in()  # it keeps no room for the message any more
             account.settle(protocol.held)  # what framing and sending left
             self._sync_deadline()
             return action
+
+    async def _wait_for_room(self, max_bytes: int) -> int:
+        """There is no room for a read now: wait, holding none; return the read's size.
+
+        The protocol says what for (`EchoProtocol.budget_short`): for the
+        peer to take the answers that wait (returning 0, to look again), or,
+        holding nothing, for the budget in turn: room for the whole message
+        under way if its length is known, else for the read.
+        """
+        protocol, account = self._protocol, self._account
+        if not protocol.budget_short(trio.current_time()):
+            self._sync_deadline()
+            assert self._writer is not None  # what was not sent inline, it sends
+            await self._writer.wait_sent()
+            return 0
+        self._sync_deadline()
+        if (need := protocol.need) and protocol.headers != account.admitted:
+            await account.admit(need, protocol.headers)
+            size = account.reserve_nowait(max_bytes)
+        else:
+            size = await account.reserve(max_bytes)
+        protocol.budget_granted(trio.current_time())
+        self._sync_deadline()
+        return size
 
     def _send_ready(self, data: Chunk, nursery: trio.Nursery | None, now: float) -> bool:
         """Send while the transport takes it, the rest by the writer; return whether any went."""
@@ -257,7 +289,7 @@ class Connection:
         uncaught = None
         if error is not None:
             self.failure, uncaught = abort_for(protocol, error)
-        self._account.settle(0)
+        self._account.close()
         self._duration = trio.current_time() - self._start
         log_ending(protocol, self._peer, self._duration, self.failure)
         if self._on_close is not None:

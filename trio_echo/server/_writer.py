@@ -114,7 +114,7 @@ class Writer:
             await transport.send_all(stream, data)
             self.sending = False
             protocol.sent(len(data), trio.current_time())
-            account.hold(protocol.held)
+            account.settle(protocol.held)
             self._on_sent()
             if self._has_sent is not None:
                 self._has_sent.unpark()

@@ -1,0 +1,292 @@
+"""The memory budget under connections that compete for it: no deadlock, by construction.
+
+Each test runs on trio's `MockClock` with autojump: a deadlock would jump the
+clock to a timeout, and end connections as `budget-timeout`, never hang.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import hypothesis
+import hypothesis.strategies as st
+import pytest
+import trio
+import trio.testing
+
+from tests.support.streams import buffered_stream_pair, receive_all
+from trio_echo import (
+    ConnectionReport,
+    Limits,
+    MemoryBudget,
+    Mode,
+    Outcome,
+    ServerConfig,
+    encode_message,
+    handle_connection,
+)
+from trio_echo.protocol import CLEAN_OUTCOMES
+from trio_echo.protocol._limits import default_max_held
+from trio_echo.server._budget import ONE_READ, Account, reserve_of
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+class CountingBudget(MemoryBudget):
+    """A budget that counts the large grants outstanding, and their peak."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__(total)
+        self.peak = 0
+
+    def take(self, count: int) -> None:
+        super().take(count)
+        self.peak = max(self.peak, self.used)
+
+    def try_reserve(self, wanted: int, minimum: int = 1, large: bool = False) -> int:
+        granted = super().try_reserve(wanted, minimum, large)
+        self.peak = max(self.peak, self.used)
+        return granted
+
+    def _serve(self) -> None:
+        super()._serve()
+        self.peak = max(self.peak, self.used)
+
+
+async def send_everything_then_read(
+    stream: trio.abc.Stream, payload: bytes, prefix: bytes | None = None
+) -> bytes:
+    """The original's client: the whole message first, and only then the echo."""
+    message = encode_message(payload) if prefix is None else prefix + payload
+    await stream.send_all(message)
+    echoed = await receive_all(stream)
+    await stream.aclose()
+    return echoed
+
+
+async def serve(
+    nursery: trio.Nursery,
+    config: ServerConfig,
+    budget: MemoryBudget,
+    reports: list[ConnectionReport],
+) -> trio.abc.Stream:
+    """Start serving one connection; return the client's end.
+
+    The streams hold 16 KiB in flight each way, as small socket buffers do.
+    """
+    client, server = buffered_stream_pair(16 * KiB)
+
+    async def run() -> None:
+        reports.append(await handle_connection(server, config, budget=budget))
+
+    nursery.start_soon(run)
+    return client
+
+
+async def test_clients_that_send_everything_before_reading_all_complete_in_rounds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Eight messages that need 700 KiB each, a budget that has room for four
+    # of them less its reserve, and small buffers between the peers: each must
+    # be held almost whole by the server before its client reads. The budget once gave
+    # every one of them a part, none enough, and they all waited for the idle
+    # timeout. Admitted whole, they complete four at a time.
+    budget = CountingBudget(4 * MiB)
+    config = ServerConfig(memory_budget=4 * MiB)
+    payload = b"p" * (600 * KiB)
+    need = default_max_held(len(payload))
+    rounds = (budget.total - budget.kept) // need
+    assert rounds == 4
+    reports: list[ConnectionReport] = []
+    echoes: list[bytes] = []
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for _ in range(8):
+            client = await serve(nursery, config, budget, reports)
+
+            async def run(client: trio.abc.Stream = client) -> None:
+                echoes.append(await send_everything_then_read(client, payload))
+
+            nursery.start_soon(run)
+    assert echoes == [payload] * 8
+    assert [report.outcome for report in reports] == [Outcome.COMPLETE] * 8
+    assert trio.current_time() == start  # no timer ran out: nothing waited for one
+    assert budget.peak <= rounds * need + budget.kept  # in rounds, within the budget
+    assert budget.used == 0
+
+
+async def test_a_small_client_is_served_at_once_while_the_budget_is_full_of_large_messages(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = MemoryBudget(4 * MiB)
+    config = ServerConfig(memory_budget=4 * MiB)
+    payload = b"h" * (600 * KiB)
+    reports: list[ConnectionReport] = []
+    async with trio.open_nursery() as nursery:
+        hogs = 0
+        while not budget.waiting:  # large messages, none read, until one waits for room
+            hog = await serve(nursery, config, budget, reports)
+            nursery.start_soon(hog.send_all, encode_message(payload))
+            await trio.testing.wait_all_tasks_blocked()
+            hogs += 1
+        assert hogs > 1
+        assert budget.used > budget.total - budget.kept - default_max_held(len(payload))
+        start = trio.current_time()
+        small = await serve(nursery, config, budget, reports)
+        await small.send_all(b"5 hello")
+        assert await receive_all(small) == b"hello"
+        assert trio.current_time() == start  # at once: the reserve was there for it
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_that_never_reads_is_closed_by_the_idle_timeout_as_its_own_fault(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = MemoryBudget(4 * MiB)
+    config = ServerConfig(memory_budget=4 * MiB, limits=Limits(idle_timeout=30))
+    reports: list[ConnectionReport] = []
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        hog = await serve(nursery, config, budget, reports)
+        nursery.start_soon(hog.send_all, encode_message(b"n" * (600 * KiB)))
+    (report,) = reports
+    assert report.outcome == Outcome.IDLE_TIMEOUT  # it never read: not the server's limit
+    assert trio.current_time() - start == pytest.approx(30, abs=1)
+    assert budget.used == 0
+
+
+async def test_a_connection_whose_answers_wait_never_waits_for_the_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # An echo connection whose peer does not read holds its answers; with
+    # the budget full it waits for its peer to take them, not in the budget's
+    # line, holding them: so nobody waits for room that a waiter holds.
+    budget = MemoryBudget(2 * MiB)
+    config = ServerConfig(mode=Mode.ECHO, memory_budget=2 * MiB, limits=Limits(idle_timeout=30))
+    reports: list[ConnectionReport] = []
+    async with trio.open_nursery() as nursery:
+        client = await serve(nursery, config, budget, reports)
+        sent = 0
+
+        async def send() -> None:
+            nonlocal sent
+            while True:
+                await client.send_all(b"e" * (64 * KiB))
+                sent += 64 * KiB
+
+        nursery.start_soon(send)
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget.used <= budget.total - budget.kept + ONE_READ  # it grew only into free room
+        assert budget.waiting == 0  # and it does not wait in the line
+        held = budget.used
+        # Its peer reads: it goes on.
+        echoed = 0
+        while echoed < held:
+            echoed += len(await client.receive_some())
+        await trio.testing.wait_all_tasks_blocked()
+        assert sent > held
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_waiting_connection_gives_back_a_length_prefix_it_holds() -> None:
+    budget = MemoryBudget(64 * KiB)
+    account = Account(budget, overhead=64)
+    account.settle(7)  # "1234567": the digits of a length prefix split between reads
+    assert budget.try_reserve(budget.total - 7) == budget.total - 7  # others hold the rest
+    async with trio.open_nursery() as nursery:
+        granted: list[int] = []
+
+        async def read() -> None:
+            granted.append(await account.reserve(4096))
+
+        nursery.start_soon(read)
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget.used == budget.total - 7  # it waits holding nothing
+        budget.release(8192)
+        await trio.testing.wait_all_tasks_blocked()
+        assert granted == [4096]
+        assert account.charged == 7 + 4096 + 64  # the digits are charged again with its read
+    assert budget.waiting == 0
+
+
+def test_the_reserve_is_the_larger_of_a_mebibyte_and_a_sixteenth() -> None:
+    assert reserve_of(256 * MiB) == 16 * MiB
+    assert reserve_of(8 * MiB) == MiB
+    assert reserve_of(MiB) == MiB // 2  # never more than half
+    assert MemoryBudget(256 * MiB).kept == 16 * MiB
+
+
+# -- Any arrivals, any sizes: never a deadlock ----------------------------------------
+
+_CLIENT = st.tuples(
+    # The original's client is the one that needs the server to hold its
+    # whole message: half of them are.
+    st.sampled_from(["count-all-first"] * 3 + ["count-small", "framed", "echo"]),
+    st.builds(  # the payload's size: up to 900 KiB, odd bytes included
+        lambda hundreds, odd: hundreds * 100 * KiB + odd,
+        st.integers(min_value=0, max_value=9),
+        st.integers(min_value=0, max_value=99),
+    ),
+    st.integers(min_value=0, max_value=3),  # turns to wait before starting
+)
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.example(clients=[("count-all-first", 800 * KiB, 0)] * 6, budget_size=3 * MiB)
+@hypothesis.given(
+    clients=st.lists(_CLIENT, min_size=1, max_size=12),
+    budget_size=st.sampled_from([2 * MiB, 3 * MiB, 5 * MiB]),
+)
+def test_whatever_arrives_every_client_that_reads_completes(
+    clients: list[tuple[str, int, int]], budget_size: int
+) -> None:
+    # Clients of every kind, each reading its answers in time (the original's
+    # client reads after sending its whole message): whatever the sizes and
+    # the order, the budget never leaves them all waiting. A deadlock would
+    # jump the mock clock to the idle timeout and end them as budget-timeout.
+    async def main() -> None:
+        budget = MemoryBudget(budget_size)
+        reports: list[ConnectionReport] = []
+        results: list[bool] = []
+        limits = Limits(max_message_size=MiB, idle_timeout=600)
+        async with trio.open_nursery() as nursery:
+            for kind, size, delay in clients:
+                mode = {"framed": Mode.FRAMED, "echo": Mode.ECHO}.get(kind, Mode.COUNT)
+                config = ServerConfig(mode=mode, memory_budget=budget_size, limits=limits)
+                client = await serve(nursery, config, budget, reports)
+                payload = bytes([size % 251]) * (size if kind != "count-small" else size % 100)
+                nursery.start_soon(
+                    functools.partial(exchange, kind, client, payload, delay, results)
+                )
+        assert all(results)
+        assert len(results) == len(clients)
+        assert {report.outcome for report in reports} <= CLEAN_OUTCOMES  # no timer ran out
+        assert budget.used == 0
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def exchange(
+    kind: str, client: trio.abc.Stream, payload: bytes, delay: int, results: list[bool]
+) -> None:
+    for _ in range(delay):
+        await trio.lowlevel.checkpoint()
+    if kind.startswith("count"):
+        results.append(await send_everything_then_read(client, payload) == payload)
+        return
+    # Framed and echo clients read as they send: two messages, or the bytes, then the end.
+    request = encode_message(payload) * 2 if kind == "framed" else payload
+    expected = request
+    got = bytearray()
+
+    async def read() -> None:
+        while chunk := await client.receive_some():
+            got.extend(chunk)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        await client.send_all(request)
+        await client.send_eof()  # type: ignore[attr-defined]
+    await client.aclose()
+    results.append(bytes(got) == expected)
