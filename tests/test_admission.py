@@ -7,6 +7,7 @@ clock to a timeout, and end connections as `budget-timeout`, never hang.
 from __future__ import annotations
 
 import functools
+import socket
 
 import hypothesis
 import hypothesis.strategies as st
@@ -28,30 +29,35 @@ from trio_echo import (
 from trio_echo.protocol import CLEAN_OUTCOMES
 from trio_echo.protocol._limits import default_max_held
 from trio_echo.server._budget import ONE_READ, Account, reserve_of
+from trio_echo.server._listeners import accepted_stream
 
 KiB = 1024
 MiB = 1024 * KiB
 
 
 class CountingBudget(MemoryBudget):
-    """A budget that counts the large grants outstanding, and their peak."""
+    """A budget that keeps the peak of what it granted, and of what it granted as large."""
 
     def __init__(self, total: int) -> None:
         super().__init__(total)
-        self.peak = 0
+        self.peak = self.large_peak = 0
 
-    def take(self, count: int) -> None:
-        super().take(count)
+    def _look(self) -> None:
         self.peak = max(self.peak, self.used)
+        self.large_peak = max(self.large_peak, self.large_used)
+
+    def take(self, count: int, large: int = 0) -> None:
+        super().take(count, large)
+        self._look()
 
     def try_reserve(self, wanted: int, minimum: int = 1, large: bool = False) -> int:
         granted = super().try_reserve(wanted, minimum, large)
-        self.peak = max(self.peak, self.used)
+        self._look()
         return granted
 
     def _serve(self) -> None:
         super()._serve()
-        self.peak = max(self.peak, self.used)
+        self._look()
 
 
 async def send_everything_then_read(
@@ -112,7 +118,8 @@ async def test_clients_that_send_everything_before_reading_all_complete_in_round
     assert echoes == [payload] * 8
     assert [report.outcome for report in reports] == [Outcome.COMPLETE] * 8
     assert trio.current_time() == start  # no timer ran out: nothing waited for one
-    assert budget.peak <= rounds * need + budget.kept  # in rounds, within the budget
+    assert budget.large_peak <= budget.total - budget.kept  # in rounds: never all at once
+    assert budget.peak <= budget.total  # within the budget
     assert budget.used == 0
 
 
@@ -191,7 +198,7 @@ async def test_a_connection_whose_answers_wait_never_waits_for_the_budget(
 
 async def test_a_waiting_connection_gives_back_a_length_prefix_it_holds() -> None:
     budget = MemoryBudget(64 * KiB)
-    account = Account(budget, overhead=64)
+    account = Account(budget)
     account.settle(7)  # "1234567": the digits of a length prefix split between reads
     assert budget.try_reserve(budget.total - 7) == budget.total - 7  # others hold the rest
     async with trio.open_nursery() as nursery:
@@ -208,6 +215,79 @@ async def test_a_waiting_connection_gives_back_a_length_prefix_it_holds() -> Non
         assert granted == [4096]
         assert account.charged == 7 + 4096 + 64  # the digits are charged again with its read
     assert budget.waiting == 0
+
+
+async def test_a_quiet_peer_waits_for_its_bytes_not_for_a_full_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # With the budget full, a connection whose peer sent nothing waits for
+    # its bytes (under its header timer: its own fault), not in the budget's
+    # line (under the server's). A socket can tell; a TLS stream cannot.
+    budget = MemoryBudget(MiB)
+    assert budget.try_reserve(MiB) == MiB  # others hold the whole budget
+    client_socket, server_socket = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    server_socket.setblocking(False)
+    config = ServerConfig(memory_budget=MiB, limits=Limits(header_timeout=10, idle_timeout=60))
+    start = trio.current_time()
+    with client_socket:  # it never sends a byte
+        async with trio.open_nursery() as nursery:
+            reports: list[ConnectionReport] = []
+
+            async def run() -> None:
+                server = accepted_stream(server_socket)
+                reports.append(await handle_connection(server, config, budget=budget))
+
+            nursery.start_soon(run)
+            await trio.testing.wait_all_tasks_blocked()
+            assert budget.waiting == 0
+    (report,) = reports
+    assert report.outcome == Outcome.HEADER_TIMEOUT
+    assert trio.current_time() - start == 10
+
+
+async def test_a_stream_read_that_waits_for_its_peer_holds_no_room() -> None:
+    # A peer that sent one digit of a length prefix and went quiet: the
+    # connection holds the digit, and no room for the read that waits.
+    budget = MemoryBudget(MiB)
+    config = ServerConfig(mode=Mode.FRAMED, memory_budget=MiB)
+    async with trio.open_nursery() as nursery:
+        client = await serve(nursery, config, budget, [])
+        await client.send_all(b"1")
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget.used == 1
+        nursery.cancel_scope.cancel()
+    assert budget.used == 0
+
+
+async def test_what_small_requests_hold_never_keeps_a_large_message_waiting(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A message as large as the budget less its reserve: the few bytes that
+    # quiet connections hold come out of the reserve, not out of its room.
+    budget = MemoryBudget(4 * MiB)
+    config = ServerConfig(memory_budget=4 * MiB)
+    framed = ServerConfig(mode=Mode.FRAMED, memory_budget=4 * MiB)
+    payload = b"L" * (3 * MiB)
+    async with trio.open_nursery() as nursery:
+        for _ in range(8):  # each holds one digit of a length prefix
+            quiet = await serve(nursery, framed, budget, [])
+            await quiet.send_all(b"1")
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget.used == 8
+        start = trio.current_time()
+        client = await serve(nursery, config, budget, [])
+        echoed = bytearray()
+
+        async def read() -> None:
+            while data := await client.receive_some():
+                echoed.extend(data)
+
+        async with trio.open_nursery() as exchange:
+            exchange.start_soon(read)
+            await client.send_all(encode_message(payload))
+        assert echoed == payload
+        assert trio.current_time() == start  # it waited for nothing
+        nursery.cancel_scope.cancel()
 
 
 def test_the_reserve_is_the_larger_of_a_mebibyte_and_a_sixteenth() -> None:

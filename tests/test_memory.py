@@ -116,8 +116,8 @@ async def test_a_large_request_may_not_take_the_reserve_and_a_small_one_may() ->
     assert budget.try_reserve(3 * MiB, 3 * MiB, large=True) == 3 * MiB
     assert budget.try_reserve(1, 1, large=True) == 0  # the rest is the reserve
     assert budget.try_reserve(64 * 1024) == 64 * 1024  # small: it may
-    budget.release(3 * MiB)
-    assert budget.try_reserve(3 * MiB, 1, large=True) == 3 * MiB - 64 * 1024  # in part, if asked
+    budget.release(3 * MiB, 3 * MiB)  # what was granted as large
+    assert budget.try_reserve(3 * MiB, 1, large=True) == 3 * MiB  # small ones hold the reserve
 
 
 async def test_a_small_request_passes_a_large_one_that_does_not_fit_yet() -> None:
@@ -135,7 +135,7 @@ async def test_a_small_request_passes_a_large_one_that_does_not_fit_yet() -> Non
         assert budget.waiting == 1
         await wait("small", 4096, large=False)  # at once, from the reserve
         assert order == ["small"]
-        budget.release(2 * MiB)  # room for the large one: served first
+        budget.release(2 * MiB, 2 * MiB)  # room for the large one: served first
         await trio.testing.wait_all_tasks_blocked()
         assert order == ["small", "large"]
         assert budget.used == 2 * MiB + 4096
@@ -167,6 +167,15 @@ def test_the_most_one_request_could_have() -> None:
     assert budget.largest(100 * MiB) == 3 * MiB  # a large one: never the reserve
     assert MemoryBudget(64 * 1024).largest(MiB) == 64 * 1024  # a tiny budget: all of it
     assert MemoryBudget(MiB // 2).largest(MiB) == ONE_READ  # its reserve leaves less than a read
+
+
+async def test_a_request_cancelled_before_it_waits_takes_nothing() -> None:
+    budget = MemoryBudget(100)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await budget.reserve(10)  # there is room: granted, then cancelled at the checkpoint?
+    assert scope.cancelled_caught
+    assert budget.used == 0  # never granted
 
 
 def test_a_budget_needs_a_byte() -> None:

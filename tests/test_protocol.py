@@ -397,6 +397,10 @@ def test_the_need_is_a_whole_message_while_one_is_under_way() -> None:
     echo = EchoProtocol(Mode.ECHO)
     pump(echo, [b"300000 abc"], eof=False)
     assert echo.need == 0  # echo mode has no messages
+    pipelined = EchoProtocol(Mode.FRAMED)
+    pump(pipelined, [b"3 abc300000 x"], eof=False, send=False)  # the first answer waits
+    assert pipelined.held > 0
+    assert pipelined.need == pipelined.held + default_max_held(300_000)  # on top of what it holds
 
 
 def test_a_connection_whose_answers_wait_waits_for_its_peer_not_the_budget() -> None:

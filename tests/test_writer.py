@@ -47,7 +47,7 @@ async def watch_until_the_deadline(protocol: EchoProtocol, transport: DrainingTr
 
         follow()
         async with trio.open_nursery() as nursery:
-            account = Account(MemoryBudget(1 << 20), overhead=64)
+            account = Account(MemoryBudget(1 << 20))
             writer = Writer(protocol, account, on_sent=follow, nursery=nursery)
             nursery.start_soon(writer.run, transport, None)
     return trio.current_time()

@@ -217,7 +217,8 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
     def need(self) -> int:
         """The most the connection may hold until the message under way is in.
 
-        A whole message, and what holding it costs (`default_max_held` of
+        What it holds now (answers to earlier messages not yet sent, say),
+        and a whole message and what holding it costs (`default_max_held` of
         its length), within `Limits.max_held`; 0 while no message whose
         length is known is under way (echo mode, or between messages). A
         pump that shares memory with other connections admits this much at
@@ -226,7 +227,7 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
         """
         if self.headers > self.messages and self._phase is READING:
             assert self.length is not None
-            return min(default_max_held(self.length), self._limits.max_held)
+            return min(self.held + default_max_held(self.length), self._limits.max_held)
         return 0
 
     # -- What the pump reports ----------------------------------------------

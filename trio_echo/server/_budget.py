@@ -5,14 +5,15 @@
 #
 # - A connection waits for the budget only while it holds nothing: its
 #   answers are out (it waits for its peer to take them first), and what is
-#   left is at most a length prefix's few digits, which are charged again
-#   with what it is granted.
-# - A connection that holds more never waits for the budget: it grows only
-#   if the room is free at once, and otherwise waits for its peer to take
-#   its answers, as TCP's own backpressure would have it.
+#   left is at most a length prefix's few digits, which it gives back while
+#   it waits and are charged again with what it is granted.
+# - A connection that holds budget never waits for more: it grows only into
+#   room that is free at once, and otherwise waits for its peer to take its
+#   answers, as TCP's own backpressure would have it.
 # - A message whose length is known (count and framed modes) is admitted
-#   whole, all or nothing: once admitted, it has the room to complete
-#   whatever its peer does, and never asks again until it is in.
+#   whole, all or nothing, on top of what the connection holds: once
+#   admitted, it has the room to complete whatever its peer does, and asks
+#   nothing more until it is in.
 #
 # So the room a waiter needs is held only by connections that are not
 # waiting for it, and each of those gives it back: its message completes,
@@ -23,14 +24,17 @@
 # - small: the connection will hold at most ONE_READ. It may take room
 #   anywhere in the budget, and a read may be granted in part.
 # - large: the connection will hold more (a whole large message, or answers
-#   its peer is slow to take). It may take room only while the budget less
-#   its reserve has it. The reserve, the larger of 1 MiB and a sixteenth
-#   of the budget, is kept for small requests: a client that needs little
-#   is served at once while the budget is full of large messages.
+#   its peer is slow to take). What large requests hold together may not
+#   take the reserve, the larger of 1 MiB and a sixteenth of the budget: it
+#   is kept for small ones, so a client that needs little is served at once
+#   while the budget is full of large messages. (What small ones hold does
+#   not count against the large ones' room, except beyond the budget.)
 #
 # A release hands the freed bytes straight to as many waiters as they
 # cover, large ones first: nobody is woken to find the room taken, and a
-# small one may pass a large one that does not fit yet.
+# small one may pass a large one that does not fit yet. Only a large request
+# waits to be admitted whole; a small one that does not fit is served read
+# by read.
 from __future__ import annotations
 
 from collections import deque
@@ -78,6 +82,7 @@ class MemoryBudget:
         self._total = total
         self._reserve = reserve_of(total)
         self._used = 0
+        self._large_used = 0  # of which, granted to large requests
         self._small: deque[_Waiter] = deque()
         self._large: deque[_Waiter] = deque()
 
@@ -95,6 +100,11 @@ class MemoryBudget:
     def used(self) -> int:
         """The bytes reserved now."""
         return self._used
+
+    @property
+    def large_used(self) -> int:
+        """The bytes reserved now by large requests."""
+        return self._large_used
 
     @property
     def waiting(self) -> int:
@@ -125,17 +135,17 @@ class MemoryBudget:
             large: Whether the request is large: it may not take the reserve.
 
         Returns:
-            How many bytes were reserved; 0 if not enough is free.
+            How many bytes were reserved; 0 if not enough is free. Release
+            them with ``release(count, large)``.
         """
         if large:
-            if self._large:
+            if self._large or self._free(True) < min(minimum, wanted):
                 return 0
-            free = self._total - self._reserve - self._used
-        else:
-            if self._small:
-                return 0
-            free = self._total - self._used
-        if free < min(minimum, wanted):
+            return self._grant(wanted, True)
+        if self._small:  # (inline: a read asks this of the budget)
+            return 0
+        free = self._total - self._used
+        if free < minimum and free < wanted:
             return 0
         granted = wanted if wanted <= free else free
         self._used += granted
@@ -153,11 +163,10 @@ class MemoryBudget:
         Returns:
             How many bytes were reserved.
         """
-        granted = self.try_reserve(wanted, minimum, large=large)
-        if granted:
-            await trio.lowlevel.checkpoint()
-            return granted
         await trio.lowlevel.checkpoint_if_cancelled()
+        if granted := self.try_reserve(wanted, minimum, large):
+            await trio.lowlevel.cancel_shielded_checkpoint()  # what is granted is kept
+            return granted
         waiter = _Waiter(trio.lowlevel.current_task(), wanted, min(minimum, wanted))
         line = self._large if large else self._small
         line.append(waiter)
@@ -170,33 +179,48 @@ class MemoryBudget:
         await trio.lowlevel.wait_task_rescheduled(abort)
         return waiter.granted
 
-    def take(self, count: int) -> None:
-        """Charge ``count`` bytes at once, without waiting.
+    def take(self, count: int, large: int = 0) -> None:
+        """Charge ``count`` bytes at once, without waiting (``large`` of them as large).
 
-        For the few bytes a connection holds beyond what it reserved (a
-        read's chunk while answers are made from it, a TLS record); the
-        budget may then be exceeded by that much until they are released.
+        For the bytes a connection holds beyond what it reserved (a read's
+        chunk while answers are made from it; what a read that could not
+        reserve brought in); the budget may then be exceeded by that much
+        until they are released.
         """
         self._used += count
+        self._large_used += large
 
-    def release(self, count: int) -> None:
-        """Give back ``count`` reserved bytes, and serve those waiting in turn."""
+    def release(self, count: int, large: int = 0) -> None:
+        """Give back ``count`` reserved bytes (``large`` of them granted as large)."""
         self._used -= count
+        self._large_used -= large
         if self._small or self._large:
             self._serve()
 
-    def _serve(self) -> None:
-        self._serve_line(self._large, self._total - self._reserve)
-        self._serve_line(self._small, self._total)
+    def _free(self, large: bool) -> int:
+        free = self._total - self._used
+        if large:
+            return min(free, self._total - self._reserve - self._large_used)
+        return free
 
-    def _serve_line(self, waiters: deque[_Waiter], limit: int) -> None:
+    def _grant(self, wanted: int, large: bool) -> int:
+        free = self._free(large)
+        granted = wanted if wanted <= free else free
+        self._used += granted
+        if large:
+            self._large_used += granted
+        return granted
+
+    def _serve(self) -> None:
+        self._serve_line(self._large, True)
+        self._serve_line(self._small, False)
+
+    def _serve_line(self, waiters: deque[_Waiter], large: bool) -> None:
         while waiters:
             waiter = waiters[0]
-            free = limit - self._used
-            if free < waiter.minimum:
+            if self._free(large) < waiter.minimum:
                 return
-            waiter.granted = waiter.wanted if waiter.wanted <= free else free
-            self._used += waiter.granted
+            waiter.granted = self._grant(waiter.wanted, large)
             waiters.popleft()
             trio.lowlevel.reschedule(waiter.task)
 
@@ -217,19 +241,20 @@ class Account:
     - for a message whose length is known, room for all of it
       (`admit_nowait`, else `admit`), kept until `message_in`.
 
+    A read's buffer is charged `BUFFER_OVERHEAD` besides its contents, as
+    the protocol charges what it holds; a read is worth making with
+    `MIN_GRANT` bytes at least.
+
     Args:
         budget: The budget shared with the server's other connections.
-        overhead: Bytes charged for a read's buffer, besides its contents.
-        minimum: The fewest bytes worth a read when the budget is short.
     """
 
-    __slots__ = ("_budget", "_charged", "_floor", "_held", "_minimum", "_overhead", "admitted")
+    __slots__ = ("_budget", "_charged", "_floor", "_held", "_large", "admitted")
 
-    def __init__(self, budget: MemoryBudget, *, overhead: int, minimum: int = MIN_GRANT) -> None:
+    def __init__(self, budget: MemoryBudget) -> None:
         self._budget = budget
-        self._overhead = overhead
-        self._minimum = minimum
         self._charged = 0  # what the budget has from this account
+        self._large = 0  # of which, granted as large
         self._held = 0  # what the connection holds, as last settled
         self._floor = 0  # room kept for the admitted message, whatever it holds
         self.admitted = 0
@@ -244,19 +269,26 @@ class Account:
         """Make room for a read of at most ``max_bytes``, if there is room now.
 
         Within an admitted message's room, this asks nothing of the budget.
+        A read that takes the charge past one read is large: all of it, or
+        nothing.
 
         Returns:
             How many bytes the read may take; 0 if there is no room.
         """
         charged = self._charged
-        room = charged - self._held - self._overhead
+        room = charged - self._held - BUFFER_OVERHEAD
         if room >= max_bytes:
             return max_bytes
-        least = max_bytes if max_bytes < self._minimum else self._minimum
+        least = max_bytes if max_bytes < MIN_GRANT else MIN_GRANT
         if room < least:  # ask the budget for the rest
             wanted = max_bytes - room
-            granted = self._budget.try_reserve(wanted, least - room, charged + wanted > ONE_READ)
-            if not granted:
+            if charged + wanted > ONE_READ:
+                if not self._budget.try_reserve(wanted, wanted, True):
+                    return 0
+                self._charged = charged + wanted
+                self._reclass(wanted)
+                return max_bytes
+            if not (granted := self._budget.try_reserve(wanted, least - room)):
                 return 0
             self._charged = charged + granted
             room += granted
@@ -271,12 +303,11 @@ class Account:
         Returns:
             How many bytes the read may take.
         """
-        held, overhead = self._held, self._overhead
-        wanted = held + max_bytes + overhead
-        least = held + overhead + min(max_bytes, self._minimum)
-        wanted = max(least, self._budget.largest(wanted))
+        held = self._held
+        least = held + BUFFER_OVERHEAD + min(max_bytes, MIN_GRANT)
+        wanted = max(least, self._budget.largest(held + max_bytes + BUFFER_OVERHEAD))
         await self._wait(wanted, least)
-        return min(max_bytes, self._charged - held - overhead)
+        return min(max_bytes, self._charged - held - BUFFER_OVERHEAD)
 
     def admit_nowait(self, need: int, message: int) -> bool:
         """Make room for the whole of message number ``message``, if there is room now.
@@ -290,10 +321,14 @@ class Account:
         """
         need = self._budget.largest(need)
         if (wanted := need - self._charged) > 0:
-            if not self._budget.try_reserve(wanted, wanted, large=need > ONE_READ):
+            large = need > ONE_READ
+            if not self._budget.try_reserve(wanted, wanted, large):
                 return False
             self._charged = need
-        self._admitted(need, message)
+            self.admitted, self._floor = message, need
+            self._reclass(wanted if large else 0)
+        self.admitted, self._floor = message, need
+        self.settle(self._held)
         return True
 
     async def admit(self, need: int, message: int) -> None:
@@ -304,7 +339,8 @@ class Account:
         """
         need = self._budget.largest(need)
         await self._wait(need, need)
-        self._admitted(need, message)
+        self.admitted, self._floor = message, need
+        self.settle(self._held)
 
     def message_in(self) -> None:
         """The admitted message is in: keep no room for it any more."""
@@ -314,26 +350,43 @@ class Account:
     def settle(self, held: int) -> None:
         """Charge the ``held`` bytes the connection holds, and the admitted room."""
         self._held = held
-        target = held if held > self._floor else self._floor
-        change = target - self._charged
-        if change > 0:
-            self._budget.take(change)
-        elif change < 0:
-            self._budget.release(-change)
-        self._charged = target
+        floor = self._floor
+        target = held if held > floor else floor
+        # its large part (`_large_part`, inline: this runs for every read)
+        large = target if floor > ONE_READ else target - ONE_READ if target > ONE_READ else 0
+        charged = self._charged
+        if target != charged or large != self._large:
+            if target > charged or (target == charged and large > self._large):
+                self._budget.take(target - charged, large - self._large)
+            else:
+                self._budget.release(charged - target, self._large - large)
+            self._charged, self._large = target, large
 
     def close(self) -> None:
         """The connection has ended: it holds nothing."""
         self.admitted = self._floor = 0
         self.settle(0)
 
-    def _admitted(self, need: int, message: int) -> None:
-        self.admitted, self._floor = message, need
-        self.settle(self._held)
+    def _large_part(self, charge: int) -> int:
+        """The part of ``charge`` that is large.
+
+        All of it while a large message is admitted, else what is past one read.
+        """
+        if self._floor > ONE_READ:
+            return charge
+        return charge - ONE_READ if charge > ONE_READ else 0
+
+    def _reclass(self, granted_large: int) -> None:
+        """After a grant of which ``granted_large`` counted as large, count its large part."""
+        large = self._large_part(self._charged)
+        if (change := large - self._large - granted_large) != 0:
+            self._budget.take(0, change)
+        self._large = large
 
     async def _wait(self, wanted: int, least: int) -> None:
         """Give back what is charged, then wait in turn for between ``least`` and ``wanted``."""
-        budget = self._budget
-        budget.release(self._charged)
-        self._charged = 0
-        self._charged = await budget.reserve(wanted, least, large=least > ONE_READ)
+        self._budget.release(self._charged, self._large)
+        self._charged = self._large = 0
+        large = least > ONE_READ
+        self._charged = await self._budget.reserve(wanted, least, large=large)
+        self._large = self._charged if large else 0

@@ -18,7 +18,6 @@ from collections.abc import Callable
 import trio
 
 from ..protocol import (
-    BUFFER_OVERHEAD,
     CHECK_UNREAD,
     CLOSE,
     HANDSHAKE,
@@ -30,7 +29,7 @@ from ..protocol import (
     EchoProtocol,
     Receive,
 )
-from ._budget import Account, MemoryBudget
+from ._budget import ONE_READ, Account, MemoryBudget
 from ._config import ServerConfig
 from ._report import ConnectionReport, abort_for, debugging, log_ending
 from ._transport import TracingTransport, Transport, transport_for
@@ -88,7 +87,7 @@ class Connection:
         if debugging():  # the original's per-chunk lines
             transport = TracingTransport(transport, protocol, peer)
         self._transport: Transport[trio.abc.Stream] = transport
-        self._account = Account(budget, overhead=BUFFER_OVERHEAD)
+        self._account = Account(budget)
         self._peer = peer
         self._scope: trio.CancelScope | None = None
         self._deadline: Deadline | None = None  # the protocol's, as set on the scope
@@ -166,11 +165,10 @@ class Connection:
                         if not (in_room and (size := account.reserve_nowait(action.max_bytes))):
                             size = await self._wait_for_room(action.max_bytes)
                         if size and (received := receive_nowait(stream, size)) is None:
-                            if not protocol.held:
-                                # Idle, it waits for its peer holding no room (a
-                                # stream cannot say whether bytes are there without
-                                # reading): what comes is charged as it comes.
-                                account.settle(0)
+                            # A read that waits for its peer holds no room (a
+                            # stream cannot say whether bytes are there without
+                            # reading): what comes is charged as it comes.
+                            account.settle(protocol.held)
                             received = await transport.receive(stream, size)
                     elif action is YIELD:
                         await trio.lowlevel.checkpoint()
@@ -231,17 +229,20 @@ class Connection:
 
         The protocol says what for (`EchoProtocol.budget_short`): for the
         peer to take the answers that wait (returning 0, to look again), or,
-        holding nothing, for the budget in turn: room for the whole message
-        under way if its length is known, else for the read.
+        holding nothing, for the budget in turn, once the peer has sent
+        something (where the transport can tell): room for the whole
+        message under way if it is large, else for the read.
         """
         protocol, account = self._protocol, self._account
+        if protocol.data_to_send() is None:
+            await self._transport.wait_readable(self._stream)  # under the peer's own timers
         if not protocol.budget_short(trio.current_time()):
             self._sync_deadline()
             assert self._writer is not None  # what was not sent inline, it sends
             await self._writer.wait_sent()
             return 0
         self._sync_deadline()
-        if (need := protocol.need) and protocol.headers != account.admitted:
+        if (need := protocol.need) > ONE_READ and protocol.headers != account.admitted:
             await account.admit(need, protocol.headers)
             size = account.reserve_nowait(max_bytes)
         else:

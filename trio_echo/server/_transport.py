@@ -96,6 +96,9 @@ class Transport(Protocol[StreamT_contra]):
     def wait_receivable(self, stream: StreamT_contra) -> Awaitable[None]:
         """Wait until a read would most likely find bytes; a checkpoint."""
 
+    def wait_readable(self, stream: StreamT_contra) -> Awaitable[None]:
+        """Wait until bytes (or the end) are there, if it can tell; else a checkpoint."""
+
     def receive_nowait(self, stream: StreamT_contra, max_bytes: int) -> bytes | None:
         """What has arrived (``b""`` at the end), without waiting; None if nothing has."""
 
@@ -185,6 +188,10 @@ class NowaitTransport(Generic[N]):
         raise AssertionError("a stream without TLS has no handshake")
 
     @staticmethod
+    def wait_readable(stream: N) -> Awaitable[None]:
+        return trio.lowlevel.wait_readable(cast("FastSocketStream", stream).socket)  # noqa: ASYNC105
+
+    @staticmethod
     def would_reset(stream: N) -> Unread:
         return _UNREAD[stream.close_would_reset()]
 
@@ -208,11 +215,15 @@ class StreamTransport:
 
     @staticmethod
     def drained(stream: trio.abc.Stream) -> bool:
-        return False  # a read waits while it reads: it holds its reservation
+        return False  # a read waits while it reads (with no reservation: see `_pump`)
 
     @staticmethod
     def wait_receivable(stream: trio.abc.Stream) -> Awaitable[None]:
         return trio.lowlevel.checkpoint()  # noqa: ASYNC105  (not asked: never drained)
+
+    @staticmethod
+    def wait_readable(stream: trio.abc.Stream) -> Awaitable[None]:
+        return trio.lowlevel.checkpoint()  # noqa: ASYNC105  (it cannot tell without reading)
 
     @staticmethod
     def receive_nowait(stream: trio.abc.Stream, max_bytes: int) -> None:
@@ -349,6 +360,9 @@ class TracingTransport(Generic[StreamT_contra]):
     def wait_receivable(self, stream: StreamT_contra) -> Awaitable[None]:
         self._framed()
         return self._inner.wait_receivable(stream)
+
+    def wait_readable(self, stream: StreamT_contra) -> Awaitable[None]:
+        return self._inner.wait_readable(stream)
 
     def receive_nowait(self, stream: StreamT_contra, max_bytes: int) -> bytes | None:
         self._framed()
