@@ -5,6 +5,7 @@ fixtures is in ``tests/support/``."""
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,13 @@ from tests.support.processes import ChildProcess, python_command
 from tests.support.tls import TLSFiles
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+# The servers the tests start inherit how this process treats SIGHUP, and a
+# server keeps a signal ignored that whoever started it ignored (as `nohup`
+# does). Run under `nohup`, the tests would start servers deaf to SIGHUP:
+# they start them as from a terminal, and the test of `nohup` ignores it itself.
+if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")

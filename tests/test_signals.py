@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -100,8 +101,10 @@ def test_sighup_drains_like_sigterm(tmp_path: Path) -> None:
     try:
         with echo_over(server.wait_for_port()) as sock:
             server.popen.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 60
             while b"SIGHUP: not accepting" not in server.stderr:
                 assert server.popen.poll() is None
+                assert time.monotonic() < deadline, "the server never said it drains"
                 sock.sendall(b"x")  # the drain lets the open connection go on
                 assert sock.recv(100) == b"x"
             sock.sendall(b"after the drain began")
@@ -348,8 +351,10 @@ def test_a_signal_ignored_by_whoever_started_it_stays_ignored(tmp_path: Path) ->
         with echo_over(server.wait_for_port()) as sock:
             server.popen.send_signal(signal.SIGHUP)
             server.popen.send_signal(signal.SIGTERM)  # after it, in order: the drain
+            deadline = time.monotonic() + 60
             while b"SIGTERM: not accepting" not in server.stderr:
                 assert server.popen.poll() is None
+                assert time.monotonic() < deadline, "the server never said it drains"
                 sock.sendall(b"x")
                 assert sock.recv(100) == b"x"
         assert server.popen.wait(timeout=60) == 0
