@@ -6,6 +6,7 @@ clock to a timeout, and end connections as `budget-timeout`, never hang.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 
@@ -160,6 +161,40 @@ async def test_a_peer_that_never_reads_is_closed_by_the_idle_timeout_as_its_own_
     (report,) = reports
     assert report.outcome == Outcome.IDLE_TIMEOUT  # it never read: not the server's limit
     assert trio.current_time() - start == pytest.approx(30, abs=1)
+    assert budget.used == 0
+
+
+async def test_a_peer_that_sends_now_and_then_but_never_reads_is_idle_all_the_same(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A framed message's answers fill the buffers between the peers, and the
+    # peer reads none of them; a new message every 50 s once kept the idle
+    # timer away for ever, and the answers held with it.
+    budget = MemoryBudget(4 * MiB)
+    config = ServerConfig(mode=Mode.FRAMED, memory_budget=4 * MiB, limits=Limits(idle_timeout=60))
+    reports: list[ConnectionReport] = []
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        client = await serve(nursery, config, budget, reports)
+
+        async def trickle() -> None:
+            await client.send_all(encode_message(b"f" * (100 * KiB)))
+            with contextlib.suppress(trio.BrokenResourceError):
+                for _ in range(20):
+                    await trio.sleep(50)
+                    await client.send_all(b"0 ")
+
+        nursery.start_soon(trickle)
+        await trio.testing.wait_all_tasks_blocked()
+        assert budget.used > 64 * KiB  # the answers it does not read are held
+        while not reports:
+            await trio.sleep(1)
+        ended = trio.current_time() - start
+        nursery.cancel_scope.cancel()
+    (report,) = reports
+    assert report.outcome == Outcome.IDLE_TIMEOUT
+    assert report.detail == "the peer took none of its answers for 60 s"
+    assert ended == pytest.approx(60, abs=1)  # not at the 20th message's 1,000 s
     assert budget.used == 0
 
 

@@ -315,11 +315,53 @@ def test_idle_deadline_moves_with_progress_at_its_granularity() -> None:
     assert protocol.deadline == Deadline(60.5, Expiry.IDLE)
     protocol.receive_data(b"a", 0.3)
     assert protocol.deadline.when == 60.5  # within the granularity: not moved
+    protocol.sent(1, 0.3)  # its echo went out
     protocol.receive_data(b"b", 0.6)
     assert protocol.deadline.when == pytest.approx(61.1)
     protocol.next_action(0.6)
-    protocol.sent(2, 2.0)  # sending is progress too
+    protocol.sent(1, 2.0)  # sending is progress too
     assert protocol.deadline.when == pytest.approx(62.5)
+
+
+def frame(protocol: EchoProtocol, data: bytes, now: float) -> None:
+    """Take ``data`` and frame it, sending nothing: the peer reads nothing."""
+    protocol.receive_data(data, now)
+    while protocol.next_action(now) is YIELD:
+        pass
+
+
+@pytest.mark.parametrize("mode", [Mode.FRAMED, Mode.ECHO])
+def test_a_peer_that_sends_but_takes_no_answer_is_idle(mode: Mode) -> None:
+    limits = Limits(idle_timeout=60.0)
+    protocol = EchoProtocol(mode, limits=limits, now=0.0)
+    frame(protocol, b"2 ab", 1.0)  # its answer waits: the peer does not read
+    assert protocol.data_to_send()
+    for now in range(50, 1000, 50):  # a message every 50 s, never read
+        frame(protocol, b"0 ", float(now))
+        if now + 50 > protocol.deadline.when:
+            break
+    assert protocol.deadline == Deadline(61.5, Expiry.IDLE)  # from its last answered byte
+    protocol.expired(61.5)
+    assert protocol.next_action(61.5) is CLOSE
+    assert protocol.outcome is Outcome.IDLE_TIMEOUT
+    assert protocol.detail == "the peer took none of its answers for 60 s"
+
+
+def test_while_answers_wait_taking_them_is_progress_and_then_bytes_again() -> None:
+    limits = Limits(idle_timeout=60.0)
+    protocol = EchoProtocol(Mode.FRAMED, limits=limits, now=0.0)
+    frame(protocol, b"2 ab", 1.0)
+    frame(protocol, b"0 ", 30.0)  # answers wait: no progress
+    assert protocol.deadline.when == 61.5
+    protocol.sent(1, 40.0)  # the peer took a byte
+    assert protocol.deadline.when == pytest.approx(100.5)
+    while data := protocol.data_to_send():
+        protocol.sent(len(data), 50.0)
+    frame(protocol, b"1 x", 90.0)  # nothing waits: a byte received is progress again
+    assert protocol.deadline.when == pytest.approx(150.5)
+    protocol.sent(len(protocol.data_to_send() or b""), 90.0)
+    protocol.expired(150.5)
+    assert protocol.detail == "nothing received or sent for 60 s"
 
 
 def test_a_payload_must_keep_the_minimum_data_rate() -> None:

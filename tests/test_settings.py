@@ -90,7 +90,8 @@ def test_a_flag_left_out_is_its_declarations_default() -> None:
     [
         (
             "--idle-timeout",
-            "time a connection may go with nothing received or sent (default: 60 s)",
+            "time a connection may go with nothing received or sent, "
+            "or with answers waiting and none taken (default: 60 s)",
         ),
         ("--memory-budget", "(at least 64KiB, one full read; default: 256MiB)"),
         ("--min-data-rate", "once --min-data-rate-grace has passed"),
@@ -144,8 +145,9 @@ def test_the_library_holds_each_limit_to_its_declared_bound(
 
 
 def test_the_declarations_document_their_classes() -> None:
-    assert "idle_timeout: time a connection may go with nothing received or sent (seconds)." in (
-        Limits.__doc__ or ""
+    assert (
+        "idle_timeout: time a connection may go with nothing received or sent, "
+        "or with answers waiting and none taken (seconds)." in (Limits.__doc__ or "")
     )
     assert "max_connections: connections served at once" in (ServerConfig.__doc__ or "")
 
@@ -170,8 +172,8 @@ def test_the_readmes_table_of_bounds_is_what_the_declarations_write() -> None:
         "README.md's table of bounds is stale: python -m trio_echo.cli._settings README.md"
     )
     assert (
-        "| `--idle-timeout` | 60 s | time a connection may go with nothing received or sent |"
-        in (bounds_table())
+        "| `--idle-timeout` | 60 s | time a connection may go with nothing received or sent, "
+        "or with answers waiting and none taken |" in (bounds_table())
     )
 
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import ssl
 import stat
 from collections.abc import AsyncGenerator, Callable
 
 import trio
 
 from .._messages import Message, MessageReadError
-from ._exchange import RECEIVE_SIZE, SEND_SIZE
+from ._exchange import RECEIVE_SIZE, SEND_SIZE, cut_after_the_reply
 from ._replies import Sink
 
 __all__ = ["WINDOW", "StreamedMessage", "exchange_streamed"]
@@ -168,8 +167,7 @@ async def exchange_streamed(
                         if not half_closes:
                             break
         except trio.BrokenResourceError as error:
-            cut_after_the_echo = sent_all and received >= message.size
-            if not (isinstance(error.__cause__, ssl.SSLEOFError) and cut_after_the_echo):
+            if not (sent_all and cut_after_the_reply(error, received, message.size)):
                 failure = error
         except Exception as error:
             failure = error

@@ -85,7 +85,10 @@ class Limits:
     idle_timeout: float = setting(
         60.0,
         flag="--idle-timeout",
-        doc="time a connection may go with nothing received or sent",
+        doc=(
+            "time a connection may go with nothing received or sent, "
+            "or with answers waiting and none taken"
+        ),
         group=_EACH,
         unit="seconds",
         positive=True,

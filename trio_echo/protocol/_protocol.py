@@ -83,7 +83,7 @@ from ._state import (
     Unread,
 )
 from ._steps import READ_SIZE_LEAST, READ_SIZE_MAX, READ_SIZE_MIN, STEP_BYTES, STEP_FIELDS, Steps
-from ._timers import EXPIRY_OUTCOMES, TIMER_FIELDS, Timers
+from ._timers import TIMER_FIELDS, Timers
 
 __all__ = ["EchoProtocol"]
 
@@ -249,7 +249,7 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
         if size := len(data):
             self.bytes_in += size
             self._took(size)
-            self._progress(now)
+            self._received(now)
         else:
             self._peer_closed = True
         if self._phase is READING:
@@ -275,7 +275,7 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
 
     def expired(self, now: float) -> None:
         """Report that `deadline` has passed: the connection must close."""
-        if (ending := EXPIRY_OUTCOMES.get(self.deadline.expiry)) is not None:
+        if (ending := self._expiry_ending()) is not None:
             outcome, words = ending
             self._end(outcome, words.format(limits=self._limits))
         self._close()

@@ -75,7 +75,8 @@ class Outcome(enum.StrEnum):
     HEADER_TIMEOUT = "header-timeout"
     """A length prefix did not arrive within the header timeout."""
     IDLE_TIMEOUT = "idle-timeout"
-    """Nothing was received or sent for the idle timeout."""
+    """Nothing was received or sent for the idle timeout, or, while answers
+    waited, the peer took none of them."""
     TOO_SLOW = "too-slow"
     """A message's payload came in slower than the minimum data rate."""
     BUDGET_TIMEOUT = "budget-timeout"

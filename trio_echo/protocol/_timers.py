@@ -8,7 +8,9 @@
 #   header      a length prefix, from the connection's start (count mode) or
 #               from its first byte (framed mode);
 #   too-slow    a payload, once it falls below the minimum data rate;
-#   idle        anything received or sent;
+#   idle        anything received or sent; while answers wait to be sent,
+#               only the peer's taking them (a peer that sends and never
+#               reads is idle: its answers would be held for ever);
 #   budget      the idle timer, while the server holds the connection up for
 #               want of memory budget (the server's limit, not the peer's);
 #   linger      the peer's close, after a half-close.
@@ -85,6 +87,12 @@ EXPIRY_OUTCOMES: dict[Expiry, tuple[Outcome, str]] = {
 }
 """What each expiry ends a connection with, and says; a linger's expiry only
 closes (the connection ended well already)."""
+
+_NOT_TAKEN = (
+    Outcome.IDLE_TIMEOUT,
+    "the peer took none of its answers for {limits.idle_timeout:g} s",
+)
+"""An idle expiry while answers wait: the peer may have sent, but read nothing."""
 
 _NEVER = Deadline(math.inf, Expiry.IDLE)
 
@@ -192,6 +200,22 @@ class Timers:
         """Report that the wait of `budget_wait` is over."""
         self._waiting_for_budget = False
         self._resume(now)
+
+    def _expiry_ending(self) -> tuple[Outcome, str] | None:
+        """What the passing of `deadline` ends the connection with, and says."""
+        expiry = self.deadline.expiry
+        if expiry is Expiry.IDLE and self._out:
+            return _NOT_TAKEN  # what it received while they waited did not count
+        return EXPIRY_OUTCOMES.get(expiry)
+
+    def _received(self, now: float) -> None:
+        """Bytes came in: progress, unless answers wait for the peer to take them.
+
+        A peer that sends but never reads would otherwise keep its answers
+        held for ever, a message now and then keeping the idle timer away.
+        """
+        if not self._out:
+            self._progress(now)
 
     def _progress(self, now: float) -> None:
         """Bytes moved: push the idle deadline on, now and then."""

@@ -320,14 +320,14 @@ class Account:
             Whether it was admitted.
         """
         need = self._budget.largest(need)
-        if (wanted := need - self._charged) > 0:
-            large = need > ONE_READ
-            if not self._budget.try_reserve(wanted, wanted, large):
-                return False
-            self._charged = need
-            self.admitted, self._floor = message, need
-            self._reclass(wanted if large else 0)
+        wanted = need - self._charged
+        large = need > ONE_READ
+        if wanted > 0 and not self._budget.try_reserve(wanted, wanted, large):
+            return False
         self.admitted, self._floor = message, need
+        if wanted > 0:
+            self._charged = need
+            self._reclass(wanted if large else 0)
         self.settle(self._held)
         return True
 
