@@ -12,6 +12,7 @@
 # the handshake waits for the connection's own task.
 from __future__ import annotations
 
+import _socket
 import logging
 import os
 import socket
@@ -333,17 +334,27 @@ class Listener(Protocol):
 class SocketListener:
     """Accepts on a listening TCP or unix socket: each connection a `FastSocketStream`."""
 
-    __slots__ = ("socket",)
+    __slots__ = ("_kind", "socket")
 
     def __init__(self, sock: socket.socket) -> None:
         self.socket = sock
+        # The accepted sockets' family, type and protocol, as numbers: a
+        # socket's own properties make an enum of each, on every accept.
+        self._kind = (
+            _socket.socket.family.__get__(sock),
+            _socket.socket.type.__get__(sock),
+            _socket.socket.proto.__get__(sock),
+        )
 
     def accept_nowait(self) -> tuple[trio.abc.Stream, str] | None:
         while True:
             try:
-                sock, address = self.socket.accept()
+                # socket.accept(), less its enums: the listener's non-blocking,
+                # so the new socket's default timeout stands, as it would there.
+                fd, address = self.socket._accept()  # type: ignore[attr-defined]
             except BlockingIOError:
                 return None
+            sock = socket.socket(*self._kind, fileno=fd)
             peer = _peer_name(sock, address)
             try:
                 return accepted_stream(sock), peer

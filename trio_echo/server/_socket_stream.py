@@ -43,7 +43,8 @@ DEFAULT_RECEIVE_SIZE = 64 * 1024
 
 # Every call passes MSG_DONTWAIT, where there is one: the socket need not be
 # made non-blocking, which saves a system call on every connection.
-_DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
+_DONTWAIT: int = int(getattr(socket, "MSG_DONTWAIT", 0))  # a number: flags as enums cost calls
+_PEEK: int = int(socket.MSG_PEEK) | _DONTWAIT
 
 # Bytes sent and not yet acknowledged by the peer (Linux's SIOCOUTQ), where
 # the platform can tell.
@@ -390,7 +391,7 @@ def unread_waiting(stream: FastSocketStream) -> bool | None:
     if sock.fileno() == -1:
         raise trio.ClosedResourceError("this stream was closed")
     try:
-        waiting = sock.recv(1, socket.MSG_PEEK | _DONTWAIT)
+        waiting = sock.recv(1, _PEEK)
     except BlockingIOError:
         return None
     except OSError as error:
