@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import socket
+from collections.abc import Awaitable
 
 import hypothesis
 import hypothesis.strategies as st
@@ -27,7 +28,7 @@ from trio_echo import (
     encode_message,
     handle_connection,
 )
-from trio_echo.protocol import CLEAN_OUTCOMES
+from trio_echo.protocol import BUFFER_OVERHEAD, CLEAN_OUTCOMES, READ_SIZE_MIN
 from trio_echo.protocol._limits import default_max_held
 from trio_echo.server._budget import ONE_READ, Account, reserve_of
 from trio_echo.server._listeners import accepted_stream
@@ -42,6 +43,7 @@ class CountingBudget(MemoryBudget):
     def __init__(self, total: int) -> None:
         super().__init__(total)
         self.peak = self.large_peak = 0
+        self.requests = 0  # calls to try_reserve
 
     def _look(self) -> None:
         self.peak = max(self.peak, self.used)
@@ -52,6 +54,7 @@ class CountingBudget(MemoryBudget):
         self._look()
 
     def try_reserve(self, wanted: int, minimum: int = 1, large: bool = False) -> int:
+        self.requests += 1
         granted = super().try_reserve(wanted, minimum, large)
         self._look()
         return granted
@@ -172,10 +175,9 @@ async def test_a_peer_that_sends_now_and_then_but_never_reads_is_idle_all_the_sa
     # timer away for ever, and the answers held with it.
     budget = MemoryBudget(4 * MiB)
     config = ServerConfig(mode=Mode.FRAMED, memory_budget=4 * MiB, limits=Limits(idle_timeout=60))
-    reports: list[ConnectionReport] = []
+    client, server = buffered_stream_pair(16 * KiB)
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
-        client = await serve(nursery, config, budget, reports)
 
         async def trickle() -> None:
             await client.send_all(encode_message(b"f" * (100 * KiB)))
@@ -186,12 +188,9 @@ async def test_a_peer_that_sends_now_and_then_but_never_reads_is_idle_all_the_sa
 
         nursery.start_soon(trickle)
         await trio.testing.wait_all_tasks_blocked()
-        assert budget.used > 64 * KiB  # the answers it does not read are held
-        while not reports:
-            await trio.sleep(1)
+        report = await handle_connection(server, config, budget=budget)
         ended = trio.current_time() - start
         nursery.cancel_scope.cancel()
-    (report,) = reports
     assert report.outcome == Outcome.IDLE_TIMEOUT
     assert report.detail == "the peer took none of its answers for 60 s"
     assert ended == pytest.approx(60, abs=1)  # not at the 20th message's 1,000 s
@@ -405,3 +404,105 @@ async def exchange(
         await client.send_eof()  # type: ignore[attr-defined]
     await client.aclose()
     results.append(bytes(got) == expected)
+
+
+# -- Reads that go straight back ---------------------------------------------------
+
+
+def unix_pair(receive_buffer: int | None = None) -> tuple[socket.socket, trio.abc.Stream]:
+    """A client socket, blocking, and the server's stream of the other end."""
+    client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    if receive_buffer is not None:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, receive_buffer)
+    server.setblocking(False)
+    return client, accepted_stream(server)
+
+
+async def test_an_echo_that_goes_straight_back_reserves_nothing() -> None:
+    budget = CountingBudget(MiB)
+    config = ServerConfig(mode=Mode.ECHO, memory_budget=MiB)
+    client, server = unix_pair()
+    with client:
+        async with trio.open_nursery() as nursery:
+            reports: list[ConnectionReport] = []
+            nursery.start_soon(
+                lambda: _append(reports, handle_connection(server, config, budget=budget))
+            )
+            await trio.testing.wait_all_tasks_blocked()
+            first = budget.requests  # the look at what is there before the task waits
+            for size in (1, 1000, 5000, 70_000):
+                message = bytes(i % 256 for i in range(size))
+                await trio.to_thread.run_sync(client.sendall, message)
+                echoed = b""
+                while len(echoed) < size:
+                    await trio.lowlevel.wait_readable(client)
+                    echoed += client.recv(1 << 20, socket.MSG_DONTWAIT)
+                assert echoed == message
+            client.shutdown(socket.SHUT_WR)
+    assert [report.outcome for report in reports] == [Outcome.CLOSED]
+    assert budget.requests == first  # no read was reserved
+    assert budget.peak <= READ_SIZE_MIN + BUFFER_OVERHEAD  # that first look's, at most
+
+
+async def _append(reports: list[ConnectionReport], serving: Awaitable[ConnectionReport]) -> None:
+    reports.append(await serving)
+
+
+async def test_what_did_not_go_straight_back_is_charged_exactly() -> None:
+    # The client does not read: sends go short, and what is left is held,
+    # charged, and sent by the writer once the client reads.
+    budget = CountingBudget(4 * MiB)
+    config = ServerConfig(mode=Mode.ECHO, memory_budget=4 * MiB)
+    client, server = unix_pair(receive_buffer=8 * KiB)
+    message = bytes(i % 253 for i in range(600 * KiB))
+    with client:
+        async with trio.open_nursery() as nursery:
+            reports: list[ConnectionReport] = []
+            nursery.start_soon(
+                lambda: _append(reports, handle_connection(server, config, budget=budget))
+            )
+            sent = 0
+            while sent < len(message):  # as much as goes: then the server holds it
+                await trio.testing.wait_all_tasks_blocked()
+                try:
+                    sent += client.send(message[sent : sent + 64 * KiB], socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+            await trio.testing.wait_all_tasks_blocked()
+            assert budget.used > 0  # what waits is charged
+            assert budget.peak <= budget.total
+            echoed = b""
+            while len(echoed) < sent:
+                await trio.lowlevel.wait_readable(client)
+                echoed += client.recv(1 << 20, socket.MSG_DONTWAIT)
+            assert echoed == message[:sent]
+            await trio.testing.wait_all_tasks_blocked()
+            assert budget.used == 0  # all sent: nothing held, nothing charged
+            client.shutdown(socket.SHUT_WR)
+    assert [report.outcome for report in reports] == [Outcome.CLOSED]
+
+
+async def test_an_echo_waits_for_room_it_might_need_before_it_reads() -> None:
+    # Others hold the whole budget: the read that could go straight back
+    # waits all the same, as a short send would leave it held.
+    budget = MemoryBudget(MiB)
+    assert budget.try_reserve(MiB) == MiB
+    config = ServerConfig(mode=Mode.ECHO, memory_budget=MiB)
+    client, server = unix_pair()
+    with client:
+        async with trio.open_nursery() as nursery:
+            reports: list[ConnectionReport] = []
+            nursery.start_soon(
+                lambda: _append(reports, handle_connection(server, config, budget=budget))
+            )
+            client.sendall(b"hello")
+            await trio.testing.wait_all_tasks_blocked()
+            assert budget.waiting == 1  # not read: it waits for room
+            with pytest.raises(BlockingIOError):
+                client.recv(10, socket.MSG_DONTWAIT)
+            budget.release(MiB)
+            await trio.lowlevel.wait_readable(client)
+            assert client.recv(10) == b"hello"
+            client.shutdown(socket.SHUT_WR)
+    assert [report.outcome for report in reports] == [Outcome.CLOSED]

@@ -97,6 +97,15 @@ async def steps(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MessagesPerSte
         receive_data(protocol, data, now)
 
     monkeypatch.setattr(EchoProtocol, "receive_data", taking)
+    echoed = EchoProtocol.echoed
+
+    def echoing(protocol: EchoProtocol, data: bytes, sent: int, now: float) -> int:
+        if sent == len(data) and data:  # otherwise it passes them to receive_data
+            instrument.taken += len(data)
+            instrument.reads += 1
+        return echoed(protocol, data, sent, now)
+
+    monkeypatch.setattr(EchoProtocol, "echoed", echoing)
     trio.lowlevel.add_instrument(instrument)
     yield instrument
     trio.lowlevel.remove_instrument(instrument)

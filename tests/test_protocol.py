@@ -826,7 +826,7 @@ def test_a_tls_handshake_has_its_own_deadline_and_then_the_header_timer_starts(
         assert protocol.deadline == Deadline(12.5, Expiry.HEADER)
     else:
         assert protocol.deadline.expiry is Expiry.IDLE
-    assert protocol.next_action(3.5) == Receive(4096)
+    assert protocol.next_action(3.5) == Receive(4096, echo=mode is Mode.ECHO)
 
 
 def test_a_transport_failure_during_the_handshake_is_the_handshakes() -> None:
@@ -870,3 +870,119 @@ def test_reads_never_ask_more_than_the_transport_returns_at_once() -> None:
         protocol.receive_data(bytes(action.max_bytes), 0.0)  # full reads: a stream
         protocol.sent(len(protocol.data_to_send() or b""), 0.0)
     assert asked == [4096, 8192] + [16384] * 6
+
+
+# -- Reads that go straight back (`Receive.echo`) ------------------------------
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_only_echo_mode_with_nothing_waiting_lets_a_read_go_straight_back(mode: Mode) -> None:
+    protocol = EchoProtocol(mode, now=0.0)
+    action = protocol.next_action(0.0)
+    assert action == Receive(READ_SIZE_MIN, echo=mode is Mode.ECHO)
+    protocol.receive_data(b"5 hello", 0.0)
+    while (action := protocol.next_action(0.0)) is YIELD:
+        pass
+    if mode is not Mode.COUNT:  # an answer waits: it goes first, in order
+        assert action == Receive(READ_SIZE_MIN)
+
+
+def test_a_read_that_all_went_back_holds_nothing_and_says_the_next_read() -> None:
+    protocol = EchoProtocol(Mode.ECHO, now=0.0)
+    action = protocol.next_action(0.0)
+    assert action == Receive(READ_SIZE_MIN, echo=True)
+    assert protocol.deadline.when == 60.5  # the pump has looked: nothing has moved since
+    assert protocol.echoed(b"x" * 4096, 4096, 0.1) == 8192  # a full read: the next is larger
+    assert protocol.echoed(b"y" * 10, 10, 0.2) == 4096  # a short one: back to the least
+    assert (protocol.bytes_in, protocol.bytes_out, protocol.held) == (4106, 4106, 0)
+    assert protocol.data_to_send() is None
+
+
+def test_what_did_not_go_back_is_queued_and_held() -> None:
+    protocol = EchoProtocol(Mode.ECHO, now=0.0)
+    protocol.next_action(0.0)
+    assert protocol.echoed(bytearray(b"abcdef"), 2, 0.0) == 0  # ask again
+    assert bytes(protocol.data_to_send() or b"") == b"cdef"
+    assert protocol.held == 6 + BUFFER_OVERHEAD  # the whole chunk is alive
+    assert (protocol.bytes_in, protocol.bytes_out) == (6, 2)
+    assert protocol.next_action(0.0) == Receive(READ_SIZE_MIN)  # no echo: an answer waits
+    with pytest.raises(LocalProtocolError):
+        protocol.echoed(b"g", 1, 0.0)  # it would overtake "cdef"
+
+
+def test_the_end_of_stream_read_straight_back_ends_reading() -> None:
+    protocol = EchoProtocol(Mode.ECHO, now=0.0)
+    protocol.next_action(0.0)
+    assert protocol.echoed(b"ab", 2, 0.0) == 0  # the deadline was never looked at
+    assert protocol.echoed(b"", 0, 0.0) == 0
+    assert protocol.next_action(0.0) is CLOSE  # the peer ended first: nothing can reset
+    assert protocol.outcome is Outcome.CLOSED
+
+
+def test_going_straight_back_stops_where_the_pump_must_look_again() -> None:
+    limits = Limits(idle_timeout=60.0)
+    protocol = EchoProtocol(Mode.ECHO, limits=limits, now=0.0)
+    protocol.next_action(0.0)
+    assert protocol.deadline.when == 60.5
+    assert protocol.echoed(b"a", 1, 0.4) == READ_SIZE_MIN  # within the granularity
+    assert protocol.echoed(b"b", 1, 0.6) == 0  # the idle deadline moved: sync it
+    assert protocol.deadline.when == pytest.approx(61.1)
+    # The step is over after STEP_BYTES (a short read counting as READ_SIZE_MIN).
+    reads = 0
+    while protocol.echoed(b"c", 1, 0.6):
+        reads += 1
+    assert protocol.next_action(0.6) is YIELD
+    assert 2 + reads + 1 == STEP_BYTES // READ_SIZE_MIN
+    # A read larger than the connection may hold goes the usual way.
+    small = EchoProtocol(Mode.ECHO, limits=Limits(max_held=3000), now=0.0)
+    assert small.next_action(0.0) == Receive(3000 - 3 * BUFFER_OVERHEAD, echo=True)
+    small.deadline  # noqa: B018  (the pump looks)
+    assert small.echoed(b"d" * 10, 10, 0.0) == 0
+
+
+@pytest.mark.parametrize("mode", [Mode.COUNT, Mode.FRAMED])
+def test_no_other_mode_may_send_a_read_straight_back(mode: Mode) -> None:
+    protocol = EchoProtocol(mode, now=0.0)
+    with pytest.raises(LocalProtocolError):
+        protocol.echoed(b"1 x", 3, 0.0)
+
+
+@given(
+    sizes=st.lists(st.integers(1, 20_000), min_size=1, max_size=12),
+    shares=st.lists(st.floats(0.0, 1.0), min_size=12, max_size=12),
+)
+def test_straight_back_is_the_same_connection_as_the_usual_way(
+    sizes: list[int], shares: list[float]
+) -> None:
+    # Two protocols read the same bytes at every split point the reads
+    # allow; one sends each read straight back (a random share of it going
+    # at once), the other takes it, frames it and sends it the usual way.
+    data = bytes(i % 251 for i in range(sum(sizes)))
+    ways = []
+    for straight in (True, False):
+        protocol = EchoProtocol(Mode.ECHO, now=0.0)
+        echo = bytearray()
+        offset, share, cuts = 0, iter(shares), iter(sizes)
+        while (action := protocol.next_action(1.0)) not in (SEND_EOF, CLOSE):
+            while (out := protocol.data_to_send()) is not None:
+                echo += out
+                protocol.sent(len(out), 1.0)
+            if action is CHECK_UNREAD:
+                protocol.report_unread(Unread.NO)
+            if type(action) is not Receive:
+                continue
+            protocol.deadline  # noqa: B018  (a pump looks)
+            size = action.max_bytes
+            while True:
+                chunk = data[offset : offset + min(size, next(cuts, size))]
+                offset += len(chunk)
+                if not (straight and action.echo):
+                    protocol.receive_data(chunk, 1.0)
+                    break
+                went = round(len(chunk) * next(share, 1.0))
+                echo += chunk[:went]
+                if not (size := protocol.echoed(chunk, went, 1.0)):
+                    break
+        ways.append((bytes(echo), protocol.bytes_in, protocol.bytes_out, protocol.outcome))
+    assert ways[0] == ways[1]
+    assert ways[0][0] == data

@@ -25,11 +25,19 @@ class Receive:
     A read that need not wait need not be a checkpoint either: the protocol
     says `YIELD` when a step's work is done.
 
+    With ``echo``, the read's bytes are their own answer, and nothing waits
+    to be sent before them: a pump may send them straight back, as much as
+    goes without waiting, and report both at once with
+    `EchoProtocol.echoed`. Nothing of the read outlives that call unless the
+    send was short (the rest is then held, and counted in `held`).
+
     Attributes:
         max_bytes: The most bytes to read: what the protocol can hold.
+        echo: Whether the bytes may go straight back (`EchoProtocol.echoed`).
     """
 
     max_bytes: int
+    echo: bool = False
 
 
 class YIELD(metaclass=_SentinelBase):

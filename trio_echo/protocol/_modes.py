@@ -88,6 +88,10 @@ class ModeRules:
     pipelines: ClassVar[bool] = False
     """Whether a client may send many messages in one exchange."""
 
+    answers_itself: ClassVar[bool] = False
+    """Whether the bytes of a read are their own answer, whatever they are
+    (`Receive.echo`)."""
+
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
         if "mode" in cls.__dict__:
@@ -158,6 +162,7 @@ class Echo(ModeRules):
 
     __slots__ = ()
     mode = Mode.ECHO
+    answers_itself = True
 
     def take(self, protocol: EchoProtocol, data: Chunk) -> None:
         """Answer the bytes with themselves; the end of the stream ends reading."""

@@ -98,7 +98,8 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
     - `receive_data(data, now)` for each read (``b""`` at the end of the
       stream);
     - `data_to_send()` for the next bytes to send, and `sent(count, now)`
-      once some were;
+      once some were; or, for a read whose bytes may go straight back
+      (`Receive.echo`), `echoed(data, sent, now)` for both at once;
     - `next_action(now)` for what to do next: `HANDSHAKE` (first, on a TLS
       connection), a `Receive`, `YIELD`, `PAUSED`, `CHECK_UNREAD`,
       `SEND_EOF` or `CLOSE`;
@@ -257,6 +258,41 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
         elif size:
             self._unread = Unread.YES  # discarded: the message is over
 
+    def echoed(self, data: Chunk, sent: int, now: float) -> int:
+        """Take the bytes of a read that `Receive.echo` allowed, of which ``sent`` went back.
+
+        As `receive_data` and then `sent`, in one call; what was not sent is
+        queued (`data_to_send`), and held.
+
+        Returns:
+            The size of the next read, if the pump may make it the same way
+            at once: every byte went back, so nothing is held, the step goes
+            on, and `deadline` has not moved. 0 otherwise: ask `next_action`
+            (and see `deadline` and `held`) before the next read.
+
+        Raises:
+            LocalProtocolError: If the last `Receive` did not allow it.
+        """
+        if self._out or self._phase is not READING or not self._rules.answers_itself:
+            raise LocalProtocolError("only a Receive.echo read may be echoed at once")
+        size = len(data)
+        if sent < size or not size:
+            self.receive_data(data, now)
+            self.sent(sent, now)
+            return 0
+        self.bytes_in += size
+        self.bytes_out += size
+        self._took(size)
+        self._progress(now)
+        read = self._read_size
+        if (
+            self._deadline_stale
+            or self.bytes_in >= self._yield_at
+            or read > self._limits.max_held - 3 * BUFFER_OVERHEAD
+        ):
+            return 0
+        return read
+
     def handshake_done(self, now: float) -> None:
         """Report that the TLS handshake (`HANDSHAKE`) ended well.
 
@@ -306,7 +342,7 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
                 return PAUSED
             if self._held_up_since is not None:
                 self._resume(now)
-            return self._read(room)
+            return self._read(room, echo=self._rules.answers_itself and not self._out)
         if phase is HANDSHAKING:
             return HANDSHAKE
         if phase is DONE:

@@ -52,6 +52,9 @@ this: the connection waits for the answers to go out instead."""
 _RECEIVES = {size: Receive(size) for size in (READ_SIZE_MIN << i for i in range(7))}
 """The reads of the usual sizes, made once (up to READ_SIZE_MAX)."""
 
+_ECHOES = {size: Receive(size, echo=True) for size in _RECEIVES}
+"""The same, for reads whose bytes may go straight back."""
+
 _DISCARD = _RECEIVES[READ_SIZE_MIN]  # a connection that discards needs to hold little
 
 
@@ -84,12 +87,15 @@ class Steps:
         elif size == self._read_size and size < self._read_max:
             self._read_size = size * 2  # a full read suggests a stream
 
-    def _read(self, room: int) -> Receive | type[YIELD]:
-        """Return the read to ask for with ``room`` bytes to hold, or YIELD first."""
+    def _read(self, room: int, *, echo: bool = False) -> Receive | type[YIELD]:
+        """Return the read to ask for with ``room`` bytes to hold, or YIELD first.
+
+        With ``echo``, its bytes may go straight back (`Receive.echo`).
+        """
         if self.bytes_in >= self._yield_at:
             return self._yield()
         size = self._read_size if room >= self._read_size else max(1, room)
-        return _RECEIVES.get(size) or Receive(size)
+        return (_ECHOES if echo else _RECEIVES).get(size) or Receive(size, echo)
 
     def _discard(self) -> Receive | type[YIELD]:
         """Return the read of a connection that discards, or YIELD first."""

@@ -294,6 +294,23 @@ class Account:
             room += granted
         return max_bytes if room > max_bytes else room
 
+    def room_now(self, max_bytes: int) -> bool:
+        """Whether a read of ``max_bytes`` would find room now, taking none.
+
+        For a read whose bytes go straight back (`Receive.echo`): nothing of
+        it outlives the step unless its send is short, and `settle` charges
+        what is left then, before any other task runs, into the room seen
+        here. As `reserve_nowait`, it leaves room for those waiting in line.
+        """
+        room = self._charged - self._held - BUFFER_OVERHEAD
+        if room >= max_bytes:
+            return True
+        wanted = max_bytes - room
+        budget = self._budget
+        if self._charged + wanted > ONE_READ:
+            return not budget._large and budget._free(True) >= wanted
+        return not budget._small and budget._total - budget._used >= wanted
+
     async def reserve(self, max_bytes: int) -> int:
         """Make room for a read of at most ``max_bytes``, waiting in turn.
 

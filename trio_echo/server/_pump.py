@@ -155,6 +155,8 @@ class Connection:
                         # waits for readiness holds no reservation.)
                         if drained(stream):
                             await wait_receivable(stream)
+                        if action.echo and await self._echo(action.max_bytes):
+                            continue
                         # A message whose length came is admitted whole first
                         # (`EchoProtocol.need`), then the read has room in it.
                         in_room = (
@@ -223,6 +225,28 @@ class Connection:
             account.settle(protocol.held)  # what framing and sending left
             self._sync_deadline()
             return action
+
+    async def _echo(self, size: int) -> bool:
+        """Send reads straight back while the protocol lets them go (`Receive.echo`).
+
+        While every byte goes back at once, nothing outlives a read: it
+        reserves nothing (there must be room for it, should its send be
+        short), and there is nothing to settle or to move. Returns whether
+        any was read; the caller then asks the protocol again.
+        """
+        protocol, account, stream = self._protocol, self._account, self._stream
+        transport = self._transport
+        drained, wait_receivable = transport.drained, transport.wait_receivable
+        receive_nowait, send_nowait = transport.receive_nowait, transport.send_nowait
+        read = False
+        while account.room_now(size) and (data := receive_nowait(stream, size)) is not None:
+            read = True
+            sent = send_nowait(stream, data) if data else 0
+            if not (size := protocol.echoed(data, sent, trio.current_time())):
+                break
+            if drained(stream):
+                await wait_receivable(stream)
+        return read
 
     async def _wait_for_room(self, max_bytes: int) -> int:
         """There is no room for a read now: wait, holding none; return the read's size.
