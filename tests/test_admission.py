@@ -10,6 +10,7 @@ import contextlib
 import functools
 import socket
 from collections.abc import Awaitable
+from typing import Any
 
 import hypothesis
 import hypothesis.strategies as st
@@ -506,3 +507,56 @@ async def test_an_echo_waits_for_room_it_might_need_before_it_reads() -> None:
             assert client.recv(10) == b"hello"
             client.shutdown(socket.SHUT_WR)
     assert [report.outcome for report in reports] == [Outcome.CLOSED]
+
+
+def bytes_in_frames(task: trio.lowlevel.Task) -> list[str]:
+    """The large bytes objects the frames of ``task``'s coroutine chain hold."""
+    found = []
+    coroutine: Any = task.coro
+    while coroutine is not None:
+        frame = getattr(coroutine, "cr_frame", None)
+        for name, value in (frame.f_locals if frame is not None else {}).items():
+            if isinstance(value, bytes | bytearray | memoryview) and len(value) > 1024:
+                found.append(f"{frame.f_code.co_name}: {name}")  # type: ignore[union-attr]
+        coroutine = getattr(coroutine, "cr_await", None)
+    return found
+
+
+async def test_a_connection_waiting_between_echoes_holds_no_read() -> None:
+    # Each full read doubles the next; the last is short, and the connection
+    # then waits for its peer: none of what it read may stay alive, uncharged.
+    budget = MemoryBudget(MiB)
+    config = ServerConfig(mode=Mode.ECHO, memory_budget=MiB)
+    client, server = unix_pair()
+    with client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(handle_connection, server, config, budget=budget))
+            await trio.testing.wait_all_tasks_blocked()
+            (task,) = nursery.child_tasks
+            for size in (4096, 8192, 16384, 32768, 120 * KiB):
+                await trio.to_thread.run_sync(client.sendall, b"r" * size)
+                echoed = 0
+                while echoed < size:
+                    await trio.lowlevel.wait_readable(client)
+                    echoed += len(client.recv(1 << 20, socket.MSG_DONTWAIT))
+            await trio.testing.wait_all_tasks_blocked()
+            assert bytes_in_frames(task) == []
+            assert budget.used == 0
+            client.shutdown(socket.SHUT_WR)
+
+
+async def test_a_read_whose_echo_cannot_be_sent_is_counted_in_the_line() -> None:
+    config = ServerConfig(mode=Mode.ECHO)
+    client, server = unix_pair()
+    reports: list[ConnectionReport] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_append, reports, handle_connection(server, config))
+        client.sendall(b"a")
+        await trio.lowlevel.wait_readable(client)
+        assert client.recv(10) == b"a"  # it echoes reads straight back now
+        await trio.testing.wait_all_tasks_blocked()
+        client.sendall(b"b" * 1100)
+        client.close()  # its bytes wait to be read; their echo has nowhere to go
+    (report,) = reports
+    assert report.outcome == Outcome.RESET
+    assert (report.bytes_in, report.bytes_out) == (1101, 1)

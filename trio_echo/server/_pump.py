@@ -241,8 +241,15 @@ class Connection:
         read = False
         while account.room_now(size) and (data := receive_nowait(stream, size)) is not None:
             read = True
-            sent = send_nowait(stream, data) if data else 0
-            if not (size := protocol.echoed(data, sent, trio.current_time())):
+            now = trio.current_time()
+            try:
+                sent = send_nowait(stream, data) if data else 0
+            except BaseException:
+                protocol.receive_data(data, now)  # counted in its line, as a read is
+                raise
+            size = protocol.echoed(data, sent, now)
+            data = None  # nothing of the read is held while the next waits
+            if not size:
                 break
             if drained(stream):
                 await wait_receivable(stream)
