@@ -427,19 +427,13 @@ async def test_an_echo_that_goes_straight_back_reserves_nothing() -> None:
     with client:
         async with trio.open_nursery() as nursery:
             reports: list[ConnectionReport] = []
-            nursery.start_soon(
-                lambda: _append(reports, handle_connection(server, config, budget=budget))
-            )
+            nursery.start_soon(_append, reports, handle_connection(server, config, budget=budget))
             await trio.testing.wait_all_tasks_blocked()
             first = budget.requests  # the look at what is there before the task waits
             for size in (1, 1000, 5000, 70_000):
                 message = bytes(i % 256 for i in range(size))
                 await trio.to_thread.run_sync(client.sendall, message)
-                echoed = b""
-                while len(echoed) < size:
-                    await trio.lowlevel.wait_readable(client)
-                    echoed += client.recv(1 << 20, socket.MSG_DONTWAIT)
-                assert echoed == message
+                assert await read_back(client, size) == message
             client.shutdown(socket.SHUT_WR)
     assert [report.outcome for report in reports] == [Outcome.CLOSED]
     assert budget.requests == first  # no read was reserved
@@ -448,6 +442,15 @@ async def test_an_echo_that_goes_straight_back_reserves_nothing() -> None:
 
 async def _append(reports: list[ConnectionReport], serving: Awaitable[ConnectionReport]) -> None:
     reports.append(await serving)
+
+
+async def read_back(client: socket.socket, size: int) -> bytes:
+    """What comes back to ``client``, until ``size`` bytes have."""
+    echoed = b""
+    while len(echoed) < size:
+        await trio.lowlevel.wait_readable(client)
+        echoed += client.recv(1 << 20, socket.MSG_DONTWAIT)
+    return echoed
 
 
 async def test_what_did_not_go_straight_back_is_charged_exactly() -> None:
@@ -460,9 +463,7 @@ async def test_what_did_not_go_straight_back_is_charged_exactly() -> None:
     with client:
         async with trio.open_nursery() as nursery:
             reports: list[ConnectionReport] = []
-            nursery.start_soon(
-                lambda: _append(reports, handle_connection(server, config, budget=budget))
-            )
+            nursery.start_soon(_append, reports, handle_connection(server, config, budget=budget))
             sent = 0
             while sent < len(message):  # as much as goes: then the server holds it
                 await trio.testing.wait_all_tasks_blocked()
@@ -473,11 +474,7 @@ async def test_what_did_not_go_straight_back_is_charged_exactly() -> None:
             await trio.testing.wait_all_tasks_blocked()
             assert budget.used > 0  # what waits is charged
             assert budget.peak <= budget.total
-            echoed = b""
-            while len(echoed) < sent:
-                await trio.lowlevel.wait_readable(client)
-                echoed += client.recv(1 << 20, socket.MSG_DONTWAIT)
-            assert echoed == message[:sent]
+            assert await read_back(client, sent) == message[:sent]
             await trio.testing.wait_all_tasks_blocked()
             assert budget.used == 0  # all sent: nothing held, nothing charged
             client.shutdown(socket.SHUT_WR)
@@ -494,9 +491,7 @@ async def test_an_echo_waits_for_room_it_might_need_before_it_reads() -> None:
     with client:
         async with trio.open_nursery() as nursery:
             reports: list[ConnectionReport] = []
-            nursery.start_soon(
-                lambda: _append(reports, handle_connection(server, config, budget=budget))
-            )
+            nursery.start_soon(_append, reports, handle_connection(server, config, budget=budget))
             client.sendall(b"hello")
             await trio.testing.wait_all_tasks_blocked()
             assert budget.waiting == 1  # not read: it waits for room
@@ -535,10 +530,7 @@ async def test_a_connection_waiting_between_echoes_holds_no_read() -> None:
             (task,) = nursery.child_tasks
             for size in (4096, 8192, 16384, 32768, 120 * KiB):
                 await trio.to_thread.run_sync(client.sendall, b"r" * size)
-                echoed = 0
-                while echoed < size:
-                    await trio.lowlevel.wait_readable(client)
-                    echoed += len(client.recv(1 << 20, socket.MSG_DONTWAIT))
+                await read_back(client, size)
             await trio.testing.wait_all_tasks_blocked()
             assert bytes_in_frames(task) == []
             assert budget.used == 0
