@@ -93,24 +93,6 @@ def hold_text_line(logger: logging.Logger, level: int, message: str) -> bool:
 _RECORD = logging.LogRecord
 
 
-class _TimeText:
-    """A record's time as `TEXT_FORMAT` writes it, the date part made once a second.
-
-    Safe to share between threads: the second and its text change together.
-    """
-
-    def __init__(self) -> None:
-        self._second: tuple[int, Callable[..., time.struct_time] | None, str] = (-1, None, "")
-
-    def __call__(self, created: float, converter: Callable[..., time.struct_time]) -> str:
-        second = int(created)
-        cached = self._second
-        if second != cached[0] or converter is not cached[1]:
-            date = time.strftime(logging.Formatter.default_time_format, converter(second))
-            cached = self._second = (second, converter, date)
-        return cached[2] + _MILLISECONDS[int((created - second) * 1000)]
-
-
 _MILLISECONDS = [f",{millisecond:03d}" for millisecond in range(1000)]
 """Each millisecond as `logging.Formatter.default_msec_format` writes it."""
 
@@ -120,13 +102,14 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 class TextFormatter(logging.Formatter):
     """`TEXT_FORMAT`, written as `logging.Formatter` writes it, for less.
 
-    The time is formatted once a second, not once a line, and a line with no
-    arguments, traceback or stack is put together directly.
+    The date is formatted once a second, not once a line, and a line with no
+    arguments, traceback or stack is put together directly. Safe to share
+    between threads: the second and its date change together.
     """
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
-        self._time_text = _TimeText()
+        self._second: tuple[int, Callable[..., time.struct_time] | None, str] = (-1, None, "")
 
     def format(self, record: logging.LogRecord) -> str:
         """Return ``record`` as a line of text."""
@@ -134,8 +117,8 @@ class TextFormatter(logging.Formatter):
             return super().format(record)
         record.message = message = str(record.msg)
         return (
-            f"{self.formatTime(record)} {record.levelname} {record.name}[{record.process}]:"
-            f" {message}"
+            f"{self.time_text(record.created)} {record.levelname} {record.name}"
+            f"[{record.process}]: {message}"
         )
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
@@ -148,7 +131,12 @@ class TextFormatter(logging.Formatter):
 
         With the formatter's ``converter``: `time.localtime` unless set.
         """
-        return self._time_text(created, self.converter)
+        second = int(created)
+        cached = self._second
+        if second != cached[0] or self.converter is not cached[1]:
+            date = time.strftime(self.default_time_format, self.converter(second))
+            cached = self._second = (second, self.converter, date)
+        return cached[2] + _MILLISECONDS[int((created - second) * 1000)]
 
 
 class JSONFormatter(logging.Formatter):
