@@ -288,10 +288,19 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
         if (
             self._deadline_stale
             or self.bytes_in >= self._yield_at
-            or read > self._limits.max_held - 3 * BUFFER_OVERHEAD
+            or read > self._read_room()
         ):
             return 0
         return read
+
+    def _read_room(self) -> int:
+        """The most a read may take with the answers waiting now, a framer's chunks aside.
+
+        What `max_held` leaves after the answers waiting, less three
+        buffers' overhead (`BUFFER_OVERHEAD` each). `next_action` and
+        `echoed` both size reads by it.
+        """
+        return self._limits.max_held - self._out_held - 3 * BUFFER_OVERHEAD
 
     def handshake_done(self, now: float) -> None:
         """Report that the TLS handshake (`HANDSHAKE`) ended well.
@@ -331,7 +340,7 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
             return self._yield()
         phase = self._phase
         if phase is READING:
-            room = self._limits.max_held - self._out_held - 3 * BUFFER_OVERHEAD
+            room = self._read_room()
             if (framer := self._framer) is not None:
                 # A read's chunk is held whole while answers are made from
                 # it, over several steps: a read of n bytes may cost 2n, and

@@ -138,18 +138,29 @@ class MemoryBudget:
             How many bytes were reserved; 0 if not enough is free. Release
             them with ``release(count, large)``.
         """
+        if not self.fits(minimum if minimum < wanted else wanted, large):
+            return 0
         if large:
-            if self._large or self._free(True) < min(minimum, wanted):
-                return 0
             return self._grant(wanted, True)
-        if self._small:  # (inline: a read asks this of the budget)
-            return 0
-        free = self._total - self._used
-        if free < minimum and free < wanted:
-            return 0
+        free = self._total - self._used  # (inline: a read asks this of the budget)
         granted = wanted if wanted <= free else free
         self._used += granted
         return granted
+
+    def fits(self, size: int, large: bool = False) -> bool:
+        """Whether ``size`` bytes could be reserved now, without waiting.
+
+        Args:
+            size: The bytes wanted.
+            large: Whether the request is large: it may not take the reserve.
+
+        Returns:
+            Whether they are free, and nobody of the same size waits (they
+            are served first).
+        """
+        if large:
+            return not self._large and self._free(True) >= size
+        return not self._small and self._total - self._used >= size
 
     async def reserve(self, wanted: int, minimum: int = 1, *, large: bool = False) -> int:
         """Reserve between ``minimum`` and ``wanted`` bytes, waiting in turn.
@@ -306,10 +317,7 @@ class Account:
         if room >= max_bytes:
             return True
         wanted = max_bytes - room
-        budget = self._budget
-        if self._charged + wanted > ONE_READ:
-            return not budget._large and budget._free(True) >= wanted
-        return not budget._small and budget._total - budget._used >= wanted
+        return self._budget.fits(wanted, self._charged + wanted > ONE_READ)
 
     async def reserve(self, max_bytes: int) -> int:
         """Make room for a read of at most ``max_bytes``, waiting in turn.
