@@ -43,6 +43,10 @@ _HEADER = "header"
 _PAYLOAD = "payload"
 _CLOSED = "closed"
 
+# Events without fields are made once: they are immutable, and equal by value.
+_END_OF_MESSAGE = EndOfMessage()
+_END_OF_STREAM = EndOfStream()
+
 
 def _check_max_message_size(max_message_size: int) -> int:
     if isinstance(max_message_size, bool) or not isinstance(max_message_size, int):
@@ -212,18 +216,18 @@ class CountFramer:
                 return self._next_payload_event()
             if self._state == _HEADER:
                 return self._next_header_event()
-            return EndOfStream()
         except RemoteProtocolError as error:
             self._error = error
             self._chunks = _NO_CHUNKS
             self._held = 0
             raise
+        return _END_OF_STREAM
 
     def _next_payload_event(self) -> Event | type[NEED_DATA]:
         remaining = self._remaining
         if remaining == 0:
             self._state = _HEADER
-            return EndOfMessage()
+            return _END_OF_MESSAGE
         if not self._chunks:
             if self._eof:
                 raise RemoteProtocolError(
@@ -255,19 +259,29 @@ class CountFramer:
             chunk = chunks[0]
             offset = self._offset
             # Never look further than a valid header could reach.
-            window = chunk[offset : offset + self._max_digits + 1 - len(self._digits)]
-            space = window.find(b" ")
-            text = self._digits + (window if space < 0 else window[:space])
-            self._check_length_text(text)
+            digits = self._digits
+            end = offset + self._max_digits + 1 - len(digits)
+            space = chunk.find(b" ", offset, end)
+            text = digits + chunk[offset : end if space < 0 else space]
+            # The common case in one pass of C code; `_length_error` finds
+            # the byte that is wrong.
+            if not (
+                text.isdigit()
+                and (text[0] != _ZERO or len(text) == 1)
+                and len(text) <= self._max_digits
+                and (length := int(text)) <= self._max_message_size
+            ):
+                start = self._position - len(digits)
+                raise _length_error(text, start, self._max_digits, self._max_message_size)
             if space < 0:
                 self._digits = text
-                self._advance(len(window))
+                self._advance(len(text) - len(digits))
                 continue
             self._digits = b""
-            self._advance(space + 1)
+            self._advance(space + 1 - offset)
             self._state = _PAYLOAD
-            self._remaining = int(text)
-            return Header(self._remaining)
+            self._remaining = length
+            return Header(length)
         if not self._eof:
             return self._need_data()
         if self._digits:
@@ -277,7 +291,7 @@ class CountFramer:
                 offset=self._position,
             )
         self._state = _CLOSED
-        return EndOfStream()
+        return _END_OF_STREAM
 
     def _need_data(self) -> type[NEED_DATA]:
         # Every received byte is framed: the emptied queue goes, so that a
@@ -293,23 +307,6 @@ class CountFramer:
             self._held -= len(self._chunks.popleft())
             offset = 0
         self._offset = offset
-
-    def _check_length_text(self, text: bytes) -> None:
-        """Raise RemoteProtocolError at the first byte that makes ``text`` invalid.
-
-        An empty ``text`` is invalid too: a space came where a digit must be.
-        """
-        # The common case in one pass of C code; the loop below only runs to
-        # find out which byte is wrong.
-        if (
-            text.isdigit()
-            and (text[0] != _ZERO or len(text) == 1)
-            and len(text) <= self._max_digits
-            and int(text) <= self._max_message_size
-        ):
-            return
-        start = self._position - len(self._digits)
-        raise _length_error(text, start, self._max_digits, self._max_message_size)
 
 
 def _length_error(
