@@ -238,10 +238,11 @@ class Connection:
         transport = self._transport
         drained, wait_receivable = transport.drained, transport.wait_receivable
         receive_nowait, send_nowait = transport.receive_nowait, transport.send_nowait
+        current_time = trio.lowlevel.current_clock().current_time  # trio.current_time's
         read = False
         while account.room_now(size) and (data := receive_nowait(stream, size)) is not None:
             read = True
-            now = trio.current_time()
+            now = current_time()
             try:
                 sent = send_nowait(stream, data) if data else 0
             except BaseException:
