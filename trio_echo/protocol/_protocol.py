@@ -72,6 +72,7 @@ from ._limits import Limits, default_max_held
 from ._modes import Mode, rules_of
 from ._outbox import BUFFER_OVERHEAD, OUTBOX_FIELDS, Chunk, Outbox
 from ._state import (
+    CLEAN_OUTCOMES,
     DONE,
     ENDING,
     HANDSHAKING,
@@ -379,9 +380,10 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
 
     def _ending(self, now: float) -> Action:
         """Every answer is out and reading is over: close, or say how to."""
-        if self.outcome is not None and not self.clean:
+        if self.outcome is None:
+            self._end(self._rules.ending(self.messages))
+        elif self.outcome not in CLEAN_OUTCOMES:
             return self._close()  # the peer broke the protocol: its answers are out
-        self._end(self._rules.ending(self.messages))
         closing = self._closing()
         if closing is CHECK_UNREAD:
             return CHECK_UNREAD

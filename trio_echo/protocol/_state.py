@@ -113,6 +113,10 @@ class Unread(enum.Enum):
     UNKNOWN = "unknown"
     """The transport cannot tell, or answers are still on their way."""
 
+    # Members are singletons, equal only to themselves: hashed by identity, in
+    # C (`CLOSINGS` is looked up once a connection). Enum's own hash is Python.
+    __hash__ = object.__hash__
+
 
 class Closing(enum.Enum):
     """How a connection whose answers are all out closes."""
