@@ -51,7 +51,7 @@ _PEEK: int = int(socket.MSG_PEEK) | _DONTWAIT
 _OUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if hasattr(fcntl, "ioctl") else None
 
 
-def _socket_kind(sock: socket.socket) -> int:
+def _socket_kind(sock: socket.SocketType) -> int:
     """Return ``sock.type`` as a number.
 
     The property makes an enum of it in Python each time: most of a
@@ -107,8 +107,10 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
     checkpoints. Every async call is a checkpoint, as trio's own are.
 
     Args:
-        sock: A connected stream socket (a standard library socket); the
-            stream owns it from then on.
+        sock: A connected stream socket: a `socket.socket`, or the C type
+            it extends, `socket.SocketType` (which a server's accepted
+            sockets are: its calls are the same, without the Python-level
+            ``__init__`` and ``close``). The stream owns it from then on.
         set_nodelay: Whether to set ``TCP_NODELAY`` (TCP sockets only); a
             server whose listening socket has it can skip the call, as
             accepted sockets inherit it.
@@ -121,7 +123,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
     __slots__ = ("_closed", "_drained", "_eof_sent", "_receiving", "_sending", "_sock", "_waited")
 
     def __init__(
-        self, sock: socket.socket, *, set_nodelay: bool = True, set_nonblocking: bool = True
+        self, sock: socket.SocketType, *, set_nodelay: bool = True, set_nonblocking: bool = True
     ) -> None:
         if _socket_kind(sock) != socket.SOCK_STREAM:
             raise ValueError("FastSocketStream needs a stream socket")
@@ -142,7 +144,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         self._waited = False  # trio's I/O manager has seen the socket
 
     @property
-    def socket(self) -> socket.socket:
+    def socket(self) -> socket.SocketType:
         """The underlying socket."""
         return self._sock
 

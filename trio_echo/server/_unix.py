@@ -144,7 +144,7 @@ def _remove_if_stale(path: str) -> None:
     raise OSError(errno.EADDRINUSE, "a server is listening on it")
 
 
-def peer_credentials(sock: socket.socket) -> str:
+def peer_credentials(sock: socket.SocketType) -> str:
     """Name a unix socket's peer by its process and user: ``pid=12,uid=1000``.
 
     Where the platform has no ``SO_PEERCRED``, or it fails: ``unix``.
