@@ -18,6 +18,7 @@ from trio_echo.server._listeners import (
     ListenAddress,
     SocketListener,
     TLSListener,
+    _peer_name,
     handed_over,
     listen_on,
 )
@@ -47,6 +48,35 @@ def test_tcp_and_a_unix_socket_are_listened_on_at_once(short_tmp: Path) -> None:
         if socket_file is not None:
             socket_file.remove()
     assert not os.path.exists(path)
+
+
+def test_an_accepted_socket_is_the_c_type_with_the_listeners_kind_and_a_peer_name() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.setblocking(False)
+        with socket.create_connection(server.getsockname()) as client:
+            accepted = SocketListener(server).accept_nowait()
+            assert accepted is not None
+            stream, peer = accepted
+            assert isinstance(stream, FastSocketStream)
+            sock = stream.socket
+            assert type(sock) is socket.SocketType  # no Python-level wrapper
+            assert (sock.family, sock.type, sock.proto) == (
+                server.family,
+                server.type,
+                server.proto,
+            )
+            assert peer == f"127.0.0.1:{client.getsockname()[1]}"
+            assert stream.send_nowait(b"hi") == 2
+            assert client.recv(2) == b"hi"
+            stream.close_nowait()
+            assert sock.fileno() == -1
+            assert client.recv(1) == b""
+    # A peer with no address to name is named by its family.
+    unnamed = socket.SocketType()
+    try:
+        assert _peer_name(unnamed, "") == "AF_INET"
+    finally:
+        unnamed.close()
 
 
 def test_only_a_unix_socket_when_tcp_is_not_asked_for(short_tmp: Path) -> None:
