@@ -33,7 +33,6 @@ __all__ = [
     "DEFAULT_RECEIVE_SIZE",
     "FastSocketStream",
     "NowaitStream",
-    "close_would_reset",
     "has_nowait_calls",
     "unacknowledged",
     "unread_waiting",
@@ -256,8 +255,24 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         return self._send_now(data)
 
     def close_would_reset(self) -> bool | None:
-        """Whether closing now could reset the connection (`close_would_reset`)."""
-        return close_would_reset(self)
+        """Whether closing now could reset the connection, asked without reading.
+
+        It could if the peer's bytes wait unread, or if bytes sent are not
+        yet acknowledged (a byte the peer sends after the close would then
+        draw a reset that destroys them). Not a checkpoint.
+
+        Returns:
+            True or False; None where the platform cannot tell what is
+            acknowledged.
+
+        Raises:
+            trio.ClosedResourceError: If the stream was closed.
+            trio.BrokenResourceError: If the connection broke.
+        """
+        if (waiting := unread_waiting(self)) is not None:
+            return waiting
+        count = unacknowledged(self)
+        return None if count is None else count > 0
 
     def _send_now(self, data: bytes | bytearray | memoryview) -> int:
         if self._closed or self._eof_sent:
@@ -355,27 +370,6 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         await trio.lowlevel.checkpoint()
 
 
-def close_would_reset(stream: FastSocketStream) -> bool | None:
-    """Whether closing ``stream`` now could reset its connection, asked without reading.
-
-    It could if the peer's bytes wait unread, or if bytes sent are not yet
-    acknowledged (a byte the peer sends after the close would then draw a
-    reset that destroys them). Not a checkpoint.
-
-    Returns:
-        True or False; None where the platform cannot tell what is
-        acknowledged.
-
-    Raises:
-        trio.ClosedResourceError: If the stream was closed.
-        trio.BrokenResourceError: If the connection broke.
-    """
-    if (waiting := unread_waiting(stream)) is not None:
-        return waiting
-    count = unacknowledged(stream)
-    return None if count is None else count > 0
-
-
 def unread_waiting(stream: FastSocketStream) -> bool | None:
     """Whether the peer's bytes wait unread on ``stream``, asked without reading.
 
@@ -389,7 +383,7 @@ def unread_waiting(stream: FastSocketStream) -> bool | None:
         trio.ClosedResourceError: If the stream was closed.
         trio.BrokenResourceError: If the connection broke.
     """
-    sock = stream.socket
+    sock = stream._sock
     if sock.fileno() == -1:
         raise trio.ClosedResourceError("this stream was closed")
     try:
@@ -407,7 +401,7 @@ def unacknowledged(stream: FastSocketStream) -> int | None:
     Not a checkpoint. Known where the platform has ``TIOCOUTQ`` (Linux), on
     an open stream.
     """
-    if _OUTQ is None or (fd := stream.socket.fileno()) == -1:
+    if _OUTQ is None or (fd := stream._sock.fileno()) == -1:
         return None
     try:
         answer = fcntl.ioctl(fd, _OUTQ, b"\0\0\0\0")
