@@ -138,8 +138,6 @@ class Connection:
         """
         protocol, account, stream = self._protocol, self._account, self._stream
         transport = self._transport
-        drained, wait_receivable = transport.drained, transport.wait_receivable
-        receive_nowait = transport.receive_nowait
         error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
@@ -153,8 +151,8 @@ class Connection:
                         # While bytes are there, read on: the protocol says
                         # YIELD when a step's work is done. (A read that
                         # waits for readiness holds no reservation.)
-                        if drained(stream):
-                            await wait_receivable(stream)
+                        if transport.drained(stream):
+                            await transport.wait_receivable(stream)
                         if action.echo and await self._echo(action.max_bytes):
                             continue
                         # A message whose length came is admitted whole first
@@ -166,7 +164,7 @@ class Connection:
                         )
                         if not (in_room and (size := account.reserve_nowait(action.max_bytes))):
                             size = await self._wait_for_room(action.max_bytes)
-                        if size and (received := receive_nowait(stream, size)) is None:
+                        if size and (received := transport.receive_nowait(stream, size)) is None:
                             # A read that waits for its peer holds no room (a
                             # stream cannot say whether bytes are there without
                             # reading): what comes is charged as it comes.
