@@ -286,11 +286,7 @@ class EchoProtocol(Ending, Timers, Outbox, Steps):
         self._took(size)
         self._progress(now)
         read = self._read_size
-        if (
-            self._deadline_stale
-            or self.bytes_in >= self._yield_at
-            or read > self._read_room()
-        ):
+        if self._deadline_stale or self.bytes_in >= self._yield_at or read > self._read_room():
             return 0
         return read
 
