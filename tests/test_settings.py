@@ -1,5 +1,5 @@
 """Every setting declared once: each declaration reaches its flag, its
---help line, its bound and the README's table, and every check between
+--help line, its bound and the documentation's table, and every check between
 settings fires with one sentence naming the flags."""
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from trio_echo.cli._settings import (
 )
 from trio_echo.protocol._declarations import Setting, settings
 from trio_echo.protocol._limits import default_max_held
+
+BOUNDS_PAGE = "docs/discussion/bounds.md"
 
 
 def server_parser() -> argparse.ArgumentParser:
@@ -166,10 +168,10 @@ def test_the_connection_buffers_default_is_declared_once() -> None:
     assert Limits(header_timeout=3).handshake_timeout == 3
 
 
-def test_the_readmes_table_of_bounds_is_what_the_declarations_write() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert fill_bounds_table(readme) == readme, (
-        "README.md's table of bounds is stale: python -m trio_echo.cli._settings README.md"
+def test_the_documented_table_of_bounds_is_what_the_declarations_write() -> None:
+    page = (ROOT / BOUNDS_PAGE).read_text()
+    assert fill_bounds_table(page) == page, (
+        f"{BOUNDS_PAGE}'s table of bounds is stale: python -m trio_echo.cli._settings {BOUNDS_PAGE}"
     )
     assert (
         "| `--idle-timeout` | 60 s | time a connection may go with nothing received or sent, "
@@ -179,7 +181,8 @@ def test_the_readmes_table_of_bounds_is_what_the_declarations_write() -> None:
 
 def test_the_table_is_written_between_its_markers_only() -> None:
     marker = (
-        "<!-- generated: bounds (python -m trio_echo.cli._settings README.md writes this part) -->"
+        f"<!-- generated: bounds (python -m trio_echo.cli._settings {BOUNDS_PAGE} writes this"
+        " part) -->"
     )
     text = f"before\n{marker}\nSTALE\n<!-- end of generated: bounds -->\nafter\n"
     filled = fill_bounds_table(text)

@@ -3,7 +3,7 @@
 The shutdown signals are recorded from the first moment, before the heavy
 imports (trio, attrs, the server), so that a signal while the program starts
 is handled as the signals are documented (``trio-echo server --help``, and
-the README), never as a traceback.
+docs/reference/signals.md), never as a traceback.
 """
 
 from __future__ import annotations

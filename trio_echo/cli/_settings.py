@@ -7,9 +7,9 @@
 # floor, its default) and its section of --help. A declaration whose flag is
 # not a flag (``MESSAGE``) is a positional argument; one whose flag lists
 # another after a comma (``--quiet, -q``) takes that spelling too.
-# The README's table of bounds is written from the same declarations:
+# The documentation's table of bounds is written from the same declarations:
 #
-#     python -m trio_echo.cli._settings README.md
+#     python -m trio_echo.cli._settings docs/discussion/bounds.md
 #
 # rewrites the part between its markers, and tests/test_settings.py fails
 # when the committed table differs from what the declarations write.
@@ -303,7 +303,7 @@ def _code(name: str) -> str:
 
 
 def bounds_table() -> list[str]:
-    """The README's table of bounds: each setting declared as one, a connection's first."""
+    """The table of bounds: each setting declared as one, a connection's first."""
     rows = ["| flag | default | what it bounds |", "|---|---|---|"]
     for one in sorted(declared(), key=lambda one: one.home is not Limits):
         if one.setting.bound:
@@ -315,7 +315,7 @@ def bounds_table() -> list[str]:
 
 
 _MARKED = re.compile(
-    r"(<!-- generated: bounds \(python -m trio_echo\.cli\._settings README\.md writes this"
+    r"(<!-- generated: bounds \(python -m trio_echo\.cli\._settings \S+ writes this"
     r" part\) -->\n).*?(<!-- end of generated: bounds -->)",
     re.DOTALL,
 )
@@ -334,7 +334,7 @@ def fill_bounds_table(text: str) -> str:
 
 
 def _main(arguments: Iterator[str]) -> None:
-    """Write the table of bounds into each README named."""
+    """Write the table of bounds into each page named, between its markers."""
     for name in arguments:
         path = Path(name)
         path.write_text(fill_bounds_table(path.read_text()))

@@ -1,7 +1,7 @@
 # Settings, each declared once: an attrs field whose metadata is its
 # `Setting`. The field carries the default; the `Setting` its bound, its unit,
 # its flag and what it is, in one sentence. The command line builds its flags
-# and its --help from these declarations, the README's table of bounds is
+# and its --help from these declarations, the documentation's table of bounds is
 # generated from them, and the classes' docstrings list them: none of these
 # can disagree with the value a connection or the server keeps.
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Setting:
     Attributes:
         flag: The command line's flag: ``--idle-timeout``.
         doc: What the setting is or bounds, as a phrase for ``--help``, the
-            README's table and the docstrings. ``{name}`` stands for the
+            documentation's table of bounds and the docstrings. ``{name}`` stands for the
             setting ``name``, written as each of them names settings.
         group: The ``--help`` section that lists it.
         unit: How its values are written and read: ``bytes``, ``seconds``,
@@ -60,7 +60,7 @@ class Setting:
         why: Why the floor, in a few words.
         default_text: The default in words, when it is derived.
         choices: The values it takes, if they are a list.
-        bound: Whether the README's table of bounds lists it.
+        bound: Whether the documentation's table of bounds lists it.
     """
 
     flag: str

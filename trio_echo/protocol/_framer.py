@@ -129,8 +129,8 @@ class CountFramer:
     def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self._max_message_size = _check_max_message_size(max_message_size)
         self._max_digits = len(str(max_message_size))
-        # Made when the first bytes come (see "What a connection holds" in the
-        # README).
+        # Made when the first bytes come (see "What a connection holds" in
+        # docs/discussion/connection.md).
         self._chunks: deque[bytes] = _NO_CHUNKS
         self._offset = 0  # into self._chunks[0]
         self._held = 0  # the size of the chunks in self._chunks, whole
@@ -296,7 +296,7 @@ class CountFramer:
     def _need_data(self) -> type[NEED_DATA]:
         # Every received byte is framed: the emptied queue goes, so that a
         # connection waiting for more holds none (see "What a connection
-        # holds" in the README).
+        # holds" in docs/discussion/connection.md).
         self._chunks = _NO_CHUNKS
         return NEED_DATA
 

@@ -142,7 +142,7 @@ class MemoryBudget:
             return 0
         if large:
             return self._grant(wanted, True)
-        free = self._total - self._used  # (inline: a read asks this of the budget)
+        free = self._total - self._used
         granted = wanted if wanted <= free else free
         self._used += granted
         return granted
