@@ -1,1 +1,1 @@
-"""Benchmarks and the peers they compare: see README.md, "Benchmarks"."""
+"""Benchmarks and the peers they compare: see docs/how-to/load.md and docs/models.md."""

@@ -351,53 +351,42 @@ TITLES = {
 
 
 def readme_sections(results: Results) -> dict[str, list[str]]:
-    """The README's generated parts."""
+    """The README's generated part: the comparison's headline table."""
+    return {
+        "headline": [
+            run_line(results),
+            "",
+            noise(results.summary, results.servers),
+            "",
+            *figures_table(results, HEADLINE, TITLES),
+        ],
+    }
+
+
+def leads_section(results: Results) -> list[str]:
+    """Who leads on each headline load and cost, and what trio_echo's design
+    buys over idiomatic trio, repetition by repetition."""
     leads = [
         f"- {cell.name}: {text}"
         for name in HEADLINE + COSTS
         if (cell := results.cell(name))
         and (text := who_leads(results.summary, results.servers, cell))
     ]
-    trio = [
+    return [
+        "The best median on each load, and how it fares against the others"
+        " repetition by repetition: a server leads another when it did better in at"
+        " least 80% of the repetitions that measured both; at a fixed rate, only"
+        " servers that kept up count.",
+        "",
+        *leads,
+        "",
         "What trio_echo's design buys over idiomatic trio: against trio's tutorial form (a"
         " task per connection that reads, then sends), "
         + _comparison(results, "trio-echo", "trio-tutorial")
         + "; against its conforming form (with a writer task), "
         + _comparison(results, "trio-echo", "trio")
-        + ". A ratio of CPU below 1 is less CPU."
+        + ". A ratio of CPU below 1 is less CPU.",
     ]
-    return {
-        "servers": servers_table(list(SERVERS.values()))[2:-1],
-        "conformance": conformance_table(results.conformance or [], list(SERVERS.values()))[2:-1]
-        if results.conformance
-        else ["(no conformance run in these results)"],
-        "headline": [
-            run_line(results),
-            "",
-            noise(results.summary, results.servers),
-            "",
-            "Throughput:",
-            "",
-            *figures_table(results, HEADLINE, TITLES),
-            "",
-            "Costs: server CPU per connection at a fixed rate of count 100 B connections"
-            " (the rate it reached, where it fell short); memory per idle connection"
-            f" ({results.settings.idle_connections:,} open); a small client's p99 latency"
-            " beside a 10 MB stream:",
-            "",
-            *figures_table(results, COSTS, TITLES),
-            "",
-            "Who leads (the best median, and how it fares against the others repetition by"
-            " repetition: a server leads another when it did better in at least 80% of the"
-            " repetitions that measured both; at a fixed rate, only servers that kept up"
-            " count):",
-            "",
-            *leads,
-            "",
-            *trio,
-        ],
-        "framer": framer_table(results),
-    }
 
 
 def framer_table(results: Results) -> list[str]:
@@ -1227,6 +1216,12 @@ def models_sections(results: Results) -> dict[str, list[str]]:
     """docs/models.md's generated parts."""
     said = results.provenance()
     return {
+        "servers": servers_table(list(SERVERS.values()))[2:-1],
+        "conformance": conformance_table(results.conformance or [], list(SERVERS.values()))[2:-1]
+        if results.conformance
+        else ["(no conformance run in these results)"],
+        "leads": leads_section(results),
+        "framer": framer_table(results),
         "tls": tls_section(results.tls, results.work),
         "floor": floor_section(results.floor, results.work, idle=comparison_idle(results)),
         "counted": work_section(results.work, heading=True),

@@ -133,7 +133,7 @@ async def test_clients_that_send_everything_before_reading_all_complete_in_round
     assert trio.current_time() == start  # no timer ran out: nothing waited for one
     # In rounds, never all at once: what the budget grants large requests
     # never takes its reserve. A read's chunk may be held with its answers
-    # for a moment besides, one read more per connection at most (README).
+    # for a moment besides, one read more per connection at most (docs/discussion/bounds.md).
     assert budget.granted_large_peak <= budget.total - budget.kept
     assert budget.peak <= budget.total + 8 * ONE_READ
     assert budget.used == 0

@@ -1,17 +1,18 @@
-"""The README, run as a reader meets it: every shell and Python block, in
-order, as written, from a directory laid out like the repository's top.
+"""The README and every page of the documentation, run as a reader meets
+them: every shell and Python block of a page, in order, as written, from a
+directory laid out like the repository's top.
 
 A block marked ``<!-- readme-test: background -->`` starts a server that
-later blocks use: it runs in the background until the end of the test, and
-the next block starts once it listens. A block marked ``<!-- readme-test:
-skip: REASON -->`` is deliberately not run (installing system units, the
-test suite itself), and says why. Every other block must exit 0 within its
-time bound.
+later blocks of its page use: it runs in the background until the end of
+the page, and the next block starts once it listens. A block marked
+``<!-- readme-test: skip: REASON -->`` is deliberately not run (installing
+system units, the test suite itself), and says why. Every other block must
+exit 0 within its time bound.
 
-The README's blocks use the ports a reader would (50007, 5001 and up). So
-that no other program holding one can fail the test, it runs in a network
+The blocks use the ports a reader would (50007, 5001 and up). So that no
+other program holding one can fail the test, each page runs in a network
 namespace of its own (``unshare -rn``: a loopback nobody else is on), where
-the platform allows; where it does not, it is skipped when one of those
+the platform allows; where it does not, a page is skipped when one of its
 ports is taken, naming the port and who holds it."""
 
 from __future__ import annotations
@@ -33,28 +34,52 @@ import pytest
 from tests.support.processes import LISTENING, ROOT
 
 FENCE = re.compile(
-    r"(?:^<!-- readme-test: (?P<marker>[^\n]*?) -->\n)?^```(?P<lang>[a-z]*)\n(?P<code>.*?)^```$",
+    r"(?:^<!-- readme-test: (?P<marker>[^\n]*?) -->\n)?^```(?P<lang>[^\n`]*)\n(?P<code>.*?)^```$",
     re.MULTILINE | re.DOTALL,
 )
 RUNNABLE = ("sh", "python")
 BLOCK_TIMEOUT = 120.0
 
 
+PAGES = [
+    "README.md",
+    *sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "docs").rglob("*.md")
+        if "_build" not in path.parts
+    ),
+]
+"""Every page whose blocks are run: the README, then the site's pages."""
+
+EXPECTED: dict[str, list[bytes]] = {
+    "README.md": [b"hello world"],
+    "docs/tutorial.md": [b"hello world", b"[b'one', b'two', b'three']", b"complete 7 5"],
+    "docs/discussion/connection.md": [b"EndOfStream()", b"b'hello' complete"],
+    "docs/how-to/tls.md": [b"hello", b"exit status 10", b"TLS certificate reloaded"],
+    "docs/how-to/stopping.md": [b"echoed: hello you", b"the server exited 0"],
+    "docs/how-to/metrics.md": [b"trio_echo_connections_accepted_total 1.0"],
+    "docs/how-to/unix.md": [b"over a unix socket"],
+}
+"""What a page's blocks print, in part: the examples do what their page says."""
+
+
 @dataclass(frozen=True)
 class Block:
+    page: str
     line: int
     lang: str
     code: str
     marker: str
 
     def __str__(self) -> str:
-        return f"README.md line {self.line}: {self.code.splitlines()[0]}"
+        return f"{self.page} line {self.line}: {self.code.splitlines()[0]}"
 
 
-def readme_blocks() -> list[Block]:
-    text = (ROOT / "README.md").read_text()
+def page_blocks(page: str) -> list[Block]:
+    text = (ROOT / page).read_text()
     return [
         Block(
+            page,
             text.count("\n", 0, match.start("code")),
             match["lang"],
             match["code"],
@@ -64,14 +89,19 @@ def readme_blocks() -> list[Block]:
     ]
 
 
+def runnable(block: Block) -> bool:
+    return block.lang in RUNNABLE and not block.marker.startswith("skip: ")
+
+
 def test_every_runnable_block_is_run_or_says_why_not() -> None:
-    blocks = readme_blocks()
-    assert len([b for b in blocks if b.lang in RUNNABLE]) >= 8
+    blocks = [block for page in PAGES for block in page_blocks(page)]
+    assert len([b for b in blocks if runnable(b)]) >= 20
     for block in blocks:
         assert block.lang, f"{block}: a fence without a language"
         if block.marker:
             assert block.marker == "background" or block.marker.startswith("skip: "), block
             assert block.lang in RUNNABLE, block
+    assert set(EXPECTED) <= set(PAGES)
 
 
 class _Background:
@@ -156,10 +186,10 @@ def own_network_command() -> list[str] | None:
     return prefix if probe.returncode == 0 else None
 
 
-def readme_ports() -> list[int]:
-    """The TCP ports the README's blocks use."""
+def page_ports(page: str) -> list[int]:
+    """The TCP ports a page's blocks use."""
     ports = set()
-    for block in readme_blocks():
+    for block in page_blocks(page):
         if block.lang in RUNNABLE:
             ports |= {int(port) for port in re.findall(r"(?:--port |:)(\d{4,5})\b", block.code)}
     return sorted(ports)
@@ -191,7 +221,10 @@ def holder(port: int) -> str | None:
     return "a process this user cannot see"
 
 
-def test_readme_runs_as_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "page", [page for page in PAGES if any(runnable(block) for block in page_blocks(page))]
+)
+def test_page_runs_as_written(page: str, tmp_path: Path) -> None:
     if os.environ.get(OWN_NETWORK) != "1":
         prefix = own_network_command()
         if prefix is not None:
@@ -206,7 +239,7 @@ def test_readme_runs_as_written(tmp_path: Path) -> None:
                     "-rs",
                     "-p",
                     "no:cacheprovider",
-                    f"{__file__}::test_readme_runs_as_written",
+                    f"{__file__}::test_page_runs_as_written[{page}]",
                 ],
                 cwd=ROOT,
                 env=dict(os.environ, **{OWN_NETWORK: "1"}),
@@ -219,10 +252,10 @@ def test_readme_runs_as_written(tmp_path: Path) -> None:
             if skipped := re.search(r"^SKIPPED \[\d+\] [^:]+:\d+: (.*)$", output, re.MULTILINE):
                 pytest.skip(skipped[1])
             return
-        for port in readme_ports():
+        for port in page_ports(page):
             if (who := holder(port)) is not None:
                 pytest.skip(
-                    f"port {port}, which the README uses, is taken by {who}, and this"
+                    f"port {port}, which {page} uses, is taken by {who}, and this"
                     " platform cannot give the test a network of its own (unshare -rn)"
                 )
     (tmp_path / "deploy").symlink_to(ROOT / "deploy")
@@ -236,11 +269,8 @@ def test_readme_runs_as_written(tmp_path: Path) -> None:
     background = _Background(tmp_path)
     ran, skipped = [], []
     try:
-        for block in readme_blocks():
-            if block.lang not in RUNNABLE:
-                continue
-            if block.marker.startswith("skip: "):
-                skipped.append(block)
+        for block in page_blocks(page):
+            if not runnable(block):
                 continue
             if "haproxy " in block.code and shutil.which("haproxy") is None:
                 # An optional dependency: the block says so, in one sentence.
@@ -267,10 +297,9 @@ def test_readme_runs_as_written(tmp_path: Path) -> None:
     finally:
         background.stop()
     outputs = b"".join(stdout for _block, stdout in ran)
-    assert b"hello world" in outputs
-    assert b"EndOfStream()" in outputs  # the library example reaches the end, and stops
-    assert b"one two three" in outputs or b"onetwothree" in outputs
+    for expected in EXPECTED.get(page, []):
+        assert expected in outputs, (expected, outputs[-2000:])
     assert not any(path.name == "big.bin" for path in tmp_path.iterdir())  # it cleans up
     assert not list(scratch.iterdir())  # and leaves no temporary files behind
-    if shutil.which("haproxy") is None:
-        pytest.skip("haproxy is not installed: its README block was not run")
+    if skipped:
+        pytest.skip(f"haproxy is not installed: {skipped[0]} was not run")
