@@ -37,6 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+from tabulate import tabulate
+
 FLOODS = {"empty": b"0 ", "one-byte": b"1 x"}
 MiB = 1024 * 1024
 LISTENING = re.compile(rb"listening on [^\s]+:(\d+) ")
@@ -73,10 +76,7 @@ class Server:
         raise RuntimeError(f"the server did not start: {command}")
 
     def rss(self) -> int:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-        assert match is not None
-        return int(match[1]) * 1024
+        return int(psutil.Process(self.process.pid).memory_info().rss)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGKILL)
@@ -219,14 +219,14 @@ def main() -> None:
                 **memory(checkout, frame),
                 **latency(checkout, frame, args.probes),
             }
-    print("| server | flood | read (MiB) | RSS growth (MiB), bound 4 + 1 | p50 ms | p99 ms | max |")
-    print("|---|---|---|---|---|---|---|")
-    for name, floods in results.items():
-        for flood, figures in floods.items():
-            print(
-                f"| {name} | {flood} | {figures['read_mib']:.1f} | {figures['rss_growth_mib']:.1f}"
-                f" | {figures['p50_ms']:.1f} | {figures['p99_ms']:.1f} | {figures['max_ms']:.1f} |"
-            )
+    header = ["server", "flood", "read (MiB)", "RSS growth (MiB), bound 4 + 1", "p50 ms", "p99 ms"]
+    keys = ["read_mib", "rss_growth_mib", "p50_ms", "p99_ms", "max_ms"]
+    rows = [
+        [name, flood, *(f"{figures[key]:.1f}" for key in keys)]
+        for name, floods in results.items()
+        for flood, figures in floods.items()
+    ]
+    print(tabulate(rows, headers=[*header, "max"], tablefmt="github", disable_numparse=True))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
 

@@ -48,9 +48,7 @@ report, benchmarks/results/benchmark.md (see benchmarks/pages.py).
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import os
 import re
 import statistics
@@ -80,10 +78,10 @@ from benchmarks.measuring import (
     start,
 )
 from benchmarks.servers import PEERS, ROOT, SERVERS, Server, trio_echo_command
+from benchmarks.summary import Spread, grouped
+from benchmarks.tool import Tool
 from benchmarks.verdicts import against_goal
 
-RESULTS = Path(__file__).resolve().parent / "results" / "floor.json"
-SCRATCH = Path(__file__).resolve().parent / ".cache" / "results" / "floor.json"
 KiB = 1024
 
 
@@ -510,43 +508,33 @@ def per_repetition(runs: list[Run]) -> list[Run]:
     return combined
 
 
-def _spread(values: list[float]) -> dict[str, float | None]:
-    return {
-        "median": median(values) if values else None,
-        "min": min(values, default=None),
-        "max": max(values, default=None),
-    }
-
-
 def summarise(runs: list[Run]) -> dict[str, dict[str, dict[str, Any]]]:
     """Per load, per server: each figure's median, lowest and highest over
     the repetitions (each the mean of its passes), the rate reached, how many
     repetitions were saturated, and the passes that failed or had errors."""
-    grouped: dict[str, dict[str, list[Run]]] = {}
-    failed: dict[tuple[str, str], list[Run]] = {}
-    for run in runs:
-        if run.figure is None:
-            failed.setdefault((run.cell, run.server), []).append(run)
-    for run in per_repetition(runs):
-        grouped.setdefault(run.cell, {}).setdefault(run.server, []).append(run)
+    failed = grouped(
+        (run for run in runs if run.figure is None), lambda run: run.cell, lambda run: run.server
+    )
     summary: dict[str, dict[str, dict[str, Any]]] = {}
-    for load, row in grouped.items():
+    by_load = grouped(per_repetition(runs), lambda run: run.cell, lambda run: run.server)
+    for load, row in by_load.items():
         for server, measured in row.items():
             ok = [run for run in measured if run.figure is not None]
+            lost = failed.get(load, {}).get(server, [])
             summary.setdefault(load, {})[server] = {
-                "figure": _spread([run.figure for run in ok if run.figure is not None]),
-                "cpu_us_per_message": _spread(
-                    [r.server_cpu_us_per_message for r in ok if r.server_cpu_us_per_message]
-                ),
-                "messages_per_second": _spread([r.messages_per_second for r in ok]),
-                "megabytes_per_second": _spread([r.megabytes_per_second for r in ok]),
-                "p99_us": _spread([r.latency_us["p99"] for r in ok if "p99" in r.latency_us]),
+                "figure": Spread.of(run.figure for run in ok).as_dict(),
+                "cpu_us_per_message": Spread.of(
+                    r.server_cpu_us_per_message for r in ok if r.server_cpu_us_per_message
+                ).as_dict(),
+                "messages_per_second": Spread.of(r.messages_per_second for r in ok).as_dict(),
+                "megabytes_per_second": Spread.of(r.megabytes_per_second for r in ok).as_dict(),
+                "p99_us": Spread.of(r.latency_us.get("p99") for r in ok).as_dict(),
                 "saturated": sum(1 for run in ok if run.saturated),
                 "client_limited": sum(1 for run in ok if run.client_limited),
                 "errors": sum(run.errors for run in measured),
                 "runs": len(ok),
-                "failed": len(failed.get((load, server), [])),
-                "notes": sorted({run.note for run in failed.get((load, server), [])}),
+                "failed": len(lost),
+                "notes": sorted({run.note for run in lost}),
             }
     return summary
 
@@ -600,18 +588,11 @@ def checkout_commit(checkout: Path) -> dict[str, object]:
     }
 
 
+TOOL = Tool("floor", "floor.json")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the whole path, short")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--out", type=Path, default=SCRATCH, help=f"the results file (default: {SCRATCH})"
-    )
-    where.add_argument(
-        "--commit-results",
-        action="store_true",
-        help=f"write {RESULTS} and the page's generated part (a full run only)",
-    )
+    parser = TOOL.parser(__doc__.splitlines()[0])
     parser.add_argument(
         "--trio-echo",
         type=Path,
@@ -625,17 +606,10 @@ def main(argv: list[str] | None = None) -> int:
         help="measure the checkout's files as they are, changes included (default: a copy of"
         " its HEAD commit's trio_echo, made at the start)",
     )
-    parser.add_argument(
-        "--report", action="store_true", help="measure nothing: write the page again"
-    )
     args = parser.parse_args(argv)
-    if args.commit_results and args.quick:
-        parser.error("--commit-results writes the full run: no --quick")
+    TOOL.full_run_only(parser, args)
     if args.report:
-        from benchmarks.pages import Results, write_committed
-
-        written = write_committed(Results.load(RESULTS.parent), RESULTS.parent)
-        print("floor: wrote " + ", ".join(str(path) for path in written), file=sys.stderr)
+        TOOL.publish()
         return 0
     checkout = args.trio_echo.resolve()
     if not (checkout / "trio_echo" / "__main__.py").exists():
@@ -717,16 +691,12 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summarise(runs),
         "runs": [asdict(run) for run in runs],
     }
-    out: Path = RESULTS if args.commit_results else args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=1) + "\n")
+    TOOL.write(document, TOOL.out(args))
     from benchmarks.pages import floor_section
 
     print("\n".join(floor_section(document)))
     if args.commit_results:
-        from benchmarks.pages import Results, write_committed
-
-        write_committed(Results.load(RESULTS.parent), RESULTS.parent)
+        TOOL.publish()
     return 0
 
 

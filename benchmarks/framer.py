@@ -10,14 +10,14 @@ Reports, as medians over repetitions (with the spread as min-max):
 - MB/s feeding 1 MiB one byte at a time (linear cost, not quadratic).
 
 Run: ``python benchmarks/framer.py`` (``--quick`` for a short run, ``--json``
-for machine-readable output, ``--commit-results`` to write
-``benchmarks/results/framer.json``, from which the README's table is
-written: see benchmarks/pages.py).
+for machine-readable output; its results go to
+``benchmarks/.cache/results/framer.json``, or with ``--commit-results`` to
+``benchmarks/results/framer.json``, from which the comparison page's table
+is written: see benchmarks/pages.py and benchmarks/tool.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.tool import Tool
 from trio_echo import NEED_DATA, CountFramer, EndOfMessage, encode_message
 
 if TYPE_CHECKING:
@@ -80,18 +81,17 @@ def server() -> Server:
     return replace(SERVERS["trio-echo"], name="framer", label="the framer alone")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller inputs, fewer repetitions")
+TOOL = Tool("framer", "framer.json")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = TOOL.parser(__doc__.splitlines()[0], quick="smaller inputs, fewer repetitions")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument(
-        "--commit-results",
-        action="store_true",
-        help="write benchmarks/results/framer.json (a full run only), for the README",
-    )
-    args = parser.parse_args()
-    if args.commit_results and args.quick:
-        parser.error("--commit-results writes the full run: no --quick")
+    args = parser.parse_args(argv)
+    TOOL.full_run_only(parser, args)
+    if args.report:
+        TOOL.publish()
+        return
     repeat = 3 if args.quick else 7
     big_size = 8 if args.quick else 64  # MiB in one message
     small_count = 20_000 if args.quick else 200_000
@@ -147,16 +147,12 @@ def main() -> None:
         ),
         measure("1 MiB message, one byte per chunk", "MB/s", one_byte_at_a_time, repeat),
     ]
-    if args.commit_results:
-        from benchmarks.provenance import code_hashes, environment
+    from benchmarks.provenance import code_hashes, environment
 
-        path = Path(__file__).resolve().parent / "results" / "framer.json"
-        document = {
-            "environment": environment(),
-            "code": code_hashes([server()]),
-            "results": results,
-        }
-        path.write_text(json.dumps(document, indent=1) + "\n")
+    document = {"environment": environment(), "code": code_hashes([server()]), "results": results}
+    TOOL.write(document, TOOL.out(args))
+    if args.commit_results:
+        TOOL.publish()
     if args.json:
         print(json.dumps(results, indent=2))
         return

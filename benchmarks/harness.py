@@ -40,7 +40,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.build import CACHE, LOADGEN_SOURCE, NoCompilerError, compile_c
+from benchmarks.build import LOADGEN_SOURCE, NoCompilerError, compile_c
 from benchmarks.measuring import (
     Journal,
     full_settings,
@@ -53,29 +53,19 @@ from benchmarks.pages import Results, write_pages, write_report
 from benchmarks.provenance import code_hashes
 from benchmarks.reporting import environment, summarise
 from benchmarks.servers import ROOT, SERVERS
+from benchmarks.tool import Tool
 
-RESULTS = Path(__file__).resolve().parent / "results"
-"""The committed report (written only with --commit-results)."""
-
-SCRATCH = CACHE / "results"
-"""Where a run's results go by default."""
+TOOL = Tool("harness", "")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="the whole path, short (about 70 s with every server on 2 cores)",
-    )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--out", type=Path, default=SCRATCH, help=f"where results go (default: {SCRATCH})"
-    )
-    where.add_argument(
-        "--commit-results",
-        action="store_true",
-        help=f"write the committed report, {RESULTS} (a full run only)",
+    parser = TOOL.parser(
+        __doc__.splitlines()[0],
+        quick="the whole path, short (about 70 s with every server on 2 cores)",
+        report="measure nothing: write the report and plots again from the output folder's"
+        " benchmark.json (with --commit-results, also the generated parts of README.md and"
+        " docs/models.md)",
+        commit=f"write the committed report, {TOOL.committed} (a full run only)",
     )
     parser.add_argument(
         "--servers",
@@ -107,24 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         help="carry on from the runs already measured in the output folder's runs.jsonl",
     )
     parser.add_argument(
-        "--report",
-        action="store_true",
-        help="measure nothing: write the report and plots again from the output folder's"
-        " benchmark.json (with --commit-results, also the generated parts of README.md and"
-        " docs/models.md)",
-    )
-    parser.add_argument(
         "--conformance",
         action="store_true",
         help="run the conformance suite first, for the report's conformance table",
     )
     args = parser.parse_args(argv)
-    if args.commit_results and (
-        args.quick or args.cells or args.servers != parser.get_default("servers")
-    ):
-        parser.error("--commit-results writes the full report: no --quick, --cells or --servers")
+    TOOL.full_run_only(
+        parser, args, cells=args.cells, servers=args.servers != parser.get_default("servers")
+    )
     if args.report:
-        return publish(RESULTS if args.commit_results else args.out, commit=args.commit_results)
+        return publish(TOOL.out(args), commit=args.commit_results)
     settings = quick_settings() if args.quick else full_settings()
     if args.repeat:
         settings.repeat = args.repeat
@@ -157,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             skipped.append(f"- {SERVERS[name].label}: not measured, {missing}")
         else:
             servers.append(SERVERS[name])
-    out: Path = RESULTS if args.commit_results else args.out
+    out = TOOL.out(args)
     out.mkdir(parents=True, exist_ok=True)
     conformance_path = out / "conformance.json"
     if args.conformance:

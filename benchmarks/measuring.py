@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
+
 from benchmarks.build import NoCompilerError
 from benchmarks.running import (
     LoadFigures,
@@ -168,7 +170,7 @@ class Run:
     note: str = ""
 
 
-# -- what /proc says ------------------------------------------------------------
+# -- what the kernel says ------------------------------------------------------------
 
 
 def memory(pid: int) -> tuple[int, int]:
@@ -181,11 +183,10 @@ def memory(pid: int) -> tuple[int, int]:
     now = 0
     for process in descendants(pid):
         try:
-            rollup = Path(f"/proc/{process}/smaps_rollup").read_text()
-        except OSError:
+            now += psutil.Process(process).memory_full_info().pss
+        except psutil.Error:  # it exited meanwhile
             continue
-        if match := re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE):
-            now += int(match[1]) * 1024
+    # psutil has no peak: the kernel's high-water mark, from /proc.
     status = Path(f"/proc/{pid}/status").read_text()
     peak = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
     return now, int(peak[1]) * 1024 if peak else 0
@@ -242,22 +243,19 @@ def accepted_connections(pid: int, port: int) -> int:
     A connection the kernel completed but the server has not accepted (its
     listen backlog) is not the server's, and is not counted.
     """
-    inodes = set()
-    for process in descendants(pid):
-        for fd in Path(f"/proc/{process}/fd").glob("*"):
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
     count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01" and fields[9] in inodes:  # established
-                count += 1
+    for process in descendants(pid):
+        try:
+            connections = psutil.Process(process).net_connections(kind="tcp")
+        except psutil.Error:  # it exited meanwhile
+            continue
+        count += sum(
+            1
+            for connection in connections
+            if connection.laddr
+            and connection.laddr.port == port
+            and connection.status == psutil.CONN_ESTABLISHED
+        )
     return count
 
 

@@ -40,6 +40,7 @@ from benchmarks.reporting import (
     scaling_table,
     servers_table,
     summarise,
+    table,
     value_text,
     verdict,
     verdicts,
@@ -281,15 +282,12 @@ def figures_table(results: Results, names: list[str], titles: dict[str, str]) ->
     """A table with a row per server and a column per load in ``names``."""
     cells = [cell for name in names if (cell := results.cell(name))]
     said = results.provenance()
-    lines = [
-        "| server | " + " | ".join(titles.get(cell.name, cell.name) for cell in cells) + " |",
-        "|---" * (len(cells) + 1) + "|",
+    rows = [
+        [said.label(server.name, server.label)]
+        + [_cell_text(results, cell, server) for cell in cells]
+        for server in results.servers
     ]
-    for server in results.servers:
-        texts = [_cell_text(results, cell, server) for cell in cells]
-        label = said.label(server.name, server.label)
-        lines.append(f"| {label} | " + " | ".join(texts) + " |")
-    return lines
+    return table(["server", *(titles.get(cell.name, cell.name) for cell in cells)], rows)
 
 
 def ratio_text(results: Results, cell_name: str, one: str, other: str, what: str) -> str:
@@ -407,15 +405,18 @@ def framer_table(results: Results) -> list[str]:
         f" {facts['python']}; the median of {rows[0]['repeat']} runs, with the lowest and the"
         f" highest){mark}:",
         "",
-        "| case | median | lowest to highest |",
-        "|---|---|---|",
     ]
+    figures = []
     for row in rows:
         digits = 0 if row["median"] >= 100 else 2
-        lines.append(
-            f"| {row['case']} | {row['median']:,.{digits}f} {row['unit']} |"
-            f" {row['min']:,.{digits}f} to {row['max']:,.{digits}f} |"
+        figures.append(
+            [
+                row["case"],
+                f"{row['median']:,.{digits}f} {row['unit']}",
+                f"{row['min']:,.{digits}f} to {row['max']:,.{digits}f}",
+            ]
         )
+    lines += table(["case", "median", "lowest to highest"], figures)
     if said.note:
         lines += ["", said.sentence().strip()]
     return lines
@@ -614,19 +615,26 @@ def tls_section(document: dict[str, Any] | None, work: dict[str, Any] | None = N
         " the same server (for the trio rows, trio (plain): the same pump on a SocketStream)"
         " over plain TCP, in the same run." + said.sentence(),
         "",
-        "| server | TLS, per handshake | plain TCP, per connection | TLS, per MB | plain TCP,"
-        " per MB |",
-        "|---|---|---|---|---|",
     ]
-    for peer in (peer for peer in document["peers"] if peer["tls"]):
-        plain = peer["plain"]
-        lines.append(
-            f"| {said.label(peer['name'], peer['label'], plain)} |"
-            f" {_tls_figure(summary['handshakes'].get(peer['name']), 'µs')} |"
-            f" {_tls_figure(summary['handshakes'].get(plain), 'µs')} |"
-            f" {_tls_figure(summary['bulk'].get(peer['name']), 'ms')} |"
-            f" {_tls_figure(summary['bulk'].get(plain), 'ms')} |"
-        )
+    rows = [
+        [
+            said.label(peer["name"], peer["label"], peer["plain"]),
+            _tls_figure(summary["handshakes"].get(peer["name"]), "µs"),
+            _tls_figure(summary["handshakes"].get(peer["plain"]), "µs"),
+            _tls_figure(summary["bulk"].get(peer["name"]), "ms"),
+            _tls_figure(summary["bulk"].get(peer["plain"]), "ms"),
+        ]
+        for peer in document["peers"]
+        if peer["tls"]
+    ]
+    header = [
+        "server",
+        "TLS, per handshake",
+        "plain TCP, per connection",
+        "TLS, per MB",
+        "plain TCP, per MB",
+    ]
+    lines += table(header, rows)
     pairs = [
         ("trio-echo-tls", "trio-tls", "trio_echo against the minimal trio SSLStream server"),
         ("trio-tls", "asyncio-streams-tls", "trio SSLStream against asyncio streams"),
@@ -881,11 +889,15 @@ def floor_section(
             " outright.",
             "",
         ]
-    lines += [
-        "| target | what | median [lowest to highest] | goal | verdict (repetitions that met"
-        " the goal) |" + (" counted |" if counted else ""),
-        "|---|---|---|---|---|" + ("---|" if counted else ""),
+    header = [
+        "target",
+        "what",
+        "median [lowest to highest]",
+        "goal",
+        "verdict (repetitions that met the goal)",
+        *(["counted"] if counted else []),
     ]
+    rows = []
     undecided = []
     for target in document["targets"]:
         goal = against_goal(target["values"], target["bound"], at_most=target["at_most"])
@@ -903,11 +915,17 @@ def floor_section(
             )
         if target["saturated"]:
             met += "; a run saturated"
-        lines.append(
-            f"| {target['what']} | {_against(target, labels)} | {_target_value(target)} |"
-            f" {target['goal']} | {met} |"
-            + (f" {_counted_target(target, work)} |" if counted else "")
+        rows.append(
+            [
+                target["what"],
+                _against(target, labels),
+                _target_value(target),
+                target["goal"],
+                met,
+                *([_counted_target(target, work)] if counted else []),
+            ]
         )
+    lines += table(header, rows)
     if undecided:
         lines += ["", "Not decided:", "", *undecided]
     lines += [
@@ -926,9 +944,8 @@ def floor_section(
             else ""
         ),
         "",
-        "| load | server | throughput or memory | server CPU | rate reached | p99 |",
-        "|---|---|---|---|---|---|",
     ]
+    rows = []
     loads = {load["name"]: load for load in settings["loads"]}
     idle = {"workload": "idle", "metric": "bytes_per_idle_connection", "size": 0, "rate": 0}
     for name, row in document["summary"].items():
@@ -939,8 +956,9 @@ def floor_section(
                 cells[0] += f" ({entry['errors']:,} errors)"
             if entry["failed"]:
                 cells[0] += f" ({entry['failed']} runs failed)"
-            lines.append(f"| {name} | {labels.get(server, server)} | " + " | ".join(cells) + " |")
-    return lines
+            rows.append([name, labels.get(server, server), *cells])
+    header = ["load", "server", "throughput or memory", "server CPU", "rate reached", "p99"]
+    return lines + table(header, rows)
 
 
 # -- counted work (benchmarks/work.py) -----------------------------------------------
@@ -1070,9 +1088,8 @@ def work_section(document: dict[str, Any] | None, *, heading: bool = False) -> l
         " The TLS column gives each server's TLS form; trio (plain)'s is the trio SSLStream"
         " server, the same pump on an SSLStream." + said.sentence(),
         "",
-        "| server | " + " | ".join(f"{load}, per {_unit(document, load)}" for load in loads) + " |",
-        "|---" * (len(loads) + 1) + "|",
     ]
+    table_rows = []
     for name, by_load in rows.items():
         cells = []
         label = name
@@ -1099,8 +1116,9 @@ def work_section(document: dict[str, Any] | None, *, heading: bool = False) -> l
                 )
                 text += f" [{len(flags)}]"
             cells.append(text)
-        marked = said.label(name, label, *by_load.values())
-        lines.append(f"| {marked} | " + " | ".join(cells) + " |")
+        table_rows.append([said.label(name, label, *by_load.values()), *cells])
+    header = ["server", *(f"{load}, per {_unit(document, load)}" for load in loads)]
+    lines += table(header, table_rows)
     if flags:
         lines += ["", "Flagged:", "", *(f"- {flag}" for flag in flags)]
     extras = [

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from tabulate import tabulate
 
 from benchmarks import provenance
 from benchmarks.lines import count as count_lines
@@ -23,10 +25,23 @@ from benchmarks.measuring import (
 )
 from benchmarks.running import CLIENT_CPU
 from benchmarks.servers import Server
+from benchmarks.summary import Spread, grouped
 from benchmarks.verdicts import Verdict, by_repetition, compare
 
 BASELINE = "twisted-original"
 MiB = 1024 * 1024
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """A Markdown table (GitHub's form), as lines: every table of the pages.
+
+    Cells are written as given (``disable_numparse``: a figure is already
+    text, with its unit and its thousands separators).
+    """
+    text = tabulate(list(rows), headers=list(header), tablefmt="github", disable_numparse=True)
+    return text.splitlines()
+
+
 LATENCY_KEYS = ("p1", "p10", "p25", "p50", "p75", "p90", "p95", "p99", "p999", "max")
 """The latency percentiles the load generator reports, in order."""
 
@@ -41,13 +56,15 @@ def summarise(
     runs: list[Run], servers: list[Server], settings: Settings
 ) -> dict[str, dict[str, object]]:
     cells: dict[str, dict[str, object]] = {}
+    by_cell = grouped(runs, lambda run: run.cell, lambda run: run.server)
     for cell in settings.cells:
         row: dict[str, object] = {}
+        measured = by_cell.get(cell.name, {})
         baseline = median(
-            r.figure for r in runs if r.cell == cell.name and r.server == BASELINE and r.figure
+            run.figure for run in measured.get(BASELINE, []) if run.figure
         )  # a zero baseline (no memory at all) gives no ratio
         for server in servers:
-            mine = [r for r in runs if r.cell == cell.name and r.server == server.name]
+            mine = measured.get(server.name, [])
             good = [r for r in mine if r.figure is not None]
             if not good:
                 note = mine[0].note if mine else ""
@@ -55,12 +72,14 @@ def summarise(
                     note = f"no {cell.mode} mode"
                 row[server.name] = {"figure": None, "note": note}
                 continue
-            figures = [r.figure for r in good if r.figure is not None]
-            figure = median(figures)
+            spread = Spread.of(r.figure for r in good)
+            cpu = Spread.of(r.server_cpu_us_per_message for r in good)
+            figure = spread.median
+            assert figure is not None
             row[server.name] = {
                 "figure": figure,
-                "min": min(figures),
-                "max": max(figures),
+                "min": spread.min,
+                "max": spread.max,
                 "repetitions": by_repetition(
                     (r.repetition, r.figure) for r in good if r.figure is not None
                 ),
@@ -70,9 +89,9 @@ def summarise(
                     for key in LATENCY_KEYS
                     if any(key in r.latency_us for r in good)
                 },
-                "server_cpu_us_per_message": median(r.server_cpu_us_per_message for r in good),
-                "cpu_min": min(r.server_cpu_us_per_message for r in good),
-                "cpu_max": max(r.server_cpu_us_per_message for r in good),
+                "server_cpu_us_per_message": cpu.median,
+                "cpu_min": cpu.min,
+                "cpu_max": cpu.max,
                 "server_cpu_utilization": median(r.server_cpu_utilization for r in good),
                 "client_cpu_utilization": median(r.client_cpu_utilization for r in good),
                 # Flags describe the median run, as the figure does.
@@ -198,8 +217,7 @@ def markdown(
         cells = [cell for cell in settings.cells if cell.group == group]
         if not cells:
             continue
-        lines += [f"## {title}", "", "| load | " + " | ".join(s.label for s in servers) + " |"]
-        lines.append("|---" * (len(servers) + 1) + "|")
+        rows = []
         for cell in cells:
             row = summary[cell.name]
             unit = UNITS.get(cell.metric, "") if group in ("headline",) else ""
@@ -211,8 +229,8 @@ def markdown(
             if unit == "MB/s":
                 label += ", MB/s"
             texts = [_figure_text(row[s.name], cell) for s in servers]  # type: ignore[arg-type]
-            lines.append(f"| {label} | " + " | ".join(texts) + " |")
-        lines.append("")
+            rows.append([label, *texts])
+        lines += [f"## {title}", "", *table(["load", *(s.label for s in servers)], rows), ""]
     headline = [cell for cell in settings.cells if cell.group == "headline"]
     if headline:
         lines += [
@@ -221,9 +239,8 @@ def markdown(
             "p50 / p99 / p99.9 latency in µs; server CPU µs per message; peak RSS in MiB; "
             "load generator CPU.",
             "",
-            "| load | server | p50 | p99 | p99.9 | CPU µs/msg | peak RSS | client CPU |",
-            "|---|---|---|---|---|---|---|---|",
         ]
+        rows = []
         for cell in headline:
             for server in servers:
                 entry = summary[cell.name][server.name]
@@ -231,13 +248,20 @@ def markdown(
                 if entry.get("figure") is None:
                     continue
                 latency = entry["latency_us"]
-                lines.append(
-                    f"| {cell.name} | {server.label} | {latency['p50']:,.0f} | "
-                    f"{latency['p99']:,.0f} | {latency['p999']:,.0f} | "
-                    f"{entry['server_cpu_us_per_message']:,.1f} | "
-                    f"{entry['peak_rss'] / MiB:,.0f} | {entry['client_cpu_utilization']:.0%} |"
+                rows.append(
+                    [
+                        cell.name,
+                        server.label,
+                        f"{latency['p50']:,.0f}",
+                        f"{latency['p99']:,.0f}",
+                        f"{latency['p999']:,.0f}",
+                        f"{entry['server_cpu_us_per_message']:,.1f}",
+                        f"{entry['peak_rss'] / MiB:,.0f}",
+                        f"{entry['client_cpu_utilization']:.0%}",
+                    ]
                 )
-        lines.append("")
+        header = ["load", "server", "p50", "p99", "p99.9", "CPU µs/msg", "peak RSS", "client CPU"]
+        lines += [*table(header, rows), ""]
     leaders = [
         f"- {cell.name}: {text}"
         for cell in settings.cells
@@ -462,15 +486,16 @@ def per_model_table(
         " its whole connection module: it also keeps a memory budget, deadlines, and a"
         " report per connection.",
         "",
-        "| model | conformance | "
-        + " | ".join(
-            titles.get(name, f"CPU per conn., {name.split(' at ')[-1]}") for name in columns
-        )
-        + " | CPU per message, echo 1 KiB |"
-        + (" instructions per connection, count 100 B (counted) |" if counted else "")
-        + " lines: handler / program |",
-        "|---" * (len(columns) + 4 + bool(counted)) + "|",
     ]
+    header = [
+        "model",
+        "conformance",
+        *(titles.get(name, f"CPU per conn., {name.split(' at ')[-1]}") for name in columns),
+        "CPU per message, echo 1 KiB",
+        *(["instructions per connection, count 100 B (counted)"] if counted else []),
+        "lines: handler / program",
+    ]
+    rows = []
     echo = by_name.get("echo 1 KiB")
     for server in servers:
         passed, run, _ = conformance_counts(conformance, server)
@@ -496,8 +521,8 @@ def per_model_table(
             cells.append(counted.get(server.name, "n/a"))
         handler, program = lines_of_code(server)
         cells.append(f"{handler} / {program}")
-        lines.append(f"| {labels.get(server.name, server.label)} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+        rows.append([labels.get(server.name, server.label), *cells])
+    return [*lines, *table(header, rows), ""]
 
 
 def conformance_table(outcomes: list[dict[str, str]], servers: list[Server]) -> list[str]:
@@ -513,9 +538,8 @@ def conformance_table(outcomes: list[dict[str, str]], servers: list[Server]) -> 
         "✓ conforms; ✗ does not (an expected failure, reason below); ✓? passed this time a"
         " case it fails by a race (reason below); n/a: no such mode; ✗! an unexpected failure.",
         "",
-        "| case | " + " | ".join(s.label for s in servers) + " |",
-        "|---" * (len(servers) + 1) + "|",
     ]
+    rows = []
     reasons: list[str] = []
     for case in cases:
         cells = []
@@ -524,8 +548,9 @@ def conformance_table(outcomes: list[dict[str, str]], servers: list[Server]) -> 
             cells.append(symbols.get(outcome["outcome"], "?") if outcome else "")
             if outcome and outcome["outcome"] in ("xfail", "xpass", "failed") and outcome["reason"]:
                 reasons.append(f"- {server.label}, {case}: {outcome['reason']}")
-        lines.append(f"| {case} | " + " | ".join(cells) + " |")
-    lines += ["", *sorted(set(reasons)), ""]
+        rows.append([case, *cells])
+    lines += [*table(["case", *(s.label for s in servers)], rows), ""]
+    lines += [*sorted(set(reasons)), ""]
     return lines
 
 
@@ -700,21 +725,22 @@ def scaling_table(results: list[Scaling]) -> list[str]:
         "past one worker the workers and the client compete for the same cores, and the "
         "figures say how the rate grows here, not what more cores would give.",
         "",
-        "| workers | messages/s | vs 1 worker | server CPUs busy | client CPU |",
-        "|---|---|---|---|---|",
     ]
-    for entry in results:
-        rate = entry.messages_per_second
-        lines.append(
-            f"| {entry.workers} | {rate:,.0f} ({entry.min:,.0f}-{entry.max:,.0f}) | "
-            f"{rate / base if base else 0:.2f}x | {entry.server_cpus_busy:.2f} | "
-            f"{entry.client_cpu_utilization:.0%} |"
-        )
-    return [*lines, ""]
+    rows = [
+        [
+            entry.workers,
+            f"{entry.messages_per_second:,.0f} ({entry.min:,.0f}-{entry.max:,.0f})",
+            f"{entry.messages_per_second / base if base else 0:.2f}x",
+            f"{entry.server_cpus_busy:.2f}",
+            f"{entry.client_cpu_utilization:.0%}",
+        ]
+        for entry in results
+    ]
+    header = ["workers", "messages/s", "vs 1 worker", "server CPUs busy", "client CPU"]
+    return [*lines, *table(header, rows), ""]
 
 
 def servers_table(servers: list[Server]) -> list[str]:
     """The servers compared, each with its concurrency model."""
-    lines = ["## The servers", "", "| server | model |", "|---|---|"]
-    lines += [f"| {server.label} | {server.model} |" for server in servers]
-    return [*lines, ""]
+    rows = [[server.label, server.model] for server in servers]
+    return ["## The servers", "", *table(["server", "model"], rows), ""]

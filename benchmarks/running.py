@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -43,12 +45,12 @@ class CpuMeter:
     program, and the kernel counts there the CPU of every task that was ever
     in the group: threads and child processes that have exited included, in
     nanoseconds. Where no group can be made (no cgroup file system, or no
-    right to write it), the meter reads /proc instead: the process's own
-    time (which counts its exited threads) and what its waited-for children
-    used, and its live descendants' time, in 10 ms ticks; children that
-    exit unwaited-for are lost there, and the harness says so.
-    ``TRIO_ECHO_BENCH_CGROUPS=off`` makes it read /proc even where it could
-    make a group.
+    right to write it), the meter asks psutil instead (which reads /proc):
+    the process's own time (which counts its exited threads) and what its
+    waited-for children used, and its live descendants' time, in 10 ms
+    ticks; children that exit unwaited-for are lost there, and the harness
+    says so. ``TRIO_ECHO_BENCH_CGROUPS=off`` makes it read /proc even where
+    it could make a group.
     """
 
     def __init__(self) -> None:
@@ -106,36 +108,28 @@ class CpuMeter:
 
 
 def _proc_cpu_seconds(pid: int) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    total = 0.0
     for index, process in enumerate(descendants(pid)):
         try:
-            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            times = psutil.Process(process).cpu_times()
+        except psutil.Error:  # it exited meanwhile
             continue
-        # utime, stime; and for the process itself cutime, cstime (its
-        # waited-for children; its descendants' own are added as they come).
-        total += sum(int(value) for value in fields[11 : 15 if index == 0 else 13])
-    return total / ticks
+        # user and system; and for the process itself, its waited-for
+        # children's (its descendants' own are added as they come).
+        total += times.user + times.system
+        if index == 0:
+            total += times.children_user + times.children_system
+    return total
 
 
 def descendants(pid: int) -> list[int]:
-    """A process and its descendants, found through every thread (a trio
-    program starts its children from a worker thread)."""
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        found.append(current)
-        try:  # a process that exits meanwhile takes its /proc entries with it
-            paths = list(Path(f"/proc/{current}/task").glob("*/children"))
-        except OSError:
-            continue
-        for path in paths:
-            try:
-                pending += [int(child) for child in path.read_text().split()]
-            except OSError:
-                continue
-    return found
+    """A process and its descendants, those its threads started included (a
+    trio program starts its children from a worker thread)."""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:  # it exited meanwhile
+        return [pid]
+    return [pid, *(child.pid for child in children)]
 
 
 class ServerProcess:

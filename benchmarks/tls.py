@@ -30,8 +30,6 @@ part ``tls`` of docs/models.md (see benchmarks/pages.py).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
@@ -54,9 +52,9 @@ from benchmarks.build import (
 from benchmarks.measuring import SATURATED, median
 from benchmarks.running import ServerProcess, loadgen_command, run_loadgen
 from benchmarks.servers import PEERS, SERVERS, Server, trio_echo_command
+from benchmarks.summary import Spread, grouped
+from benchmarks.tool import Tool
 
-RESULTS = Path(__file__).resolve().parent / "results" / "tls.json"
-SCRATCH = Path(__file__).resolve().parent / ".cache" / "results" / "tls.json"
 SERVER_CPU = 0
 MB = 1_000_000
 
@@ -322,49 +320,31 @@ def summarise(runs: list[Measurement]) -> dict[str, dict[str, dict[str, object]]
     """Per load, per peer: the median figure, its lowest and highest, the
     median rate reached, and whether a run was saturated."""
     summary: dict[str, dict[str, dict[str, object]]] = {}
-    for run in runs:
-        summary.setdefault(run.load, {}).setdefault(run.peer, {"runs": []})
-        summary[run.load][run.peer]["runs"].append(run)  # type: ignore[attr-defined]
-    for row in summary.values():
-        for peer, entry in row.items():
-            measured: list[Measurement] = entry.pop("runs")  # type: ignore[assignment]
-            figures = [run.figure for run in measured if run.figure is not None]
-            row[peer] = {
-                "figure": median(figures) if figures else None,
-                "min": min(figures, default=None),
-                "max": max(figures, default=None),
+    for load, row in grouped(runs, lambda run: run.load, lambda run: run.peer).items():
+        for peer, measured in row.items():
+            spread = Spread.of(run.figure for run in measured)
+            summary.setdefault(load, {})[peer] = {
+                "figure": spread.median,
+                "min": spread.min,
+                "max": spread.max,
                 "achieved_rate": median(run.achieved_rate for run in measured),
                 "saturated": any(run.saturated for run in measured),
                 "errors": sum(run.errors for run in measured),
-                "runs": len(figures),
+                "runs": sum(1 for run in measured if run.figure is not None),
             }
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the whole path, short")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "--out", type=Path, default=SCRATCH, help=f"the results file (default: {SCRATCH})"
-    )
-    where.add_argument(
-        "--commit-results",
-        action="store_true",
-        help=f"write {RESULTS} and the page's generated part (a full run only)",
-    )
-    parser.add_argument("--peers", help="comma-separated peer names (default: all)")
-    parser.add_argument(
-        "--report", action="store_true", help="measure nothing: write the page again"
-    )
-    args = parser.parse_args(argv)
-    if args.commit_results and (args.quick or args.peers):
-        parser.error("--commit-results writes the full run: no --quick or --peers")
-    if args.report:
-        from benchmarks.pages import Results, write_pages
+TOOL = Tool("tls", "tls.json")
 
-        written = write_pages(Results.load(RESULTS.parent))
-        print("tls: wrote " + ", ".join(str(path) for path in written), file=sys.stderr)
+
+def main(argv: list[str] | None = None) -> int:
+    parser = TOOL.parser(__doc__.splitlines()[0])
+    parser.add_argument("--peers", help="comma-separated peer names (default: all)")
+    args = parser.parse_args(argv)
+    TOOL.full_run_only(parser, args, peers=args.peers)
+    if args.report:
+        TOOL.publish()
         return 0
     if len(os.sched_getaffinity(0)) < 2:
         print("tls: needs two CPUs (one for the server, one for the load)", file=sys.stderr)
@@ -401,16 +381,12 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summarise(runs),
         "runs": [asdict(run) for run in runs],
     }
-    out: Path = RESULTS if args.commit_results else args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=1) + "\n")
+    TOOL.write(document, TOOL.out(args))
     from benchmarks.pages import tls_section
 
     print("\n".join(tls_section(document)))
     if args.commit_results:
-        from benchmarks.pages import Results, write_pages
-
-        write_pages(Results.load(RESULTS.parent))
+        TOOL.publish()
     return 0
 
 

@@ -55,7 +55,6 @@ than ``GUARD`` above its committed figure (``nox -s work_guard``).
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import json
 import math
@@ -83,14 +82,11 @@ from benchmarks.build import (
     compile_tls_loadgen,
 )
 from benchmarks.floor import servers as floor_servers
-from benchmarks.pages import Results, write_committed
 from benchmarks.provenance import code_hashes, environment
 from benchmarks.running import LoadFigures, ServerProcess, loadgen_command, run_loadgen
 from benchmarks.servers import ROOT, SERVERS, Server
 from benchmarks.tls import PEERS_COMPARED, make_certificate, peer_servers
-
-RESULTS = Path(__file__).resolve().parent / "results" / "work.json"
-SCRATCH = Path(__file__).resolve().parent / ".cache" / "results" / "work.json"
+from benchmarks.tool import Tool
 
 AGREEMENT = 0.02
 """Two repetitions of a figure that differ by more than this share are flagged."""
@@ -662,22 +658,22 @@ def _names(text: str | None, known: list[str], what: str) -> list[str] | None:
     return names
 
 
+TOOL = Tool("work.py", "work.json")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = TOOL.parser(
+        __doc__.splitlines()[0],
+        quick=None,
+        report=None,
+        commit=f"write {TOOL.committed} and the pages; with --servers or --loads, put what"
+        " they count in place of the committed figures",
+    )
     parser.add_argument("--servers", help="comma-separated server names (default: every one)")
     parser.add_argument(
         "--loads", help=f"comma-separated loads (default: every one: {', '.join(LOADS)})"
     )
     parser.add_argument("--jobs", type=int, default=2, help="servers counted at once (default 2)")
-    parser.add_argument(
-        "--out", type=Path, default=SCRATCH, help=f"the results (default {SCRATCH})"
-    )
-    parser.add_argument(
-        "--commit-results",
-        action="store_true",
-        help="write benchmarks/results/work.json and the pages; with --servers or --loads,"
-        " put what they count in place of the committed figures",
-    )
     parser.add_argument(
         "--check",
         action="store_true",
@@ -695,10 +691,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     loads = [LOADS[name] for name in load_names or LOADS]
     if args.check:
-        if not RESULTS.exists():
-            print(f"work.py: no committed figures to check against ({RESULTS} is missing)")
+        if not TOOL.committed.exists():
+            print(f"work.py: no committed figures to check against ({TOOL.committed} is missing)")
             return 2
-        failures = check(json.loads(RESULTS.read_text()), loads, jobs=args.jobs)
+        failures = check(json.loads(TOOL.committed.read_text()), loads, jobs=args.jobs)
         for failure in failures:
             print(f"more work than committed: {failure}")
         print("every count within the guard" if not failures else f"{len(failures)} over the guard")
@@ -725,14 +721,11 @@ def main(argv: list[str] | None = None) -> int:
         "figures": figures,
     }
     if args.commit_results and (names or load_names):
-        document = merge(json.loads(RESULTS.read_text()), document)
-    out = RESULTS if args.commit_results else args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=1) + "\n")
+        document = merge(json.loads(TOOL.committed.read_text()), document)
+    out = TOOL.write(document, TOOL.out(args))
     print(f"wrote {out} ({round((time.monotonic() - started) / 60, 1)} minutes)")
     if args.commit_results:
-        for path in write_committed(Results.load(RESULTS.parent), RESULTS.parent):
-            print(f"wrote {path}")
+        TOOL.publish()
     return 0
 
 

@@ -138,12 +138,6 @@ def test_a_cells_filter_that_matches_nothing_is_an_error() -> None:
     assert "--cells 'no-such-load' matches no load" in result.stderr
 
 
-def test_only_a_full_run_writes_the_committed_results() -> None:
-    result = harness("--commit-results", "--quick")
-    assert result.returncode == 2
-    assert "--commit-results writes the full report" in result.stderr
-
-
 BURNER = """
 import os, threading, time
 
@@ -288,7 +282,7 @@ def test_the_tls_tool_summarises_medians_with_their_range_and_rate() -> None:
     assert Load("handshakes", 100, 20, 200, "connection").per(3) == 3
 
 
-@pytest.mark.parametrize("tool", ["tls.py", "floor.py"])
+@pytest.mark.parametrize("tool", ["harness.py", "tls.py", "floor.py", "framer.py"])
 def test_a_tool_writes_only_a_full_run_to_the_committed_results(tool: str) -> None:
     result = subprocess.run(
         [sys.executable, f"benchmarks/{tool}", "--commit-results", "--quick"],
@@ -298,7 +292,25 @@ def test_a_tool_writes_only_a_full_run_to_the_committed_results(tool: str) -> No
         check=False,
     )
     assert result.returncode == 2
-    assert "--commit-results writes the full run" in result.stderr
+    assert "--commit-results writes the full run: no --quick" in result.stderr
+
+
+def test_every_tool_shares_one_command_line() -> None:
+    from benchmarks.tool import COMMITTED, SCRATCH, Tool
+
+    tool = Tool("floor", "floor.json")
+    parser = tool.parser("measures")
+    args = parser.parse_args([])
+    assert tool.out(args) == SCRATCH / "floor.json"
+    assert not args.quick
+    assert not args.report
+    assert tool.out(parser.parse_args(["--commit-results"])) == COMMITTED / "floor.json"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--commit-results", "--out", "elsewhere.json"])
+    narrowed = parser.parse_args(["--commit-results"])
+    tool.full_run_only(parser, narrowed, peers=None)  # nothing narrows it
+    with pytest.raises(SystemExit):
+        tool.full_run_only(parser, narrowed, peers="trio-echo")
 
 
 # -- the floor (benchmarks/peers/trio_floor.py, benchmarks/floor.py) -------------

@@ -159,7 +159,7 @@ def test_the_committed_counts_were_made_by_the_code_the_servers_run_today():
     """A change to a server's code (for trio_echo, anything in its package)
     needs its figures counted again: ``python benchmarks/work.py
     --commit-results``, or ``--servers`` and merging, takes minutes."""
-    document = json.loads(work.RESULTS.read_text())
+    document = json.loads(work.TOOL.committed.read_text())
     servers = work.counted_servers()
     changed = stale(document["code"], servers)
     assert not changed, describe_stale(changed, servers)
@@ -168,7 +168,7 @@ def test_the_committed_counts_were_made_by_the_code_the_servers_run_today():
 
 
 def test_the_committed_counts_cover_every_load_and_repeat_each_figure():
-    document = json.loads(work.RESULTS.read_text())
+    document = json.loads(work.TOOL.committed.read_text())
     assert set(document["figures"]) == set(work.LOADS)
     for load, row in document["figures"].items():
         assert {subject.name for subject in work.subjects(work.LOADS[load])} == set(row), load
