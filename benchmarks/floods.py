@@ -226,7 +226,11 @@ def main() -> None:
         for name, floods in results.items()
         for flood, figures in floods.items()
     ]
-    print(tabulate(rows, headers=[*header, "max"], tablefmt="github", disable_numparse=True))
+    print(
+        tabulate(
+            rows, headers=[*header, "max"], tablefmt="github", disable_numparse=True, stralign=None
+        )
+    )
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
 

@@ -35,10 +35,18 @@ MiB = 1024 * 1024
 def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     """A Markdown table (GitHub's form), as lines: every table of the pages.
 
-    Cells are written as given (``disable_numparse``: a figure is already
-    text, with its unit and its thousands separators).
+    Cells are written as given: not read as numbers (``disable_numparse``: a
+    figure is already text, with its unit and its thousands separators), and
+    not padded to their column's width (``stralign=None``), so that a row is
+    one line a reader or a test can find as it reads.
     """
-    text = tabulate(list(rows), headers=list(header), tablefmt="github", disable_numparse=True)
+    text = tabulate(
+        list(rows),
+        headers=list(header),
+        tablefmt="github",
+        disable_numparse=True,
+        stralign=None,
+    )
     return text.splitlines()
 
 
