@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from docutils.nodes import Text
 from sphinx.pycode import ModuleAnalyzer
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ extensions = [
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+# A flag's two hyphens stay two hyphens (docutils would make "--grace" a dash).
+smartquotes = False
 root_doc = "index"
 exclude_patterns = ["_build", "_inventories"]
 nitpicky = True
@@ -47,6 +51,8 @@ default_role = "py:obj"
 
 html_theme = "furo"
 html_title = f"trio_echo {version}"
+html_static_path = ["_static"]
+html_css_files = ["tables.css"]
 
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
@@ -188,9 +194,26 @@ _MODULES = _modules()
 _PRIVATE = _private_names()
 
 
+_HERE = re.compile(r", here [\d,]+\)")
+
+
+def _no_build_machine_figures(app: Sphinx, doctree: Element) -> None:
+    """Leave out what ``--help`` says of the machine it runs on.
+
+    A default derived from the machine (``--max-connections``: the
+    open-file limit less 64) is given in ``--help`` with its value there
+    (``, here 19936``); on this site that would be the value on the machine
+    that built it, not the reader's.
+    """
+    for node in doctree.findall(Text):
+        if _HERE.search(node.astext()):
+            node.parent.replace(node, Text(_HERE.sub(")", node.astext())))
+
+
 def setup(app: Sphinx) -> None:
     """Connect this site's handlers."""
     app.connect("autodoc-process-docstring", _constant_docstring, priority=300)
     app.connect("autodoc-process-docstring", _keep_prose, priority=400)
     app.connect("autodoc-process-docstring", _restore_colon, priority=600)
     app.connect("missing-reference", _resolve)
+    app.connect("doctree-read", _no_build_machine_figures)
