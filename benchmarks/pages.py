@@ -1,5 +1,5 @@
-"""The pages a run's results write: the report, the plots, and the parts of
-README.md and docs/models.md between markers.
+"""The pages a run's results write: the report, the plots, and every
+generated part of README.md and the documentation.
 
 A generated part sits between two markers, and nothing else in the page is
 touched::
@@ -9,10 +9,16 @@ touched::
     <!-- end of generated: NAME -->
 
 ``python benchmarks/harness.py --report --commit-results`` writes them
-again from ``benchmarks/results/``, and ``benchmarks/tests/test_pages.py`` fails when a
-committed page differs from what the committed results write. Every number
-in a generated part comes from the results; the prose around it names no
-figure.
+again, from ``benchmarks/results/`` and, for the table of bounds in
+docs/discussion/bounds.md, from the settings' declarations; and
+``benchmarks/tests/test_pages.py`` fails when a committed page differs from
+what they write. Every number in a generated part comes from what writes
+it; the prose around it names no figure.
+
+`fill` is the one mechanism, written here rather than taken from a tool
+such as cogapp: a page keeps only its two markers per part, not the Python
+that writes it (which a reader of the page on a forge would see), and one
+load of the results serves every part of every page.
 """
 
 from __future__ import annotations
@@ -1276,9 +1282,18 @@ def models_sections(results: Results) -> dict[str, list[str]]:
     }
 
 
+def bounds_sections(_results: Results) -> dict[str, list[str]]:
+    """docs/discussion/bounds.md's generated part: the table of bounds, from
+    the settings' declarations (the results have no part in it)."""
+    from trio_echo.cli._settings import bounds_rows
+
+    return {"bounds": table(["flag", "default", "what it bounds"], bounds_rows())}
+
+
 PAGES: dict[str, Callable[[Results], dict[str, list[str]]]] = {
     "README.md": readme_sections,
     "docs/models.md": models_sections,
+    "docs/discussion/bounds.md": bounds_sections,
 }
 
 _MARKED = re.compile(
@@ -1326,7 +1341,7 @@ def write_committed(results: Results, folder: Path) -> list[Path]:
 
 
 def write_pages(results: Results, root: Path = ROOT) -> list[Path]:
-    """Write the generated parts of README.md and docs/models.md."""
+    """Write every generated part of every page (`PAGES`)."""
     written = []
     for page, sections in PAGES.items():
         path = root / page

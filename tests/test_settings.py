@@ -11,7 +11,6 @@ from typing import Any
 import attrs
 import pytest
 
-from tests.support.processes import ROOT
 from trio_echo import ConfigError, Limits, Mode, ServerConfig
 from trio_echo.cli._checks import (
     CLIENT_RULES,
@@ -26,16 +25,13 @@ from trio_echo.cli._parser import _server_options, build_parser
 from trio_echo.cli._server_options import ServerOptions
 from trio_echo.cli._settings import (
     Declared,
-    bounds_table,
+    bounds_rows,
     declared,
-    fill_bounds_table,
     flag,
     help_text,
 )
 from trio_echo.protocol._declarations import Setting, settings
 from trio_echo.protocol._limits import default_max_held
-
-BOUNDS_PAGE = "docs/discussion/bounds.md"
 
 
 def server_parser() -> argparse.ArgumentParser:
@@ -168,29 +164,17 @@ def test_the_connection_buffers_default_is_declared_once() -> None:
     assert Limits(header_timeout=3).handshake_timeout == 3
 
 
-def test_the_documented_table_of_bounds_is_what_the_declarations_write() -> None:
-    page = (ROOT / BOUNDS_PAGE).read_text()
-    assert fill_bounds_table(page) == page, (
-        f"{BOUNDS_PAGE}'s table of bounds is stale: python -m trio_echo.cli._settings {BOUNDS_PAGE}"
-    )
+def test_the_table_of_bounds_is_made_from_the_declarations() -> None:
+    rows = bounds_rows()
+    assert rows[0][0] == "`--max-message-size`"  # a connection's bounds first
     assert (
-        "| `--idle-timeout` | 60 s | time a connection may go with nothing received or sent, "
-        "or with answers waiting and none taken |" in (bounds_table())
-    )
-
-
-def test_the_table_is_written_between_its_markers_only() -> None:
-    marker = (
-        f"<!-- generated: bounds (python -m trio_echo.cli._settings {BOUNDS_PAGE} writes this"
-        " part) -->"
-    )
-    text = f"before\n{marker}\nSTALE\n<!-- end of generated: bounds -->\nafter\n"
-    filled = fill_bounds_table(text)
-    assert filled.startswith(f"before\n{marker}\n| flag | default | what it bounds |\n")
-    assert filled.endswith("|\n<!-- end of generated: bounds -->\nafter\n")
-    assert "STALE" not in filled
-    with pytest.raises(LookupError):
-        fill_bounds_table("no markers")
+        "`--idle-timeout`",
+        "60 s",
+        "time a connection may go with nothing received or sent, or with answers waiting"
+        " and none taken",
+    ) in rows
+    assert [flag for flag, _, _ in rows].count("`--grace`") == 1
+    assert "`--port`" not in [flag for flag, _, _ in rows]  # not a bound
 
 
 def test_a_flag_is_named_by_its_declaration() -> None:

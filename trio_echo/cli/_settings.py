@@ -7,21 +7,16 @@
 # floor, its default) and its section of --help. A declaration whose flag is
 # not a flag (``MESSAGE``) is a positional argument; one whose flag lists
 # another after a comma (``--quiet, -q``) takes that spelling too.
-# The documentation's table of bounds is written from the same declarations:
-#
-#     python -m trio_echo.cli._settings docs/discussion/bounds.md
-#
-# rewrites the part between its markers, and tests/test_settings.py fails
-# when the committed table differs from what the declarations write.
+# The documentation's table of bounds is made from the same declarations
+# (`bounds_rows`); benchmarks/pages.py writes it into docs/discussion/bounds.md
+# with the pages' other generated parts.
 from __future__ import annotations
 
 import argparse
 import functools
 import re
-import sys
 import textwrap
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -56,10 +51,9 @@ __all__ = [
     "add_arguments",
     "add_client_arguments",
     "add_server_arguments",
-    "bounds_table",
+    "bounds_rows",
     "client_declared",
     "declared",
-    "fill_bounds_table",
     "flag",
     "help_text",
 ]
@@ -302,43 +296,17 @@ def _code(name: str) -> str:
     return f"`{flag(name)}`"
 
 
-def bounds_table() -> list[str]:
-    """The table of bounds: each setting declared as one, a connection's first."""
-    rows = ["| flag | default | what it bounds |", "|---|---|---|"]
+def bounds_rows() -> list[tuple[str, str, str]]:
+    """The table of bounds: each setting declared as one, a connection's first.
+
+    Returns:
+        A row per setting: its flag, its default and what it bounds, in
+        Markdown.
+    """
+    rows = []
     for one in sorted(declared(), key=lambda one: one.home is not Limits):
         if one.setting.bound:
             floor = _floor(one.setting)
             words = one.setting.text(_code) + (f"; at least {floor}" if floor else "")
-            default = _default(one, _code, here=False)
-            rows.append(f"| `{one.setting.flag}` | {default} | {words} |")
+            rows.append((f"`{one.setting.flag}`", _default(one, _code, here=False), words))
     return rows
-
-
-_MARKED = re.compile(
-    r"(<!-- generated: bounds \(python -m trio_echo\.cli\._settings \S+ writes this"
-    r" part\) -->\n).*?(<!-- end of generated: bounds -->)",
-    re.DOTALL,
-)
-
-
-def fill_bounds_table(text: str) -> str:
-    """``text`` with the part between its bounds markers made from the declarations.
-
-    Raises:
-        LookupError: If ``text`` has no such markers.
-    """
-    if _MARKED.search(text) is None:
-        raise LookupError("no markers for the table of bounds")
-    table = "".join(line + "\n" for line in bounds_table())
-    return _MARKED.sub(lambda match: match[1] + table + match[2], text)
-
-
-def _main(arguments: Iterator[str]) -> None:
-    """Write the table of bounds into each page named, between its markers."""
-    for name in arguments:
-        path = Path(name)
-        path.write_text(fill_bounds_table(path.read_text()))
-
-
-if __name__ == "__main__":
-    _main(iter(sys.argv[1:]))
