@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-COMMITTED = HERE / "results"
+from benchmarks.build import CACHE
+
+COMMITTED = Path(__file__).resolve().parent / "results"
 """Where the committed results are, and what the pages are written from."""
 
-SCRATCH = HERE / ".cache" / "results"
+SCRATCH = CACHE / "results"
 """Where a run's results go unless they are committed."""
 
 
@@ -55,7 +56,6 @@ class Tool:
         description: str,
         *,
         quick: str | None = "the whole path, short",
-        out: bool = True,
         report: str | None = "measure nothing: write the pages again from the committed results",
         commit: str | None = None,
     ) -> argparse.ArgumentParser:
@@ -64,7 +64,6 @@ class Tool:
         Args:
             description: What the tool does (its docstring's first line).
             quick: ``--quick``'s help; None for a tool without it.
-            out: Whether the tool takes ``--out PATH``, the results' place.
             report: ``--report``'s help; None for a tool without it.
             commit: ``--commit-results``'s help, if it says more than the
                 usual.
@@ -73,13 +72,12 @@ class Tool:
         if quick is not None:
             parser.add_argument("--quick", action="store_true", help=quick)
         where = parser.add_mutually_exclusive_group()
-        if out:
-            where.add_argument(
-                "--out",
-                type=Path,
-                default=self.scratch,
-                help=f"where the results go (default: {self.scratch})",
-            )
+        where.add_argument(
+            "--out",
+            type=Path,
+            default=self.scratch,
+            help=f"where the results go (default: {self.scratch})",
+        )
         where.add_argument(
             "--commit-results",
             action="store_true",
