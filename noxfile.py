@@ -92,7 +92,7 @@ def work_guard(session: nox.Session) -> None:
     Instructions under valgrind, not time: the count does not move with the
     machine (benchmarks/work.py; about four minutes here).
     """
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,bench]")
     session.run("python", "benchmarks/work.py", "--check", *session.posargs)
 
 
