@@ -134,7 +134,9 @@ def code_files(server: Server, *, root: Path = ROOT) -> list[Path]:
 
 
 def program_files(program: Iterable[str], *, root: Path = ROOT) -> list[Path]:
-    """The files that a program's figures depend on (see `code_files`).
+    """The files that a program's figures depend on (see `code_files`): the
+    files it imports (`imported_files`), and the whole of trio_echo's
+    package if any of them is in it.
 
     Args:
         program: Its places, as ``Server.program`` writes them: ``"path"``
@@ -148,6 +150,29 @@ def program_files(program: Iterable[str], *, root: Path = ROOT) -> list[Path]:
         FileNotFoundError: If a file of the program is missing.
         SyntaxError: If one of the Python files does not parse.
     """
+    return _closure(program, root=root, whole_package=True)
+
+
+def imported_files(program: Iterable[str], *, root: Path = ROOT) -> list[Path]:
+    """A program's files and every file of the repository they import, at
+    run time, however deep (a C file's local includes).
+
+    Args:
+        program: Its places, as ``Server.program`` writes them: ``"path"``
+            or ``"path::name"``, relative to ``root``.
+        root: The repository's top folder.
+
+    Returns:
+        The paths relative to ``root``, sorted.
+
+    Raises:
+        FileNotFoundError: If a file of the program is missing.
+        SyntaxError: If one of the Python files does not parse.
+    """
+    return _closure(program, root=root, whole_package=False)
+
+
+def _closure(program: Iterable[str], *, root: Path, whole_package: bool) -> list[Path]:
     root = root.resolve()
     entries = sorted({root / entry.partition("::")[0] for entry in program})
     for path in entries:
@@ -155,7 +180,7 @@ def program_files(program: Iterable[str], *, root: Path = ROOT) -> list[Path]:
             raise FileNotFoundError(f"{path.relative_to(root)} is not a file")
     scripts = [path.parent for path in entries if not (path.parent / "__init__.py").is_file()]
     package = root / PACKAGE
-    if any(path.is_relative_to(package) for path in entries):
+    if whole_package and any(path.is_relative_to(package) for path in entries):
         entries += sorted(package.rglob("*.py"))
     found = _Dependencies(root, scripts).closure(entries)
     return sorted((path.relative_to(root) for path in found), key=PurePath.as_posix)

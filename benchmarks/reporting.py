@@ -6,6 +6,7 @@ import datetime
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -438,10 +439,46 @@ def conformance_counts(
     return len(run) - len(failed), len(run), failed
 
 
-def lines_of_code(server: Server) -> tuple[int, int]:
-    """Lines of code of ``server``'s handler, and of its whole program."""
-    outside = tuple(p for p in server.handler if p.partition("::")[0] not in server.program)
-    return count_lines(server.handler), count_lines((*server.program, *outside))
+PROTOCOL = "trio_echo/protocol/"  # the protocol's state machine, which every peer but two drives
+
+
+@dataclass(frozen=True)
+class Lines:
+    """A server's lines of code (see `benchmarks.lines`), counted alike for
+    every server.
+
+    Attributes:
+        handler: Its code that serves one connection (``Server.handler``).
+        program: Its whole program: its own files and every file of the
+            repository they import, however deep, each counted whole, but
+            for a file the program names only parts of (``"path::name"``),
+            of which those parts count.
+        protocol: How many of ``program``'s lines are the shared protocol
+            (``trio_echo.protocol``).
+    """
+
+    handler: int
+    program: int
+    protocol: int
+
+
+def lines_of_code(server: Server) -> Lines:
+    """Lines of code of ``server``'s handler and program (see `Lines`)."""
+    parts: dict[str, list[str]] = {}
+    for place in server.program:
+        path, _, name = place.partition("::")
+        parts.setdefault(path, []).append(place if name else path)
+    files = [path.as_posix() for path in provenance.imported_files(server.program)]
+    program: list[str] = []
+    for path in files:
+        named = parts.get(path, [path])
+        program += [path] if path in named else named
+    outside = [place for place in server.handler if place.partition("::")[0] not in files]
+    return Lines(
+        handler=count_lines(server.handler),
+        program=count_lines((*program, *outside)),
+        protocol=count_lines(tuple(path for path in files if path.startswith(PROTOCOL))),
+    )
 
 
 def per_model_table(
@@ -488,11 +525,14 @@ def per_model_table(
         "",
         "Conformance: cases passed of those run. CPU: µs of server CPU per connection at a"
         " fixed rate of count 100 B connections, and per message on echo 1 KiB. Lines of"
-        " code (no blank lines, comments or docstrings): the handler, the code that serves"
-        " one connection, and the whole server program; neither counts `EchoProtocol`,"
-        " which every server but the original and the C one drives. trio_echo's handler is"
-        " its whole connection module: it also keeps a memory budget, deadlines, and a"
-        " report per connection.",
+        " code (no blank lines, comments or docstrings), counted alike for every server:"
+        " the handler, the code that serves one connection; the whole program, its own"
+        " files and every file of this repository they import, the shared protocol"
+        " (`trio_echo.protocol`) included where a server drives it; and, in brackets, how"
+        " many of the program's lines are that protocol. The original and the C server"
+        " parse the protocol themselves, within their own lines. trio_echo's handler is"
+        " its three pump modules; its program is everything its server imports, the"
+        " memory budget, deadlines, logs, metrics, TLS and Unix sockets included.",
         "",
     ]
     header = [
@@ -501,7 +541,7 @@ def per_model_table(
         *(titles.get(name, f"CPU per conn., {name.split(' at ')[-1]}") for name in columns),
         "CPU per message, echo 1 KiB",
         *(["instructions per connection, count 100 B (counted)"] if counted else []),
-        "lines: handler / program",
+        "lines: handler / program (protocol)",
     ]
     rows = []
     echo = by_name.get("echo 1 KiB")
@@ -527,8 +567,8 @@ def per_model_table(
             cells.append("n/a")
         if counted:
             cells.append(counted.get(server.name, "n/a"))
-        handler, program = lines_of_code(server)
-        cells.append(f"{handler} / {program}")
+        lines = lines_of_code(server)
+        cells.append(f"{lines.handler:,} / {lines.program:,} ({lines.protocol:,})")
         rows.append([labels.get(server.name, server.label), *cells])
     return [*lines, *table(header, rows), ""]
 

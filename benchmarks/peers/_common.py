@@ -73,8 +73,8 @@ def pump_blocking(
             then the bound: the bytes count as sent once handed over).
         flush: Returns once every answer handed over is sent (before a
             half-close).
-        pause: Lets others run (gevent: a call that need not wait does not
-            switch greenlets).
+        pause: Lets others run where the protocol says YIELD (gevent: a
+            call that need not wait does not switch greenlets).
 
     Raises:
         OSError: If the connection broke.
@@ -96,7 +96,6 @@ def pump_blocking(
             except TimeoutError:
                 continue  # the deadline has passed
             protocol.receive_data(data, time.monotonic())
-            pause()
         elif action is YIELD:
             pause()
         elif action is CHECK_UNREAD:

@@ -9,7 +9,6 @@ writer task through a memory object stream of QUEUED_READS buffers (about
 from __future__ import annotations
 
 import functools
-import math
 
 import anyio
 import anyio.abc
@@ -37,7 +36,7 @@ async def handle(client: anyio.abc.SocketStream, mode: str) -> None:
                 await client.send(data)
         written.set()
 
-    linger = math.inf  # the protocol's deadline, once it has half-closed
+    linger: float | None = None  # the protocol's deadline, once it has half-closed
     async with client:
         try:
             async with anyio.create_task_group() as group, to_writer:
@@ -49,11 +48,16 @@ async def handle(client: anyio.abc.SocketStream, mode: str) -> None:
                         await to_writer.send(data)
                         protocol.sent(len(data), now)  # handed over: the stream is the bound
                     if type(action) is Receive:
-                        with anyio.CancelScope(deadline=linger):
-                            data = await receive(client, min(action.max_bytes, READ_SIZE))
-                            protocol.receive_data(data, anyio.current_time())
-                            continue
-                        protocol.expired(anyio.current_time())
+                        size = min(action.max_bytes, READ_SIZE)
+                        if linger is None:  # no deadline: no cancel scope to open
+                            data = await receive(client, size)
+                        else:
+                            with anyio.CancelScope(deadline=linger) as scope:
+                                data = await receive(client, size)
+                            if scope.cancelled_caught:
+                                protocol.expired(anyio.current_time())
+                                continue
+                        protocol.receive_data(data, anyio.current_time())
                     elif action is YIELD:
                         await anyio.lowlevel.checkpoint()
                     elif action is CHECK_UNREAD:

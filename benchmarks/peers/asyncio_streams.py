@@ -65,13 +65,17 @@ async def pump(
             await send(data)
             protocol.sent(len(data), now)
         if type(action) is Receive:
-            try:
-                async with asyncio.timeout_at(linger):
-                    data = await reader.read(min(action.max_bytes, READ_SIZE))
-            except TimeoutError:
-                protocol.expired(loop.time())
+            size = min(action.max_bytes, READ_SIZE)
+            if linger is None:  # no deadline: no timeout to arm
+                data = await reader.read(size)
             else:
-                protocol.receive_data(data, loop.time())
+                try:
+                    async with asyncio.timeout_at(linger):
+                        data = await reader.read(size)
+                except TimeoutError:
+                    protocol.expired(loop.time())
+                    continue
+            protocol.receive_data(data, loop.time())
         elif action is YIELD:
             await asyncio.sleep(0)
         elif action is CHECK_UNREAD:

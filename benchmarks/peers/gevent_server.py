@@ -9,10 +9,12 @@ QUEUED_READS buffers (about 64 MiB): past it the reader blocks
 (backpressure).
 
 A gevent socket call that need not wait does not switch greenlets, so a
-connection whose reads and sends keep succeeding would run on and starve
-the others: both loops yield with ``gevent.sleep(0)`` after each call, as
-its docstring advises ("a value of 0 ... means to yield execution to any
-other runnable greenlets", gevent/hub.py).
+connection whose reads keep succeeding would run on and starve the others;
+the protocol already says where to let them run (YIELD, after 1 MiB or 256
+messages in one step), and there the reader calls ``gevent.sleep(0)`` ("a
+value of 0 ... means to yield execution to any other runnable greenlets",
+gevent/hub.py). The writer sends what the reader queued since it last let
+others run, and waits on the empty queue: it needs no yield of its own.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ def handle(sock: socket.socket, mode: str) -> None:
             if sent_all:
                 try:
                     sock.sendall(data)
-                    gevent.sleep(0)  # a send that did not block did not yield: yield
                 except OSError:
                     sent_all = False  # keep taking, so that the reader never blocks
             outbox.task_done()

@@ -10,7 +10,6 @@ trio_echo's own server is used, only its protocol object.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -35,7 +34,7 @@ async def handle(stream: trio.abc.Stream, mode: str) -> None:
                 await stream.send_all(data)
         written.set()
 
-    linger = math.inf  # the protocol's deadline, once it has half-closed
+    linger: float | None = None  # the protocol's deadline, once it has half-closed
     async with stream:
         try:
             async with trio.open_nursery() as nursery, to_writer:
@@ -47,11 +46,16 @@ async def handle(stream: trio.abc.Stream, mode: str) -> None:
                         await to_writer.send(data)
                         protocol.sent(len(data), now)  # handed over: the channel is the bound
                     if type(action) is Receive:
-                        with trio.move_on_at(linger):
-                            data = await stream.receive_some(min(action.max_bytes, READ_SIZE))
-                            protocol.receive_data(data, trio.current_time())
-                            continue
-                        protocol.expired(trio.current_time())
+                        size = min(action.max_bytes, READ_SIZE)
+                        if linger is None:  # no deadline: no cancel scope to open
+                            data = await stream.receive_some(size)
+                        else:
+                            with trio.move_on_at(linger) as scope:
+                                data = await stream.receive_some(size)
+                            if scope.cancelled_caught:
+                                protocol.expired(trio.current_time())
+                                continue
+                        protocol.receive_data(data, trio.current_time())
                     elif action is YIELD:
                         await trio.lowlevel.checkpoint()
                     elif action is CHECK_UNREAD:

@@ -13,8 +13,6 @@ trio_plain.py, adds a writer task for that case.
 
 from __future__ import annotations
 
-import math
-
 import trio
 from _common import READ_SIZE, parse_args, unread
 from trio_plain import main
@@ -24,7 +22,7 @@ from trio_echo import CHECK_UNREAD, CLOSE, SEND_EOF, YIELD, EchoProtocol, Mode, 
 
 async def handle(stream: trio.SocketStream, mode: str) -> None:
     protocol = EchoProtocol(Mode(mode), now=trio.current_time())
-    linger = math.inf  # the protocol's deadline, once it has half-closed
+    linger: float | None = None  # the protocol's deadline, once it has half-closed
     async with stream:
         try:
             while True:
@@ -34,11 +32,16 @@ async def handle(stream: trio.SocketStream, mode: str) -> None:
                     await stream.send_all(data)  # the reading waits meanwhile
                     protocol.sent(len(data), trio.current_time())
                 if type(action) is Receive:
-                    with trio.move_on_at(linger):
-                        data = await stream.receive_some(min(action.max_bytes, READ_SIZE))
-                        protocol.receive_data(data, trio.current_time())
-                        continue
-                    protocol.expired(trio.current_time())
+                    size = min(action.max_bytes, READ_SIZE)
+                    if linger is None:  # no deadline: no cancel scope to open
+                        data = await stream.receive_some(size)
+                    else:
+                        with trio.move_on_at(linger) as scope:
+                            data = await stream.receive_some(size)
+                        if scope.cancelled_caught:
+                            protocol.expired(trio.current_time())
+                            continue
+                    protocol.receive_data(data, trio.current_time())
                 elif action is YIELD:
                     await trio.lowlevel.checkpoint()
                 elif action is CHECK_UNREAD:

@@ -327,8 +327,45 @@ def test_every_server_counts_its_handler_within_its_program() -> None:
     from benchmarks.reporting import lines_of_code
 
     for server in SERVERS.values():
-        handler, program = lines_of_code(server)
-        assert 0 < handler <= program, server.name
+        lines = lines_of_code(server)
+        assert 0 < lines.handler <= lines.program, server.name
+        assert lines.protocol < lines.program, server.name
+
+
+def test_every_program_counts_the_protocol_it_drives_and_its_shared_code() -> None:
+    from benchmarks.reporting import lines_of_code
+
+    protocol = code_lines_of_tree(ROOT / "trio_echo" / "protocol")
+    common = code_lines(ROOT / "benchmarks" / "peers" / "_common.py")
+    for name in ("trio", "asyncio-protocol", "gevent", "threads", "trio-echo"):
+        assert lines_of_code(SERVERS[name]).protocol == protocol, name
+    package = code_lines(ROOT / "trio_echo" / "__init__.py")
+    for name, own in (
+        ("trio", "trio_plain.py"),
+        ("asyncio-protocol", "asyncio_protocol.py"),
+        ("gevent", "gevent_server.py"),
+        ("threads", "threads.py"),
+    ):
+        mine = code_lines(ROOT / "benchmarks" / "peers" / own)
+        assert lines_of_code(SERVERS[name]).program == protocol + common + package + mine, name
+    for name in ("twisted-original", "c-epoll"):
+        assert lines_of_code(SERVERS[name]).protocol == 0, name
+
+
+def test_a_program_that_names_parts_of_a_file_counts_only_those_parts() -> None:
+    from benchmarks.reporting import lines_of_code
+
+    tutorial = lines_of_code(SERVERS["trio-tutorial"])
+    plain = lines_of_code(SERVERS["trio"])
+    # the tutorial borrows trio_plain.py's main only, not its handler
+    own = code_lines(ROOT / "benchmarks" / "peers" / "trio_tutorial.py")
+    main = code_lines(ROOT / "benchmarks" / "peers" / "trio_plain.py", ("main",))
+    whole_plain = code_lines(ROOT / "benchmarks" / "peers" / "trio_plain.py")
+    assert tutorial.program == plain.program - whole_plain + own + main
+
+
+def code_lines_of_tree(folder: Path) -> int:
+    return sum(code_lines(path) for path in sorted(folder.rglob("*.py")))
 
 
 def test_the_load_how_to_names_every_benchmark_extra() -> None:
