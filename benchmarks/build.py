@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 LOADGEN_SOURCE = HERE / "loadgen.c"
 C_EPOLL_SOURCE = HERE / "peers" / "c_epoll.c"
+C_TLS_SOURCE = HERE / "peers" / "c_tls.c"
 
 
 class NoCompilerError(RuntimeError):
@@ -33,7 +34,7 @@ def find_compiler() -> str | None:
 
 
 class NoTlsError(RuntimeError):
-    """The load generator cannot be built with TLS here (the reason says why)."""
+    """A program cannot be built with libssl here (the reason says why)."""
 
 
 def compile_c(
@@ -90,12 +91,22 @@ def compile_tls_loadgen() -> Path:
         NoTlsError: If it does not build with libssl here (its headers or
             library missing: on Debian or Ubuntu, apt-get install libssl-dev).
     """
+    return compile_with_libssl(LOADGEN_SOURCE, defines=("LOADGEN_TLS",))
+
+
+def compile_with_libssl(source: Path, *, defines: tuple[str, ...] = ()) -> Path:
+    """``source`` compiled and linked with libssl (see `compile_c`).
+
+    Raises:
+        NoCompilerError: If there is no C compiler.
+        NoTlsError: If it does not build with libssl here (its headers or
+            library missing: on Debian or Ubuntu, apt-get install libssl-dev).
+    """
     try:
-        return compile_c(LOADGEN_SOURCE, defines=("LOADGEN_TLS",), libraries=("ssl", "crypto"))
+        return compile_c(source, defines=defines, libraries=("ssl", "crypto"))
     except subprocess.CalledProcessError as error:
         said = (error.stderr or b"").decode(errors="replace").strip().splitlines()
         reason = next((line for line in said if "error" in line), said[-1] if said else "")
         raise NoTlsError(
-            "the load generator does not build with libssl here (apt-get install libssl-dev): "
-            + reason
+            f"{source.name} does not build with libssl here (apt-get install libssl-dev): " + reason
         ) from error

@@ -22,8 +22,10 @@ met when it missed in as many, and not decided otherwise. A
 fixed-rate run that fell short of its rate is marked saturated: its CPU
 figure was taken at its limit, not at that rate.
 
-Memory per idle connection comes two ways: the harness's (the server's
-resident memory, PSS, per accepted connection that sends nothing), and
+Memory per idle connection comes two ways: the harness's (the memory of
+the server's control group, the kernel's on its behalf included, per
+accepted connection that sends nothing; see benchmarks/running.py's
+Meter), and
 benchmarks/idle_memory.py's (tracemalloc in an in-process server:
 nothing sent, and one digit of a length prefix sent), as a child process.
 
@@ -77,6 +79,7 @@ from benchmarks.measuring import (
     median,
     start,
 )
+from benchmarks.running import memory_measure
 from benchmarks.servers import PEERS, ROOT, SERVERS, Server, trio_echo_command
 from benchmarks.summary import Spread, grouped
 from benchmarks.tool import Tool
@@ -304,7 +307,7 @@ TARGETS = [
         unit="µs",
     ),
     Target(
-        "memory per idle connection, nothing sent (the harness: PSS)",
+        "memory per idle connection, nothing sent (the harness)",
         "idle connections",
         "KiB",
         "absolute",
@@ -496,11 +499,14 @@ def per_repetition(runs: list[Run]) -> list[Run]:
                 latency_us={key: statistics.fmean(r.latency_us[key] for r in ok) for key in keys},
                 errors=sum(run.errors for run in passes),
                 server_cpu_us_per_message=mean("server_cpu_us_per_message"),
+                server_user_us_per_message=mean("server_user_us_per_message"),
+                server_system_us_per_message=mean("server_system_us_per_message"),
                 server_cpu_utilization=mean("server_cpu_utilization"),
                 client_cpu_utilization=mean("client_cpu_utilization"),
+                client_wait_us=mean("client_wait_us"),
                 client_limited=any(run.client_limited for run in ok),
                 saturated=any(run.saturated for run in ok),
-                peak_rss=max(run.peak_rss for run in ok),
+                peak_memory=max(run.peak_memory for run in ok),
                 bytes_per_idle_connection=mean("bytes_per_idle_connection"),
                 note="; ".join(sorted({run.note for run in passes if run.note})),
             )
@@ -681,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": settings.warmup,
             "repeat": settings.repeat,
             "idle_connections": settings.idle_connections,
+            "memory": memory_measure(),
             "tracemalloc_connections": settings.tracemalloc_connections,
             "loads": [
                 {**asdict(load.cell), "servers": list(load.servers)} for load in settings.loads

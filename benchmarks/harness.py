@@ -52,6 +52,7 @@ from benchmarks.measuring import (
 from benchmarks.pages import Results, write_pages, write_report
 from benchmarks.provenance import code_hashes
 from benchmarks.reporting import environment, summarise
+from benchmarks.running import memory_measure
 from benchmarks.servers import ROOT, SERVERS
 from benchmarks.tool import Tool
 
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         return publish(TOOL.out(args), commit=args.commit_results)
     settings = quick_settings() if args.quick else full_settings()
+    settings.memory = memory_measure()
     if args.repeat:
         settings.repeat = args.repeat
     if args.duration:
@@ -187,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                     "warmup": settings.warmup,
                     "repeat": settings.repeat,
                     "idle_connections": settings.idle_connections,
+                    "memory": settings.memory,
                     "cells": [asdict(cell) for cell in settings.cells],
                 },
                 "summary": summarise(runs, servers, settings),

@@ -1,12 +1,18 @@
 /*
- * The load generator: one thread, epoll, in C, so that the client is never
- * the bottleneck of a Python server. It checks every echo byte for byte and
- * prints one JSON object with what it measured.
+ * The load generator: one thread, epoll, in C, so that the client costs
+ * little beside a Python server. It can still be the limit of the fastest
+ * servers (C epoll, uvloop, and the asyncio protocol on large messages): it
+ * reports the CPU it used, and the harness flags a run in which it used 90%
+ * of its core or more. It checks every echo byte for byte and prints one
+ * JSON object with what it measured, its own time waiting for a CPU
+ * included (client_wait_seconds, from /proc/self/schedstat). It says
+ * "measuring" on standard error when it starts to measure (but for idle),
+ * so that whoever reads the server's CPU can read it from then on.
  *
  *   loadgen --port P [--host 127.0.0.1] --workload count|echo|framed|idle
  *           [--size BYTES] [--connections N] [--duration SECONDS]
  *           [--warmup SECONDS] [--messages N] [--rate MESSAGES_PER_SECOND]
- *           [--pipeline K]
+ *           [--pipeline K] [--settle]
  *
  * count:  a new connection per message ("length SP payload"; the echo is
  *         read until the server closes), the original's pattern;
@@ -16,6 +22,12 @@
  * idle:   open N connections, say "ready N" on standard error, hold them
  *         (until SIGTERM, if it comes first)
  *         for the duration (the harness measures the server meanwhile).
+ *
+ * --settle (echo, framed): measure only once every connection is open and
+ * has had one echo, then for the duration (30 s at most to get there; the
+ * output's "settled" says how many had when measuring began); without it,
+ * measuring starts at the end of the warm-up, however many connections are
+ * open by then. Nothing stops a run before it has started to measure.
  *
  * Closed loop by default: each connection starts its next message when the
  * last one ends. With --rate, messages are due at fixed intervals whatever
@@ -58,6 +70,7 @@ struct lconn {
     int fd;
     enum cstate state;
     size_t sent, received;
+    int echoed;      /* has had one echo (--settle) */
     double due;      /* when the current message was due (latency origin) */
 #ifdef LOADGEN_TLS
     SSL *ssl;        /* NULL without --tls */
@@ -89,6 +102,16 @@ static void on_sigterm(int sig) {
     cut_short = 1;
 }
 static int recording;
+static int settled; /* connections that have had one echo */
+
+/* Say that measuring starts now (see the top). */
+static void start_measuring(void) {
+    recording = 1;
+    if (workload != IDLE) {
+        fputs("measuring\n", stderr);
+        fflush(stderr);
+    }
+}
 
 static double now(void) {
     struct timespec ts;
@@ -100,6 +123,16 @@ static double cpu_seconds(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Time this process has spent runnable but waiting for a CPU, in seconds. */
+static double wait_seconds(void) {
+    unsigned long long running = 0, waiting = 0;
+    FILE *f = fopen("/proc/self/schedstat", "r");
+    if (!f) return 0;
+    if (fscanf(f, "%llu %llu", &running, &waiting) != 2) waiting = 0;
+    fclose(f);
+    return waiting / 1e9;
 }
 
 static void fail(struct lconn *c, const char *what) {
@@ -300,6 +333,10 @@ static void start_message(struct lconn *c, double due) {
 static void complete(struct lconn *c) {
     record(c->due);
     inflight--;
+    if (!c->echoed) {
+        c->echoed = 1;
+        settled++;
+    }
     if (workload == COUNT) {
 #ifdef LOADGEN_TLS
         if (c->ssl) SSL_free(c->ssl);
@@ -318,7 +355,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --port P [--host ADDR] --workload count|echo|framed|idle [--size B]\n"
             "               [--connections N] [--duration S] [--warmup S] [--messages N] [--rate R]\n"
-            "               [--pipeline K] [--tls [--tls-ca FILE]]\n");
+            "               [--pipeline K] [--settle] [--tls [--tls-ca FILE]]\n");
     exit(2);
 }
 
@@ -341,12 +378,16 @@ int main(int argc, char **argv) {
     size_t size = 100;
     double duration = 5, warmup = 0, rate = 0;
     uint64_t max_messages = 0;
-    int pipeline = 1, tls = 0;
+    int pipeline = 1, tls = 0, settle = 0;
     const char *tls_ca = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--tls")) {
             tls = 1;
+            continue;
+        }
+        if (!strcmp(a, "--settle")) {
+            settle = 1;
             continue;
         }
         if (i + 1 >= argc) usage();
@@ -367,6 +408,7 @@ int main(int argc, char **argv) {
         } else usage();
     }
     if (port <= 0 || nconn <= 0 || pipeline < 1 || (pipeline > 1 && workload != FRAMED)) usage();
+    if (settle && (workload == COUNT || workload == IDLE || rate > 0)) usage();
     batch = (size_t)pipeline;
     if (tls) {
 #ifdef LOADGEN_TLS
@@ -433,9 +475,11 @@ int main(int argc, char **argv) {
 
     double start = now();
     warmup_end = start + warmup;
-    stop_at = warmup_end + duration;
+    stop_at = settle ? 1e300 : warmup_end + duration; /* --settle: set once measuring */
     double cpu_start = cpu_seconds(), cpu_at_warmup = cpu_start;
-    recording = warmup <= 0;
+    double wait_start = wait_seconds();
+    int settled_at_start = 0;
+    if (warmup <= 0 && !settle) start_measuring();
     double interval = rate > 0 ? 1.0 / rate : 0;
     double next_due = start;
     /* Open loop: messages due but not begun, as a FIFO of due times. */
@@ -454,12 +498,16 @@ int main(int argc, char **argv) {
     double measure_start = recording ? start : 0, measure_end = 0;
     for (;;) {
         double t = now();
-        if (!recording && t >= warmup_end) {
-            recording = 1;
+        if (!recording && t >= warmup_end &&
+            (!settle || settled >= nconn || t >= warmup_end + 30)) {
+            start_measuring();
+            settled_at_start = settled;
             measure_start = t;
             cpu_at_warmup = cpu_seconds();
+            wait_start = wait_seconds();
+            if (settle) stop_at = t + duration;
         }
-        if (!stopping && workload != IDLE &&
+        if (!stopping && workload != IDLE && recording &&
             (t >= stop_at || (max_messages && completed >= max_messages))) {
             stopping = 1;
             measure_end = t;
@@ -548,6 +596,7 @@ int main(int argc, char **argv) {
     double end = now();
     if (!measure_end) measure_end = end;
     double cpu_end = cpu_seconds();
+    double wait_end = wait_seconds();
     double elapsed = measure_end - measure_start;
     if (elapsed <= 0) elapsed = 1e-9;
     qsort(latencies, nlat, sizeof *latencies, cmp_u32);
@@ -559,12 +608,13 @@ int main(int argc, char **argv) {
            "\"p75\": %.0f, \"p90\": %.0f, \"p95\": %.0f, \"p99\": %.0f, \"p999\": %.0f, \"max\": %.0f}, "
            "\"errors\": %llu, \"connect_errors\": %llu, \"open_connections\": %d, "
            "\"client_cpu_seconds\": %.6f, \"client_cpu_utilization\": %.3f, "
-           "\"first_error\": \"%s\"}\n",
+           "\"client_wait_seconds\": %.6f, \"settled\": %d, \"first_error\": \"%s\"}\n",
            workload == COUNT ? "count" : workload == ECHO ? "echo" : workload == FRAMED ? "framed" : "idle",
            size, nconn, batch, rate, elapsed, nlat, mps, mps * size / 1e6, pct(0.01), pct(0.1), pct(0.25), pct(0.5),
            pct(0.75), pct(0.9), pct(0.95), pct(0.99), pct(0.999),
            nlat ? (double)latencies[nlat - 1] : 0.0, (unsigned long long)errors,
            (unsigned long long)connect_errors, open_count, cpu_end - cpu_at_warmup,
-           (cpu_end - cpu_at_warmup) / (end - measure_start), first_error);
+           (cpu_end - cpu_at_warmup) / (end - measure_start), wait_end - wait_start,
+           settled_at_start, first_error);
     return 0;
 }

@@ -1,10 +1,12 @@
-"""Measuring: the loads (cells), how each is measured, and what /proc says.
+"""Measuring: the loads (cells), how each is measured, and what the kernel says.
 
 Each server runs pinned to CPU 0 and the load generator to CPU 1. A run
-records the server's CPU time (all of it: the process, its threads and its
-child processes, exited ones included; see `running.CpuMeter`) and memory
-next to the generator's own figures; a run whose generator used
-`CLIENT_LIMIT` of its core or more is flagged: its figure is a lower bound.
+records the server's CPU time, in user space and in the kernel, and its
+memory, the kernel's on its behalf included (all of it: the process, its
+threads and its child processes, exited ones included; see
+`running.Meter`), next to the generator's own figures; a run whose
+generator used `CLIENT_LIMIT` of its core or more is flagged: its figure is
+a lower bound.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -20,11 +21,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from benchmarks.build import NoCompilerError
 from benchmarks.running import (
+    PSS,
     LoadFigures,
     ServerProcess,
     descendants,
@@ -44,6 +47,11 @@ its limit, not at that rate."""
 
 SATURATED = 0.95
 """A fixed-rate run that achieved less than this share of its rate is saturated."""
+
+FAIRNESS_SAMPLES = 2_000
+"""Messages the fairness probe times: its p99 is then the 20th worst of them."""
+FAIRNESS_RATE = 1_000
+"""Messages per second the fairness probe sends (100 B each: little beside the stream)."""
 KiB, MiB = 1024, 1024 * 1024
 
 
@@ -64,6 +72,12 @@ class Cell:
     def mode(self) -> str:
         """The server mode this load needs."""
         return {"idle": "echo", "fairness": "framed"}.get(self.workload, self.workload)
+
+    @property
+    def saturable(self) -> bool:
+        """Whether a run that falls short of the load's rate is saturated: a
+        fixed-rate load's, not the fairness probe's, whose rate is its pace."""
+        return bool(self.rate) and self.workload != "fairness"
 
     @property
     def lower_is_better(self) -> bool:
@@ -93,6 +107,7 @@ class Settings:
     idle_connections: int
     cells: list[Cell]
     scaling: bool = True  # trio_echo with 1..N workers, count 100 B
+    memory: str = PSS  # what memory is measured by (running.memory_measure)
 
 
 def full_settings() -> Settings:
@@ -122,7 +137,7 @@ def full_settings() -> Settings:
             Cell(f"echo 1 KiB x{connections}", "echo", KiB, connections, group="concurrency")
         )
     cells.append(Cell("idle connections", "idle", group="memory"))
-    cells.append(Cell("fairness", "fairness", group="fairness"))
+    cells.append(Cell("fairness", "fairness", rate=FAIRNESS_RATE, group="fairness"))
     return Settings(duration=2.0, warmup=0.5, repeat=5, idle_connections=10_000, cells=cells)
 
 
@@ -161,35 +176,25 @@ class Run:
     latency_us: dict[str, float] = field(default_factory=dict)
     errors: int = 0
     server_cpu_us_per_message: float = 0.0
+    server_user_us_per_message: float = 0.0  # of which in user space
+    server_system_us_per_message: float = 0.0  # and in the kernel
     server_cpu_utilization: float = 0.0
     client_cpu_utilization: float = 0.0
-    client_limited: bool = False
+    client_wait_us: float = 0.0  # the generator's time runnable but off its CPU
+    client_limited: bool = False  # the generator was short of CPU: a lower bound
     saturated: bool = False  # a fixed-rate run that fell short of its rate
-    peak_rss: int = 0
+    peak_memory: int = 0  # the server's whole process tree, the kernel's share included
     bytes_per_idle_connection: float = 0.0
     note: str = ""
 
-
-# -- what the kernel says ------------------------------------------------------------
-
-
-def memory(pid: int) -> tuple[int, int]:
-    """Resident memory now and at its peak, in bytes.
-
-    Now: the proportional set size (PSS) of the process and its descendants,
-    so that a process per connection is counted, and the pages its children
-    share are counted once. At its peak: the process's own.
-    """
-    now = 0
-    for process in descendants(pid):
-        try:
-            now += psutil.Process(process).memory_full_info().pss
-        except psutil.Error:  # it exited meanwhile
-            continue
-    # psutil has no peak: the kernel's high-water mark, from /proc.
-    status = Path(f"/proc/{pid}/status").read_text()
-    peak = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-    return now, int(peak[1]) * 1024 if peak else 0
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Run:
+        """A run as a results file or journal keeps it. Runs recorded before
+        memory was read from the server's control group kept the parent's
+        resident peak alone, as ``peak_rss``: it stands for the peak they have."""
+        if "peak_rss" in record:
+            record = {("peak_memory" if k == "peak_rss" else k): v for k, v in record.items()}
+        return cls(**record)
 
 
 # -- the measurements ---------------------------------------------------------
@@ -215,25 +220,49 @@ def measure_load(bench: Bench, cell: Cell, rep: int) -> Run:
             cell.loadgen(binary, process.port, duration=settings.warmup),
             timeout=60 + settings.warmup,
         )
-    cpu_before, wall_before = process.cpu_seconds(), time.monotonic()
-    figures = run_loadgen(
-        cell.loadgen(binary, process.port, duration=settings.duration),
-        timeout=120 + settings.duration,
+    # Persistent connections are measured once each has had an echo: what is
+    # timed is the load, not the ramp to it; the server's CPU is read from
+    # when the generator says it measures.
+    settle = cell.workload in ("echo", "framed") and not cell.rate
+    loadgen = start_loadgen(
+        cell.loadgen(binary, process.port, duration=settings.duration, settle=settle)
     )
-    cpu = process.cpu_seconds() - cpu_before
+    assert loadgen.stderr is not None
+    said = loadgen.stderr.readline()  # "measuring", or nothing if it failed first
+    cpu_before, wall_before = process.cpu(), time.monotonic()
+    try:
+        out, err = loadgen.communicate(timeout=150 + settings.duration)
+    except subprocess.TimeoutExpired:
+        loadgen.kill()
+        loadgen.communicate()
+        raise
+    cpu = process.cpu() - cpu_before
     wall = time.monotonic() - wall_before
+    if loadgen.returncode != 0 or not out.strip() or said.strip() != "measuring":
+        raise RuntimeError(f"loadgen failed: {(said + err).strip() or loadgen.returncode}")
+    figures = LoadFigures.parse(out)
     run.messages_per_second = figures.messages_per_second
     run.megabytes_per_second = figures.megabytes_per_second
     run.latency_us = dict(figures.latency_us)
     run.errors = figures.errors + figures.connect_errors
-    run.server_cpu_us_per_message = cpu / figures.messages * 1e6 if figures.messages else 0.0
-    run.server_cpu_utilization = cpu / wall if wall > 0 else 0.0
+    if figures.messages:
+        run.server_cpu_us_per_message = cpu.total / figures.messages * 1e6
+        run.server_user_us_per_message = cpu.user / figures.messages * 1e6
+        run.server_system_us_per_message = cpu.system / figures.messages * 1e6
+    run.server_cpu_utilization = cpu.total / wall if wall > 0 else 0.0
     run.client_cpu_utilization = figures.client_cpu_utilization
+    run.client_wait_us = figures.client_wait_seconds * 1e6
     run.client_limited = run.client_cpu_utilization >= CLIENT_LIMIT
-    run.saturated = bool(cell.rate) and run.messages_per_second < SATURATED * cell.rate
+    run.saturated = cell.saturable and run.messages_per_second < SATURATED * cell.rate
     run.figure = getattr(run, cell.metric)
-    run.peak_rss = memory(process.pid)[1]
-    run.note = figures.first_error
+    run.peak_memory = process.memory().peak
+    notes = [figures.first_error] if figures.first_error else []
+    if settle and figures.settled < cell.connections:
+        notes.append(
+            f"measured after 30 s with {figures.settled:,} of {cell.connections:,}"
+            " connections echoed once"
+        )
+    run.note = "; ".join(notes)
     return run
 
 
@@ -286,7 +315,7 @@ def measure_idle(bench: Bench, cell: Cell, rep: int) -> Run:
     assert process is not None
     run = Run(bench.server.name, cell.name, rep)
     count = settings.idle_connections
-    before = memory(process.pid)[0]
+    before = process.memory().now
     # The generator holds its connections until told (SIGTERM), or 60 s.
     loadgen = start_loadgen(
         loadgen_command(binary, process.port, workload="idle", connections=count, duration=60)
@@ -295,12 +324,12 @@ def measure_idle(bench: Bench, cell: Cell, rep: int) -> Run:
     ready = loadgen.stderr.readline().split()
     opened = int(ready[1]) if len(ready) == 2 and ready[0] == "ready" else 0
     accepted = settled_connections(process, opened)
-    after = memory(process.pid)[0]
+    after = process.memory().now
     loadgen.terminate()
     out, _err = loadgen.communicate(timeout=60)
     first_error = LoadFigures.parse(out).first_error if out.strip() else ""
     run.errors = count - opened
-    run.peak_rss = memory(process.pid)[1]
+    run.peak_memory = process.memory().peak
     if accepted:
         run.bytes_per_idle_connection = max(0.0, (after - before) / accepted)
         run.figure = run.bytes_per_idle_connection
@@ -321,25 +350,36 @@ def measure_idle(bench: Bench, cell: Cell, rep: int) -> Run:
 
 def measure_fairness(bench: Bench, cell: Cell, rep: int) -> Run:
     """A small-message client's latency while another connection streams
-    10 MB messages flat out."""
-    binary, process, settings = bench.binary, bench.process, bench.settings
+    10 MB messages flat out.
+
+    Both clients share the client CPU; the small one, the probe, runs ahead
+    of the stream's generator whenever it has something to do (see
+    `running.run_loadgen`), and times `FAIRNESS_SAMPLES` messages. A probe
+    that still waited for its CPU, in all, as long as its own p99 is flagged
+    (``client_limited``): the rig alone could then account for its tail.
+    """
+    binary, process = bench.binary, bench.process
     assert process is not None
     run = Run(bench.server.name, cell.name, rep)
+    rate = cell.rate or FAIRNESS_RATE
+    seconds = FAIRNESS_SAMPLES / rate
     hog = start_loadgen(
         loadgen_command(
-            binary,
-            process.port,
-            workload="framed",
-            size=10_000_000,
-            duration=settings.duration + 1,
+            binary, process.port, workload="framed", size=10_000_000, duration=seconds + 2
         )
     )
     time.sleep(0.5)
     small = run_loadgen(
         loadgen_command(
-            binary, process.port, workload="framed", duration=settings.duration, rate=200
+            binary,
+            process.port,
+            workload="framed",
+            duration=seconds + 1,
+            rate=rate,
+            messages=FAIRNESS_SAMPLES,
         ),
-        timeout=60 + settings.duration,
+        timeout=60 + seconds,
+        first_in_line=True,
     )
     hog_out, _ = hog.communicate(timeout=120)
     hog_mb = LoadFigures.parse(hog_out).megabytes_per_second if hog_out.strip() else 0.0
@@ -348,8 +388,14 @@ def measure_fairness(bench: Bench, cell: Cell, rep: int) -> Run:
     run.messages_per_second = small.messages_per_second
     run.megabytes_per_second = hog_mb
     run.errors = small.errors
-    run.peak_rss = memory(process.pid)[1]
-    run.note = f"10 MB stream alongside: {hog_mb:,.0f} MB/s"
+    run.client_cpu_utilization = small.client_cpu_utilization
+    run.client_wait_us = small.client_wait_seconds * 1e6
+    run.client_limited = run.client_wait_us >= run.latency_us["p99"]
+    run.peak_memory = process.memory().peak
+    run.note = (
+        f"10 MB stream alongside: {hog_mb:,.0f} MB/s; the probe timed {small.messages:,}"
+        f" messages and waited {run.client_wait_us:,.0f} µs for its CPU"
+    )
     return run
 
 
@@ -372,7 +418,9 @@ class Journal:
         """The journal at ``path``: what it holds if resuming, else empty."""
         journal = cls(path)
         if resume and path.exists():
-            journal.runs = [Run(**json.loads(line)) for line in path.read_text().splitlines()]
+            journal.runs = [
+                Run.from_record(json.loads(line)) for line in path.read_text().splitlines()
+            ]
         else:
             path.write_text("")
         return journal

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.measuring import Cell, Run, Scaling, Settings, median
+from benchmarks.plots import plots
 from benchmarks.provenance import stale
 from benchmarks.reporting import (
     and_list,
@@ -41,7 +42,6 @@ from benchmarks.reporting import (
     markdown,
     noise,
     per_model_table,
-    plots,
     ranked,
     scaling_table,
     servers_table,
@@ -52,7 +52,9 @@ from benchmarks.reporting import (
     verdicts,
     who_leads,
 )
+from benchmarks.running import PSS
 from benchmarks.servers import ROOT, SERVERS, Server
+from benchmarks.summary import Spread
 from benchmarks.verdicts import Verdict, against_goal, by_repetition, compare, needed
 
 Summary = dict[str, dict[str, object]]
@@ -87,10 +89,11 @@ class Results:
             warmup=saved["warmup"],
             repeat=saved["repeat"],
             idle_connections=saved["idle_connections"],
+            memory=saved.get("memory", PSS),  # results that do not say measured PSS
             cells=[Cell(**cell) for cell in saved["cells"]],
             scaling=bool(scaling),
         )
-        runs = [Run(**run) for run in data["runs"]]
+        runs = [Run.from_record(run) for run in data["runs"]]
         measured = {run.server for run in runs}
         servers = [server for name, server in SERVERS.items() if name in measured]
         conformance = _optional(folder / "conformance.json")
@@ -270,6 +273,8 @@ def run_line(results: Results) -> str:
         f" generator on another): the median of {settings.repeat} interleaved repetitions of"
         f" {settings.duration:g} s, in square brackets the lowest and the highest; ⚠: the"
         " load generator used 90% or more of its core, so the figure is a lower bound."
+        " trio_echo runs at `--log-level WARNING`, as the other servers log nothing: its"
+        " default, INFO, adds a line per connection, whose cost the counted work gives."
         + results.provenance().sentence()
     )
 
@@ -468,7 +473,7 @@ def criterion(
     behind = [
         server.label
         for server in results.servers
-        if (entry := results.entry(name, server.name)) and cell.rate and entry.get("saturated")
+        if (entry := results.entry(name, server.name)) and cell.saturable and entry.get("saturated")
     ]
     if behind:
         text += f". Did not keep up with {cell.rate:,.0f}/s: {and_list(behind)}"
@@ -553,9 +558,10 @@ def machine_line(results: Results) -> str:
     text = (
         f"- **What this machine can say**: {results.environment['cpus']} shared CPUs, each"
         " server pinned to one core: the figures compare what one core does under each model."
-        " Models that spread over cores (threads, forking, `trio-echo --workers`) are not"
-        " shown at their multi-core best here, and the shared machine's noise is the spread"
-        " in brackets."
+        " Models that can spread over cores (forking, `trio-echo --workers`) are not shown at"
+        " their multi-core best here; CPython 3.11's threads run Python code one at a time"
+        " (the GIL), so a second core would give the threads peers little. The shared"
+        " machine's noise is the spread in brackets."
     )
     if limited:
         text += f" The load generator was the limit (⚠) on {and_list(limited)}."
@@ -594,6 +600,56 @@ def _tls_ratio(document: dict[str, Any], load: str, one: str, other: str) -> str
     if said.ratio is None:
         return "n/a"
     return f"{said.ratio:.2f}x ({said.outcome()})"
+
+
+TLS_REFERENCE = "c-tls"
+"""The TLS peer that is libssl alone (benchmarks/peers/c_tls.c)."""
+
+
+def _tls_added(document: dict[str, Any], load: str, peer: dict[str, Any]) -> float | None:
+    """What TLS adds to ``peer``'s CPU on ``load``: the median, over the
+    repetitions, of its figure less its plain twin's in the same repetition."""
+
+    def figures(name: str) -> dict[int, float]:
+        return by_repetition(
+            (run["repetition"], run["figure"])
+            for run in document["runs"]
+            if run["peer"] == name and run["load"] == load and run["figure"] is not None
+        )
+
+    tls, plain = figures(peer["name"]), figures(peer["plain"])
+    return Spread.of(tls[rep] - plain[rep] for rep in tls if rep in plain).median
+
+
+def _tls_added_lines(document: dict[str, Any]) -> list[str]:
+    """A line per TLS server: what TLS adds per handshake and per MB, and its
+    multiple of what it adds to libssl alone (`TLS_REFERENCE`)."""
+    peers = [peer for peer in document["peers"] if peer["tls"]]
+    reference = next((peer for peer in peers if peer["name"] == TLS_REFERENCE), None)
+    if reference is None:
+        return []
+    floor = {load: _tls_added(document, load, reference) for load in ("handshakes", "bulk")}
+    lines = [
+        "",
+        "What TLS adds: each server's CPU over TLS less its plain-TCP twin's, the median of"
+        " the differences in each repetition, and its multiple of what TLS adds to the C"
+        " server with libssl alone, the reference (what libssl and the kernel cannot help"
+        " costing):",
+        "",
+    ]
+    for peer in peers:
+        parts = []
+        for load, unit, digits in (("handshakes", "µs per handshake", 0), ("bulk", "ms per MB", 2)):
+            added, base = _tls_added(document, load, peer), floor[load]
+            if added is None:
+                parts.append("n/a")
+                continue
+            text = f"{added:,.{digits}f} {unit}"
+            if peer is not reference and base:
+                text += f" ({added / base:.2f}x libssl's)"
+            parts.append(text)
+        lines.append(f"- {peer['label']}: {', '.join(parts)}")
+    return lines
 
 
 def tls_section(document: dict[str, Any] | None, work: dict[str, Any] | None = None) -> list[str]:
@@ -641,8 +697,10 @@ def tls_section(document: dict[str, Any] | None, work: dict[str, Any] | None = N
         "plain TCP, per MB",
     ]
     lines += table(header, rows)
+    lines += _tls_added_lines(document)
     pairs = [
         ("trio-echo-tls", "trio-tls", "trio_echo against the minimal trio SSLStream server"),
+        ("trio-echo", "trio", "the same two over plain TCP, trio_echo against trio (plain)"),
         ("trio-tls", "asyncio-streams-tls", "trio SSLStream against asyncio streams"),
         ("trio-tls", "uvloop-protocol-tls", "trio SSLStream against the uvloop protocol peer"),
         (
@@ -651,6 +709,7 @@ def tls_section(document: dict[str, Any] | None, work: dict[str, Any] | None = N
             "the trio server on a MemoryBIO stream against the same server on SSLStream",
         ),
     ]
+    tls = {peer["name"]: peer["tls"] for peer in document["peers"]}
     lines += [
         "",
         "Each ratio is the median of the ratios taken in each repetition (below 1: less"
@@ -660,9 +719,17 @@ def tls_section(document: dict[str, Any] | None, work: dict[str, Any] | None = N
         "",
     ]
     for one, other, what in pairs:
-        counted = counted_text(work, TLS_COUNTED, one, other, "the instructions per {unit}")
+        over_tls = tls.get(one, True)
+        counted = counted_text(
+            work,
+            TLS_COUNTED if over_tls else PLAIN_COUNTED,
+            one,
+            other,
+            "the instructions per {unit}",
+        )
         lines.append(
-            f"- {what}: {_tls_ratio(document, 'handshakes', one, other)} per handshake,"
+            f"- {what}: {_tls_ratio(document, 'handshakes', one, other)} per"
+            f" {'handshake' if over_tls else 'connection'},"
             f" {_tls_ratio(document, 'bulk', one, other)} per MB"
             + (f"; counted, {counted}" if counted else "")
         )
@@ -671,6 +738,8 @@ def tls_section(document: dict[str, Any] | None, work: dict[str, Any] | None = N
 
 TLS_COUNTED = "TLS, count 100 B"
 """The counted load (benchmarks/work.py) that is the TLS handshake load."""
+PLAIN_COUNTED = "count 100 B"
+"""The counted load that is the same over plain TCP."""
 
 
 def _spread_text(spread: dict[str, Any] | None, digits: int, unit: str = "") -> str:
@@ -939,11 +1008,12 @@ def floor_section(
         "The figures: throughput (flat out) or, at a fixed rate, the rate reached; the"
         " server's CPU per connection or per message (per MB for 10 MB messages) beside it;"
         " p99 latency (at a fixed rate, from when each message was due). Memory: the"
-        f" harness's PSS with {settings['idle_connections']:,} idle connections open, and"
+        f" harness's, by {settings.get('memory', PSS)}, with"
+        f" {settings['idle_connections']:,} idle connections open, and"
         " benchmarks/idle_memory.py's tracemalloc with"
         f" {settings['tracemalloc_connections']:,}."
         + (
-            " trio_echo's PSS per idle connection, target and figure, is the comparison's"
+            " trio_echo's memory per idle connection, target and figure, is the comparison's"
             " (benchmarks/results/benchmark.json, in the tables above), not this run's, so"
             " that the page gives one figure for it."
             if idle is not None

@@ -7,15 +7,13 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from tabulate import tabulate
 
 from benchmarks import provenance
 from benchmarks.lines import count as count_lines
 from benchmarks.measuring import (
-    CLIENT_LIMIT,
+    FAIRNESS_SAMPLES,
     SATURATED,
     SERVER_CPU,
     Cell,
@@ -24,8 +22,8 @@ from benchmarks.measuring import (
     Settings,
     median,
 )
-from benchmarks.running import CLIENT_CPU
-from benchmarks.servers import Server
+from benchmarks.running import CLIENT_CPU, CONTROL_GROUP
+from benchmarks.servers import Server, enforces
 from benchmarks.summary import Spread, grouped
 from benchmarks.verdicts import Verdict, by_repetition, compare
 
@@ -83,6 +81,7 @@ def summarise(
                 continue
             spread = Spread.of(r.figure for r in good)
             cpu = Spread.of(r.server_cpu_us_per_message for r in good)
+            p99 = Spread.of(r.latency_us.get("p99") for r in good)
             figure = spread.median
             assert figure is not None
             row[server.name] = {
@@ -98,21 +97,28 @@ def summarise(
                     for key in LATENCY_KEYS
                     if any(key in r.latency_us for r in good)
                 },
+                "p99_min": p99.min,
+                "p99_max": p99.max,
                 "server_cpu_us_per_message": cpu.median,
                 "cpu_min": cpu.min,
                 "cpu_max": cpu.max,
+                "user_us_per_message": median(r.server_user_us_per_message for r in good),
+                "system_us_per_message": median(r.server_system_us_per_message for r in good),
                 "server_cpu_utilization": median(r.server_cpu_utilization for r in good),
                 "client_cpu_utilization": median(r.client_cpu_utilization for r in good),
-                # Flags describe the median run, as the figure does.
-                "client_limited": median(r.client_cpu_utilization for r in good) >= CLIENT_LIMIT,
-                "saturated": bool(cell.rate)
+                # Flags describe the median run, as the figure does; and how
+                # many runs had the generator short of CPU.
+                "client_limited": 2 * sum(r.client_limited for r in good) > len(good),
+                "client_limited_runs": sum(r.client_limited for r in good),
+                "runs": len(good),
+                "saturated": cell.saturable
                 and median(r.messages_per_second for r in good) < SATURATED * cell.rate,
                 "accepted": median(accepted for r in good if (accepted := _accepted(r.note))),
                 "offered_rate": cell.rate,
                 "connections": settings.idle_connections,
                 "achieved_rate": median(r.messages_per_second for r in good),
                 "megabytes_per_second": median(r.megabytes_per_second for r in good),
-                "peak_rss": max(r.peak_rss for r in good),
+                "peak_memory": max(r.peak_memory for r in good),
                 "errors": sum(r.errors for r in mine),
                 "note": next((r.note for r in good if r.note), ""),
             }
@@ -180,6 +186,18 @@ def noise(summary: dict[str, dict[str, object]], servers: list[Server]) -> str:
     )
 
 
+def fairness_title(settings: Settings) -> str:
+    """What the fairness load measures, as its run made it."""
+    cell = next((cell for cell in settings.cells if cell.workload == "fairness"), None)
+    if cell is None or not cell.rate:  # runs that did not record the probe's rate
+        return "p99 latency of a 100 B client beside a 10 MB stream"
+    return (
+        f"p99 latency of a 100 B client ({cell.rate:,.0f} messages/s, {FAIRNESS_SAMPLES:,} timed,"
+        " run ahead of the stream's generator on the client CPU) beside a 10 MB stream; ⚠: the"
+        " probe still waited for its CPU, in all, as long as its p99"
+    )
+
+
 def markdown(
     summary: dict[str, dict[str, object]],
     servers: list[Server],
@@ -199,8 +217,9 @@ def markdown(
         f"Each server pinned to CPU {SERVER_CPU}, the C load generator to CPU {CLIENT_CPU}. "
         f"Median of {settings.repeat} interleaved repetition(s) of {settings.duration:g} s "
         f"(after {settings.warmup:g} s of warm-up); in parentheses, the ratio to the Twisted "
-        "original in the same run. ⚠: the load generator used 90% or more of its CPU, so "
-        "the figure is a lower bound on what the server can do.",
+        "original in the same run. ⚠: the load generator used 90% or more of its CPU in the "
+        "median repetition, so the figure is a lower bound on what the server can do; "
+        f"(⚠ in k of n): in k repetitions only. Memory is {settings.memory}.",
         "",
         noise(summary, servers),
         "",
@@ -216,11 +235,12 @@ def markdown(
             "A server that did not reach the offered rate is marked saturated, with the "
             "rate it reached: its CPU was taken at its limit",
         ),
-        ("memory", f"Server memory per idle connection ({settings.idle_connections:,} open)"),
         (
-            "fairness",
-            "p99 latency of a 100 B client (200 messages/s) beside a 10 MB stream",
+            "memory",
+            f"Server memory per idle connection ({settings.idle_connections:,} open; by"
+            f" {settings.memory})",
         ),
+        ("fairness", fairness_title(settings)),
     ]
     for group, title in groups:
         cells = [cell for cell in settings.cells if cell.group == group]
@@ -245,8 +265,13 @@ def markdown(
         lines += [
             "## Latency and cost, headline loads",
             "",
-            "p50 / p99 / p99.9 latency in µs; server CPU µs per message; peak RSS in MiB; "
-            "load generator CPU.",
+            "p50 / p99 / p99.9 latency in µs; server CPU µs per message; peak memory in MiB"
+            + (
+                " (the server's whole process tree)"
+                if settings.memory == CONTROL_GROUP
+                else " (the server process's own resident peak)"
+            )
+            + "; load generator CPU.",
             "",
         ]
         rows = []
@@ -265,11 +290,20 @@ def markdown(
                         f"{latency['p99']:,.0f}",
                         f"{latency['p999']:,.0f}",
                         f"{entry['server_cpu_us_per_message']:,.1f}",
-                        f"{entry['peak_rss'] / MiB:,.0f}",
+                        f"{entry['peak_memory'] / MiB:,.0f}",
                         f"{entry['client_cpu_utilization']:.0%}",
                     ]
                 )
-        header = ["load", "server", "p50", "p99", "p99.9", "CPU µs/msg", "peak RSS", "client CPU"]
+        header = [
+            "load",
+            "server",
+            "p50",
+            "p99",
+            "p99.9",
+            "CPU µs/msg",
+            "peak memory, MiB",
+            "client CPU",
+        ]
         lines += [*table(header, rows), ""]
     leaders = [
         f"- {cell.name}: {text}"
@@ -306,7 +340,7 @@ def ranked(
         entry = summary.get(cell.name, {}).get(server.name)
         if not isinstance(entry, dict) or not isinstance(entry.get("figure"), float):
             continue
-        if cell.rate and entry.get("saturated"):
+        if cell.saturable and entry.get("saturated"):
             continue
         entries.append((server, entry))
     sign = 1.0 if cell.lower_is_better else -1.0
@@ -334,6 +368,8 @@ def value_text(entry: dict[str, object], cell: Cell, *, ratio: bool = False) -> 
         text += f" ({entry['ratio']:.2f}x)"
     if entry.get("client_limited"):
         text += " ⚠"
+    elif limited := entry.get("client_limited_runs"):
+        text += f" (⚠ in {limited} of {entry['runs']})"
     accepted, opened = entry.get("accepted"), entry.get("connections")
     if cell.workload == "idle" and accepted and isinstance(opened, int) and accepted < opened:
         text += f" ({accepted:,.0f} of {opened:,} accepted)"
@@ -432,10 +468,19 @@ def _figure(
 def conformance_counts(
     conformance: list[dict[str, str]] | None, server: Server
 ) -> tuple[int, int, list[str]]:
-    """Cases ``server`` passed, cases run, and the names of those it failed."""
+    """Cases ``server`` passed, cases run, and the names of those it failed.
+
+    A case it fails by a race (an expected failure that passed this time,
+    ``xpass``) is among the failed, named as such: a server that conforms
+    only when it wins a race does not conform.
+    """
     mine = [o for o in conformance or [] if o["server"] == server.name]
     run = [o for o in mine if o["outcome"] != "skipped"]
-    failed = [o["case"] for o in run if o["outcome"] not in ("passed", "xpass")]
+    failed = [
+        o["case"] + (" (a race, won this time)" if o["outcome"] == "xpass" else "")
+        for o in run
+        if o["outcome"] != "passed"
+    ]
     return len(run) - len(failed), len(run), failed
 
 
@@ -523,23 +568,38 @@ def per_model_table(
     lines = [
         "## Per model",
         "",
-        "Conformance: cases passed of those run. CPU: µs of server CPU per connection at a"
-        " fixed rate of count 100 B connections, and per message on echo 1 KiB. Lines of"
-        " code (no blank lines, comments or docstrings), counted alike for every server:"
-        " the handler, the code that serves one connection; the whole program, its own"
-        " files and every file of this repository they import, the shared protocol"
-        " (`trio_echo.protocol`) included where a server drives it; and, in brackets, how"
-        " many of the program's lines are that protocol. The original and the C server"
-        " parse the protocol themselves, within their own lines. trio_echo's handler is"
-        " its three pump modules; its program is everything its server imports, the"
-        " memory budget, deadlines, logs, metrics, TLS and Unix sockets included.",
+        " ".join(
+            [
+                "Enforces: what the server guards itself with beyond the protocol's bytes"
+                " (every server but the original bounds what each connection queues): a"
+                " realistic server pays for these on every connection, a stripped one does"
+                " not. The linger deadline is how long it waits for the peer once it has"
+                " half-closed; the memory budget is one over all connections; a graceful"
+                " drain stops accepting and lets connections finish within a grace.",
+                "Conformance: cases passed of those run.",
+                "CPU: µs of server CPU per connection at a fixed rate of count 100 B"
+                " connections; and per message on echo 1 KiB, in user space and in the"
+                " kernel (at full speed a server's CPU per message is the inverse of its"
+                " rate: the split says where it goes).",
+                "Lines of code (no blank lines, comments or docstrings), counted alike for"
+                " every server: the handler, the code that serves one connection; the whole"
+                " program, its own files and every file of this repository they import, the"
+                " shared protocol (`trio_echo.protocol`) included where a server drives it;"
+                " and, in brackets, how many of the program's lines are that protocol. The"
+                " original and the C server parse the protocol themselves, within their own"
+                " lines. trio_echo's handler is its three pump modules; its program is"
+                " everything its server imports, the memory budget, deadlines, logs,"
+                " metrics, TLS and Unix sockets included.",
+            ]
+        ),
         "",
     ]
     header = [
         "model",
+        "enforces",
         "conformance",
         *(titles.get(name, f"CPU per conn., {name.split(' at ')[-1]}") for name in columns),
-        "CPU per message, echo 1 KiB",
+        "CPU per message, echo 1 KiB: user + system",
         *(["instructions per connection, count 100 B (counted)"] if counted else []),
         "lines: handler / program (protocol)",
     ]
@@ -547,7 +607,7 @@ def per_model_table(
     echo = by_name.get("echo 1 KiB")
     for server in servers:
         passed, run, _ = conformance_counts(conformance, server)
-        cells = [f"{passed} of {run}" if run else "n/a"]
+        cells = [", ".join(enforces(server)) or "nothing", f"{passed} of {run}" if run else "n/a"]
         for name in columns:
             entry = summary[name].get(server.name)
             if not isinstance(entry, dict) or entry.get("figure") is None:
@@ -558,17 +618,19 @@ def per_model_table(
                 text += f" (saturated: {entry['achieved_rate']:,.0f}/s)"
             cells.append(text)
         entry = summary["echo 1 KiB"].get(server.name) if echo else None
-        if echo and isinstance(entry, dict) and entry.get("figure") is not None:
-            low, high = entry["cpu_min"], entry["cpu_max"]
-            cells.append(
-                f"{entry['server_cpu_us_per_message']:,.1f} µs [{low:,.1f} to {high:,.1f}]"
-            )
+        if echo and isinstance(entry, dict) and entry.get("user_us_per_message"):
+            user, system = entry["user_us_per_message"], entry["system_us_per_message"]
+            cells.append(f"{user:,.1f} + {system:,.1f} µs")
+        elif echo and isinstance(entry, dict) and entry.get("figure") is not None:
+            low, high = entry["cpu_min"], entry["cpu_max"]  # a run that did not split it
+            total = entry["server_cpu_us_per_message"]
+            cells.append(f"{total:,.1f} µs [{low:,.1f} to {high:,.1f}], not split")
         else:
             cells.append("n/a")
         if counted:
             cells.append(counted.get(server.name, "n/a"))
-        lines = lines_of_code(server)
-        cells.append(f"{lines.handler:,} / {lines.program:,} ({lines.protocol:,})")
+        code = lines_of_code(server)
+        cells.append(f"{code.handler:,} / {code.program:,} ({code.protocol:,})")
         rows.append([labels.get(server.name, server.label), *cells])
     return [*lines, *table(header, rows), ""]
 
@@ -600,144 +662,6 @@ def conformance_table(outcomes: list[dict[str, str]], servers: list[Server]) -> 
     lines += [*table(["case", *(s.label for s in servers)], rows), ""]
     lines += [*sorted(set(reasons)), ""]
     return lines
-
-
-_MARKERS = "osD^v<>pXh*P8d"
-
-
-def _line_style(index: int) -> dict[str, object]:
-    """A colour and a marker of its own for the server at ``index`` (up to 20 x 13)."""
-    import matplotlib.pyplot as plt
-
-    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
-    return {
-        "color": colours[index % len(colours)],
-        "marker": _MARKERS[index % len(_MARKERS)],
-        "linestyle": "-" if index < len(_MARKERS) else "--",
-    }
-
-
-def plots(
-    summary: dict[str, dict[str, object]], servers: list[Server], settings: Settings, out: Path
-) -> list[Path]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    written = []
-    for group, x_of, xlabel in (
-        ("size", lambda c: c.size, "message size (bytes)"),
-        ("concurrency", lambda c: c.connections, "connections"),
-    ):
-        cells = [cell for cell in settings.cells if cell.group == group]
-        if len(cells) < 2:
-            continue
-        figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5))
-        for index, server in enumerate(servers):
-            style = _line_style(index)
-            xs, throughput, p99 = [], [], []
-            for cell in cells:
-                entry = summary[cell.name].get(server.name)
-                if isinstance(entry, dict) and isinstance(entry.get("figure"), float):
-                    xs.append(x_of(cell))
-                    throughput.append(entry["figure"])
-                    p99.append(entry["latency_us"]["p99"] / 1000)  # type: ignore[index]
-            if xs:
-                left.plot(xs, throughput, label=server.label, **style)
-                right.plot(xs, p99, label=server.label, **style)
-        for axis, ylabel in ((left, "messages/s"), (right, "p99 latency (ms)")):
-            axis.set_xscale("log")
-            axis.set_yscale("log")
-            axis.set_xlabel(xlabel)
-            axis.set_ylabel(ylabel)
-            axis.grid(True, which="both", alpha=0.3)
-        figure.suptitle(f"echo, by {xlabel}")
-        # Outside the axes, so that it covers no line.
-        figure.legend(*left.get_legend_handles_labels(), loc="center right", fontsize=8)
-        figure.tight_layout(rect=(0, 0, 0.84, 1))
-        path = out / f"echo-by-{group}.png"
-        figure.savefig(path, dpi=100)
-        plt.close(figure)
-        written.append(path)
-    cdf = latency_cdf(summary, servers, settings, plt)
-    if cdf:
-        path = out / "latency-cdf.png"
-        cdf.savefig(path, dpi=100)
-        plt.close(cdf)
-        written.append(path)
-    cpu = [
-        (server.label, _figure(summary, "echo 1 KiB", server.name, "server_cpu_us_per_message"))
-        for server in servers
-    ]
-    cpu = [(label, value) for label, value in cpu if value is not None]
-    cpu_cell = next((cell for cell in settings.cells if cell.name == "echo 1 KiB"), None)
-    if cpu and cpu_cell is not None:
-        figure, axis = plt.subplots(figsize=(10, 4.5))
-        axis.barh([label for label, _ in cpu], [value for _, value in cpu])
-        axis.invert_yaxis()
-        # The run's own connections: a quick run has fewer than a full one.
-        axis.set_xlabel(
-            f"server CPU µs per message (echo 1 KiB, {cpu_cell.connections} connections)"
-        )
-        axis.grid(True, axis="x", alpha=0.3)
-        figure.tight_layout()
-        path = out / "cpu-per-message.png"
-        figure.savefig(path, dpi=100)
-        plt.close(figure)
-        written.append(path)
-    return written
-
-
-CDF_CELLS = ("count 100 B at 1,000/s", "fairness")
-"""The loads whose latency distribution is plotted: short connections at a
-rate every server should keep up with, and a small client beside a stream."""
-
-
-def latency_cdf(
-    summary: dict[str, dict[str, object]], servers: list[Server], settings: Settings, plt: Any
-) -> Any:
-    """A figure of the latency distribution on `CDF_CELLS`, one line a server
-    (each percentile the median over the repetitions), or None if none was run."""
-    cells = [cell for cell in settings.cells if cell.name in CDF_CELLS]
-    if not cells:
-        return None
-    figure, axes = plt.subplots(1, len(cells), figsize=(7 * len(cells), 5), squeeze=False)
-    for axis, cell in zip(axes[0], cells, strict=True):
-        for index, server in enumerate(servers):
-            entry = summary[cell.name].get(server.name)
-            if not isinstance(entry, dict) or entry.get("figure") is None:
-                continue
-            latency = entry["latency_us"]
-            assert isinstance(latency, dict)
-            points = [
-                (latency[key] / 1000, key)
-                for key in LATENCY_KEYS
-                if key in latency and key != "max"  # the maximum is not a share
-            ]
-            shares = [_share(key) for _, key in points]
-            label = server.label + (" (saturated)" if entry.get("saturated") else "")
-            axis.plot([ms for ms, _ in points], shares, label=label, **_line_style(index))
-        axis.set_xscale("log")
-        axis.set_yscale("logit")
-        shares = [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999]
-        axis.set_yticks(shares, [f"{share:.1%}".replace(".0%", "%") for share in shares])
-        axis.minorticks_off()
-        axis.set_xlabel("latency (ms)")
-        axis.set_ylabel("share of messages at or below")
-        axis.set_title(cell.name)
-        axis.grid(True, which="both", alpha=0.3)
-    figure.legend(*axes[0][0].get_legend_handles_labels(), loc="center right", fontsize=8)
-    figure.tight_layout(rect=(0, 0, 0.84, 1))
-    return figure
-
-
-def _share(key: str) -> float:
-    """The share of messages a percentile key stands for (``p999``: 0.999)."""
-    digits = key[1:]
-    return int(digits) / 10 ** len(digits) if len(digits) > 2 else int(digits) / 100
 
 
 def environment() -> dict[str, object]:

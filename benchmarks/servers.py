@@ -329,6 +329,52 @@ SERVERS: dict[str, Server] = {
 }
 
 
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "trio": ("trio-echo", "trio", "trio-tutorial", "anyio-trio"),
+    "asyncio": (
+        "asyncio-taskgroup",
+        "asyncio-streams",
+        "asyncio-protocol",
+        "uvloop-protocol",
+        "anyio-asyncio",
+    ),
+    "Twisted and gevent": ("twisted-original", "twisted", "gevent"),
+    "threads and processes": ("threads", "threads-tutorial", "forking"),
+}
+"""The servers in groups of one library or kind, as the plots draw them (C
+epoll, the floor, is drawn in every group)."""
+
+LINGER = "linger deadline"  # how long it waits for the peer once it has half-closed
+TIMEOUTS = "header and idle timeouts"
+DATA_RATE = "minimum data rate"
+BUDGET = "memory budget"  # over all connections, not per connection
+CAP = "connection cap"
+DRAIN = "graceful drain"  # stops accepting, lets connections finish within a grace
+
+ENFORCES: dict[str, tuple[str, ...]] = {
+    "twisted-original": (),
+    "trio-echo": (LINGER, TIMEOUTS, DATA_RATE, BUDGET, CAP, DRAIN),
+    "forking": (LINGER, f"{CAP} (1,024 processes)"),
+    "c-epoll": (),
+}
+"""What each server enforces beyond the protocol's bytes: a "realistic" server
+(trio_echo) pays for guarding itself against its peers, a "stripped" one does
+not. Every peer that drives the shared protocol keeps its deadline once it has
+half-closed, and a bound on what each connection queues; a server not named
+here has that deadline only."""
+
+
+def enforces(server: Server) -> tuple[str, ...]:
+    """What ``server`` enforces (see `ENFORCES`)."""
+    return ENFORCES.get(server.name, (LINGER,))
+
+
+def family(server: Server) -> str | None:
+    """The group ``server`` is drawn in (see `FAMILIES`), or None (C epoll, a
+    baseline)."""
+    return next((name for name, members in FAMILIES.items() if server.name in members), None)
+
+
 def listing() -> list[dict[str, object]]:
     """Every server as plain data: what the tests and other programs read.
 
@@ -360,7 +406,17 @@ def listing() -> list[dict[str, object]]:
 PORT_MARK = "{port}"
 MODE_MARK = "{mode}"
 
-__all__ = ["SERVERS", "NoCompilerError", "Server", "listing", "trio_echo_command"]
+__all__ = [
+    "ENFORCES",
+    "FAMILIES",
+    "SERVERS",
+    "NoCompilerError",
+    "Server",
+    "enforces",
+    "family",
+    "listing",
+    "trio_echo_command",
+]
 
 if __name__ == "__main__":
     import json

@@ -1,8 +1,10 @@
 """The cost of TLS: server CPU per handshake and per MB, beside plain TCP.
 
 Each TLS server (trio_echo, a minimal trio SSLStream server and its
-MemoryBIO variant, asyncio streams, the uvloop protocol peer) and its
-plain-TCP twin run pinned to CPU 0; the load generator, built with libssl
+MemoryBIO variant, asyncio streams, the uvloop protocol peer, and a C
+server with libssl and nothing else, one blocking connection at a time,
+benchmarks/peers/c_tls.c, the reference for what libssl itself costs) and
+its plain-TCP twin run pinned to CPU 0; the load generator, built with libssl
 (benchmarks/loadgen.c, ``-DLOADGEN_TLS``), runs pinned to CPU 1:
 
 - handshakes: count 100 B at a fixed rate, a new TLS 1.3 connection per
@@ -43,11 +45,13 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.build import (
+    C_TLS_SOURCE,
     LOADGEN_SOURCE,
     NoCompilerError,
     NoTlsError,
     compile_c,
     compile_tls_loadgen,
+    compile_with_libssl,
 )
 from benchmarks.measuring import SATURATED, median
 from benchmarks.running import ServerProcess, loadgen_command, run_loadgen
@@ -149,7 +153,13 @@ def _trio_echo(chain: Path | None) -> list[str]:
     return command
 
 
+def _c_libssl(chain: Path | None) -> list[str]:
+    tls = ["--tls-cert", str(chain), "--tls-key", str(chain)] if chain else []
+    return [str(compile_with_libssl(C_TLS_SOURCE)), "--port", "0", *tls]
+
+
 PEERS_COMPARED = [
+    Peer("c-tls", "C, libssl alone (reference)", _c_libssl, "c-plain"),
     Peer("trio-echo-tls", "trio_echo", _trio_echo, "trio-echo"),
     Peer("trio-tls", "trio SSLStream", _peer_script("trio_tls.py"), "trio"),
     Peer(
@@ -170,6 +180,7 @@ PEERS_COMPARED = [
         _peer_script("asyncio_protocol.py", "--uvloop"),
         "uvloop-protocol",
     ),
+    Peer("c-plain", "C, libssl alone (reference)", _c_libssl, "c-plain", tls=False),
     Peer("trio-echo", "trio_echo", _trio_echo, "trio-echo", tls=False),
     Peer("trio", "trio (plain)", _peer_script("trio_plain.py"), "trio", tls=False),
     Peer(
@@ -190,6 +201,8 @@ PEERS_COMPARED = [
 
 
 PROGRAMS = {
+    "c-tls": ("benchmarks/peers/c_tls.c",),
+    "c-plain": ("benchmarks/peers/c_tls.c",),
     "trio-echo-tls": SERVERS["trio-echo"].program,
     "trio-tls": ("benchmarks/peers/trio_tls.py",),
     "trio-tls-bio": ("benchmarks/peers/trio_tls.py",),

@@ -649,10 +649,28 @@ def merge(committed: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def _names(text: str | None, known: list[str], what: str) -> list[str] | None:
+    """The names a comma-separated list gives, each one of ``known`` (a name
+    may hold a comma itself: "TLS, count 100 B"), or None for no list.
+
+    Raises:
+        ValueError: If a name is not known.
+    """
     if not text:
         return None
-    names = [name.strip() for name in text.split(",")]
-    unknown = [name for name in names if name not in known]
+    pieces = [piece.strip() for piece in text.split(",")]
+    names, unknown, at = [], [], 0
+    while at < len(pieces):
+        # The longest run of pieces from here that is one known name.
+        end = next(
+            (end for end in range(len(pieces), at, -1) if ", ".join(pieces[at:end]) in known),
+            None,
+        )
+        if end is None:
+            unknown.append(pieces[at])
+            at += 1
+        else:
+            names.append(", ".join(pieces[at:end]))
+            at = end
     if unknown:
         raise ValueError(f"no {what} named {', '.join(unknown)} (there are: {', '.join(known)})")
     return names

@@ -252,6 +252,134 @@ def test_a_tls_peer_echoes_every_message_to_the_tls_load_generator(
     assert figures.messages >= 6
 
 
+@pytest.mark.parametrize("tls", [True, False])
+@pytest.mark.parametrize("size", [0, 100, 3_000_000])
+def test_the_libssl_reference_echoes_every_message(
+    tmp_path: Path, tls_loadgen: Path, tls: bool, size: int
+) -> None:
+    pytest.importorskip("trustme")
+    from benchmarks.build import C_TLS_SOURCE, LOADGEN_SOURCE, compile_c, compile_with_libssl
+    from benchmarks.running import ServerProcess, loadgen_command, run_loadgen
+    from benchmarks.tls import make_certificate
+
+    chain, ca = make_certificate(tmp_path)
+    files = ["--tls-cert", str(chain), "--tls-key", str(chain)] if tls else []
+    process = ServerProcess([str(compile_with_libssl(C_TLS_SOURCE)), "--port", "0", *files])
+    try:
+        port = process.wait_for_port()
+        figures = run_loadgen(
+            loadgen_command(
+                tls_loadgen if tls else compile_c(LOADGEN_SOURCE),
+                port,
+                workload="count",
+                size=size,
+                connections=2,
+                messages=6,
+                duration=30,
+                **({"tls_ca": ca} if tls else {}),
+            ),
+            timeout=60,
+            pinned=False,
+        )
+    finally:
+        process.stop()
+    assert (figures.errors, figures.connect_errors, figures.first_error) == (0, 0, "")
+    assert figures.messages >= 6
+
+
+@pytest.mark.parametrize("header", [b"x", b"12x", b"1" * 20 + b" ", b" 5"])
+def test_the_libssl_reference_closes_a_connection_with_a_malformed_header(
+    header: bytes,
+) -> None:
+    import socket
+
+    from benchmarks.build import C_TLS_SOURCE, compile_with_libssl
+    from benchmarks.running import ServerProcess
+
+    process = ServerProcess([str(compile_with_libssl(C_TLS_SOURCE)), "--port", "0"])
+    try:
+        port = process.wait_for_port()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(header + b"payload")
+            assert sock.recv(100) == b""  # closed, nothing echoed
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"3 abcdef")  # and it serves the next connection
+            assert sock.recv(100) == b"abc"
+    finally:
+        process.stop()
+
+
+# A server that echoes on every connection but holds the last one's first
+# echo until each of the others has had HELD echoes: a generator that
+# measures from its first connection sees those, one that settles does not.
+SLOW_TO_SETTLE = """
+import socket, sys, threading
+connections, held = int(sys.argv[1]), int(sys.argv[2])
+listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+print(f"listening on 127.0.0.1:{listener.getsockname()[1]} mode=echo", flush=True)
+lock = threading.Condition()
+echoes = [0] * connections
+def serve(sock, index):
+    while data := sock.recv(65536):
+        if index == connections - 1 and echoes[index] == 0:
+            with lock:
+                lock.wait_for(lambda: min(echoes[:-1]) >= held)
+        sock.sendall(data)
+        with lock:
+            echoes[index] += 1
+            lock.notify_all()
+        print(sum(echoes), file=sys.stderr, flush=True)
+for index in range(connections):
+    sock, _ = listener.accept()
+    threading.Thread(target=serve, args=(sock, index), daemon=True).start()
+threading.Event().wait()
+"""
+
+
+def test_a_settled_measurement_starts_once_every_connection_has_echoed(tmp_path: Path) -> None:
+    from benchmarks.build import LOADGEN_SOURCE, compile_c
+    from benchmarks.running import ServerProcess, loadgen_command, run_loadgen
+
+    connections, held = 4, 50
+    script = tmp_path / "slow_to_settle.py"
+    script.write_text(SLOW_TO_SETTLE)
+    process = ServerProcess([sys.executable, str(script), str(connections), str(held)])
+    try:
+        port = process.wait_for_port()
+        figures = run_loadgen(
+            loadgen_command(
+                compile_c(LOADGEN_SOURCE),
+                port,
+                workload="echo",
+                size=64,
+                connections=connections,
+                duration=0.3,
+                settle=True,
+            ),
+            timeout=120,
+            pinned=False,
+        )
+        echoed = int(process.stderr.split()[-1])
+    finally:
+        process.stop()
+    assert figures.settled == connections
+    # The echoes before the last connection's first were not measured.
+    assert 0 < figures.messages <= echoed - (connections - 1) * held
+
+
+def test_settling_is_refused_where_connections_do_not_persist() -> None:
+    from benchmarks.build import LOADGEN_SOURCE, compile_c
+
+    result = subprocess.run(
+        [str(compile_c(LOADGEN_SOURCE)), "--port", "1", "--workload", "count", "--settle"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "usage" in result.stderr
+
+
 def test_the_plain_load_generator_refuses_tls_rather_than_sending_plain_bytes(
     tmp_path: Path,
 ) -> None:

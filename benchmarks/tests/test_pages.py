@@ -14,7 +14,8 @@ import pytest
 from benchmarks.lines import code_lines
 from benchmarks.measuring import Cell, Run, Settings, figure_unit, quick_settings, runs_to_make
 from benchmarks.pages import PAGES, Results, fill, report
-from benchmarks.reporting import plots, summarise, who_leads
+from benchmarks.plots import plots
+from benchmarks.reporting import summarise, who_leads
 from benchmarks.servers import SERVERS
 from benchmarks.verdicts import Verdict, against_goal, by_repetition, compare, needed
 from tests.support.processes import ROOT
@@ -455,6 +456,94 @@ def test_the_tls_part_is_written_from_its_results() -> None:
     assert tls_section(None) == ["(no TLS results: python benchmarks/tls.py --commit-results)"]
 
 
+def test_what_tls_adds_is_paired_per_repetition_and_set_against_libssl_alone() -> None:
+    from benchmarks.pages import _tls_added_lines
+
+    peers = [
+        {"name": "c-tls", "label": "C, libssl alone", "plain": "c-plain", "tls": True},
+        {"name": "trio-tls", "label": "trio SSLStream", "plain": "trio", "tls": True},
+        {"name": "c-plain", "label": "C, libssl alone", "plain": "c-plain", "tls": False},
+        {"name": "trio", "label": "trio (plain)", "plain": "trio", "tls": False},
+    ]
+    figures = {
+        ("c-tls", "handshakes"): [500.0, 520.0, 480.0],
+        ("c-plain", "handshakes"): [100.0, 100.0, 80.0],  # adds 400, 420, 400
+        ("trio-tls", "handshakes"): [1500.0, 1300.0, None],
+        ("trio", "handshakes"): [700.0, 500.0, 600.0],  # adds 800, 800: 2x libssl's
+        ("c-tls", "bulk"): [1.0, 1.0, 1.0],
+        ("c-plain", "bulk"): [0.5, 0.5, 0.5],
+        ("trio-tls", "bulk"): [4.0, 4.5, 5.0],
+        ("trio", "bulk"): [2.5, 2.5, 2.5],
+    }
+    document = {
+        "peers": peers,
+        "runs": [
+            {"peer": peer, "load": load, "repetition": rep, "figure": figure}
+            for (peer, load), values in figures.items()
+            for rep, figure in enumerate(values)
+        ],
+    }
+    lines = _tls_added_lines(document)
+    assert "- C, libssl alone: 400 µs per handshake, 0.50 ms per MB" in lines
+    assert "- trio SSLStream: 800 µs per handshake (2.00x libssl's), 2.00 ms per MB (4.00x" in (
+        "\n".join(lines)
+    )
+    document["peers"] = peers[1:2] + peers[3:]  # no reference: no such lines
+    assert _tls_added_lines(document) == []
+
+
+def test_a_case_passed_by_winning_a_race_is_counted_as_failed() -> None:
+    from benchmarks.reporting import conformance_counts
+
+    outcomes = [
+        {"server": "twisted-original", "case": "zero-length", "outcome": "passed"},
+        {"server": "twisted-original", "case": "echo-until-half-close", "outcome": "xpass"},
+        {"server": "twisted-original", "case": "leading-zero", "outcome": "xfail"},
+        {"server": "twisted-original", "case": "tls", "outcome": "skipped"},
+    ]
+    passed, run, failed = conformance_counts(outcomes, SERVERS["twisted-original"])
+    assert (passed, run) == (1, 3)
+    assert failed == ["echo-until-half-close (a race, won this time)", "leading-zero"]
+
+
+def test_a_flag_describes_the_median_run_and_counts_the_others() -> None:
+    from benchmarks.reporting import value_text
+
+    settings = Settings(2.0, 0.5, 5, 10, [Cell("echo 1 KiB", "echo", 1024, 50)])
+
+    def runs(limited: int) -> list[Run]:
+        return [
+            Run(
+                "trio-echo",
+                "echo 1 KiB",
+                rep,
+                figure=1000.0 + rep,
+                messages_per_second=1000.0 + rep,
+                client_cpu_utilization=0.95 if rep < limited else 0.5,
+                client_limited=rep < limited,
+                server_user_us_per_message=20.0,
+                server_system_us_per_message=5.0 + rep,
+                peak_memory=(rep + 1) << 20,
+            )
+            for rep in range(5)
+        ]
+
+    cell = settings.cells[0]
+    for limited, flag in ((0, ""), (2, " (⚠ in 2 of 5)"), (3, " ⚠")):
+        entry = summarise(runs(limited), [SERVERS["trio-echo"]], settings)["echo 1 KiB"]
+        text = value_text(entry["trio-echo"], cell)  # type: ignore[arg-type]
+        assert text == "1,002 [1,000 to 1,004]" + flag, text
+    entry = summarise(runs(0), [SERVERS["trio-echo"]], settings)["echo 1 KiB"]["trio-echo"]
+    assert isinstance(entry, dict)
+    assert (entry["user_us_per_message"], entry["system_us_per_message"]) == (20.0, 7.0)
+    assert entry["peak_memory"] == 5 << 20  # the highest of the runs
+
+
+def test_results_recorded_with_the_parents_resident_peak_still_load() -> None:
+    old = {"server": "trio", "cell": "echo 1 KiB", "repetition": 0, "peak_rss": 123}
+    assert Run.from_record(old).peak_memory == 123
+
+
 def test_the_floor_part_is_written_from_its_results() -> None:
     from benchmarks.pages import floor_section
 
@@ -604,7 +693,11 @@ def test_the_cpu_plot_names_the_runs_own_connections(
     monkeypatch.setattr(axes.Axes, "set_xlabel", recording)
     settings = quick_settings()
     summary: dict[str, dict[str, object]] = {cell.name: {} for cell in settings.cells}
-    summary["echo 1 KiB"]["trio-echo"] = {"figure": 1.0, "server_cpu_us_per_message": 12.5}
+    summary["echo 1 KiB"]["trio-echo"] = {
+        "figure": 1.0,
+        "user_us_per_message": 10.0,
+        "system_us_per_message": 2.5,
+    }
     plots(summary, [SERVERS["trio-echo"]], settings, tmp_path)
     connections = next(c.connections for c in settings.cells if c.name == "echo 1 KiB")
     assert connections != 50  # a quick run's, not a full one's

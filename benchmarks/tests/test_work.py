@@ -242,3 +242,17 @@ def test_an_unknown_server_or_load_is_one_sentence(capsys: pytest.CaptureFixture
     assert stopped.value.code == 2
     said = capsys.readouterr().err.strip().splitlines()[-1]
     assert "error: no server named nope (there are: twisted-original," in said
+
+
+def test_a_load_whose_name_holds_a_comma_can_be_chosen():
+    known = list(work.LOADS)
+    assert work._names("TLS, count 100 B,echo 1 KiB", known, "load") == [
+        "TLS, count 100 B",
+        "echo 1 KiB",
+    ]
+    assert work._names("count 100 B, TLS, count 100 B", known, "load") == [
+        "count 100 B",
+        "TLS, count 100 B",
+    ]
+    with pytest.raises(ValueError, match="no load named TLS"):
+        work._names("TLS", known, "load")
