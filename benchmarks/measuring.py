@@ -183,7 +183,7 @@ class Run:
     client_wait_us: float = 0.0  # the generator's time runnable but off its CPU
     client_limited: bool = False  # the generator was short of CPU: a lower bound
     saturated: bool = False  # a fixed-rate run that fell short of its rate
-    peak_memory: int = 0  # the server's whole process tree, the kernel's share included
+    peak_memory: int = 0  # the server's peak, as running.Meter measures memory
     bytes_per_idle_connection: float = 0.0
     note: str = ""
 

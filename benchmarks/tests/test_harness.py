@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.tests.peers import peers
+from benchmarks.tls import PEERS_COMPARED, Peer
 from tests.support.processes import COVERAGE_IN_CHILDREN, ROOT
 
 pytestmark = [
@@ -185,13 +186,6 @@ def test_the_cpu_of_exited_threads_and_children_is_counted(tmp_path: Path, cgrou
 
 # -- TLS (benchmarks/tls.py) ----------------------------------------------------
 
-TLS_PEERS = {
-    "trio SSLStream": ["trio_tls.py"],
-    "trio, MemoryBIO stream": ["trio_tls.py", "--tls-stream=bio"],
-    "asyncio streams": ["asyncio_streams.py"],
-    "uvloop protocol": ["asyncio_protocol.py", "--uvloop"],
-}
-
 
 @pytest.fixture(scope="module")
 def tls_loadgen() -> Path:
@@ -203,80 +197,32 @@ def tls_loadgen() -> Path:
         pytest.skip(str(error))
 
 
-@pytest.mark.parametrize("peer", list(TLS_PEERS))
+@pytest.mark.parametrize("peer", PEERS_COMPARED, ids=lambda peer: peer.name)
 @pytest.mark.parametrize("size", [100, 3_000_000])
-def test_a_tls_peer_echoes_every_message_to_the_tls_load_generator(
-    tmp_path: Path, tls_loadgen: Path, peer: str, size: int
+def test_every_peer_of_the_tls_tool_echoes_every_message(
+    tmp_path: Path, tls_loadgen: Path, peer: Peer, size: int
 ) -> None:
     pytest.importorskip("trustme")
-    if "--uvloop" in TLS_PEERS[peer]:
+    if "uvloop" in peer.name:
         pytest.importorskip("uvloop")
+    from benchmarks.build import LOADGEN_SOURCE, compile_c
     from benchmarks.running import ServerProcess, loadgen_command, run_loadgen
-    from benchmarks.servers import PEERS
     from benchmarks.tls import make_certificate
 
     chain, ca = make_certificate(tmp_path)
-    script, *extra = TLS_PEERS[peer]
-    process = ServerProcess(
-        [
-            sys.executable,
-            str(PEERS / script),
-            "--port",
-            "0",
-            "--tls-cert",
-            str(chain),
-            "--tls-key",
-            str(chain),
-            *extra,
-        ]
-    )
+    process = ServerProcess(peer.command(chain if peer.tls else None))
     try:
         port = process.wait_for_port()
         figures = run_loadgen(
             loadgen_command(
-                tls_loadgen,
+                tls_loadgen if peer.tls else compile_c(LOADGEN_SOURCE),
                 port,
                 workload="count",
                 size=size,
                 connections=2,
                 messages=6,
                 duration=30,
-                tls_ca=ca,
-            ),
-            timeout=60,
-            pinned=False,
-        )
-    finally:
-        process.stop()
-    assert (figures.errors, figures.connect_errors, figures.first_error) == (0, 0, "")
-    assert figures.messages >= 6
-
-
-@pytest.mark.parametrize("tls", [True, False])
-@pytest.mark.parametrize("size", [0, 100, 3_000_000])
-def test_the_libssl_reference_echoes_every_message(
-    tmp_path: Path, tls_loadgen: Path, tls: bool, size: int
-) -> None:
-    pytest.importorskip("trustme")
-    from benchmarks.build import C_TLS_SOURCE, LOADGEN_SOURCE, compile_c, compile_with_libssl
-    from benchmarks.running import ServerProcess, loadgen_command, run_loadgen
-    from benchmarks.tls import make_certificate
-
-    chain, ca = make_certificate(tmp_path)
-    files = ["--tls-cert", str(chain), "--tls-key", str(chain)] if tls else []
-    process = ServerProcess([str(compile_with_libssl(C_TLS_SOURCE)), "--port", "0", *files])
-    try:
-        port = process.wait_for_port()
-        figures = run_loadgen(
-            loadgen_command(
-                tls_loadgen if tls else compile_c(LOADGEN_SOURCE),
-                port,
-                workload="count",
-                size=size,
-                connections=2,
-                messages=6,
-                duration=30,
-                **({"tls_ca": ca} if tls else {}),
+                **({"tls_ca": ca} if peer.tls else {}),
             ),
             timeout=60,
             pinned=False,
@@ -367,32 +313,24 @@ def test_a_settled_measurement_starts_once_every_connection_has_echoed(tmp_path:
     assert 0 < figures.messages <= echoed - (connections - 1) * held
 
 
-def test_settling_is_refused_where_connections_do_not_persist() -> None:
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        ("--settle", "usage"),  # settling needs connections that persist, not count's
+        ("--tls", "built without TLS"),  # never plain bytes where TLS was asked for
+    ],
+)
+def test_the_load_generator_refuses_what_it_cannot_do(option: str, said: str) -> None:
     from benchmarks.build import LOADGEN_SOURCE, compile_c
 
     result = subprocess.run(
-        [str(compile_c(LOADGEN_SOURCE)), "--port", "1", "--workload", "count", "--settle"],
+        [str(compile_c(LOADGEN_SOURCE)), "--port", "1", "--workload", "count", option],
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 2
-    assert "usage" in result.stderr
-
-
-def test_the_plain_load_generator_refuses_tls_rather_than_sending_plain_bytes(
-    tmp_path: Path,
-) -> None:
-    from benchmarks.build import LOADGEN_SOURCE, compile_c
-
-    result = subprocess.run(
-        [str(compile_c(LOADGEN_SOURCE)), "--port", "1", "--workload", "count", "--tls"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "built without TLS" in result.stderr
+    assert said in result.stderr
 
 
 def test_the_tls_tool_summarises_medians_with_their_range_and_rate() -> None:
