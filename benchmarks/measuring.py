@@ -50,8 +50,15 @@ SATURATED = 0.95
 
 FAIRNESS_SAMPLES = 2_000
 """Messages the fairness probe times: its p99 is then the 20th worst of them."""
+FAIRNESS_CONNECTIONS = 5
 FAIRNESS_RATE = 1_000
-"""Messages per second the fairness probe sends (100 B each: little beside the stream)."""
+"""Messages per second the fairness probe sends, 100 B each, over
+`FAIRNESS_CONNECTIONS` connections: each has one message in flight and 5 ms
+between them, so that a server that answers within that keeps up, and the
+probe measures the server's fairness, not a queue of its own."""
+FAIRNESS_WAIT_SHARE = 0.10
+"""A fairness run is flagged when its probe waited for its CPU, per message on
+average, this share of its median latency or more: the rig moved the figure."""
 KiB, MiB = 1024, 1024 * 1024
 
 
@@ -137,7 +144,15 @@ def full_settings() -> Settings:
             Cell(f"echo 1 KiB x{connections}", "echo", KiB, connections, group="concurrency")
         )
     cells.append(Cell("idle connections", "idle", group="memory"))
-    cells.append(Cell("fairness", "fairness", rate=FAIRNESS_RATE, group="fairness"))
+    cells.append(
+        Cell(
+            "fairness",
+            "fairness",
+            connections=FAIRNESS_CONNECTIONS,
+            rate=FAIRNESS_RATE,
+            group="fairness",
+        )
+    )
     return Settings(duration=2.0, warmup=0.5, repeat=5, idle_connections=10_000, cells=cells)
 
 
@@ -354,9 +369,12 @@ def measure_fairness(bench: Bench, cell: Cell, rep: int) -> Run:
 
     Both clients share the client CPU; the small one, the probe, runs ahead
     of the stream's generator whenever it has something to do (see
-    `running.run_loadgen`), and times `FAIRNESS_SAMPLES` messages. A probe
-    that still waited for its CPU, in all, as long as its own p99 is flagged
-    (``client_limited``): the rig alone could then account for its tail.
+    `running.run_loadgen`), and times `FAIRNESS_SAMPLES` messages at
+    `FAIRNESS_RATE` over the cell's connections. The kernel still runs the
+    stream's sends before the probe can preempt them, so the probe's time
+    waiting for its CPU is recorded, and a run whose probe waited, per
+    message, `FAIRNESS_WAIT_SHARE` of its median latency or more is flagged
+    (``client_limited``).
     """
     binary, process = bench.binary, bench.process
     assert process is not None
@@ -374,6 +392,7 @@ def measure_fairness(bench: Bench, cell: Cell, rep: int) -> Run:
             binary,
             process.port,
             workload="framed",
+            connections=cell.connections,
             duration=seconds + 1,
             rate=rate,
             messages=FAIRNESS_SAMPLES,
@@ -390,7 +409,8 @@ def measure_fairness(bench: Bench, cell: Cell, rep: int) -> Run:
     run.errors = small.errors
     run.client_cpu_utilization = small.client_cpu_utilization
     run.client_wait_us = small.client_wait_seconds * 1e6
-    run.client_limited = run.client_wait_us >= run.latency_us["p99"]
+    waited = run.client_wait_us / small.messages if small.messages else math.inf
+    run.client_limited = waited >= FAIRNESS_WAIT_SHARE * run.latency_us.get("p50", 0.0)
     run.peak_memory = process.memory().peak
     run.note = (
         f"10 MB stream alongside: {hog_mb:,.0f} MB/s; the probe timed {small.messages:,}"

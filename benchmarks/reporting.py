@@ -14,6 +14,7 @@ from benchmarks import provenance
 from benchmarks.lines import count as count_lines
 from benchmarks.measuring import (
     FAIRNESS_SAMPLES,
+    FAIRNESS_WAIT_SHARE,
     SATURATED,
     SERVER_CPU,
     Cell,
@@ -192,9 +193,10 @@ def fairness_title(settings: Settings) -> str:
     if cell is None or not cell.rate:  # runs that did not record the probe's rate
         return "p99 latency of a 100 B client beside a 10 MB stream"
     return (
-        f"p99 latency of a 100 B client ({cell.rate:,.0f} messages/s, {FAIRNESS_SAMPLES:,} timed,"
-        " run ahead of the stream's generator on the client CPU) beside a 10 MB stream; ⚠: the"
-        " probe still waited for its CPU, in all, as long as its p99"
+        f"p99 latency of {cell.connections} clients of 100 B messages ({cell.rate:,.0f}"
+        f" messages/s in all, {FAIRNESS_SAMPLES:,} timed, run ahead of the stream's generator"
+        " on the client CPU) beside a 10 MB stream; ⚠: the probe waited for its CPU, per"
+        f" message, {FAIRNESS_WAIT_SHARE:.0%} of its median latency or more"
     )
 
 

@@ -11,10 +11,15 @@ QUEUED_READS buffers (about 64 MiB): past it the reader blocks
 A gevent socket call that need not wait does not switch greenlets, so a
 connection whose reads keep succeeding would run on and starve the others;
 the protocol already says where to let them run (YIELD, after 1 MiB or 256
-messages in one step), and there the reader calls ``gevent.sleep(0)`` ("a
-value of 0 ... means to yield execution to any other runnable greenlets",
-gevent/hub.py). The writer sends what the reader queued since it last let
-others run, and waits on the empty queue: it needs no yield of its own.
+messages in one step), and there the reader calls ``gevent.idle()``, which
+waits until the event loop has handled what is pending, the sockets ready
+for other greenlets included. ``gevent.sleep(0)`` would not do: "this
+greenlet may be scheduled again before the event loop cycles ... [it] can
+prevent greenlets that are ready to do I/O from being scheduled"
+(gevent.hub.sleep's docstring); and, at YIELD only, it let a 10 MB stream
+keep a small client waiting for seconds. The writer sends what the reader
+queued since it last let others run, and waits on the empty queue: it needs
+no yield of its own.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ def handle(sock: socket.socket, mode: str) -> None:
 
     writer = gevent.spawn(write)
     with contextlib.suppress(OSError):  # the peer went away: closing is all there is
-        pump_blocking(sock, protocol, outbox.put, flush=outbox.join, pause=gevent.sleep)
+        pump_blocking(sock, protocol, outbox.put, flush=outbox.join, pause=gevent.idle)
     outbox.put(StopIteration)
     writer.join()
     sock.close()
