@@ -585,18 +585,25 @@ def _tls_figure(entry: dict[str, Any] | None, unit: str, rate: bool = True) -> s
     return text
 
 
+def _tls_figures(document: dict[str, Any], load: str, peer: str) -> dict[int, float]:
+    """``peer``'s figures on ``load``, by repetition (see `verdicts.by_repetition`)."""
+    return by_repetition(
+        (run["repetition"], run["figure"])
+        for run in document["runs"]
+        if run["peer"] == peer and run["load"] == load and run["figure"] is not None
+    )
+
+
 def _tls_ratio(document: dict[str, Any], load: str, one: str, other: str) -> str:
     """The median of ``one``'s CPU over ``other``'s in each repetition of
     ``load``, with the verdict's count (less CPU is better)."""
-
-    def figures(peer: str) -> dict[int, float]:
-        return by_repetition(
-            (run["repetition"], run["figure"])
-            for run in document["runs"]
-            if run["peer"] == peer and run["load"] == load and run["figure"] is not None
-        )
-
-    said = compare(one, other, figures(one), figures(other), lower_is_better=True)
+    said = compare(
+        one,
+        other,
+        _tls_figures(document, load, one),
+        _tls_figures(document, load, other),
+        lower_is_better=True,
+    )
     if said.ratio is None:
         return "n/a"
     return f"{said.ratio:.2f}x ({said.outcome()})"
@@ -609,15 +616,8 @@ TLS_REFERENCE = "c-tls"
 def _tls_added(document: dict[str, Any], load: str, peer: dict[str, Any]) -> float | None:
     """What TLS adds to ``peer``'s CPU on ``load``: the median, over the
     repetitions, of its figure less its plain twin's in the same repetition."""
-
-    def figures(name: str) -> dict[int, float]:
-        return by_repetition(
-            (run["repetition"], run["figure"])
-            for run in document["runs"]
-            if run["peer"] == name and run["load"] == load and run["figure"] is not None
-        )
-
-    tls, plain = figures(peer["name"]), figures(peer["plain"])
+    tls = _tls_figures(document, load, peer["name"])
+    plain = _tls_figures(document, load, peer["plain"])
     return Spread.of(tls[rep] - plain[rep] for rep in tls if rep in plain).median
 
 
