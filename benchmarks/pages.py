@@ -555,8 +555,9 @@ def machine_line(results: Results) -> str:
             if isinstance(entry, dict) and entry.get("client_limited")
         }
     )
+    cpus = machine_facts(results.environment)["cpus"]
     text = (
-        f"- **What this machine can say**: {results.environment['cpus']} shared CPUs, each"
+        f"- **What this machine can say**: {cpus} shared CPUs, each"
         " server pinned to one core: the figures compare what one core does under each model."
         " Models that can spread over cores (forking, `trio-echo --workers`) are not shown at"
         " their multi-core best here; CPython 3.11's threads run Python code one at a time"

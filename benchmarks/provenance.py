@@ -83,8 +83,10 @@ class Environment(TypedDict):
     Attributes:
         commit: The repository's ``HEAD`` commit, or None outside a git
             checkout (or without git).
-        dirty: Whether the checkout differed from that commit (files under
-            ``benchmarks/.cache`` aside), or None without a commit.
+        dirty: Whether the checkout differed from that commit, or None
+            without a commit. The folders results are written to,
+            ``benchmarks/.cache`` and ``benchmarks/results``, are left
+            aside: a run writes its journal there while it measures.
         python: The interpreter's full version (``sys.version``).
         libraries: The version of each of `LIBRARIES`, or None where it is
             not installed.
@@ -282,7 +284,15 @@ def environment(*, root: Path = ROOT) -> Environment:
         commit = None
     status = None
     if commit is not None:
-        status = _git(root, "status", "--porcelain", "--", ".", ":(exclude)benchmarks/.cache")
+        status = _git(
+            root,
+            "status",
+            "--porcelain",
+            "--",
+            ".",
+            ":(exclude)benchmarks/.cache",
+            ":(exclude)benchmarks/results",
+        )
     uname = platform.uname()
     return {
         "commit": commit,

@@ -5,6 +5,7 @@ code are counted."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from pathlib import Path
@@ -58,6 +59,42 @@ MARKED = (
     "<!-- end of generated: one -->\n"
     "after\n"
 )
+
+
+OLDER_ENVIRONMENT = {"date": "2026-12-01 18:25 UTC", "cpus": 2, "machine": "m", "python": "3.11.7"}
+RECORDED_ENVIRONMENT = {
+    "commit": "0123456789abcdef0123456789abcdef01234567",
+    "dirty": False,
+    "python": "3.11.7 (main) [GCC 12.2.0]",
+    "libraries": {"trio": "0.35.0"},
+    "openssl": "OpenSSL 3.0.19",
+    "compiler": "cc 12.2.0",
+    "kernel": "Linux 6.18",
+    "machine": "x86_64",
+    "cpu_model": "a CPU",
+    "cpu_count": 2,
+    "cpus_available": 2,
+    "loadgen_hash": "0123456789abcdef",
+    "recorded_at": "2026-12-07T23:52:14+00:00",
+}
+
+
+@pytest.mark.parametrize(
+    ("environment", "machine"),
+    [(OLDER_ENVIRONMENT, "m"), (RECORDED_ENVIRONMENT, "Linux 6.18 x86_64")],
+)
+def test_every_page_is_written_from_either_record_of_the_machine(
+    committed: Results, environment: dict[str, object], machine: str
+) -> None:
+    results = dataclasses.replace(committed, environment=environment)
+    text = "\n".join(
+        line
+        for sections in PAGES.values()
+        for section in sections(results).values()
+        for line in section
+    )
+    assert "**What this machine can say**: 2 shared CPUs" in text
+    assert f"2 CPUs, {machine}, Python 3.11.7;" in text
 
 
 def test_fill_replaces_only_what_is_between_the_markers() -> None:

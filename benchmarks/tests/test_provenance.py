@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -205,6 +206,31 @@ def test_the_environment_names_the_commit_and_the_machine():
     assert HASH.fullmatch(recorded["loadgen_hash"])
     when = datetime.datetime.fromisoformat(recorded["recorded_at"])
     assert when.utcoffset() == datetime.timedelta(0)
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_results_written_by_the_run_do_not_make_the_checkout_dirty(checkout: Path):
+    if shutil.which("git") is None:
+        pytest.skip("no git")
+    (checkout / "benchmarks" / "results").mkdir(exist_ok=True)
+    git(checkout, "init", "-q")
+    git(checkout, "add", ".")
+    git(checkout, "commit", "-q", "-m", "the code")
+    assert environment(root=checkout)["dirty"] is False
+    (checkout / "benchmarks" / "results" / "runs.jsonl").write_text("{}\n")
+    (checkout / "benchmarks" / ".cache").mkdir(exist_ok=True)
+    (checkout / "benchmarks" / ".cache" / "loadgen").write_text("built")
+    assert environment(root=checkout)["dirty"] is False
+    touch(checkout / PROTOCOL)
+    assert environment(root=checkout)["dirty"] is True
 
 
 def test_the_environment_without_git_or_a_compiler(checkout: Path, monkeypatch):
