@@ -251,12 +251,13 @@ def test_a_file_that_records_no_code_is_said_to_be_of_older_code(committed) -> N
         floor_section(unrecorded(committed.floor))
     )
     for name, text in (
+        ("benchmark.json", models_sections(committed)["figures"]),
         ("tls.json", tls_section(committed.tls)),
         ("framer.json", framer_table(committed)),
         ("floor.json", floor_section(committed.floor)),
     ):
-        if "code" in _load(name):
-            assert OLDER_CODE[1:] not in "\n".join(text), name
+        assert "code" in _load(name), f"{name} records no code: measure it again"
+        assert OLDER_CODE[1:] not in "\n".join(text), name
 
 
 def test_the_pages_mark_exactly_the_rows_whose_code_changed(committed, hashes) -> None:
